@@ -1,0 +1,53 @@
+"""rmsnorm_core: the framework-neutral RMSNorm spec, reference and tolerances.
+
+Imports NumPy, ml_dtypes and safetensors only; never torch, never jax.
+"""
+
+from . import reference
+from ._dtypes import FLOAT_DTYPES, dtype_name, numpy_dtype, promote
+from ._errors import RMSNormError, RMSNormTypeError
+from ._plan import (
+    DtypePlan,
+    canonical_axes,
+    check_normalized_shape,
+    check_param,
+    check_residual,
+    dtype_plan,
+    param_shape,
+    partial_count,
+)
+from ._presets import FLOAT32_EPS, preset, presets
+from ._spec import SCHEMA_VERSION, RMSNormSpec
+from ._tolerance import TOLERANCES, Comparison, Tolerance, assert_close, compare, tolerance
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FLOAT32_EPS",
+    "FLOAT_DTYPES",
+    "SCHEMA_VERSION",
+    "TOLERANCES",
+    "Comparison",
+    "DtypePlan",
+    "RMSNormError",
+    "RMSNormSpec",
+    "RMSNormTypeError",
+    "Tolerance",
+    "__version__",
+    "assert_close",
+    "canonical_axes",
+    "check_normalized_shape",
+    "check_param",
+    "check_residual",
+    "compare",
+    "dtype_name",
+    "dtype_plan",
+    "numpy_dtype",
+    "param_shape",
+    "partial_count",
+    "preset",
+    "presets",
+    "promote",
+    "reference",
+    "tolerance",
+]

@@ -1,0 +1,7 @@
+"""``python -m rmsnorm_core`` runs the ``rmsnorm`` CLI."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

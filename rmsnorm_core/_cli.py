@@ -1,0 +1,78 @@
+"""The ``rmsnorm`` command line.
+
+Exit codes: 0 success, 1 failure, 2 bad usage (argparse's convention). Errors
+print one line naming the problem, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from ._errors import RMSNormError
+from ._presets import preset, presets
+from ._spec import RMSNormSpec
+
+
+def _parse_value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    for name, spec in presets().items():
+        print(f"{name:8s} {spec!r}")
+    return 0
+
+
+def _cmd_spec(args: argparse.Namespace) -> int:
+    overrides = {}
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        if not sep:
+            raise RMSNormError(f"--set {item!r} is not accepted; expected FIELD=VALUE")
+        overrides[field] = _parse_value(value)
+    base = preset(args.preset) if args.preset else RMSNormSpec()
+    print(base.replace(**overrides).to_json(indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser (subcommands register here)."""
+    parser = argparse.ArgumentParser(
+        prog="rmsnorm",
+        description="One RMSNorm, specified once, run identically in JAX/Flax and PyTorch.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("presets", help="list the presets and their specs")
+    p.set_defaults(func=_cmd_presets)
+    p = sub.add_parser("spec", help="print a spec as JSON (a preset, with overrides)")
+    p.add_argument("preset", nargs="?", help="preset name (default: the spec defaults)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a field; VALUE is read as JSON, else as a string",
+    )
+    p.set_defaults(func=_cmd_spec)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RMSNormError as err:
+        print(f"rmsnorm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Dtype names shared by every backend, and the one promotion rule.
+
+Core speaks of dtypes by name ("float32", "bfloat16", ...) so it never needs
+torch or jax; each backend maps these names onto its own dtype objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from ._errors import RMSNormTypeError
+
+#: Floating dtypes an input, a parameter or a result may have.
+FLOAT_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+
+_WIDTH = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}
+
+_NUMPY = {
+    "float16": np.dtype(np.float16),
+    "bfloat16": np.dtype(ml_dtypes.bfloat16),
+    "float32": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+}
+
+
+def dtype_name(dtype: Any) -> str:
+    """Return the canonical name of ``dtype``.
+
+    Args:
+        dtype: a name, a NumPy dtype (ml_dtypes' bfloat16 included), or any
+            object whose ``str()`` ends in a dtype name (``torch.float16``,
+            ``jnp.bfloat16``), which keeps core free of framework imports.
+
+    Returns:
+        The name, e.g. ``"bfloat16"``; non-floating dtypes keep their own
+        name (``"int32"``) so that callers can reject them with a message.
+    """
+    if isinstance(dtype, str):
+        return dtype
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype).rsplit(".", 1)[-1]
+
+
+def check_float_dtype(parameter: str, dtype: Any) -> str:
+    """Return the name of ``dtype``, or raise if it is not a floating dtype.
+
+    Raises:
+        RMSNormTypeError: naming ``parameter`` when the dtype is integer,
+            bool, complex or unknown.
+    """
+    name = dtype_name(dtype)
+    if name not in _WIDTH:
+        raise RMSNormTypeError(
+            f"{parameter} has dtype {name}; accepted dtypes are {', '.join(FLOAT_DTYPES)}"
+        )
+    return name
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """Return the NumPy dtype for a floating dtype name (bfloat16 via ml_dtypes)."""
+    return _NUMPY[check_float_dtype("dtype", name)]
+
+
+def promote(*names: str) -> str:
+    """Promote floating dtype names as JAX and PyTorch both do.
+
+    Equal names stay; a wider dtype wins; float16 with bfloat16 gives float32
+    (neither holds the other's values).
+    """
+    result = names[0]
+    for name in names[1:]:
+        if name == result:
+            continue
+        if _WIDTH[name] == _WIDTH[result] == 16:
+            result = "float32"
+        elif _WIDTH[name] > _WIDTH[result]:
+            result = name
+    return result

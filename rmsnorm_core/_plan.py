@@ -1,0 +1,189 @@
+"""Decisions made once in core, executed by every backend.
+
+A backend asks core for the canonical axes, the parameter shape, the partial
+count and the dtype plan, then maps them onto its primitives; it never
+re-derives a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+from ._dtypes import check_float_dtype, dtype_name, promote
+from ._errors import RMSNormError, RMSNormTypeError
+from ._spec import RMSNormSpec
+
+
+def canonical_axes(axes: Sequence[int], rank: int) -> tuple[int, ...]:
+    """Return ``axes`` for an input of ``rank``: non-negative and sorted.
+
+    Raises:
+        RMSNormError: an axis is out of range or repeated, or ``rank`` is 0.
+    """
+    if rank < 1:
+        raise RMSNormError(
+            f"an input of rank 0 (a scalar) cannot be normalized; x must have "
+            f"rank >= 1 (axes={tuple(axes)!r})"
+        )
+    resolved = []
+    for axis in axes:
+        if not -rank <= axis < rank:
+            raise RMSNormError(
+                f"axes={tuple(axes)!r} is out of range for an input of rank {rank}; "
+                f"each axis must satisfy {-rank} <= axis < {rank}"
+            )
+        resolved.append(axis % rank)
+    if len(set(resolved)) != len(resolved):
+        raise RMSNormError(
+            f"axes={tuple(axes)!r} name the same axis twice for an input of rank "
+            f"{rank}; each axis may appear once"
+        )
+    return tuple(sorted(resolved))
+
+
+def param_shape(spec: RMSNormSpec, input_shape: Sequence[int]) -> tuple[int, ...]:
+    """Return the shape of ``scale`` and ``bias``: the normalized dims in order.
+
+    E.g. NCHW normalized over C (``axes=(1,)``) gives ``(C,)``; ``axes=(-2,
+    -1)`` of a rank-3 input gives ``(d1, d2)``.
+    """
+    shape = tuple(int(d) for d in input_shape)
+    return tuple(shape[a] for a in canonical_axes(spec.axes, len(shape)))
+
+
+def partial_count(spec: RMSNormSpec, block_size: int) -> int:
+    """Return how many elements of a normalized block enter the statistic.
+
+    ``max(1, floor(partial * n))`` for a non-empty block, ``n`` when
+    ``partial`` is 1, and 0 for an empty block. Every backend uses this one
+    function, so they agree even where ``partial * n`` rounds awkwardly.
+    """
+    if block_size <= 0:
+        return 0
+    if spec.partial >= 1.0:
+        return block_size
+    return max(1, min(block_size, math.floor(spec.partial * block_size)))
+
+
+@dataclasses.dataclass(frozen=True)
+class DtypePlan:
+    """Where an RMSNorm computes and rounds, for one input and param dtype.
+
+    Attributes:
+        input: dtype of ``x``.
+        compute: dtype of the statistic and the normalized value.
+        scale: dtype in which ``g = scale_offset + scale`` is formed and
+            multiplied (float32, or float64 when compute is float64).
+        intermediate: dtype ``h*inv`` is rounded to before the scale
+            (``before_scale``: the input dtype), or None (``after_scale``).
+        output: dtype of ``y``.
+        residual: dtype of the residual sum ``s``.
+    """
+
+    input: str
+    compute: str
+    scale: str
+    intermediate: str | None
+    output: str
+    residual: str
+
+
+def dtype_plan(spec: RMSNormSpec, input_dtype: Any, param_dtype: Any | None = None) -> DtypePlan:
+    """Return the :class:`DtypePlan` for an input dtype and parameter dtype.
+
+    Args:
+        spec: the spec.
+        input_dtype: dtype (or name) of ``x``: float16, bfloat16, float32 or
+            float64.
+        param_dtype: dtype of the parameters actually present; defaults to
+            ``spec.param_dtype``. Ignored when the spec has no parameters.
+
+    Raises:
+        RMSNormTypeError: a dtype is not a floating dtype.
+    """
+    inp = check_float_dtype("x", input_dtype)
+    par = check_float_dtype("param_dtype", spec.param_dtype if param_dtype is None else param_dtype)
+    if spec.compute_dtype == "input":
+        compute = inp
+    elif spec.compute_dtype == "float64" or inp == "float64":
+        compute = "float64"
+    else:
+        compute = "float32"
+    has_params = spec.use_scale or spec.use_bias
+    output = promote(inp, par) if spec.output_dtype == "promote" and has_params else inp
+    return DtypePlan(
+        input=inp,
+        compute=compute,
+        scale="float64" if compute == "float64" else "float32",
+        intermediate=inp if spec.cast_order == "before_scale" else None,
+        output=output,
+        residual=inp if spec.residual_dtype == "input" else promote(inp, "float32"),
+    )
+
+
+def check_param(name: str, shape: Sequence[int], dtype: Any, expected_shape: Sequence[int]) -> None:
+    """Raise unless a parameter has the expected shape and a float dtype.
+
+    Raises:
+        RMSNormError: naming ``name``, the shape received and the one expected.
+        RMSNormTypeError: ``dtype`` is not a floating dtype.
+    """
+    check_float_dtype(name, dtype)
+    if tuple(shape) != tuple(expected_shape):
+        raise RMSNormError(
+            f"{name} has shape {tuple(shape)}; expected {tuple(expected_shape)}, "
+            "the sizes of the normalized axes in increasing axis order"
+        )
+
+
+def check_residual(shape: Sequence[int], dtype: Any, x_shape: Sequence[int]) -> None:
+    """Raise unless ``residual`` matches ``x``'s shape and is a float dtype."""
+    check_float_dtype("residual", dtype)
+    if tuple(shape) != tuple(x_shape):
+        raise RMSNormError(
+            f"residual has shape {tuple(shape)}; expected the shape of x, {tuple(x_shape)}"
+        )
+
+
+def check_normalized_shape(
+    normalized_shape: Any,
+) -> tuple[int, ...]:
+    """Validate a torch-style ``normalized_shape`` (int or sequence of ints >= 0).
+
+    Raises:
+        RMSNormError: a dim is negative or not an int.
+    """
+    if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
+        normalized_shape = (normalized_shape,)
+    try:
+        dims = tuple(normalized_shape)
+    except TypeError:
+        raise RMSNormTypeError(
+            f"normalized_shape={normalized_shape!r} is not accepted; expected an "
+            "int or a sequence of ints"
+        ) from None
+    if not dims or any(
+        isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0 for d in dims
+    ):
+        raise RMSNormError(
+            f"normalized_shape={normalized_shape!r} is not accepted; expected a "
+            "non-empty sequence of ints >= 0"
+        )
+    return tuple(int(d) for d in dims)
+
+
+__all__ = [
+    "DtypePlan",
+    "canonical_axes",
+    "check_normalized_shape",
+    "check_param",
+    "check_residual",
+    "dtype_name",
+    "dtype_plan",
+    "param_shape",
+    "partial_count",
+]

@@ -1,0 +1,77 @@
+"""Named presets: the conventions users port models between.
+
+Each line names the upstream implementation and version reproduced and its
+exact formula, with ``f = float32``, ``x`` the input, ``w`` the weight and
+``T`` the input dtype:
+
+- ``torch``: ``torch.nn.RMSNorm`` / ``F.rms_norm`` (PyTorch 2.13), eps=None
+  resolved as PyTorch does, to float32's machine epsilon for every input
+  dtype (its opmath type): ``y = T(f(x) * rsqrt(mean(f(x)^2) + eps) *
+  f(w))``, rounded once after the weight multiply.
+- ``flax``: ``flax.linen.RMSNorm`` / ``flax.nnx.RMSNorm`` (Flax 0.12), eps
+  1e-6: ``y = promote(T, w)(f(x) * (rsqrt(mean(f(x)^2) + eps) * w))``: a
+  bfloat16 input with float32 scale gives a float32 output.
+- ``llama``: Hugging Face ``LlamaRMSNorm`` (transformers 4.x), eps 1e-6:
+  ``y = w * T(f(x) * rsqrt(mean(f(x)^2) + eps))``: rounded to the input
+  dtype *before* the weight multiply, the product in the promoted dtype.
+- ``gemma``: Hugging Face ``GemmaRMSNorm`` (transformers 4.x), eps 1e-6:
+  ``y = T(f(x) * rsqrt(mean(f(x)^2) + eps) * (1 + f(w)))``: the offset is
+  added and multiplied in float32, one rounding; weights start at zero.
+- ``t5``: Hugging Face ``T5LayerNorm`` (transformers 4.x) with a float32
+  weight, eps 1e-6: ``y = w * (x * rsqrt(mean(f(x)^2) + eps))`` in float32:
+  the output is promoted (float32). With a half-precision weight T5 casts
+  before the multiply, which is the ``llama`` preset.
+- ``paper``: Zhang & Sennrich (2019), the authors' PyTorch code, eps 1e-8
+  added to the rms, outside the root: ``y = w * x / (||x||/sqrt(n) + eps)``,
+  computed in float32 here.
+- ``onnx``: ONNX ``RMSNormalization`` (opset 23, stash_type=1), epsilon
+  1e-5: ``Y = T(f(X) / sqrt(mean(f(X)^2) + eps)) * Scale``: cast before the
+  scale; ``Y`` has the scale's type (promoted).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._errors import RMSNormError, RMSNormTypeError
+from ._spec import RMSNormSpec
+
+#: float32's machine epsilon: what torch.nn.RMSNorm uses for eps=None.
+FLOAT32_EPS = 1.1920928955078125e-07
+
+_PRESETS: dict[str, RMSNormSpec] = {
+    "torch": RMSNormSpec(eps=FLOAT32_EPS),
+    "flax": RMSNormSpec(eps=1e-6, output_dtype="promote"),
+    "llama": RMSNormSpec(eps=1e-6, cast_order="before_scale", output_dtype="promote"),
+    "gemma": RMSNormSpec(eps=1e-6, scale_offset=1.0),
+    "t5": RMSNormSpec(eps=1e-6, output_dtype="promote"),
+    "paper": RMSNormSpec(eps=1e-8, eps_placement="outside"),
+    "onnx": RMSNormSpec(eps=1e-5, cast_order="before_scale", output_dtype="promote"),
+}
+
+
+def preset(name: str, **overrides: Any) -> RMSNormSpec:
+    """Return the preset ``name`` (see the module docstring), with overrides.
+
+    Args:
+        name: one of :func:`presets`' keys.
+        **overrides: spec fields to change, validated as in the constructor.
+
+    Raises:
+        RMSNormError: ``name`` is not a preset, or an override is rejected.
+    """
+    if not isinstance(name, str):
+        raise RMSNormTypeError(f"preset name must be a str, got {type(name).__name__} {name!r}")
+    try:
+        spec = _PRESETS[name]
+    except KeyError:
+        raise RMSNormError(
+            f"preset={name!r} is not a preset; accepted presets are "
+            f"{', '.join(repr(n) for n in _PRESETS)}"
+        ) from None
+    return spec.replace(**overrides) if overrides else spec
+
+
+def presets() -> dict[str, RMSNormSpec]:
+    """Return every preset by name; the dict is a fresh copy."""
+    return dict(_PRESETS)

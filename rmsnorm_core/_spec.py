@@ -1,0 +1,264 @@
+"""The framework-neutral RMSNorm specification."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+from typing import Any, ClassVar
+
+from ._dtypes import FLOAT_DTYPES
+from ._errors import RMSNormError, RMSNormTypeError
+
+#: Version of the JSON layout written by :meth:`RMSNormSpec.to_dict`.
+SCHEMA_VERSION = 1
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "eps_placement": ("inside", "outside"),
+    "compute_dtype": ("float32", "float64", "input"),
+    "cast_order": ("after_scale", "before_scale"),
+    "output_dtype": ("input", "promote"),
+    "param_dtype": FLOAT_DTYPES,
+    "residual_dtype": ("input", "float32"),
+}
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def _require_bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise RMSNormTypeError(
+            f"{field}={value!r} is not accepted; {field} must be a bool (True or False)"
+        )
+    return value
+
+
+def _require_real(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise RMSNormTypeError(f"{field}={value!r} is not accepted; {field} must be a real number")
+    return float(value)
+
+
+def _canonical_axes_field(value: Any) -> tuple[int, ...]:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (tuple, list)):
+        raise RMSNormTypeError(
+            f"axes={value!r} is not accepted; axes must be an int or a non-empty tuple of ints"
+        )
+    for axis in value:
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise RMSNormTypeError(
+                f"axes={tuple(value)!r} is not accepted; every axis must be an int, got {axis!r}"
+            )
+    axes = tuple(int(a) for a in value)
+    if not axes:
+        raise RMSNormError(
+            "axes=() is not accepted; axes must name at least one axis to normalize over"
+        )
+    if len(set(axes)) != len(axes):
+        raise RMSNormError(f"axes={axes!r} is not accepted; axes must not repeat an axis")
+    return axes
+
+
+@dataclasses.dataclass(frozen=True)
+class RMSNormSpec:
+    """One RMSNorm, specified once; every backend computes exactly this.
+
+    For an input ``x`` and the normalized axes ``A``:
+
+    1. ``h = cast(x, compute)``; compute is float32 (float64 for float64
+       inputs), float64, or the input dtype itself (``compute_dtype="input"``,
+       to reproduce naive code: every elementwise step rounds to that dtype).
+    2. ``ms = mean(h*h over A)``; with ``partial=p < 1`` only the first
+       ``k = max(1, floor(p*n))`` elements of the flattened normalized block
+       (axes in increasing order, C order) enter the mean, and ``k`` is the
+       divisor (the paper's pRMSNorm).
+    3. ``inv = rsqrt(ms + eps)`` (``eps_placement="inside"``) or
+       ``inv = 1 / (sqrt(ms) + eps)`` (``"outside"``, the paper's code).
+    4. ``g = scale_offset + scale`` formed in float32 (float64 when compute is
+       float64), never in half precision; ``g = 1`` without a scale.
+    5. ``cast_order="after_scale"`` (Gemma): ``y = cast_out(h*inv*g + b)``,
+       one rounding. ``"before_scale"`` (Llama, ONNX): ``y =
+       cast_out(cast_in(h*inv)*g + b)``: the normalized value is rounded to
+       the input dtype, then the product (and bias) rounded once more.
+    6. ``output_dtype="input"`` gives the input dtype; ``"promote"`` promotes
+       the input dtype with the dtypes of the parameters present (flax's rule:
+       bfloat16 x float32 -> float32; no parameters -> the input dtype).
+    7. Residual variant: ``s = x + residual`` rounded to ``residual_dtype``
+       (the input dtype, or float32 as flash-attn's ``residual_in_fp32``); the
+       norm is computed from the stored ``s`` and returns ``(y, s)``; the
+       dtype rules above refer to the dtype of ``x``.
+
+    Edge rules: an all-zero row gives zeros and finite gradients (with eps
+    outside, the gradient of ``sqrt`` at 0 is taken as 0); a NaN or Inf
+    stays in its own row; empty batches give empty outputs.
+
+    Attributes:
+        axes: the normalized axes, any non-empty set of distinct ints;
+            negative values count from the end. Default ``(-1,)``.
+        eps: finite float > 0. Default ``1e-6``.
+        eps_placement: ``"inside"`` (default) or ``"outside"``.
+        compute_dtype: ``"float32"`` (default), ``"float64"`` or ``"input"``.
+        cast_order: ``"after_scale"`` (default) or ``"before_scale"``.
+        output_dtype: ``"input"`` (default) or ``"promote"``.
+        param_dtype: dtype parameters are created in; one of float16,
+            bfloat16, float32 (default), float64.
+        use_scale: learn a scale (gamma) over the normalized axes. Default True.
+        scale_offset: finite number added to the scale in float32: 0.0
+            (default) or 1.0 for Gemma-style zero-centered gamma. Needs
+            ``use_scale``.
+        use_bias: learn a bias over the normalized axes. Default False.
+        partial: fraction ``0 < p <= 1`` of the block used for the statistic.
+            Default 1.0.
+        residual_dtype: ``"input"`` (default) or ``"float32"``.
+
+    Raises:
+        RMSNormError: a field has a value outside its accepted range.
+        RMSNormTypeError: a field has the wrong type.
+    """
+
+    axes: tuple[int, ...] = (-1,)
+    eps: float = 1e-6
+    eps_placement: str = "inside"
+    compute_dtype: str = "float32"
+    cast_order: str = "after_scale"
+    output_dtype: str = "input"
+    param_dtype: str = "float32"
+    use_scale: bool = True
+    scale_offset: float = 0.0
+    use_bias: bool = False
+    partial: float = 1.0
+    residual_dtype: str = "input"
+
+    schema_version: ClassVar[int] = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "axes", _canonical_axes_field(self.axes))
+        eps = _require_real("eps", self.eps)
+        if not (math.isfinite(eps) and eps > 0):
+            raise RMSNormError(f"eps={self.eps!r} is not accepted; eps must be a finite float > 0")
+        set_(self, "eps", eps)
+        for field, accepted in _CHOICES.items():
+            value = getattr(self, field)
+            if not isinstance(value, str) or value not in accepted:
+                raise RMSNormError(
+                    f"{field}={value!r} is not accepted; expected one of {_choices(accepted)}"
+                )
+        _require_bool("use_scale", self.use_scale)
+        _require_bool("use_bias", self.use_bias)
+        offset = _require_real("scale_offset", self.scale_offset)
+        if not math.isfinite(offset):
+            raise RMSNormError(
+                f"scale_offset={self.scale_offset!r} is not accepted; scale_offset "
+                "must be a finite number"
+            )
+        if offset != 0.0 and not self.use_scale:
+            raise RMSNormError(
+                f"scale_offset={offset!r} needs use_scale=True; without a scale "
+                "the offset has nothing to shift (use scale_offset=0.0)"
+            )
+        set_(self, "scale_offset", offset)
+        partial = _require_real("partial", self.partial)
+        if not (0.0 < partial <= 1.0):
+            raise RMSNormError(
+                f"partial={self.partial!r} is not accepted; partial must satisfy 0 < partial <= 1"
+            )
+        set_(self, "partial", partial)
+
+    def replace(self, **changes: Any) -> RMSNormSpec:
+        """Return a copy with ``changes`` applied, validated like a new spec."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise RMSNormTypeError(
+                f"replace() got unknown field(s) {unknown}; accepted fields are "
+                f"{[f.name for f in dataclasses.fields(self)]}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict of every field plus ``schema_version``."""
+        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            data[field.name] = list(value) if field.name == "axes" else value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RMSNormSpec:
+        """Build a spec from :meth:`to_dict` output, through the constructor.
+
+        Missing fields take their defaults; a missing ``schema_version`` is
+        read as version 1.
+
+        Raises:
+            RMSNormError: unknown keys, a schema version newer than this
+                library's, or any field the constructor rejects.
+        """
+        if not isinstance(data, dict):
+            raise RMSNormTypeError(
+                f"spec data must be a JSON object (dict), got {type(data).__name__}"
+            )
+        data = dict(data)
+        version = data.pop("schema_version", SCHEMA_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise RMSNormError(
+                f"schema_version={version!r} is not accepted; expected an int "
+                f"between 1 and {SCHEMA_VERSION}"
+            )
+        if version > SCHEMA_VERSION:
+            raise RMSNormError(
+                f"schema_version={version} is newer than this library reads "
+                f"(up to {SCHEMA_VERSION}); upgrade rmsnorm-bridge"
+            )
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise RMSNormError(
+                f"unknown spec key(s) {unknown}; accepted keys are {['schema_version', *known]}"
+            )
+        return cls(**data)
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """Return the spec as JSON text (see :meth:`to_dict`)."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RMSNormSpec:
+        """Parse JSON text written by :meth:`to_json`.
+
+        Raises:
+            RMSNormError: the text is not JSON, or :meth:`from_dict` refuses it.
+        """
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise RMSNormTypeError(f"spec JSON must be str or bytes, got {type(text).__name__}")
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RMSNormError(f"spec JSON is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> RMSNormSpec:
+        """Return a named preset, optionally with fields overridden.
+
+        See :mod:`rmsnorm_core._presets` for each preset's upstream source and
+        exact formula.
+
+        Raises:
+            RMSNormError: ``name`` is not a preset.
+        """
+        from ._presets import preset
+
+        return preset(name, **overrides)
+
+    @classmethod
+    def presets(cls) -> dict[str, RMSNormSpec]:
+        """Return every preset by name (a fresh dict each call)."""
+        from ._presets import presets
+
+        return presets()

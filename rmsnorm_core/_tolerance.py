@@ -1,0 +1,119 @@
+"""The one tolerance table every parity check uses, and the checker.
+
+Entries start from ``torch.testing.assert_close``'s defaults for each dtype;
+an entry that differs says why beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ._dtypes import check_float_dtype, dtype_name
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """``|actual - expected| <= atol + rtol * |expected|``, elementwise."""
+
+    rtol: float
+    atol: float
+
+
+TOLERANCES: dict[str, Tolerance] = {
+    "float64": Tolerance(rtol=1e-7, atol=1e-7),
+    "float32": Tolerance(rtol=1.3e-6, atol=1e-5),
+    # torch.testing's bfloat16 entry, 1.6e-2, already spans the two rounding
+    # points of cast_order="before_scale" (one bf16 ulp is at most 2^-7).
+    "bfloat16": Tolerance(rtol=1.6e-2, atol=1e-5),
+    # Loosened from torch.testing's 1e-3: one float16 ulp is up to 2^-10
+    # (9.8e-4) relative, and cast_order="before_scale" rounds twice (the
+    # normalized value, then the product), so a backend whose float32 rsqrt
+    # differs from float64's in the last bit can land two ulps away.
+    "float16": Tolerance(rtol=2e-3, atol=1e-5),
+}
+
+
+def tolerance(dtype: Any) -> Tolerance:
+    """Return the table entry for ``dtype`` (a name or any dtype object)."""
+    return TOLERANCES[check_float_dtype("dtype", dtype_name(dtype))]
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """The result of comparing one array with the reference.
+
+    Attributes:
+        passed: every element within tolerance, NaNs and infinities in the
+            same places with the same signs, and the shapes equal.
+        max_abs: largest absolute error over the finite elements.
+        max_rel: largest ``|actual - expected| / |expected|`` over the finite,
+            non-zero expected elements.
+        mismatched: how many elements failed.
+        reason: why it failed, empty when it passed.
+    """
+
+    passed: bool
+    max_abs: float
+    max_rel: float
+    mismatched: int
+    reason: str = ""
+
+
+def compare(actual: Any, expected: Any, dtype: Any | None = None) -> Comparison:
+    """Compare ``actual`` with ``expected`` under the tolerance for ``dtype``.
+
+    Args:
+        actual: the backend's array (any array-like NumPy can read).
+        expected: the reference array.
+        dtype: the key into :data:`TOLERANCES`; defaults to ``actual``'s dtype.
+    """
+    act = np.asarray(actual)
+    exp = np.asarray(expected)
+    tol = tolerance(act.dtype if dtype is None else dtype)
+    if act.shape != exp.shape:
+        return Comparison(
+            False,
+            float("inf"),
+            float("inf"),
+            max(act.size, exp.size),
+            f"shape {act.shape} != expected {exp.shape}",
+        )
+    a = act.astype(np.float64)
+    e = exp.astype(np.float64)
+    finite = np.isfinite(e)
+    same_special = np.where(np.isnan(e), np.isnan(a), a == e)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is handled below
+        diff = np.abs(a - e)
+        within = diff <= tol.atol + tol.rtol * np.abs(e)
+    ok = np.where(finite, within & np.isfinite(a), same_special)
+    mismatched = int(ok.size - np.count_nonzero(ok))
+    both = finite & np.isfinite(a)
+    max_abs = float(diff[both].max()) if both.any() else 0.0
+    nonzero = both & (e != 0)
+    max_rel = float((diff[nonzero] / np.abs(e[nonzero])).max()) if nonzero.any() else 0.0
+    reason = ""
+    if mismatched:
+        reason = (
+            f"{mismatched} of {ok.size} elements outside rtol={tol.rtol}, "
+            f"atol={tol.atol} (max abs {max_abs:.3g}, max rel {max_rel:.3g})"
+        )
+    return Comparison(mismatched == 0, max_abs, max_rel, mismatched, reason)
+
+
+def assert_close(actual: Any, expected: Any, dtype: Any | None = None, *, name: str = "") -> None:
+    """Raise AssertionError unless :func:`compare` passes.
+
+    Args:
+        actual, expected, dtype: as in :func:`compare`.
+        name: what is compared, for the message (e.g. ``"torch bf16 dx"``).
+    """
+    result = compare(actual, expected, dtype)
+    if not result.passed:
+        label = f"{name}: " if name else ""
+        raise AssertionError(f"{label}{result.reason}")
+
+
+__all__ = ["TOLERANCES", "Comparison", "Tolerance", "assert_close", "compare", "tolerance"]

@@ -1,0 +1,1 @@
+"""rmsnorm_flax: the flax backend of rmsnorm-bridge (under construction)."""

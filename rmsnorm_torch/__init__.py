@@ -1,0 +1,1 @@
+"""rmsnorm_torch: the torch backend of rmsnorm-bridge (under construction)."""

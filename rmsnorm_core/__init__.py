@@ -4,7 +4,7 @@ Imports NumPy, ml_dtypes and safetensors only; never torch, never jax.
 """
 
 from . import reference
-from ._dtypes import FLOAT_DTYPES, dtype_name, numpy_dtype, promote
+from ._dtypes import FLOAT_DTYPES, check_float_dtype, dtype_name, numpy_dtype, promote
 from ._errors import RMSNormError, RMSNormTypeError
 from ._plan import (
     DtypePlan,
@@ -36,6 +36,7 @@ __all__ = [
     "__version__",
     "assert_close",
     "canonical_axes",
+    "check_float_dtype",
     "check_normalized_shape",
     "check_param",
     "check_residual",

@@ -17,6 +17,9 @@ from ._dtypes import check_float_dtype, dtype_name, promote
 from ._errors import RMSNormError, RMSNormTypeError
 from ._spec import RMSNormSpec
 
+# Significand bits: bfloat16 (8) is the least precise, then float16 (11).
+_BITS = {"bfloat16": 8, "float16": 11, "float32": 24, "float64": 53}
+
 
 def canonical_axes(axes: Sequence[int], rank: int) -> tuple[int, ...]:
     """Return ``axes`` for an input of ``rank``: non-negative and sorted.
@@ -82,6 +85,10 @@ class DtypePlan:
             (``before_scale``: the input dtype), or None (``after_scale``).
         output: dtype of ``y``.
         residual: dtype of the residual sum ``s``.
+
+    ``precision`` names the least precise of these a value passes through;
+    parity checks key the tolerance table by it (``gradient_precision`` for
+    gradients).
     """
 
     input: str
@@ -90,6 +97,18 @@ class DtypePlan:
     intermediate: str | None
     output: str
     residual: str
+
+    @property
+    def precision(self) -> str:
+        """The least precise dtype a value passes through: the tolerance key."""
+        steps = [self.output, self.compute] + ([self.intermediate] if self.intermediate else [])
+        return min(steps, key=_BITS.__getitem__)
+
+    @property
+    def gradient_precision(self) -> str:
+        """The tolerance key for gradients: ``precision``, or the input dtype
+        if narrower (``dx`` is stored in it)."""
+        return min((self.precision, self.input), key=_BITS.__getitem__)
 
 
 def dtype_plan(spec: RMSNormSpec, input_dtype: Any, param_dtype: Any | None = None) -> DtypePlan:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._dtypes import check_float_dtype, numpy_dtype
+from ._dtypes import check_float_dtype, numpy_dtype, promote
 from ._errors import RMSNormError
 from ._plan import (
     DtypePlan,
@@ -83,7 +83,7 @@ def _params(
         check_param(name, array.shape, array.dtype, blocks.pshape)
         dtypes.append(array.dtype.name)
         flat.append(array.astype(np.float64).reshape(blocks.n))
-    param_dtype = dtypes[0] if dtypes else None
+    param_dtype = promote(*dtypes) if dtypes else None
     return flat[0], flat[1], param_dtype
 
 
@@ -220,7 +220,11 @@ def rms_norm_vjp(
     dot = (gy * h).sum(axis=-1, keepdims=True)
     dx = inv * gy + dinv_dms * (2.0 * h * mask / max(blocks.k, 1)) * dot
     batch_axes = tuple(range(len(blocks.batch_shape)))
-    dscale = (d * h * inv).sum(axis=batch_axes).reshape(blocks.pshape) if spec.use_scale else None
+    # before_scale: y = round(round(h*inv) * g), so dy/dg is the rounded normalized value.
+    normalized = _round(h * inv, plan.intermediate)
+    dscale = None
+    if spec.use_scale:
+        dscale = (d * normalized).sum(axis=batch_axes).reshape(blocks.pshape)
     dbias = d.sum(axis=batch_axes).reshape(blocks.pshape) if spec.use_bias else None
     return blocks.join(dx), dscale, dbias
 

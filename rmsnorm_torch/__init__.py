@@ -1,1 +1,9 @@
-"""rmsnorm_torch: the torch backend of rmsnorm-bridge (under construction)."""
+"""rmsnorm_torch: the PyTorch layer of rmsnorm-bridge. Never imports jax.
+
+The formula and precision rules are in ``rmsnorm_core.RMSNormSpec``.
+"""
+
+from ._functional import rms_norm, rms_norm_residual, spec_kwargs
+from ._modules import ResidualRMSNorm, RMSNorm
+
+__all__ = ["RMSNorm", "ResidualRMSNorm", "rms_norm", "rms_norm_residual", "spec_kwargs"]

@@ -118,7 +118,11 @@ def compare(
 
 
 def assert_close(
-    actual: Any, expected: Any, dtype: Any | None = None, *, gradient: bool = False,
+    actual: Any,
+    expected: Any,
+    dtype: Any | None = None,
+    *,
+    gradient: bool = False,
     name: str = "",
 ) -> None:
     """Raise AssertionError unless :func:`compare` passes.

@@ -19,7 +19,6 @@ from torch import Tensor
 from rmsnorm_core import RMSNormError, RMSNormTypeError
 
 
-
 def fail(message: str) -> None:
     """Raise the library's error (a plain ValueError inside TorchScript)."""
     if torch.jit.is_scripting():
@@ -120,9 +119,7 @@ def check_param(name: str, p: Optional[Tensor], x: Tensor, dims: List[int]) -> N
 def check_choice(name: str, value: str, accepted: List[str]) -> None:
     """Raise unless ``value`` is one of ``accepted``."""
     if value not in accepted:
-        fail(
-            "{}='{}' is not accepted; expected one of {}".format(name, value, accepted)
-        )
+        fail("{}='{}' is not accepted; expected one of {}".format(name, value, accepted))
 
 
 def check_options(
@@ -137,9 +134,7 @@ def check_options(
     if not (eps > 0.0 and eps < float("inf")):
         fail("eps={} is not accepted; eps must be a finite float > 0".format(eps))
     if not (partial > 0.0 and partial <= 1.0):
-        fail(
-            "partial={} is not accepted; partial must satisfy 0 < partial <= 1".format(partial)
-        )
+        fail("partial={} is not accepted; partial must satisfy 0 < partial <= 1".format(partial))
     check_choice("eps_placement", eps_placement, ["inside", "outside"])
     check_choice("compute_dtype", compute_dtype, ["float32", "float64", "input"])
     check_choice("cast_order", cast_order, ["after_scale", "before_scale"])
@@ -153,8 +148,13 @@ def check_normalized_shape(x: Tensor, axes: List[int], normalized_shape: List[in
     if sizes != normalized_shape:
         fail(
             "x has shape {} but normalized_shape={} expects its axes {} to have sizes {}; "
-            "got {}".format(as_tuple(list(x.shape)), as_tuple(normalized_shape), as_tuple(axes),
-                            as_tuple(normalized_shape), as_tuple(sizes))
+            "got {}".format(
+                as_tuple(list(x.shape)),
+                as_tuple(normalized_shape),
+                as_tuple(axes),
+                as_tuple(normalized_shape),
+                as_tuple(sizes),
+            )
         )
 
 

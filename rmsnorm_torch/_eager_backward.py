@@ -15,15 +15,25 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._eager import BLOCK_ELEMENTS
+from ._blocked import block_rows
 
 
 def blocked_backward(
-    x: Tensor, dy: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], inv: Tensor,
-    n: int, scale_offset: float, needs: Tuple[bool, ...],
+    x: Tensor,
+    dy: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    inv: Tensor,
+    n: int,
+    scale_offset: float,
+    needs: Tuple[bool, ...],
 ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
     """Return ``(dx, dweight, dbias)``; None where no gradient is needed."""
-    need_dx, need_dw, need_db = needs[0], needs[1] and weight is not None, needs[2] and bias is not None
+    need_dx, need_dw, need_db = (
+        needs[0],
+        needs[1] and weight is not None,
+        needs[2] and bias is not None,
+    )
     x2 = x.reshape(-1, n)
     dy2 = dy.reshape(-1, n)
     rows = x2.shape[0]
@@ -31,13 +41,13 @@ def blocked_backward(
     dx = torch.empty(x.shape, dtype=x.dtype, device=x.device) if need_dx else None
     dx2 = dx.view(-1, n) if dx is not None else None
     dw = torch.zeros(n, dtype=torch.float32, device=x.device) if need_dw else None
-    step = max(1, BLOCK_ELEMENTS // max(n, 1))
+    step = block_rows(n)
     nh_buf = torch.empty((min(step, rows), n), dtype=torch.float32, device=x.device)
     gy_buf = torch.empty_like(nh_buf)
     for start in range(0, rows, step):
-        xb = x2[start:start + step]
-        dyb = dy2[start:start + step]
-        invb = inv[start:start + step]
+        xb = x2[start : start + step]
+        dyb = dy2[start : start + step]
+        invb = inv[start : start + step]
         m = xb.shape[0]
         nh = torch.mul(xb, invb, out=nh_buf[:m])
         gy = gy_buf[:m]
@@ -51,7 +61,7 @@ def blocked_backward(
             torch.mul(dyb, g, out=gy)
         mean = torch.linalg.vecdot(gy, nh).unsqueeze_(-1).div_(n)
         torch.addcmul(gy, nh, mean, value=-1.0, out=gy)
-        torch.mul(gy, invb, out=dx2[start:start + m])
+        torch.mul(gy, invb, out=dx2[start : start + m])
     dweight = None if dw is None or weight is None else dw.to(weight.dtype).reshape(weight.shape)
     dbias = None
     if need_db and bias is not None:

@@ -25,6 +25,7 @@ from torch import Tensor
 from rmsnorm_core import RMSNormSpec
 
 from . import _checks
+from ._blocked import applies, blocked_forward, needs_grad
 from ._graph import rms_norm_graph
 from ._plan import compute_dtype_for, output_dtype_for
 
@@ -45,9 +46,18 @@ def spec_kwargs(spec: RMSNormSpec) -> Dict[str, Any]:
 
 @torch.jit.unused
 def _eager(
-    x: Tensor, dims: List[int], weight: Optional[Tensor], bias: Optional[Tensor],
-    eps: float, eps_placement: str, compute_dtype: str, cast_order: str, output_dtype: str,
-    scale_offset: float, partial: float, in_dtype: torch.dtype,
+    x: Tensor,
+    dims: List[int],
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    eps: float,
+    eps_placement: str,
+    compute_dtype: str,
+    cast_order: str,
+    output_dtype: str,
+    scale_offset: float,
+    partial: float,
+    in_dtype: torch.dtype,
 ) -> Optional[Tensor]:
     """Run the blocked kernel where it applies (never while tracing or compiling)."""
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
@@ -55,15 +65,34 @@ def _eager(
     from ._eager import blocked_rms_norm
 
     return blocked_rms_norm(
-        x, dims, weight, bias, eps, eps_placement, compute_dtype, cast_order,
-        output_dtype, scale_offset, partial, in_dtype,
+        x,
+        dims,
+        weight,
+        bias,
+        eps,
+        eps_placement,
+        compute_dtype,
+        cast_order,
+        output_dtype,
+        scale_offset,
+        partial,
+        in_dtype,
     )
 
 
 def _norm(
-    x: Tensor, axes: List[int], weight: Optional[Tensor], bias: Optional[Tensor],
-    eps: float, eps_placement: str, compute_dtype: str, cast_order: str, output_dtype: str,
-    scale_offset: float, partial: float, in_dtype: torch.dtype,
+    x: Tensor,
+    axes: List[int],
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    eps: float,
+    eps_placement: str,
+    compute_dtype: str,
+    cast_order: str,
+    output_dtype: str,
+    scale_offset: float,
+    partial: float,
+    in_dtype: torch.dtype,
 ) -> Tensor:
     _checks.check_options(eps, eps_placement, compute_dtype, cast_order, output_dtype, partial)
     _checks.check_float("x", x)
@@ -71,16 +100,50 @@ def _norm(
     if not torch.jit.is_tracing():  # a trace records ops, not these shape comparisons
         _checks.check_param("weight", weight, x, dims)
         _checks.check_param("bias", bias, x, dims)
-    if not torch.jit.is_scripting():
-        fast = _eager(x, dims, weight, bias, eps, eps_placement, compute_dtype, cast_order,
-                      output_dtype, scale_offset, partial, in_dtype)
+    compute = compute_dtype_for(compute_dtype, in_dtype)
+    if torch.jit.is_scripting():
+        if applies(x, dims, eps_placement, compute, partial) and not needs_grad(x, weight, bias):
+            return blocked_forward(
+                x,
+                len(dims),
+                weight,
+                bias,
+                eps,
+                scale_offset,
+                cast_order == "before_scale",
+                in_dtype,
+                output_dtype_for(output_dtype, in_dtype, weight, bias),
+            )[0]
+    else:
+        fast = _eager(
+            x,
+            dims,
+            weight,
+            bias,
+            eps,
+            eps_placement,
+            compute_dtype,
+            cast_order,
+            output_dtype,
+            scale_offset,
+            partial,
+            in_dtype,
+        )
         if fast is not None:
             return fast
     return rms_norm_graph(
-        x, dims, weight, bias, eps, eps_placement == "outside",
-        compute_dtype_for(compute_dtype, in_dtype), cast_order == "before_scale",
-        output_dtype_for(output_dtype, in_dtype, weight, bias), scale_offset,
-        _partial_count(x, dims, partial), in_dtype,
+        x,
+        dims,
+        weight,
+        bias,
+        eps,
+        eps_placement == "outside",
+        compute_dtype_for(compute_dtype, in_dtype),
+        cast_order == "before_scale",
+        output_dtype_for(output_dtype, in_dtype, weight, bias),
+        scale_offset,
+        _partial_count(x, dims, partial),
+        in_dtype,
     )
 
 
@@ -127,8 +190,20 @@ def rms_norm(
         rmsnorm_core.RMSNormError: bad axes, shapes, dtypes, devices or options
             (``torch.jit.Error`` with the same message when scripted).
     """
-    return _norm(x, axes, weight, bias, eps, eps_placement, compute_dtype, cast_order,
-                 output_dtype, scale_offset, partial, x.dtype)
+    return _norm(
+        x,
+        axes,
+        weight,
+        bias,
+        eps,
+        eps_placement,
+        compute_dtype,
+        cast_order,
+        output_dtype,
+        scale_offset,
+        partial,
+        x.dtype,
+    )
 
 
 def rms_norm_residual(
@@ -162,13 +237,26 @@ def rms_norm_residual(
     if not torch.jit.is_tracing() and list(residual.shape) != list(x.shape):
         _checks.fail(
             "residual has shape {}; expected the shape of x, {}".format(
-                _checks.as_tuple(list(residual.shape)), _checks.as_tuple(list(x.shape)))
+                _checks.as_tuple(list(residual.shape)), _checks.as_tuple(list(x.shape))
+            )
         )
     store = x.dtype
     if residual_dtype == "float32":
         store = torch.promote_types(x.dtype, torch.float32)
     wide = torch.promote_types(store, residual.dtype)
     s = torch.add(x.to(wide), residual.to(wide)).to(store)
-    y = _norm(s, axes, weight, bias, eps, eps_placement, compute_dtype, cast_order,
-              output_dtype, scale_offset, partial, x.dtype)
+    y = _norm(
+        s,
+        axes,
+        weight,
+        bias,
+        eps,
+        eps_placement,
+        compute_dtype,
+        cast_order,
+        output_dtype,
+        scale_offset,
+        partial,
+        x.dtype,
+    )
     return y, s

@@ -9,7 +9,6 @@ Both are thin: ``forward`` is one call to the pure function in
 # No "from __future__ import annotations" here: TorchScript reads the class
 # attribute annotations as real types.
 
-
 import numbers
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -33,8 +32,12 @@ _ShapeLike = Union[int, Sequence[int], torch.Size]
 
 
 def _resolve_spec(
-    normalized_shape: Tuple[int, ...], eps: Optional[float], elementwise_affine: bool,
-    bias: bool, dtype: Optional[torch.dtype], spec: Optional[RMSNormSpec],
+    normalized_shape: Tuple[int, ...],
+    eps: Optional[float],
+    elementwise_affine: bool,
+    bias: bool,
+    dtype: Optional[torch.dtype],
+    spec: Optional[RMSNormSpec],
 ) -> RMSNormSpec:
     """Build the spec from torch's arguments, or check them against ``spec``."""
     if eps is not None and (isinstance(eps, bool) or not isinstance(eps, numbers.Real)):
@@ -108,9 +111,15 @@ class RMSNorm(nn.Module):
     __jit_unused_properties__ = ["spec"]
 
     def __init__(
-        self, normalized_shape: _ShapeLike, eps: Optional[float] = None,
-        elementwise_affine: bool = True, bias: bool = False, device: Any = None,
-        dtype: Optional[torch.dtype] = None, *, spec: Optional[RMSNormSpec] = None,
+        self,
+        normalized_shape: _ShapeLike,
+        eps: Optional[float] = None,
+        elementwise_affine: bool = True,
+        bias: bool = False,
+        device: Any = None,
+        dtype: Optional[torch.dtype] = None,
+        *,
+        spec: Optional[RMSNormSpec] = None,
     ) -> None:
         super().__init__()
         shape = check_normalized_shape(normalized_shape)
@@ -138,8 +147,9 @@ class RMSNorm(nn.Module):
         self.reset_parameters()
 
     @classmethod
-    def from_spec(cls, spec: RMSNormSpec, normalized_shape: _ShapeLike, *,
-                  device: Any = None) -> "RMSNorm":
+    def from_spec(
+        cls, spec: RMSNormSpec, normalized_shape: _ShapeLike, *, device: Any = None
+    ) -> "RMSNorm":
         """Build a module for any spec, e.g. NCHW over C: ``from_spec(s.replace(axes=(1,)), C)``."""
         return cls(normalized_shape, device=device, spec=spec)
 
@@ -162,9 +172,19 @@ class RMSNorm(nn.Module):
         """Normalize ``x`` (see ``rmsnorm_core.RMSNormSpec`` for the formula)."""
         if not torch.jit.is_tracing():
             _checks.check_normalized_shape(x, self.axes, self.normalized_shape)
-        return rms_norm(x, self.axes, self.weight, self.bias, self.eps, self.eps_placement,
-                        self.compute_dtype, self.cast_order, self.output_dtype,
-                        self.scale_offset, self.partial)
+        return rms_norm(
+            x,
+            self.axes,
+            self.weight,
+            self.bias,
+            self.eps,
+            self.eps_placement,
+            self.compute_dtype,
+            self.cast_order,
+            self.output_dtype,
+            self.scale_offset,
+            self.partial,
+        )
 
 
 class ResidualRMSNorm(RMSNorm):
@@ -185,7 +205,18 @@ class ResidualRMSNorm(RMSNorm):
         """Return ``(y, s)``."""
         if not torch.jit.is_tracing():
             _checks.check_normalized_shape(x, self.axes, self.normalized_shape)
-        return rms_norm_residual(x, residual, self.axes, self.weight, self.bias, self.eps,
-                                 self.eps_placement, self.compute_dtype, self.cast_order,
-                                 self.output_dtype, self.scale_offset, self.partial,
-                                 self.residual_dtype)
+        return rms_norm_residual(
+            x,
+            residual,
+            self.axes,
+            self.weight,
+            self.bias,
+            self.eps,
+            self.eps_placement,
+            self.compute_dtype,
+            self.cast_order,
+            self.output_dtype,
+            self.scale_offset,
+            self.partial,
+            self.residual_dtype,
+        )

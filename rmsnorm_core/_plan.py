@@ -176,20 +176,20 @@ def check_normalized_shape(
     Raises:
         RMSNormError: a dim is negative or not an int.
     """
+    given = normalized_shape
     if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
         normalized_shape = (normalized_shape,)
     try:
         dims = tuple(normalized_shape)
     except TypeError:
         raise RMSNormTypeError(
-            f"normalized_shape={normalized_shape!r} is not accepted; expected an "
-            "int or a sequence of ints"
+            f"normalized_shape={given!r} is not accepted; expected an int or a sequence of ints"
         ) from None
     if not dims or any(
         isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0 for d in dims
     ):
         raise RMSNormError(
-            f"normalized_shape={normalized_shape!r} is not accepted; expected a "
+            f"normalized_shape={given!r} is not accepted; expected an int >= 0 or a "
             "non-empty sequence of ints >= 0"
         )
     return tuple(int(d) for d in dims)

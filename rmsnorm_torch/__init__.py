@@ -5,5 +5,13 @@ The formula and precision rules are in ``rmsnorm_core.RMSNormSpec``.
 
 from ._functional import rms_norm, rms_norm_residual, spec_kwargs
 from ._modules import ResidualRMSNorm, RMSNorm
+from ._onnx import export_onnx
 
-__all__ = ["RMSNorm", "ResidualRMSNorm", "rms_norm", "rms_norm_residual", "spec_kwargs"]
+__all__ = [
+    "RMSNorm",
+    "ResidualRMSNorm",
+    "export_onnx",
+    "rms_norm",
+    "rms_norm_residual",
+    "spec_kwargs",
+]

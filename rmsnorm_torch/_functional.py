@@ -59,8 +59,26 @@ def _eager(
     partial: float,
     in_dtype: torch.dtype,
 ) -> Optional[Tensor]:
-    """Run the blocked kernel where it applies (never while tracing or compiling)."""
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+    """Run the blocked kernel where it applies; while an ONNX export at opset >= 23
+    traces, the native op where it equals the spec; otherwise None (graph path)."""
+    if torch.compiler.is_compiling():
+        from ._native import native_eligible, native_rms_norm
+
+        if native_eligible(
+            x,
+            dims,
+            weight,
+            bias,
+            eps_placement,
+            compute_dtype,
+            cast_order,
+            scale_offset,
+            partial,
+            in_dtype,
+        ):
+            return native_rms_norm(x, dims, weight, eps)
+        return None
+    if torch.jit.is_tracing():
         return None
     from ._eager import blocked_rms_norm
 
@@ -147,10 +165,28 @@ def _norm(
     )
 
 
+@torch.jit.unused
+def _traced_partial_count(x: Tensor, dims: List[int], partial: float) -> int:
+    """Under jit.trace the count is recorded as a constant of the traced block size
+    (fixed by the normalized dims, which the weights fix); the tracer's warning
+    about that is expected and silenced here."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        n = 1
+        for d in dims:
+            n *= int(x.shape[d])
+        return _checks.partial_count(partial, n)
+
+
 def _partial_count(x: Tensor, dims: List[int], partial: float) -> int:
     """The partial count, or -1 for "the whole block" (no shape arithmetic to trace)."""
     if partial >= 1.0:
         return -1
+    if not torch.jit.is_scripting():
+        if torch.jit.is_tracing():
+            return _traced_partial_count(x, dims, partial)
     n = 1
     for d in dims:
         n *= x.shape[d]

@@ -74,12 +74,15 @@ def rms_norm_graph(
     if before_scale:
         y = y.to(in_dtype)
     scale_dtype = torch.float64 if compute == torch.float64 else torch.float32
-    view = _param_view(x, dims)
+    # A trailing block broadcasts the parameters as they are; ONNX Runtime's
+    # fusion wants the scale as the plain 1-D (or block-shaped) initializer.
+    trailing = _is_trailing(dims, x.dim())
     if weight is not None:
         g = weight.to(scale_dtype)
         if scale_offset != 0.0:
             g = g + scale_offset
-        y = y * g.reshape(view)
+        y = y * (g if trailing else g.reshape(_param_view(x, dims)))
     if bias is not None:
-        y = y + bias.to(scale_dtype).reshape(view)
+        b = bias.to(scale_dtype)
+        y = y + (b if trailing else b.reshape(_param_view(x, dims)))
     return y.to(out_dtype)

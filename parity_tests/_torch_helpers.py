@@ -1,0 +1,41 @@
+"""NumPy <-> torch conversion (bfloat16 included) for the torch tests."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import torch
+
+from rmsnorm_torch import RMSNorm
+
+
+def to_torch(array: np.ndarray | None, *, grad: bool = False) -> torch.Tensor | None:
+    if array is None:
+        return None
+    if array.dtype == ml_dtypes.bfloat16:
+        t = torch.from_numpy(array.view(np.int16).copy()).view(torch.bfloat16)
+    else:
+        t = torch.from_numpy(array.copy())
+    return t.requires_grad_(grad)
+
+
+def to_numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    if t is None:
+        return None
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def module_for(problem) -> RMSNorm:
+    """An RMSNorm of ``problem.spec`` carrying the problem's parameters."""
+    from rmsnorm_core import param_shape
+
+    module = RMSNorm.from_spec(problem.spec, param_shape(problem.spec, problem.x.shape))
+    with torch.no_grad():
+        if problem.scale is not None:
+            module.weight.copy_(to_torch(problem.scale))
+        if problem.bias is not None:
+            module.bias.copy_(to_torch(problem.bias))
+    return module

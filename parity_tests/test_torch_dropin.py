@@ -57,7 +57,7 @@ def test_gradients_equal_torch(dtype):
     for m in (ours, peer):
         xg = x.clone().requires_grad_()
         grads.append(torch.autograd.grad(m(xg), (xg, m.weight), dy))
-    for got, want in zip(grads[0], grads[1]):
+    for got, want in zip(grads[0], grads[1], strict=True):
         assert_close(
             got.float().numpy(),
             want.float().numpy(),

@@ -18,13 +18,23 @@ from ._plan import (
 )
 from ._presets import FLOAT32_EPS, preset, presets
 from ._spec import SCHEMA_VERSION, RMSNormSpec
-from ._tolerance import TOLERANCES, Comparison, Tolerance, assert_close, compare, tolerance
+from ._tolerance import (
+    ROUNDING_AGREEMENT,
+    TOLERANCES,
+    Comparison,
+    Tolerance,
+    assert_close,
+    compare,
+    rounding_agreement,
+    tolerance,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FLOAT32_EPS",
     "FLOAT_DTYPES",
+    "ROUNDING_AGREEMENT",
     "SCHEMA_VERSION",
     "TOLERANCES",
     "Comparison",
@@ -50,5 +60,6 @@ __all__ = [
     "presets",
     "promote",
     "reference",
+    "rounding_agreement",
     "tolerance",
 ]

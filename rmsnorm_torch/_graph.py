@@ -65,24 +65,26 @@ def rms_norm_graph(
     ``in_dtype`` is the dtype the spec's "input" rules refer to (``x``'s own,
     except in the residual variant).
     """
-    h = x.to(compute)
+    # Casts only where the dtype changes: the TorchScript-based ONNX exporter
+    # would otherwise emit no-op Casts that cost ONNX Runtime a full copy.
+    h = x if x.dtype == compute else x.to(compute)
     ms = _mean_square(h, dims, k)
     if eps_outside:
         y = h / (torch.sqrt(ms) + eps)
     else:
         y = h / torch.sqrt(ms + eps)
-    if before_scale:
+    if before_scale and y.dtype != in_dtype:
         y = y.to(in_dtype)
     scale_dtype = torch.float64 if compute == torch.float64 else torch.float32
     # A trailing block broadcasts the parameters as they are; ONNX Runtime's
     # fusion wants the scale as the plain 1-D (or block-shaped) initializer.
     trailing = _is_trailing(dims, x.dim())
     if weight is not None:
-        g = weight.to(scale_dtype)
+        g = weight if weight.dtype == scale_dtype else weight.to(scale_dtype)
         if scale_offset != 0.0:
             g = g + scale_offset
         y = y * (g if trailing else g.reshape(_param_view(x, dims)))
     if bias is not None:
-        b = bias.to(scale_dtype)
+        b = bias if bias.dtype == scale_dtype else bias.to(scale_dtype)
         y = y + (b if trailing else b.reshape(_param_view(x, dims)))
-    return y.to(out_dtype)
+    return y if y.dtype == out_dtype else y.to(out_dtype)

@@ -58,7 +58,8 @@ def _module_dtype(module: nn.Module) -> Optional[torch.dtype]:
 def _check_args(opset: Any, exporter: Any, example: Any) -> None:
     if exporter not in EXPORTERS:
         raise RMSNormError(
-            f"exporter={exporter!r} is not accepted; expected one of {', '.join(map(repr, EXPORTERS))}"
+            f"exporter={exporter!r} is not accepted; expected one of "
+            f"{', '.join(map(repr, EXPORTERS))}"
         )
     valid = TORCHSCRIPT_OPSETS if exporter == "torchscript" else DYNAMO_OPSETS
     if isinstance(opset, bool) or not isinstance(opset, int) or opset not in valid:
@@ -112,7 +113,7 @@ def export_onnx(
     dims = _dynamic_dims(module, sample) if dynamic else []
     tmp = target.with_name(target.name + ".partial")
     was_training = module.training
-    module.eval()
+    model.eval()  # the wrapper too, if any; the module's mode is restored below
     try:
         with torch.no_grad():
             model(sample)  # raises RMSNormError on a bad example, before any export

@@ -1,0 +1,154 @@
+"""ONNX export through both exporters, run in ONNX Runtime on other shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _parity import PRESETS, check_forward, make_problem
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+from _torch_helpers import module_for, to_numpy, to_torch  # noqa: E402
+
+from rmsnorm_core import RMSNormError, numpy_dtype  # noqa: E402
+from rmsnorm_torch import export_onnx  # noqa: E402
+
+ALL_OPSETS = [("torchscript", o) for o in range(17, 21)] + [("dynamo", o) for o in range(17, 24)]
+MAIN_OPSETS = [("torchscript", 17), ("dynamo", 18), ("dynamo", 23)]
+TRAILING = ("trailing", (2, 5, 64), (3, 9, 64), {})
+NCHW = ("nchw-c", (2, 8, 3, 3), (4, 8, 5, 2), {"axes": (1,)})
+
+CASES = (
+    [
+        (p, d, e, o, TRAILING)
+        for p in PRESETS
+        for d in ("float32", "float16", "bfloat16")
+        for e, o in MAIN_OPSETS
+    ]
+    + [
+        (p, d, e, o, TRAILING)
+        for p in ("torch", "llama")
+        for d in ("float32", "float16")
+        for e, o in ALL_OPSETS
+        if (e, o) not in MAIN_OPSETS
+    ]
+    + [
+        (p, "float32", e, o, NCHW)
+        for p in PRESETS
+        for e, o in (("torchscript", 17), ("dynamo", 18))
+    ]
+)
+IDS = [f"onnx-{d}-{p}-{e}{o}-{c[0]}" for p, d, e, o, c in CASES]
+
+
+def _session(path, optimized=None):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if optimized is not None:
+        options.optimized_model_filepath = str(optimized)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _export(tmp_path, preset, dtype, exporter, opset, case):
+    case_id, sample_shape, other_shape, overrides = case
+    module = module_for(make_problem(preset, dtype, sample_shape, overrides))
+    sample = to_torch(make_problem(preset, dtype, sample_shape, overrides, seed=3).x)
+    path = export_onnx(module, tmp_path / "m.onnx", sample, opset=opset, exporter=exporter)
+    other = make_problem(preset, dtype, other_shape, overrides, seed=1)
+    other = type(other)(
+        other.spec,
+        other.x,
+        to_numpy(module.weight) if module.weight is not None else None,
+        to_numpy(module.bias) if module.bias is not None else None,
+        other.dy,
+    )
+    return module, path, other
+
+
+@pytest.mark.parametrize("preset,dtype,exporter,opset,case", CASES, ids=IDS)
+def test_export_runs_in_onnxruntime_on_other_shapes(tmp_path, preset, dtype, exporter, opset, case):
+    module, path, other = _export(tmp_path, preset, dtype, exporter, opset, case)
+    model = onnx.load(str(path))
+    assert model.opset_import[0].version == opset
+    feed = other.x.astype(np.float32) if dtype == "bfloat16" else other.x
+    y = _session(path).run(None, {"x": feed})[0]
+    with torch.no_grad():
+        eager = module(to_torch(other.x))
+    if dtype == "bfloat16":  # float32 boundary holding bfloat16 values (see _onnx.py)
+        assert y.dtype == np.float32
+        y = y.astype(numpy_dtype(str(eager.dtype).split(".")[-1]))
+    name = f"onnx {exporter}{opset} {dtype} {preset} {case[0]}"
+    check_forward(other, y, name=name)
+    assert y.shape == tuple(eager.shape) and y.dtype == to_numpy(eager).dtype
+
+
+FUSED = [
+    (d, e, o)
+    for d in ("float32", "float16")
+    for e, o in (("torchscript", 17), ("torchscript", 18), ("dynamo", 17), ("dynamo", 18))
+]
+
+
+@pytest.mark.parametrize("dtype,exporter,opset", FUSED, ids=[f"{e}{o}-{d}" for d, e, o in FUSED])
+def test_onnxruntime_fuses_the_decomposed_graph(tmp_path, dtype, exporter, opset):
+    _, path, _ = _export(tmp_path, "torch", dtype, exporter, opset, TRAILING)
+    _session(path, optimized=tmp_path / "opt.onnx")
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    assert "SimplifiedLayerNormalization" in ops, ops
+    assert "Pow" not in ops and "ReduceMean" not in ops, ops
+
+
+@pytest.mark.parametrize(
+    "preset,dtype,native",
+    [
+        ("torch", "float32", True),
+        ("llama", "float16", True),
+        ("onnx", "float16", True),
+        ("torch", "float16", False),
+        ("gemma", "float32", False),
+        ("llama", "bfloat16", False),
+        ("paper", "float32", False),
+    ],
+    ids=["torch-f32", "llama-f16", "onnx-f16", "after-scale-f16", "offset", "bf16", "eps-outside"],
+)
+def test_native_op_at_opset_23_only_where_semantics_equal(tmp_path, preset, dtype, native):
+    # parameters in the input's dtype, as a half-precision deployment stores them
+    case = (*TRAILING[:3], {"param_dtype": dtype})
+    _, path, _ = _export(tmp_path, preset, dtype, "dynamo", 23, case)
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ("RMSNormalization" in ops) == native, ops
+
+
+def test_nothing_written_when_export_fails(tmp_path):
+    from rmsnorm_torch import RMSNorm
+
+    with pytest.raises(RMSNormError, match=r"x has shape \(2, 8\) but normalized_shape=\(16,\)"):
+        export_onnx(RMSNorm(16), tmp_path / "m.onnx", torch.randn(2, 8))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (
+            {"exporter": "tflite"},
+            r"exporter='tflite' is not accepted; expected one of 'dynamo', 'torchscript'",
+        ),
+        (
+            {"exporter": "torchscript", "opset": 21},
+            r"opset=21 is not accepted with exporter='torchscript'; expected an int from 17 to 20",
+        ),
+        (
+            {"opset": 16},
+            r"opset=16 is not accepted with exporter='dynamo'; expected an int from 17 to 23",
+        ),
+        ({"opset": "18"}, r"opset='18' is not accepted"),
+    ],
+    ids=["exporter", "ts-opset-21", "opset-16", "opset-str"],
+)
+def test_bad_export_arguments(tmp_path, kwargs, match):
+    from rmsnorm_torch import RMSNorm
+
+    with pytest.raises(RMSNormError, match=match):
+        export_onnx(RMSNorm(16), tmp_path / "m.onnx", torch.randn(2, 16), **kwargs)

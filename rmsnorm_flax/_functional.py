@@ -1,0 +1,131 @@
+"""The pure functions ``rms_norm`` and ``rms_norm_residual`` for JAX.
+
+The formula and every precision rule are in ``rmsnorm_core.RMSNormSpec``.
+Safe under ``jit``, ``grad``, ``vmap`` and ``remat``; gradients come from the
+analytic VJP in ``_kernel.py`` (plain autodiff for ``compute_dtype="input"``,
+which reproduces naive low-precision code op by op).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from rmsnorm_core import (
+    RMSNormError,
+    RMSNormSpec,
+    RMSNormTypeError,
+    canonical_axes,
+    check_float_dtype,
+    check_param,
+    check_residual,
+    dtype_plan,
+    param_shape,
+    partial_count,
+    promote,
+)
+
+from . import _kernel
+
+
+def _config(
+    x: jax.Array, spec: RMSNormSpec, scale: Any, bias: Any, axis_name: Any, in_dtype: str
+) -> _kernel.Config:
+    if not isinstance(spec, RMSNormSpec):
+        raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
+    dims = canonical_axes(spec.axes, x.ndim)
+    pshape = param_shape(spec, x.shape)
+    dtypes = []
+    for name, p, used in (("scale", scale, spec.use_scale), ("bias", bias, spec.use_bias)):
+        if p is None:
+            continue
+        if not used:
+            raise RMSNormError(
+                f"{name} was given but the spec has use_{name}=False; pass {name}=None or "
+                f"use a spec with use_{name}=True"
+            )
+        check_param(name, jnp.shape(p), jnp.result_type(p), pshape)
+        dtypes.append(check_float_dtype(name, jnp.result_type(p)))
+    n = math.prod(pshape)
+    if axis_name is not None and spec.partial < 1.0:
+        raise RMSNormError(
+            f"partial={spec.partial} with axis_name={axis_name!r} is not supported: the first "
+            "k elements of a block sharded across devices are not local; use partial=1.0 or "
+            "gather the normalized axis"
+        )
+    plan = dtype_plan(spec, in_dtype, promote(*dtypes) if dtypes else None)
+    return _kernel.Config(spec, dims, x.ndim, n, partial_count(spec, n), plan, axis_name)
+
+
+def _apply(x: jax.Array, cfg: _kernel.Config, scale: Any, bias: Any) -> jax.Array:
+    if cfg.plan.compute in ("float16", "bfloat16"):  # compute_dtype="input": naive, op by op
+        return _kernel.forward(x, scale, bias, cfg)[0]
+    return _kernel.rms_norm_vjp(x, scale, bias, cfg)
+
+
+def _as_input(x: Any, name: str = "x") -> jax.Array:
+    array = jnp.asarray(x)
+    check_float_dtype(name, array.dtype)
+    return array
+
+
+def rms_norm(
+    x: Any,
+    spec: RMSNormSpec,
+    scale: Any | None = None,
+    bias: Any | None = None,
+    *,
+    axis_name: Any = None,
+) -> jax.Array:
+    """RMSNorm of ``x`` under ``spec`` (formula: ``rmsnorm_core.RMSNormSpec``).
+
+    Args:
+        x: float16, bfloat16, float32 or float64 array of rank >= 1.
+        spec: the spec.
+        scale: array of ``rmsnorm_core.param_shape(spec, x.shape)``, or None for
+            ``g = 1``. Only with ``spec.use_scale``.
+        bias: same shape, or None. Only with ``spec.use_bias``.
+        axis_name: inside ``shard_map`` with the normalized axis split across
+            devices, the mesh axis name: the local sum of squares is
+            ``psum``-ed (one all-reduce of a per-row scalar; ``x`` is never
+            gathered). Partial statistics are refused then.
+
+    Returns:
+        ``y`` with ``x``'s shape, in the plan's output dtype.
+
+    Raises:
+        rmsnorm_core.RMSNormError: bad axes, shapes, dtypes or arguments.
+    """
+    array = _as_input(x)
+    cfg = _config(array, spec, scale, bias, axis_name, array.dtype.name)
+    return _apply(array, cfg, scale, bias)
+
+
+def rms_norm_residual(
+    x: Any,
+    residual: Any,
+    spec: RMSNormSpec,
+    scale: Any | None = None,
+    bias: Any | None = None,
+    *,
+    axis_name: Any = None,
+) -> tuple[jax.Array, jax.Array]:
+    """``s = x + residual`` stored in the plan's residual dtype; ``y = rms_norm(s)``.
+
+    The dtype rules refer to ``x``'s dtype (see ``RMSNormSpec``); fused equals
+    unfused because ``y`` is computed from the stored ``s``.
+
+    Returns:
+        ``(y, s)``.
+    """
+    array = _as_input(x)
+    res = _as_input(residual, "residual")
+    check_residual(res.shape, res.dtype, array.shape)
+    cfg = _config(array, spec, scale, bias, axis_name, array.dtype.name)
+    store = jnp.dtype(cfg.plan.residual)
+    wide = jnp.promote_types(store, res.dtype)
+    summed = (array.astype(wide) + res.astype(wide)).astype(store)
+    return _apply(summed, cfg, scale, bias), summed

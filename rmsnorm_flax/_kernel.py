@@ -1,0 +1,201 @@
+"""The JAX computation with its own VJP, for a resolved configuration.
+
+Core decides (axes, partial count, dtype plan); this module maps that onto
+``jnp``/``lax``. The backward pass saves only the float32 mean square per row
+(not an fp32 copy of ``x``) and accumulates the scale gradient in float32::
+
+    nh = h * inv,  gy = dy * g,  S = sum over the block of gy * nh
+    dx = inv * gy - c * h * S * [j < k]   with c = inv^2 / k (eps inside)
+                                               or inv / (k * rms) (eps outside; 0 where rms = 0)
+    dscale = sum over the batch of dy * round(nh),   dbias = sum of dy
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from rmsnorm_core import DtypePlan, RMSNormSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything static about one call (hashable, so jit and custom_vjp can key on it)."""
+
+    spec: RMSNormSpec
+    dims: tuple[int, ...]  # canonical normalized axes
+    rank: int
+    n: int  # elements of one normalized block (the local shard under axis_name)
+    k: int  # partial count (== n without partial)
+    plan: DtypePlan
+    axis_name: Any = None  # shard_map axis the normalized block is split over
+
+    @property
+    def batch_dims(self) -> tuple[int, ...]:
+        return tuple(d for d in range(self.rank) if d not in self.dims)
+
+
+def _dtype(name: str | None) -> Any:
+    return None if name is None else jnp.dtype(name)
+
+
+def _partial_view(h: jax.Array, cfg: Config) -> jax.Array:
+    """The first ``k`` elements of each flattened block, shape (batch..., k)."""
+    order = cfg.batch_dims + cfg.dims
+    moved = jnp.transpose(h, order) if order != tuple(range(h.ndim)) else h
+    flat = moved.reshape(moved.shape[: len(cfg.batch_dims)] + (-1,))
+    return flat[..., : cfg.k]
+
+
+def _keepdims_shape(h: jax.Array, cfg: Config) -> tuple[int, ...]:
+    return tuple(1 if d in cfg.dims else h.shape[d] for d in range(h.ndim))
+
+
+def _sum_over_block(values: jax.Array, cfg: Config) -> jax.Array:
+    total = jnp.sum(values, axis=cfg.dims, keepdims=True)
+    return lax.psum(total, cfg.axis_name) if cfg.axis_name is not None else total
+
+
+def mean_square(h: jax.Array, cfg: Config) -> jax.Array:
+    """``mean(h*h)`` over the block (first k elements with partial), keepdims."""
+    if cfg.k == cfg.n:
+        ss = _sum_over_block(h * h, cfg)
+        count = cfg.n * (lax.psum(1, cfg.axis_name) if cfg.axis_name is not None else 1)
+        return ss / count
+    part = _partial_view(h, cfg)
+    ss = jnp.sum(part * part, axis=-1)
+    return (ss / cfg.k).reshape(_keepdims_shape(h, cfg))
+
+
+def inverse_rms(ms: jax.Array, cfg: Config) -> jax.Array:
+    if cfg.spec.eps_placement == "inside":
+        return lax.rsqrt(ms + jnp.asarray(cfg.spec.eps, ms.dtype))
+    return 1.0 / (jnp.sqrt(ms) + jnp.asarray(cfg.spec.eps, ms.dtype))
+
+
+def _param(p: jax.Array | None, cfg: Config, dtype: Any) -> jax.Array | None:
+    if p is None:
+        return None
+    view = tuple(p.shape[cfg.dims.index(d)] if d in cfg.dims else 1 for d in range(cfg.rank))
+    return p.astype(dtype).reshape(view)
+
+
+def gain(scale: jax.Array | None, cfg: Config) -> jax.Array | None:
+    """``g = scale_offset + scale`` formed in the plan's scale dtype."""
+    g = _param(scale, cfg, _dtype(cfg.plan.scale))
+    if g is not None and cfg.spec.scale_offset != 0.0:
+        g = g + jnp.asarray(cfg.spec.scale_offset, g.dtype)
+    return g
+
+
+def forward(
+    x: jax.Array, scale: jax.Array | None, bias: jax.Array | None, cfg: Config
+) -> tuple[jax.Array, jax.Array]:
+    """Return ``(y, ms)``: the output and the compute-dtype mean square (keepdims)."""
+    plan = cfg.plan
+    h = x.astype(_dtype(plan.compute))
+    ms = mean_square(h, cfg)
+    y = h * inverse_rms(ms, cfg)
+    if plan.intermediate is not None:
+        y = y.astype(_dtype(plan.intermediate))
+    g = gain(scale, cfg)
+    if g is not None:
+        y = y * g
+    b = _param(bias, cfg, _dtype(plan.scale))
+    if b is not None:
+        y = y + b
+    return y.astype(_dtype(plan.output)), ms
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def rms_norm_vjp(
+    x: jax.Array, scale: jax.Array | None, bias: jax.Array | None, cfg: Config
+) -> jax.Array:
+    """:func:`forward` with the analytic backward of the module docstring."""
+    return forward(x, scale, bias, cfg)[0]
+
+
+def _fwd(x, scale, bias, cfg):
+    y, ms = forward(x, scale, bias, cfg)
+    return y, (x, scale, bias, ms)
+
+
+def _bwd(cfg, saved, dy):
+    x, scale, bias, ms = saved
+    plan = cfg.plan
+    f = _dtype(plan.compute)
+    h = x.astype(f)
+    d = dy.astype(f)
+    inv = inverse_rms(ms, cfg)
+    g = gain(scale, cfg)
+    rounded = plan.intermediate is not None and scale is not None
+    if _trailing(cfg) and not rounded:
+        dot, dscale = _dots(h, d, g, inv, cfg)
+    else:
+        dot, dscale = _reductions(h, d, g, inv, cfg)
+    if cfg.axis_name is not None:
+        dot = lax.psum(dot, cfg.axis_name)
+    # dot = sum over the block of gy * h; the statistic's term of dx is coef * h.
+    s = dot * inv
+    if cfg.spec.eps_placement == "inside":
+        coef = inv * inv / cfg.k * s
+    else:
+        rms = jnp.sqrt(ms)
+        coef = jnp.where(rms > 0, inv / (cfg.k * jnp.where(rms > 0, rms, 1.0)) * s, 0.0)
+    if cfg.k != cfg.n:
+        coef = coef * _partial_mask(h, cfg)
+    gy = d if g is None else d * g
+    dx = (inv * gy - coef * h).astype(x.dtype)
+    dbias = None
+    if bias is not None:
+        dbias = jnp.sum(d, axis=cfg.batch_dims).reshape(bias.shape).astype(bias.dtype)
+    if dscale is not None:
+        dscale = dscale.reshape(scale.shape).astype(scale.dtype)
+    return dx, dscale, dbias
+
+
+def _trailing(cfg: Config) -> bool:
+    return cfg.dims == tuple(range(cfg.rank - len(cfg.dims), cfg.rank))
+
+
+def _dots(h, d, g, inv, cfg):
+    """Trailing block: both sums as matrix-vector products over p = dy * h.
+
+    XLA on the CPU runs dots vectorized and multithreaded; its row and column
+    reductions are slower (measured: fp32 0.82x, bf16 0.74x flax's autodiff,
+    against 0.98x and 0.85x with reductions).
+    """
+    p = (d * h).reshape(-1, cfg.n)
+    dot = p @ g.reshape(cfg.n) if g is not None else jnp.sum(p, axis=-1)
+    dscale = inv.reshape(-1) @ p if g is not None else None
+    return dot.reshape(inv.shape), dscale
+
+
+def _reductions(h, d, g, inv, cfg):
+    """Any axes: the same sums as reductions; dscale from the rounded normalized
+    value where the spec rounds before the scale."""
+    gy = d if g is None else d * g
+    dot = jnp.sum(gy * h, axis=cfg.dims, keepdims=True)
+    dscale = None
+    if g is not None:
+        nh = h * inv
+        if cfg.plan.intermediate is not None:
+            nh = nh.astype(_dtype(cfg.plan.intermediate)).astype(h.dtype)
+        dscale = jnp.sum(d * nh, axis=cfg.batch_dims)
+    return dot, dscale
+
+
+def _partial_mask(h: jax.Array, cfg: Config) -> jax.Array:
+    """1 where an element enters the partial statistic, laid out like ``h``."""
+    block = tuple(h.shape[d] for d in cfg.dims)
+    flat = (jnp.arange(cfg.n) < cfg.k).astype(h.dtype).reshape(block)
+    view = tuple(h.shape[d] if d in cfg.dims else 1 for d in range(h.ndim))
+    return flat.reshape(view)
+
+
+rms_norm_vjp.defvjp(_fwd, _bwd)

@@ -1,0 +1,153 @@
+"""What the linen and nnx modules share: flax's fields -> a spec, and the scale layout.
+
+One copy for both APIs (flax's own linen and nnx normalizations drifted apart;
+this file exists so ours do not).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from rmsnorm_core import (
+    RMSNormError,
+    RMSNormSpec,
+    RMSNormTypeError,
+    canonical_axes,
+    dtype_name,
+    param_shape,
+)
+
+#: flax.linen.RMSNorm / flax.nnx.RMSNorm defaults (Flax 0.12).
+FLAX_DEFAULTS = {
+    "epsilon": 1e-6,
+    "param_dtype": "float32",
+    "use_scale": True,
+    "reduction_axes": -1,
+    "feature_axes": -1,
+    "force_float32_reductions": True,
+}
+
+
+def _axes(value: int | Sequence[int]) -> tuple[int, ...]:
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """A resolved layer: the spec, and the axes flax keeps the scale over."""
+
+    spec: RMSNormSpec
+    feature_axes: tuple[int, ...]
+
+    def feature_shape(self, x_shape: Sequence[int]) -> tuple[int, ...]:
+        """flax's parameter shape: the feature dims, in increasing axis order."""
+        return tuple(x_shape[d] for d in canonical_axes(self.feature_axes, len(x_shape)))
+
+    def expand(self, p: jax.Array | None, x_shape: Sequence[int]) -> jax.Array | None:
+        """Broadcast a feature-shaped parameter to the spec's parameter shape."""
+        if p is None:
+            return None
+        rank = len(x_shape)
+        dims = canonical_axes(self.spec.axes, rank)
+        feats = canonical_axes(self.feature_axes, rank)
+        if feats == dims:
+            return p
+        view = tuple(x_shape[d] if d in feats else 1 for d in dims)
+        return jnp.broadcast_to(p.reshape(view), param_shape(self.spec, x_shape))
+
+    def check(self, x_shape: Sequence[int]) -> None:
+        """Raise unless the feature axes lie within the normalized axes."""
+        rank = len(x_shape)
+        feats = set(canonical_axes(self.feature_axes, rank))
+        if not feats <= set(canonical_axes(self.spec.axes, rank)):
+            raise RMSNormError(
+                f"feature_axes={self.feature_axes} must be among the normalized axes "
+                f"{self.spec.axes} for an input of rank {rank}: a scale over an axis that is "
+                "not normalized is a different layer"
+            )
+
+
+def resolve(
+    *,
+    epsilon: float,
+    param_dtype: Any,
+    use_scale: bool,
+    reduction_axes: Any,
+    feature_axes: Any,
+    force_float32_reductions: bool,
+    axis_index_groups: Any,
+    spec: RMSNormSpec | None,
+) -> Layer:
+    """Map flax's RMSNorm fields onto a spec (or check them against ``spec``).
+
+    Without ``spec`` the layer is the ``flax`` preset with these fields.
+    With ``spec``, fields left at flax's defaults defer to it; a field set to
+    something else that disagrees with the spec is an error, not a silent pick.
+    """
+    if axis_index_groups is not None:
+        raise RMSNormError(
+            f"axis_index_groups={axis_index_groups!r} is not supported; use axis_name with "
+            "a mesh axis that spans exactly the devices holding one normalized block"
+        )
+    pdt = dtype_name(jnp.dtype(param_dtype))
+    fields = {
+        "epsilon": epsilon,
+        "param_dtype": pdt,
+        "use_scale": use_scale,
+        "reduction_axes": reduction_axes,
+        "feature_axes": feature_axes,
+        "force_float32_reductions": force_float32_reductions,
+    }
+    if spec is None:
+        return Layer(
+            RMSNormSpec.preset(
+                "flax",
+                eps=epsilon,
+                param_dtype=pdt,
+                use_scale=use_scale,
+                axes=_axes(reduction_axes),
+                compute_dtype="float32" if force_float32_reductions else "input",
+            ),
+            _axes(feature_axes),
+        )
+    if not isinstance(spec, RMSNormSpec):
+        raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
+    wanted = {
+        "epsilon": spec.eps,
+        "param_dtype": spec.param_dtype,
+        "use_scale": spec.use_scale,
+        "reduction_axes": spec.axes,
+        "force_float32_reductions": spec.compute_dtype != "input",
+    }
+    conflicts = [
+        f"{name}={fields[name]!r} (the spec has {value!r})"
+        for name, value in wanted.items()
+        if fields[name] != FLAX_DEFAULTS[name] and _norm(fields[name]) != _norm(value)
+    ]
+    if conflicts:
+        raise RMSNormError(
+            f"{', '.join(conflicts)} conflict with spec=; leave these fields at their defaults "
+            "or make them agree with the spec"
+        )
+    feats = spec.axes if feature_axes == FLAX_DEFAULTS["feature_axes"] else _axes(feature_axes)
+    return Layer(spec, feats)
+
+
+def _norm(value: Any) -> Any:
+    return (
+        _axes(value)
+        if isinstance(value, (int, list, tuple)) and not isinstance(value, bool)
+        else value
+    )
+
+
+def scale_init_for(spec: RMSNormSpec, given: Any, default: Any) -> Any:
+    """flax's initializer, or constant ``1 - scale_offset`` (so ``g = 1``) for an offset spec."""
+    if given is not default or spec.scale_offset == 0.0:
+        return given
+    return jax.nn.initializers.constant(1.0 - spec.scale_offset)

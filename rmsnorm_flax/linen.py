@@ -1,0 +1,112 @@
+"""Linen modules: ``RMSNorm`` (a drop-in for ``flax.linen.RMSNorm``) and ``ResidualRMSNorm``.
+
+Same fields, defaults and parameter (``scale``, over ``feature_axes``) as
+flax's, so existing params load unchanged; ``spec=`` takes an
+``rmsnorm_core.RMSNormSpec`` that then decides the semantics. ``__call__`` is
+one call to :func:`rmsnorm_flax.rms_norm`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rmsnorm_core import RMSNormError, RMSNormSpec
+
+from ._functional import rms_norm, rms_norm_residual
+from ._layer import Layer, resolve, scale_init_for
+
+_ONES = nn.initializers.ones
+_ZEROS = nn.initializers.zeros
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm with flax.linen.RMSNorm's fields, plus ``spec`` and ``bias_init``.
+
+    Attributes:
+        epsilon, dtype, param_dtype, use_scale, scale_init, reduction_axes,
+            feature_axes, axis_name, axis_index_groups, use_fast_variance,
+            force_float32_reductions: as in flax.linen.RMSNorm (Flax 0.12).
+            ``dtype`` casts the output; ``axis_name`` sums the statistic over
+            a mesh axis (see :func:`rmsnorm_flax.rms_norm`);
+            ``axis_index_groups`` is refused; ``use_fast_variance`` changes
+            nothing (the mean square has no variance to stabilize).
+        spec: an ``RMSNormSpec`` deciding the semantics (default: the
+            ``flax`` preset with the fields above).
+        bias_init: initializer of ``bias``, used when ``spec.use_bias``.
+    """
+
+    epsilon: float = 1e-6
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    use_scale: bool = True
+    scale_init: Any = _ONES
+    reduction_axes: Any = -1
+    feature_axes: Any = -1
+    axis_name: str | None = None
+    axis_index_groups: Any = None
+    use_fast_variance: bool = True
+    force_float32_reductions: bool = True
+    spec: RMSNormSpec | None = None
+    bias_init: Any = _ZEROS
+
+    def _layer(self) -> Layer:
+        return resolve(
+            epsilon=self.epsilon,
+            param_dtype=self.param_dtype,
+            use_scale=self.use_scale,
+            reduction_axes=self.reduction_axes,
+            feature_axes=self.feature_axes,
+            force_float32_reductions=self.force_float32_reductions,
+            axis_index_groups=self.axis_index_groups,
+            spec=self.spec,
+        )
+
+    def _params(self, layer: Layer, x: jax.Array) -> tuple[Any, Any]:
+        layer.check(x.shape)
+        shape = layer.feature_shape(x.shape)
+        dtype = jnp.dtype(layer.spec.param_dtype)
+        scale = bias = None
+        if layer.spec.use_scale:
+            init = scale_init_for(layer.spec, self.scale_init, _ONES)
+            scale = layer.expand(self.param("scale", init, shape, dtype), x.shape)
+        if layer.spec.use_bias:
+            bias = layer.expand(self.param("bias", self.bias_init, shape, dtype), x.shape)
+        return scale, bias
+
+    def _cast(self, y: jax.Array) -> jax.Array:
+        return y if self.dtype is None else y.astype(self.dtype)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+        """Normalize ``x`` (formula: ``rmsnorm_core.RMSNormSpec``)."""
+        _refuse_mask(mask)
+        layer = self._layer()
+        scale, bias = self._params(layer, x)
+        return self._cast(rms_norm(x, layer.spec, scale, bias, axis_name=self.axis_name))
+
+
+class ResidualRMSNorm(RMSNorm):
+    """``__call__(x, residual) -> (y, s)``: ``s = x + residual``, ``y = norm(s)``."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, residual: jax.Array) -> tuple[jax.Array, jax.Array]:  # type: ignore[override]
+        """Return ``(y, s)``; fused equals unfused (``y`` is computed from ``s``)."""
+        layer = self._layer()
+        scale, bias = self._params(layer, x)
+        y, s = rms_norm_residual(x, residual, layer.spec, scale, bias, axis_name=self.axis_name)
+        return self._cast(y), s
+
+
+def _refuse_mask(mask: Any) -> None:
+    if mask is not None:
+        raise RMSNormError(
+            "mask= is not supported by rmsnorm_flax's RMSNorm; a masked statistic is not part "
+            "of the spec (use flax.linen.RMSNorm for masked normalization)"
+        )
+
+
+__all__ = ["RMSNorm", "ResidualRMSNorm", "RMSNormSpec"]

@@ -1,0 +1,113 @@
+"""NNX modules: ``RMSNorm`` (a drop-in for ``flax.nnx.RMSNorm``) and ``ResidualRMSNorm``.
+
+Same constructor and parameter layout as flax's (``scale`` of shape
+``(num_features,)``), so existing state loads unchanged; ``spec=`` takes an
+``rmsnorm_core.RMSNormSpec`` that then decides the semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rmsnorm_core import RMSNormError, RMSNormSpec
+
+from ._functional import rms_norm, rms_norm_residual
+from ._layer import Layer, resolve, scale_init_for
+
+_ONES = nnx.initializers.ones
+_ZEROS = nnx.initializers.zeros
+
+
+class RMSNorm(nnx.Module):
+    """RMSNorm with flax.nnx.RMSNorm's constructor, plus ``spec`` and ``bias_init``.
+
+    Without ``spec``, ``dtype`` behaves as flax's ``promote_dtype``: the input
+    and the scale are cast to it before normalizing. With ``spec``, ``dtype``
+    only casts the output. ``axis_index_groups`` is refused; ``mask=`` too.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        epsilon: float = 1e-6,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        use_scale: bool = True,
+        scale_init: Any = _ONES,
+        reduction_axes: Any = -1,
+        feature_axes: Any = -1,
+        axis_name: str | None = None,
+        axis_index_groups: Any = None,
+        use_fast_variance: bool = True,
+        rngs: nnx.Rngs,
+        scale_metadata: Mapping[str, Any] = MappingProxyType({}),
+        spec: RMSNormSpec | None = None,
+        bias_init: Any = _ZEROS,
+    ) -> None:
+        self.layer: Layer = nnx.static(
+            resolve(
+                epsilon=epsilon,
+                param_dtype=param_dtype,
+                use_scale=use_scale,
+                reduction_axes=reduction_axes,
+                feature_axes=feature_axes,
+                force_float32_reductions=True,
+                axis_index_groups=axis_index_groups,
+                spec=spec,
+            )
+        )
+        s = self.layer.spec
+        shape = (num_features,) if len(self.layer.feature_axes) == 1 else tuple(num_features)
+        pdt = jnp.dtype(s.param_dtype)
+        self.scale: nnx.Param | None = nnx.data(None)
+        self.bias: nnx.Param | None = nnx.data(None)
+        if s.use_scale:
+            init = scale_init_for(s, scale_init, _ONES)
+            self.scale = nnx.Param(init(rngs.params(), shape, pdt), **scale_metadata)
+        if s.use_bias:
+            self.bias = nnx.Param(bias_init(rngs.params(), shape, pdt))
+        self.num_features = num_features
+        self.dtype = dtype
+        self.axis_name = axis_name
+        self.spec_given = spec is not None
+
+    def _inputs(self, x: jax.Array) -> tuple[jax.Array, Any, Any]:
+        self.layer.check(x.shape)
+        scale = None if self.scale is None else self.scale[...]
+        bias = None if self.bias is None else self.bias[...]
+        if self.dtype is not None and not self.spec_given:  # flax's promote_dtype
+            x = x.astype(self.dtype)
+            scale = None if scale is None else scale.astype(self.dtype)
+        return x, self.layer.expand(scale, x.shape), self.layer.expand(bias, x.shape)
+
+    def _cast(self, y: jax.Array) -> jax.Array:
+        return y if self.dtype is None else y.astype(self.dtype)
+
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        """Normalize ``x`` (formula: ``rmsnorm_core.RMSNormSpec``)."""
+        if mask is not None:
+            raise RMSNormError("mask= is not supported by rmsnorm_flax's RMSNorm")
+        x, scale, bias = self._inputs(x)
+        return self._cast(rms_norm(x, self.layer.spec, scale, bias, axis_name=self.axis_name))
+
+
+class ResidualRMSNorm(RMSNorm):
+    """``__call__(x, residual) -> (y, s)``: ``s = x + residual``, ``y = norm(s)``."""
+
+    def __call__(self, x: jax.Array, residual: jax.Array) -> tuple[jax.Array, jax.Array]:  # type: ignore[override]
+        """Return ``(y, s)``; fused equals unfused (``y`` is computed from ``s``)."""
+        x, scale, bias = self._inputs(x)
+        y, s = rms_norm_residual(
+            x, residual, self.layer.spec, scale, bias, axis_name=self.axis_name
+        )
+        return self._cast(y), s
+
+
+__all__ = ["RMSNorm", "ResidualRMSNorm", "RMSNormSpec"]

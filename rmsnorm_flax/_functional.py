@@ -125,7 +125,10 @@ def rms_norm_residual(
     res = _as_input(residual, "residual")
     check_residual(res.shape, res.dtype, array.shape)
     cfg = _config(array, spec, scale, bias, axis_name, array.dtype.name)
-    store = jnp.dtype(cfg.plan.residual)
-    wide = jnp.promote_types(store, res.dtype)
-    summed = (array.astype(wide) + res.astype(wide)).astype(store)
-    return _apply(summed, cfg, scale, bias), summed
+    store = cfg.plan.residual
+    wide = jnp.promote_types(jnp.promote_types(store, res.dtype), jnp.float32)
+    exact = array.astype(wide) + res.astype(wide)
+    # Round explicitly (see _kernel.round_to): XLA could otherwise feed the
+    # unrounded sum to the norm while returning the rounded one.
+    summed = _kernel.round_to(exact, store)
+    return _apply(summed, cfg, scale, bias), summed.astype(store)

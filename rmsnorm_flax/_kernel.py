@@ -44,6 +44,26 @@ def _dtype(name: str | None) -> Any:
     return None if name is None else jnp.dtype(name)
 
 
+def round_to(v: jax.Array, name: str | None) -> jax.Array:
+    """Round ``v`` to dtype ``name``'s precision, keeping ``v``'s dtype.
+
+    ``lax.reduce_precision`` rather than a pair of converts: XLA (with its
+    default ``xla_allow_excess_precision``) may drop a convert pair, skipping
+    a rounding the spec requires.
+    """
+    if name is None or jnp.dtype(name) == v.dtype:
+        return v
+    info = jnp.finfo(jnp.dtype(name))
+    normal = lax.reduce_precision(v, exponent_bits=info.nexp, mantissa_bits=info.nmant)
+    if info.smallest_subnormal < jnp.finfo(v.dtype).tiny:
+        return normal  # bfloat16's subnormals are float32's, which XLA:CPU flushes anyway
+    # reduce_precision flushes the target's subnormals to zero; a real cast keeps
+    # them: round to a multiple of the smallest subnormal (ties to even).
+    step = jnp.asarray(info.smallest_subnormal, v.dtype)
+    subnormal = jnp.round(v / step) * step
+    return jnp.where(jnp.abs(v) < jnp.asarray(info.tiny, v.dtype), subnormal, normal)
+
+
 def _partial_view(h: jax.Array, cfg: Config) -> jax.Array:
     """The first ``k`` elements of each flattened block, shape (batch..., k)."""
     order = cfg.batch_dims + cfg.dims
@@ -101,8 +121,7 @@ def forward(
     h = x.astype(_dtype(plan.compute))
     ms = mean_square(h, cfg)
     y = h * inverse_rms(ms, cfg)
-    if plan.intermediate is not None:
-        y = y.astype(_dtype(plan.intermediate))
+    y = round_to(y, plan.intermediate)
     g = gain(scale, cfg)
     if g is not None:
         y = y * g
@@ -138,15 +157,17 @@ def _bwd(cfg, saved, dy):
         dot, dscale = _dots(h, d, g, inv, cfg)
     else:
         dot, dscale = _reductions(h, d, g, inv, cfg)
-    if cfg.axis_name is not None:
+    count = cfg.k
+    if cfg.axis_name is not None:  # the block spans the devices along axis_name
         dot = lax.psum(dot, cfg.axis_name)
+        count = cfg.k * lax.psum(1, cfg.axis_name)
     # dot = sum over the block of gy * h; the statistic's term of dx is coef * h.
     s = dot * inv
     if cfg.spec.eps_placement == "inside":
-        coef = inv * inv / cfg.k * s
+        coef = inv * inv / count * s
     else:
         rms = jnp.sqrt(ms)
-        coef = jnp.where(rms > 0, inv / (cfg.k * jnp.where(rms > 0, rms, 1.0)) * s, 0.0)
+        coef = jnp.where(rms > 0, inv / (count * jnp.where(rms > 0, rms, 1.0)) * s, 0.0)
     if cfg.k != cfg.n:
         coef = coef * _partial_mask(h, cfg)
     gy = d if g is None else d * g
@@ -155,8 +176,26 @@ def _bwd(cfg, saved, dy):
     if bias is not None:
         dbias = jnp.sum(d, axis=cfg.batch_dims).reshape(bias.shape).astype(bias.dtype)
     if dscale is not None:
-        dscale = dscale.reshape(scale.shape).astype(scale.dtype)
+        dscale = _match_vma(dscale.reshape(scale.shape).astype(scale.dtype), scale)
+    if dbias is not None:
+        dbias = _match_vma(dbias, bias)
     return dx, dscale, dbias
+
+
+def _varying(x: jax.Array) -> frozenset:
+    """Mesh axes along which ``x`` varies inside shard_map (empty outside)."""
+    aval = jax.typeof(x)
+    axis_type = getattr(aval, "manual_axis_type", None)  # jax >= 0.10
+    if axis_type is not None:
+        return frozenset(axis_type.varying)
+    return frozenset(getattr(aval, "vma", frozenset()))  # earlier jax
+
+
+def _match_vma(grad: jax.Array, primal: jax.Array) -> jax.Array:
+    """Inside shard_map, sum a parameter's gradient over the mesh axes along which
+    the parameter is replicated but the batch is split (autodiff's pvary transpose)."""
+    extra = _varying(grad) - _varying(primal)
+    return lax.psum(grad, tuple(sorted(extra))) if extra else grad
 
 
 def _trailing(cfg: Config) -> bool:
@@ -184,8 +223,7 @@ def _reductions(h, d, g, inv, cfg):
     dscale = None
     if g is not None:
         nh = h * inv
-        if cfg.plan.intermediate is not None:
-            nh = nh.astype(_dtype(cfg.plan.intermediate)).astype(h.dtype)
+        nh = round_to(nh, cfg.plan.intermediate)
         dscale = jnp.sum(d * nh, axis=cfg.batch_dims)
     return dot, dscale
 

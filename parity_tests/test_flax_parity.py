@@ -1,0 +1,108 @@
+"""rmsnorm_flax against the float64 reference: every preset, dtype and axes case,
+forward and gradients, under jit and without."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _parity import AXES_CASES, DTYPES, PRESETS, check_forward, check_gradients, make_problem
+
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+
+from rmsnorm_core import dtype_plan  # noqa: E402
+from rmsnorm_flax import rms_norm, rms_norm_residual  # noqa: E402
+
+CASES = [(p, d, c) for p in PRESETS for d in DTYPES for c in AXES_CASES]
+
+
+def _run(problem, jit):
+    def f(x, s, b):
+        return rms_norm(x, problem.spec, s, b)
+
+    fn = jax.jit(f) if jit else f
+    y, pull = jax.vjp(fn, problem.x, problem.scale, problem.bias)
+    return y, pull(jnp.asarray(problem.dy))
+
+
+def _np(a):
+    return None if a is None else np.asarray(a)
+
+
+@pytest.mark.parametrize(
+    "preset,dtype,case", CASES, ids=[f"flax-{d}-{p}-{c[0]}" for p, d, c in CASES]
+)
+def test_function_forward_and_gradients_jit(preset, dtype, case):
+    case_id, shape, overrides = case
+    problem = make_problem(preset, dtype, shape, overrides, use_bias=case_id == "nchw-c")
+    y, (dx, dscale, dbias) = _run(problem, jit=True)
+    name = f"flax jit {dtype} {preset} {case_id}"
+    check_forward(problem, _np(y), name=name)
+    check_gradients(problem, _np(dx), _np(dscale), _np(dbias), name=name)
+
+
+EAGER = [(p, d, c) for p in ("flax", "llama", "gemma") for d in DTYPES for c in AXES_CASES[:5]]
+
+
+@pytest.mark.parametrize(
+    "preset,dtype,case", EAGER, ids=[f"flax-eager-{d}-{p}-{c[0]}" for p, d, c in EAGER]
+)
+def test_function_forward_and_gradients_without_jit(preset, dtype, case):
+    case_id, shape, overrides = case
+    problem = make_problem(preset, dtype, shape, overrides, seed=5)
+    y, (dx, dscale, dbias) = _run(problem, jit=False)
+    name = f"flax eager {dtype} {preset} {case_id}"
+    check_forward(problem, _np(y), name=name)
+    check_gradients(problem, _np(dx), _np(dscale), _np(dbias), name=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compute_dtype_input_reproduces_naive_code(dtype):
+    problem = make_problem("torch", dtype, (6, 64), {"compute_dtype": "input"})
+    y, (dx, dscale, _) = _run(problem, jit=True)
+    check_forward(problem, _np(y), name=f"naive {dtype}")
+    assert dtype_plan(problem.spec, dtype).compute == dtype
+
+
+@pytest.mark.parametrize("residual_dtype", ["input", "float32"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_residual_fused_equals_unfused(dtype, residual_dtype):
+    problem = make_problem("torch", dtype, (9, 128), {"residual_dtype": residual_dtype})
+    r = problem.x[::-1].copy()
+    y, s = jax.jit(lambda x, r: rms_norm_residual(x, r, problem.spec, problem.scale))(problem.x, r)
+    store = jnp.dtype(dtype) if residual_dtype == "input" else jnp.float32
+    assert s.dtype == store
+    assert np.array_equal(
+        np.asarray(s),
+        np.asarray((problem.x.astype(np.float32) + r.astype(np.float32)).astype(store)),
+    )
+    unfused = jax.jit(lambda s: rms_norm(s, problem.spec, problem.scale))(s).astype(y.dtype)
+    assert y.dtype == jnp.dtype(dtype) and np.array_equal(np.asarray(y), np.asarray(unfused))
+
+
+def test_vmap_and_remat_equal_plain():
+    problem = make_problem("gemma", "bfloat16", (4, 6, 32), {})
+    plain = rms_norm(problem.x, problem.spec, problem.scale)
+    mapped = jax.vmap(lambda x: rms_norm(x, problem.spec, problem.scale))(problem.x)
+    assert np.array_equal(np.asarray(plain), np.asarray(mapped))
+
+    def loss(x, s):
+        return jnp.sum(rms_norm(x, problem.spec, s).astype(jnp.float32) ** 2)
+
+    g_plain = jax.grad(loss, argnums=(0, 1))(problem.x, problem.scale)
+    g_remat = jax.grad(jax.checkpoint(loss), argnums=(0, 1))(problem.x, problem.scale)
+    for a, b in zip(g_plain, g_remat, strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_backward_saves_no_float32_copy_of_x():
+    # The residuals of the VJP: x itself (bf16), the params and a per-row fp32
+    # statistic; no fp32 array of x's shape.
+    problem = make_problem("flax", "bfloat16", (64, 256), {})
+    _, pull = jax.vjp(lambda x, s: rms_norm(x, problem.spec, s), problem.x, problem.scale)
+    leaves = [leaf for leaf in jax.tree.leaves(pull) if hasattr(leaf, "shape")]
+    big_f32 = [
+        leaf for leaf in leaves if leaf.dtype == jnp.float32 and leaf.shape == problem.x.shape
+    ]
+    assert not big_f32, [leaf.shape for leaf in leaves]
+    assert any(leaf.dtype == jnp.float32 and leaf.shape == (64, 1) for leaf in leaves)

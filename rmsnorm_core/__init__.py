@@ -4,8 +4,11 @@ Imports NumPy, ml_dtypes and safetensors only; never torch, never jax.
 """
 
 from . import reference
+from ._checkpoint import FORMAT_VERSION, NeutralLayer, load, save
 from ._dtypes import FLOAT_DTYPES, check_float_dtype, dtype_name, numpy_dtype, promote
 from ._errors import RMSNormError, RMSNormTypeError
+from ._names import NAME_MAPS, flax_to_torch, torch_to_flax
+from ._offsets import with_scale_offset
 from ._plan import (
     DtypePlan,
     canonical_axes,
@@ -32,6 +35,14 @@ from ._tolerance import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "FORMAT_VERSION",
+    "NAME_MAPS",
+    "NeutralLayer",
+    "flax_to_torch",
+    "load",
+    "save",
+    "torch_to_flax",
+    "with_scale_offset",
     "FLOAT32_EPS",
     "FLOAT_DTYPES",
     "ROUNDING_AGREEMENT",

@@ -1,7 +1,8 @@
 """The ``rmsnorm`` command line.
 
-Exit codes: 0 success, 1 failure, 2 bad usage (argparse's convention). Errors
-print one line naming the problem, never a traceback.
+Exit codes: 0 success, 1 failure (a file that cannot be read or written, a
+check that fails), 2 bad usage (unknown options, bad values; argparse's
+convention). Errors print one line naming the problem, never a traceback.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a field; VALUE is read as JSON, else as a string",
     )
     p.set_defaults(func=_cmd_spec)
+    from . import _cli_convert, _cli_export
+
+    _cli_convert.add_parser(sub)
+    _cli_export.add_parser(sub)
     return parser
 
 
@@ -70,8 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except RMSNormError as err:
+        # Bad values the user gave (a spec field, a file that is not a checkpoint) are
+        # usage errors for the spec command and failures for the commands that do work.
         print(f"rmsnorm {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return 2 if args.command == "spec" else 1
+    except OSError as err:
+        print(f"rmsnorm {args.command}: error: {err.strerror}: {err.filename!r}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

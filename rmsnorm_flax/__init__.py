@@ -3,6 +3,23 @@
 The formula and precision rules are in ``rmsnorm_core.RMSNormSpec``.
 """
 
+from ._bridge import (
+    layers_from_linen,
+    layers_from_nnx,
+    layers_from_params,
+    load_into_linen,
+    load_into_nnx,
+    params_from_layers,
+)
 from ._functional import rms_norm, rms_norm_residual
 
-__all__ = ["rms_norm", "rms_norm_residual"]
+__all__ = [
+    "layers_from_linen",
+    "layers_from_nnx",
+    "layers_from_params",
+    "load_into_linen",
+    "load_into_nnx",
+    "params_from_layers",
+    "rms_norm",
+    "rms_norm_residual",
+]

@@ -102,18 +102,18 @@ def test_convert_torch_safetensors_state_dict(tmp_path):
         ),
         (
             ["convert", "sd.pt", "out.safetensors"],
-            1,
+            2,
             "--preset is required to read a flax or torch file",
         ),
         (["convert", "ck.safetensors", "nofolder/out.pt"], 1, "folder 'nofolder' does not exist"),
-        (["convert", "ck.safetensors", "out.xyz"], 1, "cannot tell the format of 'out.xyz'"),
+        (["convert", "ck.safetensors", "out.xyz"], 2, "cannot tell the format of 'out.xyz'"),
         (["convert", "ck.safetensors"], 2, "the following arguments are required: dst"),
         (
             ["convert", "ck.safetensors", "o.pt", "--frobnicate"],
             2,
             "unrecognized arguments: --frobnicate",
         ),
-        (["export", "ck.safetensors"], 1, "nothing to export"),
+        (["export", "ck.safetensors"], 2, "nothing to export"),
         (
             ["export", "missing.safetensors", "--onnx", "o.onnx"],
             1,
@@ -121,7 +121,7 @@ def test_convert_torch_safetensors_state_dict(tmp_path):
         ),
         (
             ["export", "ck.safetensors", "--onnx", "nofolder/o.onnx"],
-            1,
+            2,
             "--onnx 'nofolder/o.onnx': folder 'nofolder' does not exist",
         ),
         (

@@ -6,7 +6,7 @@ Imports NumPy, ml_dtypes and safetensors only; never torch, never jax.
 from . import reference
 from ._checkpoint import FORMAT_VERSION, NeutralLayer, load, save
 from ._dtypes import FLOAT_DTYPES, check_float_dtype, dtype_name, numpy_dtype, promote
-from ._errors import RMSNormError, RMSNormTypeError
+from ._errors import RMSNormError, RMSNormTypeError, RMSNormUsageError
 from ._names import NAME_MAPS, flax_to_torch, torch_to_flax
 from ._offsets import with_scale_offset
 from ._plan import (
@@ -18,6 +18,7 @@ from ._plan import (
     dtype_plan,
     param_shape,
     partial_count,
+    sample_shape,
 )
 from ._presets import FLOAT32_EPS, preset, presets
 from ._spec import SCHEMA_VERSION, RMSNormSpec
@@ -53,6 +54,7 @@ __all__ = [
     "RMSNormError",
     "RMSNormSpec",
     "RMSNormTypeError",
+    "RMSNormUsageError",
     "Tolerance",
     "__version__",
     "assert_close",
@@ -71,6 +73,7 @@ __all__ = [
     "presets",
     "promote",
     "reference",
+    "sample_shape",
     "rounding_agreement",
     "tolerance",
 ]

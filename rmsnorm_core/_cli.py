@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from ._errors import RMSNormError
+from ._errors import RMSNormError, RMSNormUsageError
 from ._presets import preset, presets
 from ._spec import RMSNormSpec
 
@@ -61,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a field; VALUE is read as JSON, else as a string",
     )
     p.set_defaults(func=_cmd_spec)
-    from . import _cli_convert, _cli_export
+    from . import _cli_convert, _cli_export, _cli_verify
 
+    _cli_verify.add_parser(sub)
     _cli_convert.add_parser(sub)
     _cli_export.add_parser(sub)
     return parser
@@ -75,10 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except RMSNormError as err:
-        # Bad values the user gave (a spec field, a file that is not a checkpoint) are
-        # usage errors for the spec command and failures for the commands that do work.
+        # Arguments that are missing, contradictory or malformed (and any bad spec
+        # value given to `spec`) are usage errors; files that cannot be read or
+        # checks that fail are failures.
         print(f"rmsnorm {args.command}: error: {err}", file=sys.stderr)
-        return 2 if args.command == "spec" else 1
+        usage = isinstance(err, RMSNormUsageError) or args.command == "spec"
+        return 2 if usage else 1
     except OSError as err:
         print(f"rmsnorm {args.command}: error: {err.strerror}: {err.filename!r}", file=sys.stderr)
         return 1

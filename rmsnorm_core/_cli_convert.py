@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ._checkpoint import NeutralLayer, load, save, write_atomic
-from ._errors import RMSNormError
+from ._errors import RMSNormError, RMSNormUsageError
 from ._names import NAME_MAPS
 from ._presets import preset
 from ._safetensors import deserialize, serialize
@@ -75,7 +75,7 @@ def _format(path: Path, given: str | None, reading: bool) -> str:
             head = path.read_bytes()[:65536]
             return "neutral" if b'"rmsnorm-bridge"' in head else "torch"
         return "neutral"
-    raise RMSNormError(
+    raise RMSNormUsageError(
         f"cannot tell the format of {str(path)!r} from its extension; pass "
         f"--{'from' if reading else 'to'} {{{','.join(FORMATS)}}}"
     )
@@ -83,7 +83,7 @@ def _format(path: Path, given: str | None, reading: bool) -> str:
 
 def _spec(args: argparse.Namespace) -> RMSNormSpec:
     if not args.preset:
-        raise RMSNormError(
+        raise RMSNormUsageError(
             "--preset is required to read a flax or torch file: it holds weights "
             "but no spec (e.g. --preset llama)"
         )
@@ -91,7 +91,7 @@ def _spec(args: argparse.Namespace) -> RMSNormSpec:
     for item in args.set:
         field, sep, value = item.partition("=")
         if not sep:
-            raise RMSNormError(f"--set {item!r} is not accepted; expected FIELD=VALUE")
+            raise RMSNormUsageError(f"--set {item!r} is not accepted; expected FIELD=VALUE")
         try:
             overrides[field] = json.loads(value)
         except json.JSONDecodeError:

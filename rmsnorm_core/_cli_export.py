@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._checkpoint import load
-from ._errors import RMSNormError
+from ._errors import RMSNormError, RMSNormUsageError
 
 
 def add_parser(sub: Any) -> None:
@@ -44,13 +44,15 @@ def _folder_exists(path: str | None, flag: str) -> Path | None:
     out = Path(path)
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
-        raise RMSNormError(f"{flag} {path!r}: folder {str(parent)!r} does not exist")
+        raise RMSNormUsageError(f"{flag} {path!r}: folder {str(parent)!r} does not exist")
     return out
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.torchscript and not args.onnx:
-        raise RMSNormError("nothing to export: pass --torchscript OUT.pt and/or --onnx OUT.onnx")
+        raise RMSNormUsageError(
+            "nothing to export: pass --torchscript OUT.pt and/or --onnx OUT.onnx"
+        )
     torchscript = _folder_exists(args.torchscript, "--torchscript")
     onnx = _folder_exists(args.onnx, "--onnx")
     layers = load(args.checkpoint)

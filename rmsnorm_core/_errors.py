@@ -19,3 +19,7 @@ class RMSNormError(ValueError):
 
 class RMSNormTypeError(RMSNormError, TypeError):
     """A value given to rmsnorm-bridge has a type that is not accepted."""
+
+
+class RMSNormUsageError(RMSNormError):
+    """A command-line argument is missing, contradictory or malformed (exit code 2)."""

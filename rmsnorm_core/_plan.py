@@ -58,6 +58,32 @@ def param_shape(spec: RMSNormSpec, input_shape: Sequence[int]) -> tuple[int, ...
     return tuple(shape[a] for a in canonical_axes(spec.axes, len(shape)))
 
 
+def sample_shape(
+    spec: RMSNormSpec, pshape: Sequence[int], batch: Sequence[int] = (5, 3), rank: int | None = None
+) -> tuple[int, ...]:
+    """An input shape for parameters of ``pshape``: their sizes at the spec's axes,
+    the ``batch`` sizes (cycled) elsewhere.
+
+    The rank is ``len(axes) + 2`` for negative (trailing) axes, else the
+    largest positive axis plus three (NCHW over C -> rank 4), unless given.
+    """
+    axes = spec.axes
+    if rank is None:
+        positive = [a for a in axes if a >= 0]
+        rank = max(len(axes) + 2, (max(positive) + 3) if positive else 0)
+    dims = canonical_axes(axes, rank)
+    sizes = iter(pshape)
+    free = 0
+    shape = []
+    for d in range(rank):
+        if d in dims:
+            shape.append(int(next(sizes)))
+        else:
+            shape.append(int(batch[free % len(batch)]))
+            free += 1
+    return tuple(shape)
+
+
 def partial_count(spec: RMSNormSpec, block_size: int) -> int:
     """Return how many elements of a normalized block enter the statistic.
 
@@ -205,4 +231,5 @@ __all__ = [
     "dtype_plan",
     "param_shape",
     "partial_count",
+    "sample_shape",
 ]

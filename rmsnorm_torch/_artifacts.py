@@ -16,7 +16,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from rmsnorm_core import NeutralLayer, compare, dtype_plan, reference
+from rmsnorm_core import NeutralLayer, compare, dtype_plan, reference, sample_shape
 
 from ._bridge import modules_from_layers, to_numpy, to_tensor
 from ._onnx import export_onnx
@@ -32,23 +32,6 @@ class ArtifactCheck:
     max_abs: float
     max_rel: float
     passed: bool
-
-
-def sample_shape(layer: NeutralLayer, batch: int, rank: Optional[int] = None) -> tuple:
-    """An input shape for the layer: its parameter dims at the spec's axes, ``batch`` elsewhere.
-
-    The rank is ``len(axes) + 2`` for negative (trailing) axes, else one past
-    the largest positive axis plus two (NCHW over C -> rank 4), unless given.
-    """
-    axes = layer.spec.axes
-    if rank is None:
-        positive = [a for a in axes if a >= 0]
-        rank = max(len(axes) + 2, (max(positive) + 3) if positive else 0)
-    dims = sorted(a % rank for a in axes)
-    shape = [batch] * rank
-    for d, size in zip(dims, layer.param_shape, strict=True):
-        shape[d] = size
-    return tuple(shape)
 
 
 def per_layer_path(base: Path, name: str, count: int) -> Path:
@@ -89,7 +72,7 @@ def export_and_check(
         layer = layers[name]
         progress(f"[{i}/{len(modules)}] {name}")
         module.eval()
-        x = _input(layer, sample_shape(layer, 3, rank), seed=i)
+        x = _input(layer, sample_shape(layer.spec, layer.param_shape, (3,), rank), seed=i)
         if torchscript is not None:
             path = per_layer_path(torchscript, name, len(modules))
             torch.jit.save(torch.jit.script(module), str(path))
@@ -101,7 +84,9 @@ def export_and_check(
             import onnxruntime as ort
 
             path = per_layer_path(onnx, name, len(modules))
-            sample = to_tensor(_input(layer, sample_shape(layer, 2, rank), seed=0))
+            sample = to_tensor(
+                _input(layer, sample_shape(layer.spec, layer.param_shape, (2,), rank), seed=0)
+            )
             export_onnx(module, path, sample, opset=opset, exporter=exporter)
             options = ort.SessionOptions()
             options.log_severity_level = 3

@@ -1,0 +1,86 @@
+"""The Flax backends of ``rmsnorm verify`` (see ``rmsnorm_torch._verify_backends``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx as fnnx
+
+from rmsnorm_core import param_shape
+
+from . import linen, nnx
+
+
+def _params(p: Any) -> dict:
+    out = {}
+    if p.scale is not None:
+        out["scale"] = jnp.asarray(p.scale)
+    if p.bias is not None:
+        out["bias"] = jnp.asarray(p.bias)
+    return out
+
+
+def _np(a: Any) -> np.ndarray | None:
+    return None if a is None else np.asarray(a)
+
+
+def _linen(p: Any) -> tuple:
+    residual = p.residual is not None
+    module = (linen.ResidualRMSNorm if residual else linen.RMSNorm)(spec=p.spec)
+    variables = {"params": _params(p)}
+    args = (jnp.asarray(p.x), jnp.asarray(p.residual)) if residual else (jnp.asarray(p.x),)
+
+    def f(v, *a):
+        return module.apply(v, *a)
+
+    out, pull = jax.vjp(jax.jit(f), variables, *args)
+    y, s = out if residual else (out, None)
+    if p.x.size == 0:
+        return _np(y), _np(s), None
+    cot = (jnp.asarray(p.dy), jnp.zeros_like(s)) if residual else jnp.asarray(p.dy)
+    dv, dx, *_ = pull(cot)
+    grads = (_np(dx), _np(dv["params"].get("scale")), _np(dv["params"].get("bias")))
+    return _np(y), _np(s), grads
+
+
+def _nnx(p: Any) -> tuple:
+    pshape = param_shape(p.spec, p.x.shape)
+    features = pshape[0] if len(pshape) == 1 else pshape
+    residual = p.residual is not None
+    cls = nnx.ResidualRMSNorm if residual else nnx.RMSNorm
+    model = cls(features, spec=p.spec, rngs=fnnx.Rngs(0))
+    for field, value in _params(p).items():
+        getattr(model, field)[...] = value
+    graphdef, state = fnnx.split(model)
+    args = (jnp.asarray(p.x), jnp.asarray(p.residual)) if residual else (jnp.asarray(p.x),)
+
+    def f(st, *a):
+        return fnnx.merge(graphdef, st)(*a)
+
+    out, pull = jax.vjp(f, state, *args)
+    y, s = out if residual else (out, None)
+    if p.x.size == 0:
+        return _np(y), _np(s), None
+    cot = (jnp.asarray(p.dy), jnp.zeros_like(s)) if residual else jnp.asarray(p.dy)
+    dstate, dx, *_ = pull(cot)
+    grads = {k: v for k, v in fnnx.to_flat_state(dstate)}
+    dscale = grads.get(("scale",))
+    dbias = grads.get(("bias",))
+    return (
+        _np(y),
+        _np(s),
+        (
+            _np(dx),
+            _np(dscale[...] if dscale is not None else None),
+            _np(dbias[...] if dbias is not None else None),
+        ),
+    )
+
+
+def backends() -> dict[str, Callable[[Any], tuple]]:
+    """Name -> runner."""
+    return {"flax linen (jit)": _linen, "flax nnx": _nnx}

@@ -99,7 +99,11 @@ def _normalize(
     step = plan.compute if plan.compute in ("float16", "bfloat16") else None
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         squares = _round(h[..., : blocks.k] ** 2, step)
-        ms = _round(squares.sum(axis=-1, keepdims=True) / max(blocks.k, 1), step)
+        # The sum of squares is held in the compute dtype: a float32 statistic
+        # overflows when it passes 3.4e38 (|x| >~ 1.8e19), as every backend's does;
+        # ms is then inf, inv 0, and the row's finite elements give 0.
+        ss = _round(squares.sum(axis=-1, keepdims=True), plan.compute)
+        ms = _round(ss / max(blocks.k, 1), step)
         if spec.eps_placement == "inside":
             inv = _round(1.0 / _round(np.sqrt(_round(ms + spec.eps, step)), step), step)
         else:

@@ -94,8 +94,15 @@ class RMSNormSpec:
        dtype rules above refer to the dtype of ``x``.
 
     Edge rules: an all-zero row gives zeros and finite gradients (with eps
-    outside, the gradient of ``sqrt`` at 0 is taken as 0); a NaN or Inf
-    stays in its own row; empty batches give empty outputs.
+    outside, the gradient of ``sqrt`` at 0 is taken as 0); a NaN stays in its
+    own row (the row becomes NaN), an Inf too (its row: NaN there, 0
+    elsewhere); empty batches give empty outputs. The sum of squares is held
+    in the compute dtype: in float32 it overflows past 3.4e38 (float32 or
+    bfloat16 rows with |x| >~ 1.8e19), giving ``inv = 0`` and a row of zeros
+    -- defined, the same in every backend, and not rescaled (rescaling would
+    cost every call a max-abs pass). float16 inputs never overflow it.
+    Subnormal float32 inputs may be flushed to zero by XLA on the CPU; the
+    difference stays far below the tolerance table's atol.
 
     Attributes:
         axes: the normalized axes, any non-empty set of distinct ints;

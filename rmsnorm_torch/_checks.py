@@ -119,7 +119,8 @@ def check_param(name: str, p: Optional[Tensor], x: Tensor, dims: List[int]) -> N
 def check_choice(name: str, value: str, accepted: List[str]) -> None:
     """Raise unless ``value`` is one of ``accepted``."""
     if value not in accepted:
-        fail("{}='{}' is not accepted; expected one of {}".format(name, value, accepted))
+        quoted = ", ".join(["'" + a + "'" for a in accepted])  # core's wording
+        fail("{}='{}' is not accepted; expected one of {}".format(name, value, quoted))
 
 
 def check_options(

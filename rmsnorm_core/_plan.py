@@ -185,6 +185,38 @@ def check_param(name: str, shape: Sequence[int], dtype: Any, expected_shape: Seq
         )
 
 
+def check_params(
+    spec: RMSNormSpec, input_shape: Sequence[int], scale: Any, bias: Any
+) -> str | None:
+    """Check the parameters a caller passes against the spec and the input shape.
+
+    Args:
+        spec: the spec.
+        input_shape: the shape of ``x``.
+        scale, bias: arrays (anything with ``.shape`` and ``.dtype``) or None.
+
+    Returns:
+        The promoted dtype name of the parameters given, or None if none.
+
+    Raises:
+        RMSNormError: a parameter the spec does not use, or a wrong shape.
+        RMSNormTypeError: a non-floating parameter.
+    """
+    pshape = param_shape(spec, input_shape)
+    dtypes = []
+    for name, value, used in (("scale", scale, spec.use_scale), ("bias", bias, spec.use_bias)):
+        if value is None:
+            continue
+        if not used:
+            raise RMSNormError(
+                f"{name} was given but the spec has use_{name}=False; pass "
+                f"{name}=None or use a spec with use_{name}=True"
+            )
+        check_param(name, value.shape, value.dtype, pshape)
+        dtypes.append(dtype_name(value.dtype))
+    return promote(*dtypes) if dtypes else None
+
+
 def check_residual(shape: Sequence[int], dtype: Any, x_shape: Sequence[int]) -> None:
     """Raise unless ``residual`` matches ``x``'s shape and is a float dtype."""
     check_float_dtype("residual", dtype)
@@ -226,6 +258,7 @@ __all__ = [
     "canonical_axes",
     "check_normalized_shape",
     "check_param",
+    "check_params",
     "check_residual",
     "dtype_name",
     "dtype_plan",

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ._dtypes import check_float_dtype, numpy_dtype, promote
+from ._dtypes import check_float_dtype, numpy_dtype
 from ._errors import RMSNormError
 from ._plan import (
     DtypePlan,
     canonical_axes,
-    check_param,
+    check_params,
     check_residual,
     dtype_plan,
     param_shape,
@@ -39,6 +39,7 @@ class _Blocks:
     """``x`` viewed as (batch..., n): normalized axes moved last and flattened."""
 
     def __init__(self, shape: tuple[int, ...], spec: RMSNormSpec) -> None:
+        self.shape = shape
         self.axes = canonical_axes(spec.axes, len(shape))
         kept = [a for a in range(len(shape)) if a not in self.axes]
         self.perm = kept + list(self.axes)
@@ -68,22 +69,9 @@ def _params(
     spec: RMSNormSpec, blocks: _Blocks, scale: Any, bias: Any
 ) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
     """Validate ``scale``/``bias``; return them flat (float64) and their dtype."""
-    flat: list[np.ndarray | None] = []
-    dtypes = []
-    for name, value, used in (("scale", scale, spec.use_scale), ("bias", bias, spec.use_bias)):
-        if value is None:
-            flat.append(None)
-            continue
-        if not used:
-            raise RMSNormError(
-                f"{name} was given but the spec has use_{name}=False; pass "
-                f"{name}=None or use a spec with use_{name}=True"
-            )
-        array = np.asarray(value)
-        check_param(name, array.shape, array.dtype, blocks.pshape)
-        dtypes.append(array.dtype.name)
-        flat.append(array.astype(np.float64).reshape(blocks.n))
-    param_dtype = promote(*dtypes) if dtypes else None
+    arrays = [None if v is None else np.asarray(v) for v in (scale, bias)]
+    param_dtype = check_params(spec, blocks.shape, *arrays)
+    flat = [None if a is None else a.astype(np.float64).reshape(blocks.n) for a in arrays]
     return flat[0], flat[1], param_dtype
 
 

@@ -20,12 +20,11 @@ from rmsnorm_core import (
     RMSNormTypeError,
     canonical_axes,
     check_float_dtype,
-    check_param,
+    check_params,
     check_residual,
     dtype_plan,
     param_shape,
     partial_count,
-    promote,
 )
 
 from . import _kernel
@@ -38,17 +37,9 @@ def _config(
         raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
     dims = canonical_axes(spec.axes, x.ndim)
     pshape = param_shape(spec, x.shape)
-    dtypes = []
-    for name, p, used in (("scale", scale, spec.use_scale), ("bias", bias, spec.use_bias)):
-        if p is None:
-            continue
-        if not used:
-            raise RMSNormError(
-                f"{name} was given but the spec has use_{name}=False; pass {name}=None or "
-                f"use a spec with use_{name}=True"
-            )
-        check_param(name, jnp.shape(p), jnp.result_type(p), pshape)
-        dtypes.append(check_float_dtype(name, jnp.result_type(p)))
+    # jnp.result_type reads the dtype of arrays and of scalars/lists alike
+    arrays = [None if p is None else jnp.asarray(p) for p in (scale, bias)]
+    param_dtype = check_params(spec, x.shape, *arrays)
     n = math.prod(pshape)
     if axis_name is not None and spec.partial < 1.0:
         raise RMSNormError(
@@ -56,7 +47,7 @@ def _config(
             "k elements of a block sharded across devices are not local; use partial=1.0 or "
             "gather the normalized axis"
         )
-    plan = dtype_plan(spec, in_dtype, promote(*dtypes) if dtypes else None)
+    plan = dtype_plan(spec, in_dtype, param_dtype)
     return _kernel.Config(spec, dims, x.ndim, n, partial_count(spec, n), plan, axis_name)
 
 

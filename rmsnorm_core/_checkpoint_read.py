@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ._checkpoint import FORMAT, FORMAT_VERSION, NeutralLayer, check_layer
@@ -76,11 +77,10 @@ def _layer(file: str, name: str, entry: Any, tensors: dict[str, Any]) -> Neutral
                 f"checkpoint {file!r}: layer {name!r} is missing tensor {key!r} "
                 f"(its spec has use_{field}=True)"
             )
-    try:
-        layer = NeutralLayer(spec, params.get("scale"), params.get("bias"))
-        check_layer(name, layer, tuple(shape))
+    candidate = SimpleNamespace(spec=spec, scale=params.get("scale"), bias=params.get("bias"))
+    try:  # checked under its own name before NeutralLayer checks it again, nameless
+        check_layer(name, candidate, tuple(shape))
     except RMSNormError as err:
-        raise type(err)(
-            f"checkpoint {file!r}: {err}".replace("layer 'layer'", f"layer {name!r}")
-        ) from None
+        raise type(err)(f"checkpoint {file!r}: {err}") from None
+    layer = NeutralLayer(spec, candidate.scale, candidate.bias)
     return layer

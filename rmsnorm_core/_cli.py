@@ -8,20 +8,13 @@ convention). Errors print one line naming the problem, never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
+from ._cli_args import parse_overrides
 from ._errors import RMSNormError, RMSNormUsageError
 from ._presets import preset, presets
 from ._spec import RMSNormSpec
-
-
-def _parse_value(text: str) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -31,14 +24,8 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _cmd_spec(args: argparse.Namespace) -> int:
-    overrides = {}
-    for item in args.set:
-        field, sep, value = item.partition("=")
-        if not sep:
-            raise RMSNormError(f"--set {item!r} is not accepted; expected FIELD=VALUE")
-        overrides[field] = _parse_value(value)
     base = preset(args.preset) if args.preset else RMSNormSpec()
-    print(base.replace(**overrides).to_json(indent=2))
+    print(base.replace(**parse_overrides(args.set)).to_json(indent=2))
     return 0
 
 

@@ -21,11 +21,11 @@ no file behind.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from ._checkpoint import NeutralLayer, load, save, write_atomic
+from ._cli_args import parse_overrides
 from ._errors import RMSNormError, RMSNormUsageError
 from ._names import NAME_MAPS
 from ._presets import preset
@@ -87,16 +87,7 @@ def _spec(args: argparse.Namespace) -> RMSNormSpec:
             "--preset is required to read a flax or torch file: it holds weights "
             "but no spec (e.g. --preset llama)"
         )
-    overrides = {}
-    for item in args.set:
-        field, sep, value = item.partition("=")
-        if not sep:
-            raise RMSNormUsageError(f"--set {item!r} is not accepted; expected FIELD=VALUE")
-        try:
-            overrides[field] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[field] = value
-    return preset(args.preset).replace(**overrides)
+    return preset(args.preset).replace(**parse_overrides(args.set))
 
 
 def _read(path: Path, fmt: str, args: argparse.Namespace) -> dict[str, NeutralLayer]:

@@ -12,13 +12,13 @@ the tolerance table (they round at the same points).
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+import math
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
-from ._blocked import applies, blocked_forward, needs_grad
-from ._plan import compute_dtype_for, output_dtype_for
+from ._blocked import blocked_forward, needs_grad
 
 
 class _BlockedRMSNorm(torch.autograd.Function):
@@ -38,10 +38,9 @@ class _BlockedRMSNorm(torch.autograd.Function):
         out, inv = blocked_forward(
             x, n_dims, weight, bias, eps, scale_offset, before_scale, in_dtype, out_dtype
         )
-        n = inv.numel() and x.numel() // inv.numel()
         ctx.save_for_backward(x, weight, bias, inv)
         ctx.scale_offset = scale_offset
-        ctx.n = n
+        ctx.n = math.prod(x.shape[x.dim() - n_dims :])
         return out
 
     @staticmethod
@@ -57,28 +56,20 @@ class _BlockedRMSNorm(torch.autograd.Function):
 
 def blocked_rms_norm(
     x: Tensor,
-    dims: List[int],
+    n_dims: int,
     weight: Optional[Tensor],
     bias: Optional[Tensor],
     eps: float,
-    eps_placement: str,
-    compute_dtype: str,
-    cast_order: str,
-    output_dtype: str,
     scale_offset: float,
-    partial: float,
+    before_scale: bool,
     in_dtype: torch.dtype,
-) -> Optional[Tensor]:
-    """Run the blocked kernel, or return None where it does not apply."""
-    compute = compute_dtype_for(compute_dtype, in_dtype)
-    if not applies(x, dims, eps_placement, compute, partial):
-        return None
-    out_dtype = output_dtype_for(output_dtype, in_dtype, weight, bias)
-    before_scale = cast_order == "before_scale"
+    out_dtype: torch.dtype,
+) -> Tensor:
+    """The blocked kernel (the caller checked ``applies``); autograd only if needed."""
     if not needs_grad(x, weight, bias):
         return blocked_forward(
-            x, len(dims), weight, bias, eps, scale_offset, before_scale, in_dtype, out_dtype
+            x, n_dims, weight, bias, eps, scale_offset, before_scale, in_dtype, out_dtype
         )[0]
     return _BlockedRMSNorm.apply(
-        x, weight, bias, len(dims), eps, scale_offset, before_scale, in_dtype, out_dtype
+        x, weight, bias, n_dims, eps, scale_offset, before_scale, in_dtype, out_dtype
     )

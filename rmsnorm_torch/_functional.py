@@ -52,9 +52,9 @@ def _eager(
     bias: Optional[Tensor],
     eps: float,
     eps_placement: str,
-    compute_dtype: str,
-    cast_order: str,
-    output_dtype: str,
+    compute: torch.dtype,
+    before_scale: bool,
+    out_dtype: torch.dtype,
     scale_offset: float,
     partial: float,
     in_dtype: torch.dtype,
@@ -70,31 +70,20 @@ def _eager(
             weight,
             bias,
             eps_placement,
-            compute_dtype,
-            cast_order,
+            compute,
+            before_scale,
             scale_offset,
             partial,
             in_dtype,
         ):
             return native_rms_norm(x, dims, weight, eps)
         return None
-    if torch.jit.is_tracing():
+    if torch.jit.is_tracing() or not applies(x, dims, eps_placement, compute, partial):
         return None
     from ._eager import blocked_rms_norm
 
     return blocked_rms_norm(
-        x,
-        dims,
-        weight,
-        bias,
-        eps,
-        eps_placement,
-        compute_dtype,
-        cast_order,
-        output_dtype,
-        scale_offset,
-        partial,
-        in_dtype,
+        x, len(dims), weight, bias, eps, scale_offset, before_scale, in_dtype, out_dtype
     )
 
 
@@ -118,21 +107,11 @@ def _norm(
     if not torch.jit.is_tracing():  # a trace records ops, not these shape comparisons
         _checks.check_param("weight", weight, x, dims)
         _checks.check_param("bias", bias, x, dims)
+    # the dtype plan, resolved once for every path below
     compute = compute_dtype_for(compute_dtype, in_dtype)
-    if torch.jit.is_scripting():
-        if applies(x, dims, eps_placement, compute, partial) and not needs_grad(x, weight, bias):
-            return blocked_forward(
-                x,
-                len(dims),
-                weight,
-                bias,
-                eps,
-                scale_offset,
-                cast_order == "before_scale",
-                in_dtype,
-                output_dtype_for(output_dtype, in_dtype, weight, bias),
-            )[0]
-    else:
+    out_dtype = output_dtype_for(output_dtype, in_dtype, weight, bias)
+    before_scale = cast_order == "before_scale"
+    if not torch.jit.is_scripting():
         fast = _eager(
             x,
             dims,
@@ -140,15 +119,19 @@ def _norm(
             bias,
             eps,
             eps_placement,
-            compute_dtype,
-            cast_order,
-            output_dtype,
+            compute,
+            before_scale,
+            out_dtype,
             scale_offset,
             partial,
             in_dtype,
         )
         if fast is not None:
             return fast
+    elif applies(x, dims, eps_placement, compute, partial) and not needs_grad(x, weight, bias):
+        return blocked_forward(
+            x, len(dims), weight, bias, eps, scale_offset, before_scale, in_dtype, out_dtype
+        )[0]
     return rms_norm_graph(
         x,
         dims,
@@ -156,9 +139,9 @@ def _norm(
         bias,
         eps,
         eps_placement == "outside",
-        compute_dtype_for(compute_dtype, in_dtype),
-        cast_order == "before_scale",
-        output_dtype_for(output_dtype, in_dtype, weight, bias),
+        compute,
+        before_scale,
+        out_dtype,
         scale_offset,
         _partial_count(x, dims, partial),
         in_dtype,

@@ -22,8 +22,6 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
-from ._plan import compute_dtype_for
-
 _ALLOWED = [False]
 
 
@@ -44,8 +42,8 @@ def native_eligible(
     weight: Optional[Tensor],
     bias: Optional[Tensor],
     eps_placement: str,
-    compute_dtype: str,
-    cast_order: str,
+    compute: torch.dtype,
+    before_scale: bool,
     scale_offset: float,
     partial: float,
     in_dtype: torch.dtype,
@@ -56,14 +54,14 @@ def native_eligible(
         _ALLOWED[0]
         and x.dtype == in_dtype
         and x.dtype in (torch.float16, torch.float32)  # ONNX Runtime's CPU has no bf16 Mul
-        and compute_dtype_for(compute_dtype, in_dtype) == torch.float32
+        and compute == torch.float32
         and eps_placement == "inside"
         and partial >= 1.0
         and scale_offset == 0.0
         and bias is None
         and dims == list(range(rank - len(dims), rank))
         and (weight is None or weight.dtype == x.dtype)
-        and (cast_order == "before_scale" or x.dtype == torch.float32)
+        and (before_scale or x.dtype == torch.float32)
     )
 
 

@@ -1,4 +1,4 @@
-"""The tests' view of core's shared problems and checks (rmsnorm_core._problems).
+"""The tests' view of core's shared problems and checks (``rmsnorm_core.testing``).
 
 ``rmsnorm verify`` uses the same problems and the same checker; here a failed
 check raises AssertionError with its reason.
@@ -9,26 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from rmsnorm_core import RMSNormSpec
-from rmsnorm_core import _problems as problems
-from rmsnorm_core._problems import Problem
+from rmsnorm_core import testing as problems
+from rmsnorm_core.testing import Problem
 
 PRESETS = list(RMSNormSpec.presets())
-DTYPES = ["float32", "bfloat16", "float16"]
-
-# (id, input shape, spec overrides): shapes differ from any export sample.
-AXES_CASES = [
-    ("trailing", (5, 7, 48), {}),
-    ("nchw-c", (3, 12, 5, 4), {"axes": (1,)}),
-    ("two-axes", (4, 6, 10), {"axes": (-2, -1)}),
-    ("non-adjacent", (3, 5, 4, 6), {"axes": (1, 3)}),
-    ("partial", (6, 40), {"partial": 0.25}),
-    ("size1-axis", (5, 1), {}),
-    ("empty-batch", (0, 16), {}),
-    ("long-rows", (48, 1536), {}),  # large enough for torch's blocked eager kernel
-]
+DTYPES = list(problems.DTYPES)
 
 __all__ = [
-    "AXES_CASES",
     "DTYPES",
     "PRESETS",
     "Problem",

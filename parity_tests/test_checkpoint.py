@@ -62,7 +62,9 @@ def test_save_over_existing_file_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full (simulated)")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(
+        RMSNormError, match=r"cannot write '.*c.safetensors': disk full \(simulated\)"
+    ):
         save(path, {"x": NeutralLayer(RMSNormSpec(), np.ones(4, np.float32))})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]

@@ -126,8 +126,8 @@ def test_convert_torch_safetensors_state_dict(tmp_path):
         ),
         (
             ["export", "ck.safetensors", "--onnx", "o.onnx", "--opset", "12"],
-            1,
-            "opset=12 is not accepted",
+            2,
+            "--opset 12 is not accepted with --exporter dynamo; expected 17 to 23",
         ),
     ],
     ids=[

@@ -1,19 +1,22 @@
-"""rmsnorm_flax against the float64 reference: every preset, dtype and axes case,
-forward and gradients, under jit and without."""
+"""rmsnorm_flax's function without jit, the naive compute mode, the residual variant,
+vmap/remat and what its backward saves.
+
+Every preset x dtype x case under jit (modules, linen and nnx) is
+``test_parity_matrix.py`` (runners ``flax-linen``, ``flax-nnx``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from _parity import AXES_CASES, DTYPES, PRESETS, check_forward, check_gradients, make_problem
+from _parity import DTYPES, check_forward, check_gradients, make_problem
 
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 
-from rmsnorm_core import dtype_plan  # noqa: E402
+from rmsnorm_core import RMSNormSpec, dtype_plan  # noqa: E402
+from rmsnorm_core.testing import cases  # noqa: E402
 from rmsnorm_flax import rms_norm, rms_norm_residual  # noqa: E402
-
-CASES = [(p, d, c) for p in PRESETS for d in DTYPES for c in AXES_CASES]
 
 
 def _run(problem, jit):
@@ -29,29 +32,16 @@ def _np(a):
     return None if a is None else np.asarray(a)
 
 
-@pytest.mark.parametrize(
-    "preset,dtype,case", CASES, ids=[f"flax-{d}-{p}-{c[0]}" for p, d, c in CASES]
-)
-def test_function_forward_and_gradients_jit(preset, dtype, case):
-    case_id, shape, overrides = case
-    problem = make_problem(preset, dtype, shape, overrides, use_bias=case_id == "nchw-c")
-    y, (dx, dscale, dbias) = _run(problem, jit=True)
-    name = f"flax jit {dtype} {preset} {case_id}"
-    check_forward(problem, _np(y), name=name)
-    check_gradients(problem, _np(dx), _np(dscale), _np(dbias), name=name)
-
-
-EAGER = [(p, d, c) for p in ("flax", "llama", "gemma") for d in DTYPES for c in AXES_CASES[:5]]
+EAGER = [(p, d, c) for p in ("flax", "llama", "gemma") for d in DTYPES for c in cases("verify")[:4]]
 
 
 @pytest.mark.parametrize(
-    "preset,dtype,case", EAGER, ids=[f"flax-eager-{d}-{p}-{c[0]}" for p, d, c in EAGER]
+    "preset,dtype,case", EAGER, ids=[f"flax-eager-{d}-{p}-{c.id}" for p, d, c in EAGER]
 )
 def test_function_forward_and_gradients_without_jit(preset, dtype, case):
-    case_id, shape, overrides = case
-    problem = make_problem(preset, dtype, shape, overrides, seed=5)
+    problem = case.problem(RMSNormSpec.preset(preset), dtype)
     y, (dx, dscale, dbias) = _run(problem, jit=False)
-    name = f"flax eager {dtype} {preset} {case_id}"
+    name = f"flax eager {dtype} {preset} {case.id}"
     check_forward(problem, _np(y), name=name)
     check_gradients(problem, _np(dx), _np(dscale), _np(dbias), name=name)
 
@@ -59,8 +49,9 @@ def test_function_forward_and_gradients_without_jit(preset, dtype, case):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_compute_dtype_input_reproduces_naive_code(dtype):
     problem = make_problem("torch", dtype, (6, 64), {"compute_dtype": "input"})
-    y, (dx, dscale, _) = _run(problem, jit=True)
+    y, (dx, dscale, dbias) = _run(problem, jit=True)
     check_forward(problem, _np(y), name=f"naive {dtype}")
+    check_gradients(problem, _np(dx), _np(dscale), _np(dbias), name=f"naive {dtype}")
     assert dtype_plan(problem.spec, dtype).compute == dtype
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from _cases import AXES_ERRORS
+from _error_cases import AXES_ERRORS
 
 from rmsnorm_core import (
     RMSNormError,

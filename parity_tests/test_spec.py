@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 import pytest
-from _cases import SPEC_ERRORS
+from _error_cases import SPEC_ERRORS
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -74,7 +74,9 @@ def test_same_defaults_and_state_dict_keys():
     assert torch.equal(ours.weight, peer.weight)
     assert list(RMSNorm(8, bias=True).state_dict()) == ["weight", "bias"]
     assert list(RMSNorm(8, elementwise_affine=False).state_dict()) == []
-    assert ours.normalized_shape == [8] and ours.elementwise_affine is True
+    assert (
+        ours.normalized_shape == peer.normalized_shape == (8,) and ours.elementwise_affine is True
+    )
 
 
 def test_from_spec_nchw_over_c():

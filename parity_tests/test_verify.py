@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import pytest
 
 from rmsnorm_core import NeutralLayer, RMSNormSpec, save
 from rmsnorm_core._cli import main
+from rmsnorm_core.backends import Backend, Runner, register_backend, unregister_backend
+from rmsnorm_core.testing import Outcome, expected_forward
 
 pytest.importorskip("torch")
 pytest.importorskip("jax")
@@ -35,14 +36,15 @@ def test_quick_run_passes_and_writes_the_report(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "0 failed, 0 skipped" in r.stdout
     for backend in (
-        "flax linen (jit)",
-        "flax nnx",
-        "torch eager",
-        "TorchScript",
-        "ORT torchscript-17",
+        "flax-linen",
+        "flax-nnx",
+        "torch-eager",
+        "torch-script",
+        "ort-torchscript-17",
         "flax vs torch",
     ):
         assert backend in r.stdout
+    assert "torchvision" not in r.stdout + r.stderr, "third-party log lines leaked"
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["versions"]["torch"] != "not installed" and doc["counts"]["fail"] == 0
     record = doc["records"][0]
@@ -60,53 +62,70 @@ def test_quick_run_passes_and_writes_the_report(tmp_path):
     assert {r["spec"] for r in doc["records"]} >= set(RMSNormSpec.presets())
 
 
-def test_a_broken_backend_fails_the_run(monkeypatch, capsys):
-    from rmsnorm_torch import _verify_backends
+def _reference_runner(name, scale=1.0):
+    """A runner that returns the reference itself (times ``scale``)."""
 
-    real = _verify_backends.backends
+    def run(p):
+        y, s = expected_forward(p)
+        return Outcome(y * np.asarray(scale, y.dtype), s)
 
-    def broken():
-        runners = real()
-        eager = runners["torch eager"]
+    return Runner(name, run)
 
-        def wrong(p):  # eps placed outside the root: the classic port bug
-            y, s, grads = eager(p)
-            return y * np.asarray(1.01, y.dtype), s, grads
 
-        return {"torch eager": wrong}
+@pytest.fixture
+def registered():
+    names = []
 
-    monkeypatch.setattr(_verify_backends, "backends", broken)
-    assert main(["verify", "--quick", "--preset", "torch", "--backend", "torch eager"]) == 1
+    def add(backend):
+        register_backend(backend)
+        names.append(backend.name)
+
+    yield add
+    for name in names:
+        unregister_backend(name)
+
+
+def test_a_third_backend_registered_in_process_appears_in_the_matrix(registered, capsys):
+    registered(Backend("numpyref", runners=(_reference_runner("numpyref-oracle"),)))
+    argv = [
+        "verify",
+        "--quick",
+        "--preset",
+        "gemma",
+        "--backend",
+        "numpyref",
+        "--backend",
+        "torch-eager",
+    ]
+    assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "FAIL torch eager forward" in out and "elements outside" in out
+    assert "numpyref-oracle" in out and "torch vs numpyref" in out and "0 failed" in out
+
+
+def test_a_broken_backend_fails_the_run(registered, capsys):
+    registered(Backend("broken", runners=(_reference_runner("broken-eps-outside", 1.01),)))
+    assert main(["verify", "--quick", "--preset", "torch", "--backend", "broken"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL broken-eps-outside forward" in out and "elements outside" in out
 
 
 def test_a_missing_framework_is_skipped_not_passed(monkeypatch, capsys):
-    real_import = importlib.import_module
+    from rmsnorm_core import _backends
 
-    def no_flax(name, *args):
-        if name == "rmsnorm_flax._verify_backends":
-            raise ImportError("No module named 'jax'", name="jax")
-        return real_import(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", no_flax)
-    assert (
-        main(
-            [
-                "verify",
-                "--quick",
-                "--preset",
-                "gemma",
-                "--backend",
-                "torch eager",
-                "--backend",
-                "flax linen (jit)",
-            ]
-        )
-        == 0
-    )
+    monkeypatch.setitem(_backends._UNAVAILABLE, "jaxlike", "not installed (jaxlike)")
+    argv = [
+        "verify",
+        "--quick",
+        "--preset",
+        "gemma",
+        "--backend",
+        "torch-eager",
+        "--backend",
+        "jaxlike",
+    ]
+    assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "skipped: not installed (jax)" in out and "1 skipped" in out
+    assert "skipped: not installed (jaxlike)" in out and "1 skipped" in out
 
 
 def test_verify_a_checkpoint_with_its_own_weights(tmp_path, capsys):
@@ -126,9 +145,9 @@ def test_verify_a_checkpoint_with_its_own_weights(tmp_path, capsys):
                 "--report",
                 str(tmp_path / "r.json"),
                 "--backend",
-                "torch eager",
+                "torch-eager",
                 "--backend",
-                "flax linen (jit)",
+                "flax-linen",
             ]
         )
         == 0
@@ -137,7 +156,7 @@ def test_verify_a_checkpoint_with_its_own_weights(tmp_path, capsys):
     assert {r["spec"] for r in records} == {"enc.norm"} and all(
         r["status"] == "pass" for r in records
     )
-    assert {r["backend"] for r in records} == {"torch eager", "flax linen (jit)", "flax vs torch"}
+    assert {r["backend"] for r in records} == {"torch-eager", "flax-linen", "flax vs torch"}
 
 
 @pytest.mark.parametrize(
@@ -151,11 +170,56 @@ def test_verify_a_checkpoint_with_its_own_weights(tmp_path, capsys):
         (["verify", "--preset", "mistral"], 2, "preset='mistral' is not a preset"),
         (["verify", "--report", "/no/such/folder/r.json"], 2, "its folder does not exist"),
         (["verify", "--weights", "missing.safetensors"], 1, "does not exist"),
-        (["verify", "--spec", "missing.json"], 1, "cannot be read"),
+        (["verify", "--spec", "missing.json"], 1, "--spec 'missing.json' does not exist"),
+        (
+            ["verify", "--backend", "typo"],
+            2,
+            "--backend 'typo' is not a runner or backend; accepted: flax, flax-linen",
+        ),
+        (["verify", "--backend", "torch eager"], 2, "'torch eager' is not a runner or backend"),
     ],
-    ids=["exclusive", "unknown-preset", "report-folder", "missing-weights", "missing-spec"],
+    ids=[
+        "exclusive",
+        "unknown-preset",
+        "report-folder",
+        "missing-weights",
+        "missing-spec",
+        "backend-typo",
+        "backend-old-label",
+    ],
 )
 def test_bad_usage(argv, code, match, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == code
     assert match in capsys.readouterr().err
+
+
+def test_exporting_runners_print_only_verify_output(tmp_path):
+    # the dynamo exporter logs "torchvision is not installed. Skipping ..." and the
+    # exporters warn; verify silences both at their source
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rmsnorm_core",
+            "verify",
+            "--preset",
+            "llama",
+            "--backend",
+            "ort-dynamo-23",
+            "--backend",
+            "torch-compile",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    noise = [
+        line
+        for line in (r.stdout + r.stderr).splitlines()
+        if line.strip()
+        and not line.startswith(("[", "backend", "ort-", "torch-", "FAIL"))
+        and "passed" not in line
+    ]
+    assert not noise, noise

@@ -3,11 +3,21 @@
 Imports NumPy, ml_dtypes and safetensors only; never torch, never jax.
 """
 
-from . import reference
-from ._checkpoint import FORMAT_VERSION, NeutralLayer, load, save
+from . import backends, reference, testing
+from ._atomic import write_atomic
+from ._checkpoint import FORMAT_VERSION, load, save
 from ._dtypes import FLOAT_DTYPES, check_float_dtype, dtype_name, numpy_dtype, promote
 from ._errors import RMSNormError, RMSNormTypeError, RMSNormUsageError
+from ._layouts import (
+    HF_NORM_KEYS,
+    INFERRED,
+    layers_from_param_tree,
+    layers_from_state_arrays,
+    param_tree_from_layers,
+    state_arrays_from_layers,
+)
 from ._names import NAME_MAPS, flax_to_torch, torch_to_flax
+from ._neutral import NeutralLayer
 from ._offsets import with_scale_offset
 from ._plan import (
     DtypePlan,
@@ -21,8 +31,9 @@ from ._plan import (
     partial_count,
     sample_shape,
 )
-from ._presets import FLOAT32_EPS, preset, presets
-from ._spec import SCHEMA_VERSION, RMSNormSpec
+from ._presets import FLOAT32_EPS
+from ._rules import Recipe
+from ._spec import SCHEMA_VERSION, RMSNormSpec, preset, presets
 from ._tolerance import (
     ROUNDING_AGREEMENT,
     TOLERANCES,
@@ -38,6 +49,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FORMAT_VERSION",
+    "HF_NORM_KEYS",
+    "INFERRED",
+    "Recipe",
+    "backends",
+    "layers_from_param_tree",
+    "layers_from_state_arrays",
+    "param_tree_from_layers",
+    "state_arrays_from_layers",
+    "testing",
+    "write_atomic",
     "NAME_MAPS",
     "NeutralLayer",
     "flax_to_torch",

@@ -15,106 +15,23 @@ folder, then ``os.replace``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from ._dtypes import dtype_name
+from ._atomic import write_atomic
 from ._errors import RMSNormError, RMSNormTypeError
-from ._safetensors import serialize
+from ._neutral import NeutralLayer, check_layer
+from ._safetensors import read_file, serialize
 from ._spec import RMSNormSpec
 
 FORMAT = "rmsnorm-bridge"
 FORMAT_VERSION = 1
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class NeutralLayer:
-    """One RMSNorm layer between frameworks: its spec and parameters (NumPy).
-
-    Attributes:
-        spec: the layer's spec.
-        scale: array of the parameter shape in ``spec.param_dtype``, present
-            iff ``spec.use_scale``. Stored as is: a ``scale_offset`` layer
-            keeps its zero-centered values.
-        bias: likewise for ``spec.use_bias``.
-    """
-
-    spec: RMSNormSpec
-    scale: np.ndarray | None = None
-    bias: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        check_layer("layer", self)
-
-    @property
-    def param_shape(self) -> tuple[int, ...]:
-        p = self.scale if self.scale is not None else self.bias
-        return () if p is None else tuple(p.shape)
-
-    def equals(self, other: NeutralLayer) -> bool:
-        """Bit-identical spec, dtypes and values (NaNs included)."""
-        return self.spec == other.spec and all(
-            (a is None and b is None)
-            or (
-                a is not None
-                and b is not None
-                and a.dtype == b.dtype
-                and a.shape == b.shape
-                and a.tobytes() == b.tobytes()
-            )
-            for a, b in ((self.scale, other.scale), (self.bias, other.bias))
-        )
-
-
-def check_layer(name: str, layer: Any, param_shape: tuple[int, ...] | None = None) -> None:
-    """Raise, naming ``name``, unless ``layer`` is consistent with its spec."""
-    if not isinstance(layer.spec, RMSNormSpec):
-        raise RMSNormTypeError(
-            f"layer {name!r}: spec must be an RMSNormSpec, got {type(layer.spec).__name__}"
-        )
-    shapes = set()
-    for field, used in (("scale", layer.spec.use_scale), ("bias", layer.spec.use_bias)):
-        value = getattr(layer, field)
-        if used and value is None:
-            raise RMSNormError(
-                f"layer {name!r}: the spec has use_{field}=True but no {field} tensor is present"
-            )
-        if not used and value is not None:
-            raise RMSNormError(
-                f"layer {name!r}: a {field} tensor is present but the spec has use_{field}=False"
-            )
-        if value is None:
-            continue
-        if not isinstance(value, np.ndarray):
-            raise RMSNormTypeError(
-                f"layer {name!r}: {field} must be a NumPy array, got {type(value).__name__}"
-            )
-        if dtype_name(value.dtype) != layer.spec.param_dtype:
-            raise RMSNormError(
-                f"layer {name!r}: {field} has dtype {dtype_name(value.dtype)} but "
-                f"the spec has param_dtype={layer.spec.param_dtype!r}"
-            )
-        if value.ndim != len(layer.spec.axes):
-            raise RMSNormError(
-                f"layer {name!r}: {field} has shape {value.shape}, rank "
-                f"{value.ndim}, but the spec normalizes {len(layer.spec.axes)} "
-                f"axes {layer.spec.axes}"
-            )
-        if param_shape is not None and tuple(value.shape) != tuple(param_shape):
-            raise RMSNormError(
-                f"layer {name!r}: {field} has shape {value.shape} but the "
-                f"checkpoint records param_shape {tuple(param_shape)}"
-            )
-        shapes.add(tuple(value.shape))
-    if len(shapes) > 1:
-        raise RMSNormError(f"layer {name!r}: scale and bias shapes differ: {sorted(shapes)}")
 
 
 def save(path: str | os.PathLike[str], layers: Mapping[str, NeutralLayer]) -> Path:
@@ -153,32 +70,75 @@ def save(path: str | os.PathLike[str], layers: Mapping[str, NeutralLayer]) -> Pa
     return write_atomic(path, serialize(tensors, metadata))
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise RMSNormError(f"cannot write {str(target)!r}: folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target
-
-
 def load(path: str | os.PathLike[str]) -> dict[str, NeutralLayer]:
     """Read a neutral checkpoint; see the module docstring for what is refused.
 
     Raises:
         RMSNormError: naming the file (and layer) and the problem.
     """
-    from ._checkpoint_read import read
+    return _read(Path(path))
 
-    return read(Path(path))
+
+def _read(path: Path) -> dict[str, NeutralLayer]:
+    file = str(path)
+    meta, tensors = read_file(path)
+    if meta.get("format") != FORMAT:
+        raise RMSNormError(
+            f"checkpoint {file!r} is not an rmsnorm-bridge checkpoint (metadata "
+            f"format={meta.get('format')!r}, expected {FORMAT!r})"
+        )
+    version = meta.get("format_version")
+    if version != str(FORMAT_VERSION):
+        raise RMSNormError(
+            f"checkpoint {file!r} has format_version={version!r}; this library "
+            f"reads version {FORMAT_VERSION} (upgrade rmsnorm-bridge for newer)"
+        )
+    try:
+        layers_meta = json.loads(meta.get("layers", ""))
+    except json.JSONDecodeError as err:
+        raise RMSNormError(
+            f"checkpoint {file!r}: the 'layers' metadata is not JSON: {err}"
+        ) from None
+    if not isinstance(layers_meta, dict):
+        raise RMSNormError(f"checkpoint {file!r}: the 'layers' metadata must be a JSON object")
+    layers = {name: _layer(file, name, entry, tensors) for name, entry in layers_meta.items()}
+    if tensors:
+        raise RMSNormError(f"checkpoint {file!r} holds tensors no layer claims: {sorted(tensors)}")
+    return layers
+
+
+def _layer(file: str, name: str, entry: Any, tensors: dict[str, Any]) -> NeutralLayer:
+    if not isinstance(entry, dict) or set(entry) != {"spec", "param_shape"}:
+        raise RMSNormError(
+            f"checkpoint {file!r}: layer {name!r} metadata must be an object "
+            "with exactly 'spec' and 'param_shape'"
+        )
+    try:
+        spec = RMSNormSpec.from_dict(entry["spec"])
+    except RMSNormError as err:
+        raise type(err)(f"checkpoint {file!r}: layer {name!r} has an invalid spec: {err}") from None
+    shape = entry["param_shape"]
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise RMSNormError(
+            f"checkpoint {file!r}: layer {name!r} has param_shape={shape!r}; "
+            "expected a list of ints >= 0"
+        )
+    params = {}
+    for field, used in (("scale", spec.use_scale), ("bias", spec.use_bias)):
+        key = f"{name}.{field}"
+        if key in tensors:
+            params[field] = tensors.pop(key)
+        elif used:
+            raise RMSNormError(
+                f"checkpoint {file!r}: layer {name!r} is missing tensor {key!r} "
+                f"(its spec has use_{field}=True)"
+            )
+    candidate = SimpleNamespace(spec=spec, scale=params.get("scale"), bias=params.get("bias"))
+    try:  # checked under its own name before NeutralLayer checks it again, nameless
+        check_layer(name, candidate, tuple(shape))
+    except RMSNormError as err:
+        raise type(err)(f"checkpoint {file!r}: {err}") from None
+    layer = NeutralLayer(spec, candidate.scale, candidate.bias)
+    return layer

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 from ._cli_args import parse_overrides
 from ._errors import RMSNormError, RMSNormUsageError
-from ._presets import preset, presets
-from ._spec import RMSNormSpec
+from ._spec import RMSNormSpec, preset, presets
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -29,8 +28,13 @@ def _cmd_spec(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser (subcommands register here)."""
+def build_parser(*, with_backends: bool = False) -> argparse.ArgumentParser:
+    """Return the argument parser (subcommands register here).
+
+    ``with_backends`` adds the options backends contribute (``export``'s
+    artifact flags); finding them imports the frameworks, so only the
+    commands that need them pay for it.
+    """
     parser = argparse.ArgumentParser(
         prog="rmsnorm",
         description="One RMSNorm, specified once, run identically in JAX/Flax and PyTorch.",
@@ -52,13 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     _cli_verify.add_parser(sub)
     _cli_convert.add_parser(sub)
-    _cli_export.add_parser(sub)
+    _cli_export.add_parser(sub, with_backends=with_backends)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(with_backends=command == "export")
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
@@ -71,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2 if usage else 1
     except OSError as err:
         print(f"rmsnorm {args.command}: error: {err.strerror}: {err.filename!r}", file=sys.stderr)
+        return 1
+    except (RecursionError, MemoryError) as err:  # hostile input that got past the checks
+        what = "nested too deeply" if isinstance(err, RecursionError) else "too large"
+        print(f"rmsnorm {args.command}: error: an input is {what} to process", file=sys.stderr)
         return 1
 
 

@@ -8,6 +8,9 @@ from typing import Any
 
 from ._errors import RMSNormUsageError
 
+#: Longest ``--set`` value read (no spec field needs more).
+MAX_VALUE = 256
+
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """``--set FIELD=VALUE`` items as a dict; VALUE is read as JSON, else as a string.
@@ -19,9 +22,16 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     for item in items:
         field, sep, value = item.partition("=")
         if not sep:
-            raise RMSNormUsageError(f"--set {item!r} is not accepted; expected FIELD=VALUE")
+            raise RMSNormUsageError(f"--set {item[:80]!r} is not accepted; expected FIELD=VALUE")
+        if len(value) > MAX_VALUE:
+            raise RMSNormUsageError(
+                f"--set {field[:40]}=... is not accepted; the value has {len(value)} characters "
+                f"(at most {MAX_VALUE})"
+            )
         try:
             overrides[field] = json.loads(value)
-        except json.JSONDecodeError:
+        except RecursionError:
+            raise RMSNormUsageError(f"--set {field[:40]}: the value is nested too deeply") from None
+        except ValueError:  # not JSON (or an integer too long to convert): a plain string
             overrides[field] = value
     return overrides

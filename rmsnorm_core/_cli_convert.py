@@ -1,21 +1,23 @@
-"""``rmsnorm convert SRC DST``: between Flax msgpack params, torch state dicts and
-the neutral checkpoint.
+"""``rmsnorm convert SRC DST``: between the neutral checkpoint and the formats backends offer.
 
 Formats, from the extension unless ``--from``/``--to`` say otherwise:
 
-- ``.msgpack``: Flax params (``flax.serialization.msgpack_serialize``); norms
-  are the subtrees holding just ``scale`` (and ``bias``).
-- ``.pt`` / ``.pth`` / ``.bin``: a torch state dict, read with
-  ``torch.load(weights_only=True)``; norms are the keys matching
-  ``--pattern`` (Hugging Face style ``...norm.weight`` by default).
 - ``.safetensors``: the neutral checkpoint when its metadata says so (and by
-  default when writing); ``--to torch`` writes a torch-style state dict.
+  default when writing); otherwise (or with ``--to torch``) a torch-style
+  state dict (``<layer>.weight``), read and written here without torch.
+- every format a backend registers (``rmsnorm_core.backends``): with the
+  packages of this project, ``.msgpack`` Flax params (``flax``) and
+  ``.pt`` / ``.pth`` / ``.bin`` torch state dicts read with
+  ``weights_only=True`` (``torch``).
 
 Flax and torch files carry weights but no spec, so reading one needs
-``--preset`` (and optionally ``--set FIELD=VALUE``). Names map between the
-frameworks' list conventions (``layers_0`` <-> ``layers.0``) unless
-``--names none``. The output is written atomically: a failed conversion leaves
-no file behind.
+``--preset`` (and optionally ``--set FIELD=VALUE``); the file decides the
+axes' count, bias and parameter dtype unless ``--set`` names them, in which
+case the file must agree. Norm keys of a state dict match ``--pattern``
+(Hugging Face style ``...norm.weight`` by default). Names map between the
+frameworks' list conventions (``layers_0`` <-> ``layers.0``, exactly
+invertible) unless ``--names none``. The output is written atomically: a
+failed conversion leaves no file behind.
 """
 
 from __future__ import annotations
@@ -24,29 +26,61 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._checkpoint import NeutralLayer, load, save, write_atomic
+from . import _backends
+from ._atomic import write_atomic
+from ._checkpoint import load, save
 from ._cli_args import parse_overrides
 from ._errors import RMSNormError, RMSNormUsageError
+from ._layouts import (
+    HF_NORM_KEYS,
+    INFERRED,
+    compile_pattern,
+    layers_from_state_arrays,
+    state_arrays_from_layers,
+)
 from ._names import NAME_MAPS
-from ._presets import preset
-from ._safetensors import deserialize, serialize
-from ._spec import RMSNormSpec
+from ._neutral import NeutralLayer
+from ._safetensors import read_file, read_header, serialize
+from ._spec import RMSNormSpec, preset
 
-FORMATS = ("flax", "torch", "neutral")
-_EXTENSIONS = {".msgpack": "flax", ".pt": "torch", ".pth": "torch", ".bin": "torch"}
+
+def _read_neutral(path: Path, spec: Any, pattern: Any, infer: Any) -> dict[str, NeutralLayer]:
+    return load(path)
+
+
+NEUTRAL = _backends.CheckpointFormat(
+    "neutral", (".safetensors",), "", _read_neutral, save, needs_spec=False
+)
+
+
+def _read_torch_safetensors(
+    path: Path, spec: RMSNormSpec, pattern: str | None, infer: frozenset[str]
+) -> dict[str, NeutralLayer]:
+    regex = compile_pattern(pattern or HF_NORM_KEYS)
+    keys = set()
+    for key in read_header(path).entries:
+        match = regex.match(key)
+        if match:
+            keys |= {key, f"{match.group('layer')}.bias"}
+    _, arrays = read_file(path, keys.__contains__)
+    return layers_from_state_arrays(arrays, spec, pattern=pattern or HF_NORM_KEYS, infer=infer)
+
+
+def _write_torch_safetensors(path: Path, layers: dict[str, NeutralLayer]) -> None:
+    write_atomic(path, serialize(state_arrays_from_layers(layers), {"format": "pt"}))
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "convert",
-        help="convert norm weights between Flax, torch and neutral files",
+        help="convert norm weights between the neutral checkpoint, Flax and torch files",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("src", help="input file")
     p.add_argument("dst", help="output file (written atomically)")
-    p.add_argument("--from", dest="src_format", choices=FORMATS, help="input format")
-    p.add_argument("--to", dest="dst_format", choices=FORMATS, help="output format")
+    p.add_argument("--from", dest="src_format", metavar="FORMAT", help="input format")
+    p.add_argument("--to", dest="dst_format", metavar="FORMAT", help="output format")
     p.add_argument("--preset", help="spec of the norms in a flax/torch input (required there)")
     p.add_argument(
         "--set",
@@ -55,7 +89,7 @@ def add_parser(sub: Any) -> None:
         metavar="FIELD=VALUE",
         help="override a preset field; VALUE is read as JSON",
     )
-    p.add_argument("--pattern", default=None, help="regex of torch norm weight keys")
+    p.add_argument("--pattern", default=None, help="regex of state-dict norm weight keys")
     p.add_argument(
         "--names",
         choices=["auto", *NAME_MAPS],
@@ -65,85 +99,83 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _format(path: Path, given: str | None, reading: bool) -> str:
-    if given:
-        return given
-    if path.suffix in _EXTENSIONS:
-        return _EXTENSIONS[path.suffix]
-    if path.suffix == ".safetensors":
-        if reading and path.is_file():
-            head = path.read_bytes()[:65536]
-            return "neutral" if b'"rmsnorm-bridge"' in head else "torch"
-        return "neutral"
-    raise RMSNormUsageError(
-        f"cannot tell the format of {str(path)!r} from its extension; pass "
-        f"--{'from' if reading else 'to'} {{{','.join(FORMATS)}}}"
+def _formats() -> dict[str, list[_backends.CheckpointFormat]]:
+    """Format name -> the formats of that name (built-in state-dict safetensors first)."""
+    builtin = _backends.CheckpointFormat(
+        "torch", (".safetensors",), "torch", _read_torch_safetensors, _write_torch_safetensors
     )
+    table: dict[str, list[_backends.CheckpointFormat]] = {"neutral": [NEUTRAL], "torch": [builtin]}
+    for backend in _backends.backends().values():
+        for fmt in backend.formats:
+            table.setdefault(fmt.name, []).append(fmt)
+    return table
 
 
-def _spec(args: argparse.Namespace) -> RMSNormSpec:
+def _pick(path: Path, given: str | None, reading: bool) -> _backends.CheckpointFormat:
+    table = _formats()
+    flag = "--from" if reading else "--to"
+    if given is not None and given not in table:
+        missing = _backends.unavailable()
+        hint = f" (backends not installed: {', '.join(sorted(missing))})" if missing else ""
+        raise RMSNormUsageError(
+            f"{flag} {given!r} is not a known format; accepted: {', '.join(sorted(table))}{hint}"
+        )
+    names = [given] if given else list(table)
+    matches = [f for n in names for f in table[n] if path.suffix in f.extensions]
+    if given and not matches:
+        return table[given][-1]  # e.g. --to torch out.weights: the backend's own writer
+    if path.suffix == ".safetensors" and not given:
+        neutral = (
+            not reading
+            or not path.is_file()
+            or read_header(path).metadata.get("format") == "rmsnorm-bridge"
+        )
+        return NEUTRAL if neutral else table["torch"][0]
+    if not matches:
+        raise RMSNormUsageError(
+            f"cannot tell the format of {str(path)!r} from its extension; pass "
+            f"{flag} {{{','.join(sorted(table))}}}"
+        )
+    return matches[0]
+
+
+def _spec(args: argparse.Namespace) -> tuple[RMSNormSpec, frozenset[str]]:
+    """The spec of the input's norms, and the fields the file may decide (not ``--set``)."""
     if not args.preset:
         raise RMSNormUsageError(
             "--preset is required to read a flax or torch file: it holds weights "
             "but no spec (e.g. --preset llama)"
         )
-    return preset(args.preset).replace(**parse_overrides(args.set))
-
-
-def _read(path: Path, fmt: str, args: argparse.Namespace) -> dict[str, NeutralLayer]:
-    if not path.is_file():
-        raise RMSNormError(f"input {str(path)!r} does not exist or is not a file")
-    if fmt == "neutral":
-        return load(path)
-    spec = _spec(args)
-    if fmt == "flax":
-        from rmsnorm_flax import layers_from_params
-        from rmsnorm_flax._files import read_msgpack
-
-        return layers_from_params(read_msgpack(path), spec)
-    from rmsnorm_torch import layers_from_state_dict
-    from rmsnorm_torch._bridge import HF_NORM_KEYS, to_tensor
-    from rmsnorm_torch._files import read_state_dict
-
-    if path.suffix == ".safetensors":
-        _, arrays = deserialize(str(path), path.read_bytes())
-        state = {k: to_tensor(v) for k, v in arrays.items()}
-    else:
-        state = read_state_dict(path)
-    return layers_from_state_dict(state, spec, pattern=args.pattern or HF_NORM_KEYS)
-
-
-def _write(path: Path, fmt: str, layers: dict[str, NeutralLayer]) -> None:
-    if fmt == "neutral":
-        save(path, layers)
-    elif fmt == "flax":
-        from rmsnorm_flax._files import save_msgpack
-
-        save_msgpack(path, layers)
-    elif path.suffix == ".safetensors":
-        tensors = {}
-        for name, layer in layers.items():
-            for key, value in (("weight", layer.scale), ("bias", layer.bias)):
-                if value is not None:
-                    tensors[f"{name}.{key}"] = value
-        write_atomic(path, serialize(tensors, {"format": "pt"}))
-    else:
-        from rmsnorm_torch._files import save_state_dict
-
-        save_state_dict(path, layers)
+    try:
+        base = preset(args.preset)
+        overrides = parse_overrides(args.set)
+        return base.replace(**overrides), INFERRED - set(overrides)
+    except RMSNormError as err:
+        raise RMSNormUsageError(str(err)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     src, dst = Path(args.src), Path(args.dst)
-    src_fmt, dst_fmt = _format(src, args.src_format, True), _format(dst, args.dst_format, False)
-    layers = _read(src, src_fmt, args)
+    if not src.is_file():
+        raise RMSNormError(f"input {str(src)!r} does not exist or is not a regular file")
+    src_fmt, dst_fmt = _pick(src, args.src_format, True), _pick(dst, args.dst_format, False)
+    spec, infer = _spec(args) if src_fmt.needs_spec else (None, INFERRED)
+    layers = src_fmt.read(src, spec, args.pattern, infer)
     names = args.names
     if names == "auto":
+        pair = (src_fmt.naming, dst_fmt.naming)
         names = {("flax", "torch"): "flax-to-torch", ("torch", "flax"): "torch-to-flax"}.get(
-            (src_fmt, dst_fmt), "none"
+            pair, "none"
         )
     mapping = NAME_MAPS[names]
-    layers = {mapping(name): layer for name, layer in layers.items()}
-    _write(dst, dst_fmt, layers)
-    print(f"wrote {len(layers)} layer(s) to {dst} ({dst_fmt}): {', '.join(sorted(layers))}")
+    renamed: dict[str, NeutralLayer] = {}
+    for name, layer in layers.items():
+        if mapping(name) in renamed:
+            raise RMSNormError(
+                f"two layers map to the name {mapping(name)!r} under --names {names}; "
+                "pass --names none"
+            )
+        renamed[mapping(name)] = layer
+    dst_fmt.write(dst, renamed)
+    print(f"wrote {len(renamed)} layer(s) to {dst} ({dst_fmt.name}): {', '.join(sorted(renamed))}")
     return 0

@@ -1,10 +1,13 @@
-"""``rmsnorm export CKPT --torchscript OUT.pt --onnx OUT.onnx [--opset N]``.
+"""``rmsnorm export CKPT --<artifact> OUT ...``: deployment artifacts of a neutral checkpoint.
 
-Builds the torch modules of a neutral checkpoint, exports them, runs the
-exported artifacts in TorchScript and ONNX Runtime on inputs of another shape
-than the export sample, and prints the max error against core's reference for
-each layer. A checkpoint with several layers gets one file per layer:
-``OUT.<layer>.pt``. Exit 1 when an artifact is outside the tolerance table.
+Each artifact kind comes from a backend (``rmsnorm_core.backends``); with
+the packages of this project: ``--torchscript OUT.pt`` and ``--onnx
+OUT.onnx`` (``--opset``, ``--exporter``). Every argument is validated before
+anything is written; each artifact is written atomically, loaded back and
+run on an input of another shape than the export sample, and its max error
+against core's reference is printed. A checkpoint with several layers gets
+one file per layer: ``OUT.<layer>.pt``. Exit 1 when an artifact is outside
+the tolerance table, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -13,67 +16,85 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from . import _backends
 from ._checkpoint import load
 from ._errors import RMSNormError, RMSNormUsageError
+from ._plan import canonical_axes
+
+#: The highest ``--rank``: the check input has at least 3**(rank - axes) elements.
+MAX_RANK = 8
 
 
-def add_parser(sub: Any) -> None:
+def _exporters() -> dict[str, _backends.Exporter]:
+    return {e.name: e for b in _backends.backends().values() for e in b.exporters}
+
+
+def add_parser(sub: Any, *, with_backends: bool) -> None:
+    """Add ``export``; its artifact flags come from the backends when ``with_backends``
+    (loading them imports the frameworks, so only ``rmsnorm export`` does)."""
     p = sub.add_parser(
         "export",
-        help="export a neutral checkpoint to TorchScript and ONNX",
+        help="export a neutral checkpoint to deployment artifacts (TorchScript, ONNX, ...)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", help="neutral checkpoint (.safetensors)")
-    p.add_argument("--torchscript", metavar="OUT.pt", help="TorchScript output path")
-    p.add_argument("--onnx", metavar="OUT.onnx", help="ONNX output path")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     p.add_argument(
-        "--exporter",
-        choices=["dynamo", "torchscript"],
-        default="dynamo",
-        help="ONNX exporter (default dynamo)",
+        "--rank", type=int, default=None, help="input rank of the export sample (default: minimal)"
     )
-    p.add_argument("--rank", type=int, default=None, help="input rank of the export sample")
+    if with_backends:
+        for exporter in _exporters().values():
+            p.add_argument(f"--{exporter.name}", metavar="OUT", help=exporter.help)
+            exporter.add_arguments(p)
     p.set_defaults(func=run)
 
 
-def _folder_exists(path: str | None, flag: str) -> Path | None:
-    if path is None:
-        return None
+def _output(path: str, flag: str) -> Path:
     out = Path(path)
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
-        raise RMSNormUsageError(f"{flag} {path!r}: folder {str(parent)!r} does not exist")
+        raise RMSNormUsageError(f"--{flag} {path!r}: folder {str(parent)!r} does not exist")
+    if out.is_dir():
+        raise RMSNormUsageError(f"--{flag} {path!r} is a folder; give a file path")
     return out
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.torchscript and not args.onnx:
+    exporters = _exporters()
+    wanted = {name: getattr(args, name, None) for name in exporters}
+    wanted = {name: path for name, path in wanted.items() if path is not None}
+    if not wanted:
+        flags = " and/or ".join(f"--{n} OUT" for n in exporters) or "an artifact flag"
+        missing = _backends.unavailable()
+        hint = f" (backends not installed: {', '.join(sorted(missing))})" if missing else ""
+        raise RMSNormUsageError(f"nothing to export: pass {flags}{hint}")
+    outputs = {name: _output(path, name) for name, path in wanted.items()}
+    if args.rank is not None and not 1 <= args.rank <= MAX_RANK:
         raise RMSNormUsageError(
-            "nothing to export: pass --torchscript OUT.pt and/or --onnx OUT.onnx"
+            f"--rank {args.rank} is not accepted; expected an int from 1 to {MAX_RANK}"
         )
-    torchscript = _folder_exists(args.torchscript, "--torchscript")
-    onnx = _folder_exists(args.onnx, "--onnx")
+    for name in outputs:
+        exporters[name].check(args)
     layers = load(args.checkpoint)
     if not layers:
         raise RMSNormError(f"checkpoint {args.checkpoint!r} holds no layers")
-    from rmsnorm_torch._artifacts import export_and_check
-
-    checks = export_and_check(
-        layers,
-        torchscript=torchscript,
-        onnx=onnx,
-        opset=args.opset,
-        exporter=args.exporter,
-        rank=args.rank,
-    )
+    if args.rank is not None:
+        for layer_name, layer in layers.items():
+            try:
+                canonical_axes(layer.spec.axes, args.rank)
+            except RMSNormError as err:
+                raise RMSNormUsageError(
+                    f"--rank {args.rank}: layer {layer_name!r}: {err}"
+                ) from None
+    artifacts = []
+    for name, out in outputs.items():
+        artifacts.extend(exporters[name].export(layers, out, args))
     print(f"\n{'layer':32s} {'artifact':12s} {'max abs err':>12s} {'max rel err':>12s}  result")
-    for c in checks:
+    for a in artifacts:
         print(
-            f"{c.layer:32s} {c.kind:12s} {c.max_abs:12.3g} {c.max_rel:12.3g}  "
-            f"{'pass' if c.passed else 'FAIL'}  {c.path}"
+            f"{a.layer:32s} {a.kind:12s} {a.max_abs:12.3g} {a.max_rel:12.3g}  "
+            f"{'pass' if a.passed else 'FAIL'}  {a.path}"
         )
-    failed = [c for c in checks if not c.passed]
-    print(f"\n{len(checks) - len(failed)} passed, {len(failed)} failed")
+    failed = [a for a in artifacts if not a.passed]
+    print(f"\n{len(artifacts) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import sys
 import time
@@ -21,10 +22,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ._checkpoint import load, write_atomic
+from . import _backends
+from ._atomic import write_atomic
+from ._checkpoint import load
 from ._errors import RMSNormError, RMSNormUsageError
-from ._presets import preset, presets
-from ._spec import RMSNormSpec
+from ._safetensors import open_regular
+from ._spec import RMSNormSpec, preset, presets
+
+#: A spec file is a few hundred bytes; anything past this is refused unread.
+MAX_SPEC_BYTES = 1 << 20
 
 
 def add_parser(sub: Any) -> None:
@@ -39,7 +45,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--weights", metavar="CKPT", help="verify the layers of a neutral checkpoint")
     p.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
     p.add_argument("--quick", action="store_true", help="a small matrix (under 30 s)")
-    p.add_argument("--backend", action="append", metavar="NAME", help="only these backends")
+    p.add_argument(
+        "--backend",
+        action="append",
+        metavar="NAME",
+        help="only these runners (e.g. torch-eager) or backends (e.g. torch); repeatable",
+    )
     p.set_defaults(func=run)
 
 
@@ -103,16 +114,40 @@ def _summary(records: list) -> str:
 
 def _specs(args: argparse.Namespace) -> dict[str, RMSNormSpec]:
     if args.spec:
+        fd = open_regular(Path(args.spec), "--spec")
         try:
-            text = Path(args.spec).read_text()
-        except OSError as err:
-            raise RMSNormError(f"--spec {args.spec!r} cannot be read: {err.strerror}") from None
+            text = os.read(fd, MAX_SPEC_BYTES + 1)
+        finally:
+            os.close(fd)
+        if len(text) > MAX_SPEC_BYTES:
+            raise RMSNormError(
+                f"--spec {args.spec!r} is larger than a spec ({MAX_SPEC_BYTES} bytes)"
+            )
         return {Path(args.spec).stem: RMSNormSpec.from_json(text)}
     names = args.preset or list(presets())
     try:
         return {name: preset(name) for name in names}
     except RMSNormError as err:
         raise RMSNormUsageError(f"--preset: {err}") from None
+
+
+def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
+    """The runners by backend and the skipped backends; unknown names are a usage error."""
+    from ._verify import select_runners
+
+    available = _backends.backends()
+    skipped = _backends.unavailable()
+    if args.backend:
+        known = {b.name for b in available.values()} | set(skipped)
+        known |= {r.name for b in available.values() for r in b.runners}
+        unknown = sorted(set(args.backend) - known)
+        if unknown:
+            raise RMSNormUsageError(
+                f"--backend {', '.join(map(repr, unknown))} is not a runner or backend; "
+                f"accepted: {', '.join(sorted(known))}"
+            )
+        skipped = {k: v for k, v in skipped.items() if k in args.backend}
+    return select_runners(available, args.backend), skipped
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,9 +164,17 @@ def run(args: argparse.Namespace) -> int:
         items = _verify.problems_for_weights(load(args.weights), args.quick)
     else:
         items = _verify.problems_for(_specs(args), args.quick)
-    backends, skipped = _verify.load_backends(args.backend)
-    records = _verify.run_matrix(items, backends, skipped, args.quick, _progress)
+    runners, skipped = _runners(args)
+    records = _verify.run_matrix(items, runners, skipped, args.quick, _progress)
     print(file=sys.stderr)
+    checked = [r for r in records if r.status != "skipped"]
+    if not checked:
+        what = (
+            "the checkpoint holds no layers"
+            if args.weights and not items
+            else ("no selected runner takes any of the problems")
+        )
+        raise RMSNormUsageError(f"nothing was checked: {what}")
     failed = [r for r in records if r.status == "fail"]
     print(_summary(records))
     for r in failed[:20]:

@@ -11,12 +11,10 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from ._errors import RMSNormTypeError
+from . import _rules
 
 #: Floating dtypes an input, a parameter or a result may have.
-FLOAT_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
-
-_WIDTH = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}
+FLOAT_DTYPES: tuple[str, ...] = tuple(_rules.float_dtypes())
 
 _NUMPY = {
     "float16": np.dtype(np.float16),
@@ -54,10 +52,7 @@ def check_float_dtype(parameter: str, dtype: Any) -> str:
             bool, complex or unknown.
     """
     name = dtype_name(dtype)
-    if name not in _WIDTH:
-        raise RMSNormTypeError(
-            f"{parameter} has dtype {name}; accepted dtypes are {', '.join(FLOAT_DTYPES)}"
-        )
+    _rules.check_float(parameter, name)
     return name
 
 
@@ -67,17 +62,8 @@ def numpy_dtype(name: str) -> np.dtype:
 
 
 def promote(*names: str) -> str:
-    """Promote floating dtype names as JAX and PyTorch both do.
-
-    Equal names stay; a wider dtype wins; float16 with bfloat16 gives float32
-    (neither holds the other's values).
-    """
+    """Promote floating dtype names as JAX and PyTorch both do (see ``_rules.promote``)."""
     result = names[0]
     for name in names[1:]:
-        if name == result:
-            continue
-        if _WIDTH[name] == _WIDTH[result] == 16:
-            result = "float32"
-        elif _WIDTH[name] > _WIDTH[result]:
-            result = name
+        result = _rules.promote(result, name)
     return result

@@ -1,37 +1,56 @@
-"""Layer-name mapping between Flax and PyTorch module trees.
+"""Layer-name mapping between Flax and PyTorch module trees, exactly invertible.
 
 Neutral checkpoints store whatever names the source framework used, joined
-with ``.``. The two frameworks name list members differently: Flax linen
-calls the third layer ``layers_2``, PyTorch ``layers.2``. These functions map
-one onto the other; parameter names map ``scale`` <-> ``weight`` (``bias``
-stays). Pass your own callables to the converters for other conventions.
+with ``.``. The frameworks name list members differently: Flax linen calls
+the third layer ``layers_2``, PyTorch ``layers.2``. A PyTorch name can itself
+end in ``_<digits>`` (``norm_1``), which Flax would read as a list member, so
+such a segment gets one more underscore on the way to Flax (``norm__1``) and
+loses it on the way back. Hence ``flax_to_torch(torch_to_flax(n)) == n`` for
+every PyTorch name and ``torch_to_flax(flax_to_torch(n)) == n`` for every
+Flax name: a round trip lands every layer where it was. Parameter names map
+``scale`` <-> ``weight`` (``bias`` stays) in the converters.
 """
 
 from __future__ import annotations
 
 import re
 
-_FLAX_INDEX = re.compile(r"^(.*\D)_(\d+)$")
+# a segment ending in underscores and digits, with something before them
+_SUFFIX = re.compile(r"^(.+?)(_+)(\d+)$")
 
 
-def flax_to_torch(name: str) -> str:
-    """``"layers_0.norm"`` -> ``"layers.0.norm"`` (a trailing ``_<int>`` becomes a segment)."""
-    out = []
-    for segment in name.split("."):
-        match = _FLAX_INDEX.match(segment)
-        out.extend(match.groups() if match else (segment,))
-    return ".".join(out)
+def _escape(segment: str) -> str:
+    match = _SUFFIX.match(segment)
+    if not match:
+        return segment
+    head, underscores, digits = match.groups()
+    return f"{head}_{underscores}{digits}"
 
 
 def torch_to_flax(name: str) -> str:
-    """``"layers.0.norm"`` -> ``"layers_0.norm"`` (an integer segment joins its predecessor)."""
+    """``"layers.0.norm"`` -> ``"layers_0.norm"``; ``"norm_1"`` -> ``"norm__1"``."""
     out: list[str] = []
     for segment in name.split("."):
         if segment.isdigit() and out:
             out[-1] = f"{out[-1]}_{segment}"
         else:
-            out.append(segment)
+            out.append(_escape(segment))
     return ".".join(out)
+
+
+def _split(segment: str) -> list[str]:
+    match = _SUFFIX.match(segment)
+    if not match:
+        return [segment]
+    head, underscores, digits = match.groups()
+    if len(underscores) > 1:  # an escaped literal: drop the added underscore, stop
+        return [f"{head}{underscores[1:]}{digits}"]
+    return [*_split(head), digits]
+
+
+def flax_to_torch(name: str) -> str:
+    """``"layers_0.norm"`` -> ``"layers.0.norm"``; ``"norm__1"`` -> ``"norm_1"``."""
+    return ".".join(part for segment in name.split(".") for part in _split(segment))
 
 
 def identity(name: str) -> str:

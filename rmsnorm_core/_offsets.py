@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checkpoint import NeutralLayer
 from ._dtypes import numpy_dtype
 from ._errors import RMSNormError
+from ._neutral import NeutralLayer
 
 
 def with_scale_offset(layer: NeutralLayer, scale_offset: float) -> NeutralLayer:

@@ -8,11 +8,11 @@ re-derives a default.
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
 
+from . import _rules
 from ._dtypes import check_float_dtype, dtype_name, promote
 from ._errors import RMSNormError, RMSNormTypeError
 from ._spec import RMSNormSpec
@@ -27,25 +27,7 @@ def canonical_axes(axes: Sequence[int], rank: int) -> tuple[int, ...]:
     Raises:
         RMSNormError: an axis is out of range or repeated, or ``rank`` is 0.
     """
-    if rank < 1:
-        raise RMSNormError(
-            f"an input of rank 0 (a scalar) cannot be normalized; x must have "
-            f"rank >= 1 (axes={tuple(axes)!r})"
-        )
-    resolved = []
-    for axis in axes:
-        if not -rank <= axis < rank:
-            raise RMSNormError(
-                f"axes={tuple(axes)!r} is out of range for an input of rank {rank}; "
-                f"each axis must satisfy {-rank} <= axis < {rank}"
-            )
-        resolved.append(axis % rank)
-    if len(set(resolved)) != len(resolved):
-        raise RMSNormError(
-            f"axes={tuple(axes)!r} name the same axis twice for an input of rank "
-            f"{rank}; each axis may appear once"
-        )
-    return tuple(sorted(resolved))
+    return tuple(_rules.canonical_dims([int(a) for a in axes], int(rank)))
 
 
 def param_shape(spec: RMSNormSpec, input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -89,13 +71,10 @@ def partial_count(spec: RMSNormSpec, block_size: int) -> int:
 
     ``max(1, floor(partial * n))`` for a non-empty block, ``n`` when
     ``partial`` is 1, and 0 for an empty block. Every backend uses this one
-    function, so they agree even where ``partial * n`` rounds awkwardly.
+    rule (``_rules.partial_count``), so they agree even where ``partial * n``
+    rounds awkwardly.
     """
-    if block_size <= 0:
-        return 0
-    if spec.partial >= 1.0:
-        return block_size
-    return max(1, min(block_size, math.floor(spec.partial * block_size)))
+    return _rules.partial_count(spec.partial, int(block_size))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,22 +131,9 @@ def dtype_plan(spec: RMSNormSpec, input_dtype: Any, param_dtype: Any | None = No
     """
     inp = check_float_dtype("x", input_dtype)
     par = check_float_dtype("param_dtype", spec.param_dtype if param_dtype is None else param_dtype)
-    if spec.compute_dtype == "input":
-        compute = inp
-    elif spec.compute_dtype == "float64" or inp == "float64":
-        compute = "float64"
-    else:
-        compute = "float32"
     has_params = spec.use_scale or spec.use_bias
-    output = promote(inp, par) if spec.output_dtype == "promote" and has_params else inp
-    return DtypePlan(
-        input=inp,
-        compute=compute,
-        scale="float64" if compute == "float64" else "float32",
-        intermediate=inp if spec.cast_order == "before_scale" else None,
-        output=output,
-        residual=inp if spec.residual_dtype == "input" else promote(inp, "float32"),
-    )
+    d = _rules.resolve_dtypes(spec.recipe, inp, par if has_params else "")
+    return DtypePlan(d.input, d.compute, d.scale, d.intermediate, d.output, d.residual)
 
 
 def check_param(name: str, shape: Sequence[int], dtype: Any, expected_shape: Sequence[int]) -> None:
@@ -178,11 +144,7 @@ def check_param(name: str, shape: Sequence[int], dtype: Any, expected_shape: Seq
         RMSNormTypeError: ``dtype`` is not a floating dtype.
     """
     check_float_dtype(name, dtype)
-    if tuple(shape) != tuple(expected_shape):
-        raise RMSNormError(
-            f"{name} has shape {tuple(shape)}; expected {tuple(expected_shape)}, "
-            "the sizes of the normalized axes in increasing axis order"
-        )
+    _rules.check_param_shape(name, [int(d) for d in shape], [int(d) for d in expected_shape])
 
 
 def check_params(
@@ -208,10 +170,7 @@ def check_params(
         if value is None:
             continue
         if not used:
-            raise RMSNormError(
-                f"{name} was given but the spec has use_{name}=False; pass "
-                f"{name}=None or use a spec with use_{name}=True"
-            )
+            _rules.check_unused(name, name)
         check_param(name, value.shape, value.dtype, pshape)
         dtypes.append(dtype_name(value.dtype))
     return promote(*dtypes) if dtypes else None
@@ -220,10 +179,7 @@ def check_params(
 def check_residual(shape: Sequence[int], dtype: Any, x_shape: Sequence[int]) -> None:
     """Raise unless ``residual`` matches ``x``'s shape and is a float dtype."""
     check_float_dtype("residual", dtype)
-    if tuple(shape) != tuple(x_shape):
-        raise RMSNormError(
-            f"residual has shape {tuple(shape)}; expected the shape of x, {tuple(x_shape)}"
-        )
+    _rules.check_residual_shape([int(d) for d in shape], [int(d) for d in x_shape])
 
 
 def check_normalized_shape(

@@ -33,45 +33,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import RMSNormError, RMSNormTypeError
-from ._spec import RMSNormSpec
-
 #: float32's machine epsilon: what torch.nn.RMSNorm uses for eps=None.
 FLOAT32_EPS = 1.1920928955078125e-07
 
-_PRESETS: dict[str, RMSNormSpec] = {
-    "torch": RMSNormSpec(eps=FLOAT32_EPS),
-    "flax": RMSNormSpec(eps=1e-6, output_dtype="promote"),
-    "llama": RMSNormSpec(eps=1e-6, cast_order="before_scale", output_dtype="promote"),
-    "gemma": RMSNormSpec(eps=1e-6, scale_offset=1.0),
-    "t5": RMSNormSpec(eps=1e-6, output_dtype="promote"),
-    "paper": RMSNormSpec(eps=1e-8, eps_placement="outside"),
-    "onnx": RMSNormSpec(eps=1e-5, cast_order="before_scale", output_dtype="promote"),
+#: Each preset as the spec fields that differ from the defaults; the spec
+#: module builds (and validates) them. Data only: this module imports nothing
+#: of the package, so the spec can import it without a cycle.
+PRESET_FIELDS: dict[str, dict[str, Any]] = {
+    "torch": {"eps": FLOAT32_EPS},
+    "flax": {"eps": 1e-6, "output_dtype": "promote"},
+    "llama": {"eps": 1e-6, "cast_order": "before_scale", "output_dtype": "promote"},
+    "gemma": {"eps": 1e-6, "scale_offset": 1.0},
+    "t5": {"eps": 1e-6, "output_dtype": "promote"},
+    "paper": {"eps": 1e-8, "eps_placement": "outside"},
+    "onnx": {"eps": 1e-5, "cast_order": "before_scale", "output_dtype": "promote"},
 }
-
-
-def preset(name: str, **overrides: Any) -> RMSNormSpec:
-    """Return the preset ``name`` (see the module docstring), with overrides.
-
-    Args:
-        name: one of :func:`presets`' keys.
-        **overrides: spec fields to change, validated as in the constructor.
-
-    Raises:
-        RMSNormError: ``name`` is not a preset, or an override is rejected.
-    """
-    if not isinstance(name, str):
-        raise RMSNormTypeError(f"preset name must be a str, got {type(name).__name__} {name!r}")
-    try:
-        spec = _PRESETS[name]
-    except KeyError:
-        raise RMSNormError(
-            f"preset={name!r} is not a preset; accepted presets are "
-            f"{', '.join(repr(n) for n in _PRESETS)}"
-        ) from None
-    return spec.replace(**overrides) if overrides else spec
-
-
-def presets() -> dict[str, RMSNormSpec]:
-    """Return every preset by name; the dict is a fresh copy."""
-    return dict(_PRESETS)

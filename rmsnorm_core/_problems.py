@@ -1,4 +1,4 @@
-"""Sample problems and the one parity check, shared by ``rmsnorm verify`` and the tests.
+"""Sample problems, runner outcomes and the one parity check (``rmsnorm_core.testing``).
 
 A backend turns a :class:`Problem` into its own arrays, runs it, converts the
 results back to NumPy; :func:`check_forward` and :func:`check_gradients`
@@ -32,6 +32,23 @@ class Problem:
     bias: np.ndarray | None
     dy: np.ndarray
     residual: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a runner returns for a :class:`Problem`, as NumPy arrays.
+
+    Attributes:
+        y: the output.
+        s: the stored residual sum (residual problems only).
+        grads: ``(dx, dscale, dbias)`` for the cotangent ``problem.dy``, None
+            where the runner has no gradients (e.g. an exported artifact);
+            an element is None where the problem has no such parameter.
+    """
+
+    y: np.ndarray
+    s: np.ndarray | None = None
+    grads: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,3 +143,11 @@ def check_gradients(
         if not result.passed:
             return Check(False, worst_abs, worst_rel, f"{label}: {result.reason}")
     return Check(True, worst_abs, worst_rel)
+
+
+def check_outcome(p: Problem, outcome: Outcome) -> list[tuple[str, Check]]:
+    """``[("forward", check), ("gradients", check)]``; gradients only where present."""
+    checks = [("forward", check_forward(p, outcome.y, outcome.s))]
+    if outcome.grads is not None:
+        checks.append(("gradients", check_gradients(p, *outcome.grads)))
+    return checks

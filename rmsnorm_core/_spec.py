@@ -5,63 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 from typing import Any, ClassVar
 
-from ._dtypes import FLOAT_DTYPES
 from ._errors import RMSNormError, RMSNormTypeError
+from ._presets import PRESET_FIELDS
+from ._rules import Recipe, choices
+from ._validation import canonical_axes_field, require_bool, require_choice, require_real
 
 #: Version of the JSON layout written by :meth:`RMSNormSpec.to_dict`.
 SCHEMA_VERSION = 1
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "eps_placement": ("inside", "outside"),
-    "compute_dtype": ("float32", "float64", "input"),
-    "cast_order": ("after_scale", "before_scale"),
-    "output_dtype": ("input", "promote"),
-    "param_dtype": FLOAT_DTYPES,
-    "residual_dtype": ("input", "float32"),
-}
-
-
-def _choices(values: tuple[str, ...]) -> str:
-    return ", ".join(repr(v) for v in values)
-
-
-def _require_bool(field: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise RMSNormTypeError(
-            f"{field}={value!r} is not accepted; {field} must be a bool (True or False)"
-        )
-    return value
-
-
-def _require_real(field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise RMSNormTypeError(f"{field}={value!r} is not accepted; {field} must be a real number")
-    return float(value)
-
-
-def _canonical_axes_field(value: Any) -> tuple[int, ...]:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (value,)
-    if not isinstance(value, (tuple, list)):
-        raise RMSNormTypeError(
-            f"axes={value!r} is not accepted; axes must be an int or a non-empty tuple of ints"
-        )
-    for axis in value:
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-            raise RMSNormTypeError(
-                f"axes={tuple(value)!r} is not accepted; every axis must be an int, got {axis!r}"
-            )
-    axes = tuple(int(a) for a in value)
-    if not axes:
-        raise RMSNormError(
-            "axes=() is not accepted; axes must name at least one axis to normalize over"
-        )
-    if len(set(axes)) != len(axes):
-        raise RMSNormError(f"axes={axes!r} is not accepted; axes must not repeat an axis")
-    return axes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,20 +97,16 @@ class RMSNormSpec:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "axes", _canonical_axes_field(self.axes))
-        eps = _require_real("eps", self.eps)
+        set_(self, "axes", canonical_axes_field(self.axes))
+        eps = require_real("eps", self.eps)
         if not (math.isfinite(eps) and eps > 0):
             raise RMSNormError(f"eps={self.eps!r} is not accepted; eps must be a finite float > 0")
         set_(self, "eps", eps)
-        for field, accepted in _CHOICES.items():
-            value = getattr(self, field)
-            if not isinstance(value, str) or value not in accepted:
-                raise RMSNormError(
-                    f"{field}={value!r} is not accepted; expected one of {_choices(accepted)}"
-                )
-        _require_bool("use_scale", self.use_scale)
-        _require_bool("use_bias", self.use_bias)
-        offset = _require_real("scale_offset", self.scale_offset)
+        for field in _STRING_FIELDS:
+            require_choice(field, getattr(self, field), choices(field))
+        require_bool("use_scale", self.use_scale)
+        require_bool("use_bias", self.use_bias)
+        offset = require_real("scale_offset", self.scale_offset)
         if not math.isfinite(offset):
             raise RMSNormError(
                 f"scale_offset={self.scale_offset!r} is not accepted; scale_offset "
@@ -170,12 +118,34 @@ class RMSNormSpec:
                 "the offset has nothing to shift (use scale_offset=0.0)"
             )
         set_(self, "scale_offset", offset)
-        partial = _require_real("partial", self.partial)
+        partial = require_real("partial", self.partial)
         if not (0.0 < partial <= 1.0):
             raise RMSNormError(
                 f"partial={self.partial!r} is not accepted; partial must satisfy 0 < partial <= 1"
             )
         set_(self, "partial", partial)
+
+    @property
+    def recipe(self) -> Recipe:
+        """The spec compiled to plain values, what the backends' kernels receive.
+
+        A :class:`~rmsnorm_core._rules.Recipe` (a NamedTuple TorchScript can
+        hold); computed from the frozen fields, so it cannot drift from them.
+        """
+        return Recipe(
+            axes=list(self.axes),
+            eps=self.eps,
+            eps_outside=self.eps_placement == "outside",
+            compute_dtype=self.compute_dtype,
+            before_scale=self.cast_order == "before_scale",
+            promote_output=self.output_dtype == "promote",
+            param_dtype=self.param_dtype,
+            use_scale=self.use_scale,
+            scale_offset=self.scale_offset,
+            use_bias=self.use_bias,
+            partial=self.partial,
+            residual_float32=self.residual_dtype == "float32",
+        )
 
     def replace(self, **changes: Any) -> RMSNormSpec:
         """Return a copy with ``changes`` applied, validated like a new spec."""
@@ -186,6 +156,27 @@ class RMSNormSpec:
                 f"{[f.name for f in dataclasses.fields(self)]}"
             )
         return dataclasses.replace(self, **changes)
+
+    def differences(self, other: RMSNormSpec) -> dict[str, tuple[Any, Any]]:
+        """``{field: (self's value, other's value)}`` for every field that differs."""
+        return {
+            f.name: (getattr(self, f.name), getattr(other, f.name))
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        }
+
+    def check_same(self, other: RMSNormSpec, *, what: str, mine: str, theirs: str) -> None:
+        """Raise unless ``other`` equals this spec, naming every field that differs.
+
+        Raises:
+            RMSNormError: ``"{what}: eps=1e-06 (mine) but 0.5 (theirs), ..."``.
+        """
+        diff = self.differences(other)
+        if diff:
+            fields = ", ".join(
+                f"{k}={a!r} ({mine}) but {b!r} ({theirs})" for k, (a, b) in diff.items()
+            )
+            raise RMSNormError(f"{what}: the specs differ: {fields}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict of every field plus ``schema_version``."""
@@ -245,8 +236,10 @@ class RMSNormSpec:
             raise RMSNormTypeError(f"spec JSON must be str or bytes, got {type(text).__name__}")
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise RMSNormError(f"spec JSON is not valid JSON: {err}") from None
+        except RecursionError:
+            raise RMSNormError("spec JSON is nested too deeply to be a spec") from None
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, huge integers
+            raise RMSNormError(f"spec JSON is not valid JSON: {str(err)[:200]}") from None
         return cls.from_dict(data)
 
     @classmethod
@@ -256,16 +249,46 @@ class RMSNormSpec:
         See :mod:`rmsnorm_core._presets` for each preset's upstream source and
         exact formula.
 
-        Raises:
-            RMSNormError: ``name`` is not a preset.
-        """
-        from ._presets import preset
+        Args:
+            name: one of :meth:`presets`' keys.
+            **overrides: spec fields to change, validated as in the constructor.
 
-        return preset(name, **overrides)
+        Raises:
+            RMSNormError: ``name`` is not a preset, or an override is rejected.
+        """
+        if not isinstance(name, str):
+            raise RMSNormTypeError(f"preset name must be a str, got {type(name).__name__} {name!r}")
+        try:
+            fields = PRESET_FIELDS[name]
+        except KeyError:
+            raise RMSNormError(
+                f"preset={name!r} is not a preset; accepted presets are "
+                f"{', '.join(repr(n) for n in PRESET_FIELDS)}"
+            ) from None
+        spec = cls(**fields)
+        return spec.replace(**overrides) if overrides else spec
 
     @classmethod
     def presets(cls) -> dict[str, RMSNormSpec]:
         """Return every preset by name (a fresh dict each call)."""
-        from ._presets import presets
+        return {name: cls(**fields) for name, fields in PRESET_FIELDS.items()}
 
-        return presets()
+
+_STRING_FIELDS = (
+    "eps_placement",
+    "compute_dtype",
+    "cast_order",
+    "output_dtype",
+    "param_dtype",
+    "residual_dtype",
+)
+
+
+def preset(name: str, **overrides: Any) -> RMSNormSpec:
+    """Return the preset ``name`` with ``overrides`` (see :meth:`RMSNormSpec.preset`)."""
+    return RMSNormSpec.preset(name, **overrides)
+
+
+def presets() -> dict[str, RMSNormSpec]:
+    """Return every preset by name; the dict is a fresh copy."""
+    return RMSNormSpec.presets()

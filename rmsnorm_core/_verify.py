@@ -1,9 +1,11 @@
 """The cross-framework parity matrix behind ``rmsnorm verify``.
 
-Specs x dtypes x axes cases x shapes x backends; each backend's forward (and
+Specs x dtypes x cases (``rmsnorm_core.testing``) x runners (every backend
+found through :mod:`rmsnorm_core.backends`); each runner's forward (and
 gradients, where it has them) is compared with the float64 reference under
-the tolerance table, and Flax's output with torch's. A backend whose
-framework is not installed is reported as skipped, never as passed.
+the tolerance table, and each backend's first runner with the first
+backend's. A backend whose framework is not installed is reported as
+skipped, never as passed.
 """
 
 from __future__ import annotations
@@ -15,33 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from ._checkpoint import NeutralLayer
+from ._backends import Backend, NotApplicable, Runner
+from ._case_table import CHECKPOINT, DTYPES, QUICK_DTYPES, Case, cases
+from ._neutral import NeutralLayer
 from ._plan import dtype_plan, sample_shape
-from ._problems import Problem, check_forward, check_gradients, make_problem
+from ._problems import Problem, check_outcome, make_problem
 from ._spec import RMSNormSpec
 from ._tolerance import compare
 
-DTYPES = ("float32", "bfloat16", "float16")
-# (case, overrides, shape, residual): batch dims 5 and 3, never the export sample's 2.
-CASES = (
-    ("trailing", {}, (5, 3, 64), False),
-    ("non-trailing", {"axes": (1,)}, (5, 16, 3), False),
-    ("several-axes", {"axes": (-2, -1)}, (5, 6, 10), False),
-    ("partial", {"partial": 0.5}, (5, 3, 64), False),
-    ("residual", {}, (5, 3, 64), True),
-    ("empty-batch", {}, (0, 3, 64), False),
-)
-# The deployment backends cost seconds per problem (compiling, exporting), so to
-# keep the default run under three minutes they cover these cases only; the
-# test suite covers the rest. "checkpoint" problems (--weights) run everywhere.
-LIMITED_CASES = {
-    "torch.compile": ("trailing",),
-    "ORT dynamo-18": ("trailing",),
-    "ORT dynamo-23": ("trailing",),
-    "torch.export": ("trailing", "non-trailing"),
-    "ORT torchscript-17": ("trailing", "non-trailing"),
-}
-QUICK_SKIPS = ("torch.compile", "torch.export", "ORT dynamo-18", "ORT dynamo-23")
+Item = tuple[str, Case, Problem]
 
 
 @dataclasses.dataclass
@@ -54,7 +38,7 @@ class Record:
     dtype: str
     shape: list
     backend: str
-    check: str  # "forward", "gradients", "flax vs torch"
+    check: str  # "forward", "gradients", "<backend> vs <backend>"
     status: str  # "pass", "fail", "skipped"
     max_abs: float = 0.0
     max_rel: float = 0.0
@@ -62,70 +46,55 @@ class Record:
     reason: str = ""
 
 
-def load_backends(names: Iterable[str] | None = None) -> tuple[dict[str, Callable], dict[str, str]]:
-    """Import the framework backends; return (available, skipped-with-reason)."""
-    available: dict[str, Callable] = {}
-    skipped: dict[str, str] = {}
-    for module, label in (
-        ("rmsnorm_flax._verify_backends", ("flax linen (jit)", "flax nnx")),
-        ("rmsnorm_torch._verify_backends", None),
-    ):
-        try:
-            import importlib
-
-            available.update(importlib.import_module(module).backends())
-        except ImportError as err:
-            for name in label or (
-                "torch eager",
-                "TorchScript",
-                "torch.compile",
-                "torch.export",
-                "ORT torchscript-17",
-                "ORT dynamo-18",
-                "ORT dynamo-23",
-            ):
-                skipped[name] = f"not installed ({err.name})"
-    if names is not None:
-        wanted = set(names)
-        available = {k: v for k, v in available.items() if k in wanted}
-        skipped = {k: v for k, v in skipped.items() if k in wanted}
-    return available, skipped
+def problems_for(specs: dict[str, RMSNormSpec], quick: bool) -> list[Item]:
+    """(spec label, case, problem) for every spec, dtype and case of the run."""
+    selected = cases("quick" if quick else "verify")
+    return [
+        (label, case, case.problem(spec, dtype))
+        for label, spec in specs.items()
+        for dtype in (QUICK_DTYPES if quick else DTYPES)
+        for case in selected
+    ]
 
 
-def problems_for(specs: dict[str, RMSNormSpec], quick: bool) -> list[tuple[str, str, Problem]]:
-    """(spec label, case, problem) for every spec, dtype and case."""
-    out = []
-    dtypes = DTYPES[:2] if quick else DTYPES
-    cases = CASES[:2] if quick else CASES
-    for label, spec in specs.items():
-        for dtype in dtypes:
-            for i, (case, overrides, shape, residual) in enumerate(cases):
-                case_spec = spec.replace(**overrides)
-                out.append(
-                    (label, case, make_problem(case_spec, dtype, shape, seed=i, residual=residual))
-                )
-    return out
-
-
-def problems_for_weights(
-    layers: dict[str, NeutralLayer], quick: bool
-) -> list[tuple[str, str, Problem]]:
+def problems_for_weights(layers: dict[str, NeutralLayer], quick: bool) -> list[Item]:
     """One problem per layer and dtype, carrying the checkpoint's own parameters."""
-    out = []
+    out: list[Item] = []
     for name, layer in layers.items():
         shape = sample_shape(layer.spec, layer.param_shape)
-        for dtype in DTYPES[:2] if quick else DTYPES:
+        for dtype in QUICK_DTYPES if quick else DTYPES:
             p = make_problem(layer.spec, dtype, shape, seed=len(out))
             out.append(
-                (name, "checkpoint", dataclasses.replace(p, scale=layer.scale, bias=layer.bias))
+                (name, CHECKPOINT, dataclasses.replace(p, scale=layer.scale, bias=layer.bias))
             )
     return out
 
 
-def _run(backend: Callable, problem: Problem) -> tuple[Any, float]:
-    start = time.perf_counter()
-    result = backend(problem)
-    return result, time.perf_counter() - start
+def select_runners(
+    available: dict[str, Backend], names: Iterable[str] | None
+) -> dict[str, list[Runner]]:
+    """Runners by backend, narrowed to ``names`` (runner or backend names) if given."""
+    wanted = None if names is None else set(names)
+    out: dict[str, list[Runner]] = {}
+    for backend in available.values():
+        chosen = [
+            r
+            for r in backend.runners
+            if wanted is None or r.name in wanted or backend.name in wanted
+        ]
+        if chosen:
+            out[backend.name] = chosen
+    return out
+
+
+def _failure(base: dict, name: str, err: Exception) -> Record:
+    return Record(
+        **base,
+        backend=name,
+        check="forward",
+        status="fail",
+        reason=f"{type(err).__name__}: {err}"[:300],
+    )
 
 
 def _record(base: dict, backend: str, check: str, result: Any, seconds: float = 0.0) -> Record:
@@ -143,64 +112,61 @@ def _record(base: dict, backend: str, check: str, result: Any, seconds: float = 
 
 
 def run_matrix(
-    items: list[tuple[str, str, Problem]],
-    backends: dict[str, Callable],
+    items: list[Item],
+    runners: dict[str, list[Runner]],
     skipped: dict[str, str],
     quick: bool,
     progress: Callable[[int, int, str], None],
 ) -> list[Record]:
-    """Run every backend on every problem; return the records."""
+    """Run every runner on every problem it takes; return the records."""
     records: list[Record] = []
     total = len(items)
     for done, (label, case, p) in enumerate(items, 1):
         dtype = p.x.dtype.name
         base = dict(
-            spec=label, spec_json=p.spec.to_dict(), case=case, dtype=dtype, shape=list(p.x.shape)
+            spec=label, spec_json=p.spec.to_dict(), case=case.id, dtype=dtype, shape=list(p.x.shape)
         )
-        outputs: dict[str, np.ndarray] = {}
-        for name, backend in backends.items():
-            if quick and name in QUICK_SKIPS:
-                continue
-            if case != "checkpoint" and case not in LIMITED_CASES.get(name, (case,)):
-                continue
-            progress(done, total, f"{name} {dtype} {label} {case}")
-            try:
-                (y, s, grads), secs = _run(backend, p)
-            except Exception as err:  # reported, never hidden: a crash is a failure
-                if type(err).__name__ == "NotApplicable":
+        primary: dict[str, np.ndarray] = {}
+        for backend, chosen in runners.items():
+            for runner in chosen:
+                if not runner.takes(case, p, quick=quick):
                     continue
-                records.append(
-                    Record(
-                        **base,
-                        backend=name,
-                        check="forward",
-                        status="fail",
-                        reason=f"{type(err).__name__}: {str(err)[:300]}",
-                    )
-                )
-                continue
-            outputs[name] = y
-            records.append(_record(base, name, "forward", check_forward(p, y, s), secs))
-            if grads is not None:
-                records.append(_record(base, name, "gradients", check_gradients(p, *grads)))
-        if "flax linen (jit)" in outputs and "torch eager" in outputs:
-            key = dtype_plan(
-                p.spec, p.x.dtype, None if p.scale is None else p.scale.dtype
-            ).precision
-            c = compare(outputs["torch eager"], outputs["flax linen (jit)"], key)
-            records.append(_record(base, "flax vs torch", "flax vs torch", c))
+                progress(done, total, f"{runner.name} {dtype} {label} {case.id}")
+                start = time.perf_counter()
+                try:
+                    outcome = runner.run(p)
+                except NotApplicable:
+                    continue
+                except Exception as err:  # reported, never hidden: a crash is a failure
+                    records.append(_failure(base, runner.name, err))
+                    continue
+                seconds = time.perf_counter() - start
+                for check, result in check_outcome(p, outcome):
+                    records.append(_record(base, runner.name, check, result, seconds))
+                primary.setdefault(backend, outcome.y)
+        records.extend(_cross_checks(base, p, primary))
     for name, why in skipped.items():
         records.append(
             Record(
-                spec="*",
-                spec_json={},
-                case="*",
-                dtype="*",
-                shape=[],
-                backend=name,
-                check="forward",
-                status="skipped",
-                reason=why,
+                "*", {}, "*", "*", [], backend=name, check="forward", status="skipped", reason=why
             )
         )
     return records
+
+
+def _cross_checks(base: dict, p: Problem, outputs: dict[str, np.ndarray]) -> list[Record]:
+    """The first backend's output against each other backend's, under the tolerance table."""
+    names = list(outputs)
+    if len(names) < 2:
+        return []
+    key = dtype_plan(p.spec, p.x.dtype, None if p.scale is None else p.scale.dtype).precision
+    first = names[0]
+    return [
+        _record(
+            base,
+            f"{first} vs {other}",
+            f"{first} vs {other}",
+            compare(outputs[other], outputs[first], key),
+        )
+        for other in names[1:]
+    ]

@@ -4,6 +4,7 @@ The formula and precision rules are in ``rmsnorm_core.RMSNormSpec``.
 """
 
 from ._bridge import (
+    flax_norm_spec,
     layers_from_linen,
     layers_from_nnx,
     layers_from_params,
@@ -14,6 +15,7 @@ from ._bridge import (
 from ._functional import rms_norm, rms_norm_residual
 
 __all__ = [
+    "flax_norm_spec",
     "layers_from_linen",
     "layers_from_nnx",
     "layers_from_params",

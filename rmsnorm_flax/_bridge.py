@@ -2,12 +2,16 @@
 
 Names join the module path with ``.`` (``layers_0.norm``); ``name_map``
 rewrites them (``rmsnorm_core.torch_to_flax`` maps ``layers.0.norm`` back).
-Values are copied bit for bit; ``scale_offset`` is kept.
+Values are copied bit for bit; ``scale_offset`` is kept. Loading compares
+the whole spec of each layer with the spec of the norm it goes into (for
+flax's own ``RMSNorm``, the spec it computes: see :func:`flax_norm_spec`) and
+refuses any difference, naming the fields; nothing is written unless every
+layer passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import flax.linen as fnn
@@ -16,12 +20,43 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx as fnnx
 
-from rmsnorm_core import NAME_MAPS, NeutralLayer, RMSNormError, RMSNormSpec, dtype_name, preset
+from rmsnorm_core import (
+    INFERRED,
+    NAME_MAPS,
+    NeutralLayer,
+    RMSNormError,
+    RMSNormSpec,
+    dtype_name,
+    layers_from_param_tree,
+    param_tree_from_layers,
+)
 
 from . import linen, nnx
+from ._fields import resolve
 
 NameMap = Callable[[str], str]
 _IDENTITY = NAME_MAPS["none"]
+Found = dict[str, tuple[RMSNormSpec, tuple]]  # name -> (spec, feature axes)
+
+
+def flax_norm_spec(module: Any) -> tuple[RMSNormSpec, tuple]:
+    """The spec a ``flax.linen.RMSNorm`` / ``flax.nnx.RMSNorm`` computes, and its feature axes."""
+    layer = resolve(
+        epsilon=module.epsilon,
+        param_dtype=module.param_dtype,
+        use_scale=module.use_scale,
+        reduction_axes=module.reduction_axes,
+        feature_axes=module.feature_axes,
+        force_float32_reductions=getattr(module, "force_float32_reductions", True),
+        axis_index_groups=module.axis_index_groups,
+        spec=None,
+    )
+    return layer.spec, tuple(layer.feature_axes)
+
+
+def _with_params(spec: RMSNormSpec, scale: Any, bias: Any) -> RMSNormSpec:
+    present = [p for p in (scale, bias) if p is not None]
+    return spec.replace(param_dtype=dtype_name(present[0].dtype)) if present else spec
 
 
 def _layer(
@@ -29,24 +64,42 @@ def _layer(
 ) -> NeutralLayer:
     if tuple(feature_axes) != tuple(spec.axes):
         raise RMSNormError(
-            f"layer {name!r}: its scale covers feature_axes={feature_axes}, not "
-            f"all normalized axes {spec.axes}; a neutral layer holds one scale "
-            "per normalized element"
+            f"layer {name!r}: its scale covers feature_axes={feature_axes}, not all "
+            f"normalized axes {spec.axes}; a neutral layer holds one scale per normalized element"
         )
     arrays = [None if p is None else np.asarray(p) for p in (scale, bias)]
-    present = [a for a in arrays if a is not None]
-    if present:
-        spec = spec.replace(param_dtype=dtype_name(present[0].dtype))
-    return NeutralLayer(spec, *arrays)
+    return NeutralLayer(_with_params(spec, *arrays), *arrays)
 
 
-def _flax_spec(module: Any, preset_name: str) -> tuple[RMSNormSpec, tuple]:
-    base = preset(preset_name)
-    axes = module.reduction_axes
-    axes = (axes,) if isinstance(axes, int) else tuple(axes)
-    feats = module.feature_axes
-    feats = (feats,) if isinstance(feats, int) else tuple(feats)
-    return base.replace(axes=axes, eps=module.epsilon, use_scale=module.use_scale), feats
+def _linen_norms(
+    module: fnn.Module, variables: Mapping, args: tuple, kwargs: dict, flax_too: bool
+) -> Found:
+    """Every norm of a linen model, found by tracing it once with ``jax.eval_shape``."""
+    found: Found = {}
+
+    def interceptor(next_fun, call_args, call_kwargs, context):  # noqa: ANN001, ANN202
+        mod = context.module
+        name = ".".join(mod.path)
+        if context.method_name == "__call__" and name not in found:
+            if isinstance(mod, linen.RMSNorm):
+                layer = mod._layer()
+                found[name] = (layer.spec, tuple(layer.feature_axes))
+            elif isinstance(mod, fnn.RMSNorm) and flax_too:
+                found[name] = flax_norm_spec(mod)
+        return next_fun(*call_args, **call_kwargs)
+
+    with fnn.intercept_methods(interceptor):
+        jax.eval_shape(lambda v: module.apply(v, *args, **kwargs), variables)
+    return found
+
+
+def _node(params: Mapping, name: str) -> Any:
+    node: Any = params
+    for key in name.split(".") if name else ():
+        if not isinstance(node, Mapping) or key not in node:
+            raise RMSNormError(f"the params have no module {name!r}")
+        node = node[key]
+    return node
 
 
 def layers_from_linen(
@@ -57,67 +110,67 @@ def layers_from_linen(
     name_map: NameMap = _IDENTITY,
     **kwargs: Any,
 ) -> dict[str, NeutralLayer]:
-    """Every RMSNorm of ours in a linen model (and flax's own, given ``preset_for_flax``).
+    """Every RMSNorm of ours in a linen model (and flax's own, given ``preset_for_flax``,
+    which must be ``"flax"``: flax's norm computes that preset, measured, not assumed).
 
     Linen creates submodules when it runs, so the model is traced once with
     ``jax.eval_shape`` on sample ``args``/``kwargs`` (no computation) to find
     them; their parameters are read from ``variables``.
     """
-    found: dict[tuple, tuple[RMSNormSpec, tuple]] = {}
-
-    def interceptor(next_fun, call_args, call_kwargs, context):
-        mod = context.module
-        if context.method_name == "__call__" and mod.path not in found:
-            if isinstance(mod, linen.RMSNorm):
-                layer = mod._layer()
-                found[mod.path] = (layer.spec, tuple(layer.feature_axes))
-            elif isinstance(mod, fnn.RMSNorm) and preset_for_flax is not None:
-                found[mod.path] = _flax_spec(mod, preset_for_flax)
-        return next_fun(*call_args, **call_kwargs)
-
-    with fnn.intercept_methods(interceptor):
-        jax.eval_shape(lambda v: module.apply(v, *args, **kwargs), variables)
-    params = variables["params"]
-    out = {}
-    for path, (spec, feats) in found.items():
-        node = params
-        for key in path:
-            node = node[key]
-        name = ".".join(path)
+    _check_preset(preset_for_flax)
+    found = _linen_norms(module, variables, args, kwargs, preset_for_flax is not None)
+    out: dict[str, NeutralLayer] = {}
+    for name, (spec, feats) in found.items():
+        node = _node(variables["params"], name)
+        if name_map(name) in out:
+            raise RMSNormError(f"two norms map to the layer name {name_map(name)!r}")
         out[name_map(name)] = _layer(name, spec, feats, node.get("scale"), node.get("bias"))
     return out
 
 
-def params_from_layers(
-    layers: Mapping[str, NeutralLayer], *, name_map: NameMap = _IDENTITY
-) -> dict[str, Any]:
-    """A nested params dict ``{"layers_0": {"norm": {"scale": ...}}}`` of jnp arrays."""
-    tree: dict[str, Any] = {}
-    for name, layer in layers.items():
-        node = tree
-        for key in name_map(name).split("."):
-            node = node.setdefault(key, {})
-        for field in ("scale", "bias"):
-            value = getattr(layer, field)
-            if value is not None:
-                node[field] = jnp.asarray(value)
-    return tree
+def _check_preset(preset_for_flax: str | None) -> None:
+    if preset_for_flax not in (None, "flax"):
+        raise RMSNormError(
+            f"preset_for_flax={preset_for_flax!r} is not accepted: flax's RMSNorm computes the "
+            "'flax' preset (with its own epsilon, axes and dtype); pass 'flax' or None"
+        )
 
 
 def load_into_linen(
-    variables: Mapping, layers: Mapping[str, NeutralLayer], *, name_map: NameMap = _IDENTITY
+    module: fnn.Module,
+    variables: Mapping,
+    layers: Mapping[str, NeutralLayer],
+    *args: Any,
+    name_map: NameMap = _IDENTITY,
+    **kwargs: Any,
 ) -> dict[str, Any]:
-    """Return ``variables`` with each layer's parameters replaced (shapes must match)."""
+    """Return ``variables`` with each layer's parameters in the norm of the same (mapped)
+    name; the model is traced on ``args``/``kwargs`` to find its norms and their specs.
+
+    Raises:
+        RMSNormError: a layer has no norm of that name, or a spec, a parameter's
+            presence or shape differs.
+    """
+    found = _linen_norms(module, variables, args, kwargs, True)
     out = jax.tree.map(lambda a: a, dict(variables))
     params = out["params"] = _thaw(out["params"])
+    updates = []
     for name, layer in layers.items():
-        node = params
-        for key in name_map(name).split("."):
-            if not isinstance(node, dict) or key not in node:
-                raise RMSNormError(f"layer {name!r}: the params have no module {name_map(name)!r}")
-            node = node[key]
+        target = name_map(name)
+        if target not in found:
+            raise RMSNormError(f"layer {name!r}: the model has no RMSNorm {target!r}")
+        node = _node(params, target)
+        spec = _with_params(found[target][0], node.get("scale"), node.get("bias"))
+        spec.check_same(
+            layer.spec, what=f"layer {name!r} into {target!r}", mine="model", theirs="checkpoint"
+        )
         for field in ("scale", "bias"):
-            _set(name, node, field, getattr(layer, field))
+            _check_field(name, field, node.get(field), getattr(layer, field))
+        updates.append((node, layer))
+    for node, layer in updates:
+        for field in ("scale", "bias"):
+            if getattr(layer, field) is not None:
+                node[field] = jnp.asarray(getattr(layer, field))
     return out
 
 
@@ -125,93 +178,87 @@ def _thaw(tree: Any) -> Any:
     return {k: _thaw(v) for k, v in tree.items()} if isinstance(tree, Mapping) else tree
 
 
-def _set(name: str, node: dict, field: str, value: np.ndarray | None) -> None:
-    if (node.get(field) is None) != (value is None):
+def _check_field(name: str, field: str, current: Any, value: np.ndarray | None) -> None:
+    if (current is None) != (value is None):
         raise RMSNormError(f"layer {name!r}: {field} presence differs between checkpoint and model")
-    if value is None:
-        return
-    if tuple(node[field].shape) != tuple(value.shape):
+    if value is not None and tuple(current.shape) != tuple(value.shape):
         raise RMSNormError(
-            f"layer {name!r}: {field} has shape {tuple(node[field].shape)} in the "
-            f"model and {tuple(value.shape)} in the checkpoint"
+            f"layer {name!r}: {field} has shape {tuple(current.shape)} in the model and "
+            f"{tuple(value.shape)} in the checkpoint"
         )
-    node[field] = jnp.asarray(value)
 
 
-def _nnx_modules(model: fnnx.Module):
+def _nnx_norms(model: fnnx.Module, flax_too: bool) -> dict[str, tuple[Any, RMSNormSpec, tuple]]:
+    out = {}
     for path, node in fnnx.iter_graph(model):
-        if isinstance(node, (nnx.RMSNorm, fnnx.RMSNorm)):
-            yield ".".join(str(p) for p in path), node
+        name = ".".join(str(p) for p in path)
+        scale = getattr(node, "scale", None)
+        scale = None if scale is None else scale[...]
+        if isinstance(node, nnx.RMSNorm):
+            bias = None if node.bias is None else node.bias[...]
+            spec = _with_params(node.layer.spec, scale, bias)
+            out[name] = (node, spec, tuple(node.layer.feature_axes))
+        elif isinstance(node, fnnx.RMSNorm) and flax_too:
+            spec, feats = flax_norm_spec(node)
+            out[name] = (node, _with_params(spec, scale, None), feats)
+    return out
 
 
 def layers_from_nnx(
     model: fnnx.Module, *, preset_for_flax: str | None = None, name_map: NameMap = _IDENTITY
 ) -> dict[str, NeutralLayer]:
-    """Every RMSNorm of ours in an nnx model (and flax's own, given ``preset_for_flax``)."""
+    """Every RMSNorm of ours in an nnx model (and flax's own, given ``preset_for_flax="flax"``)."""
+    _check_preset(preset_for_flax)
     out = {}
-    for name, node in _nnx_modules(model):
+    for name, (node, spec, feats) in _nnx_norms(model, preset_for_flax is not None).items():
         scale = None if node.scale is None else node.scale[...]
-        if isinstance(node, nnx.RMSNorm):
-            bias = None if node.bias is None else node.bias[...]
-            out[name_map(name)] = _layer(
-                name, node.layer.spec, node.layer.feature_axes, scale, bias
-            )
-        elif preset_for_flax is not None:
-            spec, feats = _flax_spec(node, preset_for_flax)
-            out[name_map(name)] = _layer(name, spec, feats, scale, None)
+        bias = getattr(node, "bias", None)
+        bias = None if bias is None else bias[...]
+        if name_map(name) in out:
+            raise RMSNormError(f"two norms map to the layer name {name_map(name)!r}")
+        out[name_map(name)] = _layer(name, spec, feats, scale, bias)
     return out
 
 
 def load_into_nnx(
     model: fnnx.Module, layers: Mapping[str, NeutralLayer], *, name_map: NameMap = _IDENTITY
 ) -> None:
-    """Set each layer's parameters on the nnx RMSNorm of the same (mapped) name, in place."""
-    nodes = dict(_nnx_modules(model))
+    """Set each layer's parameters on the nnx RMSNorm of the same (mapped) name, in place,
+    after checking every layer's whole spec against its target's (see the module docstring)."""
+    norms = _nnx_norms(model, True)
+    updates = []
     for name, layer in layers.items():
-        node = nodes.get(name_map(name))
-        if node is None:
-            raise RMSNormError(f"layer {name!r}: the model has no RMSNorm {name_map(name)!r}")
+        target = name_map(name)
+        if target not in norms:
+            raise RMSNormError(f"layer {name!r}: the model has no RMSNorm {target!r}")
+        node, spec, _ = norms[target]
+        spec.check_same(
+            layer.spec, what=f"layer {name!r} into {target!r}", mine="model", theirs="checkpoint"
+        )
         for field in ("scale", "bias"):
             param = getattr(node, field, None)
-            value = getattr(layer, field)
-            if (param is None) != (value is None):
-                raise RMSNormError(f"layer {name!r}: {field} presence differs")
-            if param is not None:
-                if tuple(param[...].shape) != tuple(value.shape):
-                    raise RMSNormError(
-                        f"layer {name!r}: {field} shape {tuple(param[...].shape)} "
-                        f"!= checkpoint {tuple(value.shape)}"
-                    )
-                param[...] = jnp.asarray(value)
+            _check_field(name, field, None if param is None else param[...], getattr(layer, field))
+        updates.append((node, layer))
+    for node, layer in updates:
+        for field in ("scale", "bias"):
+            if getattr(layer, field) is not None:
+                getattr(node, field)[...] = jnp.asarray(getattr(layer, field))
+
+
+def params_from_layers(
+    layers: Mapping[str, NeutralLayer], *, name_map: NameMap = _IDENTITY
+) -> dict[str, Any]:
+    """A nested params dict ``{"layers_0": {"norm": {"scale": ...}}}`` of jnp arrays."""
+    return jax.tree.map(jnp.asarray, param_tree_from_layers(layers, name_map=name_map))
 
 
 def layers_from_params(
-    params: Mapping, spec: RMSNormSpec, *, name_map: NameMap = _IDENTITY
+    params: Mapping,
+    spec: RMSNormSpec,
+    *,
+    name_map: NameMap = _IDENTITY,
+    infer: Collection[str] = INFERRED,
 ) -> dict[str, NeutralLayer]:
     """Read norms from a plain params tree: each subtree holding just ``scale`` (and
-    optionally ``bias``) arrays is one layer of ``spec`` over its trailing axes."""
-    out: dict[str, NeutralLayer] = {}
-
-    def walk(node: Any, path: tuple[str, ...]) -> None:
-        if not isinstance(node, Mapping):
-            return
-        keys = set(node)
-        if keys and keys <= {"scale", "bias"} and "scale" in keys:
-            scale = np.asarray(node["scale"])
-            bias = None if "bias" not in node else np.asarray(node["bias"])
-            layer_spec = spec.replace(
-                axes=tuple(range(-scale.ndim, 0)), use_scale=True, use_bias=bias is not None
-            )
-            name = ".".join(path)
-            out[name_map(name)] = _layer(name, layer_spec, layer_spec.axes, scale, bias)
-            return
-        for key, child in node.items():
-            walk(child, (*path, str(key)))
-
-    walk(params.get("params", params) if isinstance(params, Mapping) else params, ())
-    if not out:
-        raise RMSNormError(
-            "no RMSNorm parameters (a subtree of just 'scale' and optional "
-            "'bias') were found in the params tree"
-        )
-    return out
+    optionally ``bias``) is one layer; see ``rmsnorm_core.layers_from_param_tree``."""
+    return layers_from_param_tree(params, spec, name_map=name_map, infer=infer)

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 
 from rmsnorm_core import RMSNormError, RMSNormSpec
 
+from ._fields import Layer, resolve, scale_init_for
 from ._functional import rms_norm, rms_norm_residual
-from ._layer import Layer, resolve, scale_init_for
 
 _ONES = nn.initializers.ones
 _ZEROS = nn.initializers.zeros

@@ -14,22 +14,25 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx.nn import dtypes as nnx_dtypes
 
 from rmsnorm_core import RMSNormError, RMSNormSpec
 
+from ._fields import Layer, resolve, scale_init_for
 from ._functional import rms_norm, rms_norm_residual
-from ._layer import Layer, resolve, scale_init_for
 
 _ONES = nnx.initializers.ones
 _ZEROS = nnx.initializers.zeros
 
 
 class RMSNorm(nnx.Module):
-    """RMSNorm with flax.nnx.RMSNorm's constructor, plus ``spec`` and ``bias_init``.
+    """RMSNorm with flax.nnx.RMSNorm's constructor (Flax 0.12), plus ``spec`` and ``bias_init``.
 
-    Without ``spec``, ``dtype`` behaves as flax's ``promote_dtype``: the input
-    and the scale are cast to it before normalizing. With ``spec``, ``dtype``
-    only casts the output. ``axis_index_groups`` is refused; ``mask=`` too.
+    Without ``spec``, ``x`` and the scale go through ``promote_dtype`` (flax's
+    default: both cast to ``dtype``, or to their promoted dtype) before
+    normalizing, exactly as flax does. With ``spec`` the spec decides the
+    dtypes: ``promote_dtype`` runs only if passed explicitly, and ``dtype``
+    casts the output. ``axis_index_groups`` is refused; ``mask=`` too.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class RMSNorm(nnx.Module):
         axis_name: str | None = None,
         axis_index_groups: Any = None,
         use_fast_variance: bool = True,
+        promote_dtype: Any = None,
         rngs: nnx.Rngs,
         scale_metadata: Mapping[str, Any] = MappingProxyType({}),
         spec: RMSNormSpec | None = None,
@@ -77,14 +81,16 @@ class RMSNorm(nnx.Module):
         self.dtype = dtype
         self.axis_name = axis_name
         self.spec_given = spec is not None
+        if promote_dtype is None and spec is None:
+            promote_dtype = nnx_dtypes.promote_dtype
+        self.promote_dtype = promote_dtype
 
     def _inputs(self, x: jax.Array) -> tuple[jax.Array, Any, Any]:
         self.layer.check(x.shape)
         scale = None if self.scale is None else self.scale[...]
         bias = None if self.bias is None else self.bias[...]
-        if self.dtype is not None and not self.spec_given:  # flax's promote_dtype
-            x = x.astype(self.dtype)
-            scale = None if scale is None else scale.astype(self.dtype)
+        if self.promote_dtype is not None:  # flax's step: x and scale to one dtype
+            x, scale = self.promote_dtype((x, scale), dtype=self.dtype)
         return x, self.layer.expand(scale, x.shape), self.layer.expand(bias, x.shape)
 
     def _cast(self, y: jax.Array) -> jax.Array:

@@ -9,14 +9,16 @@ from ._bridge import (
     load_into_module,
     modules_from_layers,
     state_dict_from_layers,
+    torch_norm_spec,
 )
 from ._compile import COMPILE_OPTIONS
-from ._functional import rms_norm, rms_norm_residual, spec_kwargs
-from ._modules import ResidualRMSNorm, RMSNorm
+from ._functional import rms_norm, rms_norm_residual
+from ._modules import MUTABLE_FIELDS, ResidualRMSNorm, RMSNorm
 from ._onnx import export_onnx
 
 __all__ = [
     "COMPILE_OPTIONS",
+    "MUTABLE_FIELDS",
     "RMSNorm",
     "ResidualRMSNorm",
     "export_onnx",
@@ -24,8 +26,8 @@ __all__ = [
     "layers_from_state_dict",
     "load_into_module",
     "modules_from_layers",
-    "state_dict_from_layers",
     "rms_norm",
     "rms_norm_residual",
-    "spec_kwargs",
+    "state_dict_from_layers",
+    "torch_norm_spec",
 ]

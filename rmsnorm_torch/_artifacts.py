@@ -1,37 +1,35 @@
-"""Build, export and check deployment artifacts for the layers of a neutral checkpoint.
+"""The artifacts ``rmsnorm export`` builds through this backend: TorchScript and ONNX.
 
-Used by ``rmsnorm export``: each layer becomes an ``rmsnorm_torch.RMSNorm``,
-is scripted (TorchScript) and/or exported to ONNX, the files are loaded back
-and run in TorchScript and ONNX Runtime on an input of another shape than the
-export sample, and the max error against core's reference is reported.
+Each layer of a neutral checkpoint becomes an ``rmsnorm_torch.RMSNorm``, is
+scripted or exported, written atomically, loaded back and run (TorchScript,
+ONNX Runtime) on an input of another shape than the export sample; the max
+error against core's reference is reported as an ``Artifact``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+import argparse
+from collections.abc import Mapping
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 import torch
 
-from rmsnorm_core import NeutralLayer, compare, dtype_plan, reference, sample_shape
+from rmsnorm_core import (
+    NeutralLayer,
+    RMSNormUsageError,
+    compare,
+    dtype_plan,
+    numpy_dtype,
+    reference,
+    sample_shape,
+    write_atomic,
+)
+from rmsnorm_core.backends import Artifact
 
 from ._bridge import modules_from_layers, to_numpy, to_tensor
-from ._onnx import export_onnx
-
-
-@dataclasses.dataclass(frozen=True)
-class ArtifactCheck:
-    """One artifact's check against the reference."""
-
-    layer: str
-    kind: str  # "torchscript" or "onnx"
-    path: str
-    max_abs: float
-    max_rel: float
-    passed: bool
+from ._onnx import DYNAMO_OPSETS, EXPORTERS, TORCHSCRIPT_OPSETS, export_onnx
 
 
 def per_layer_path(base: Path, name: str, count: int) -> Path:
@@ -39,59 +37,77 @@ def per_layer_path(base: Path, name: str, count: int) -> Path:
     return base if count == 1 else base.with_name(f"{base.stem}.{name}{base.suffix}")
 
 
-def _input(layer: NeutralLayer, shape: tuple, seed: int) -> np.ndarray:
+def _input(layer: NeutralLayer, rank: Optional[int], batch: int, seed: int) -> np.ndarray:
+    shape = sample_shape(layer.spec, layer.param_shape, (batch,), rank)
     rng = np.random.default_rng(seed)
-    from rmsnorm_core import numpy_dtype
-
     return (rng.standard_normal(shape) * 2).astype(numpy_dtype(layer.spec.param_dtype))
 
 
 def _check(
     name: str, kind: str, path: Path, layer: NeutralLayer, x: np.ndarray, y: np.ndarray
-) -> ArtifactCheck:
+) -> Artifact:
     expected = reference.rms_norm(x, layer.spec, layer.scale, layer.bias)
     plan = dtype_plan(layer.spec, x.dtype, layer.spec.param_dtype)
     result = compare(y.astype(expected.dtype), expected, plan.precision)
-    return ArtifactCheck(name, kind, str(path), result.max_abs, result.max_rel, result.passed)
+    return Artifact(name, kind, str(path), result.max_abs, result.max_rel, result.passed)
 
 
-def export_and_check(
-    layers: Mapping[str, NeutralLayer],
-    *,
-    torchscript: Optional[Path],
-    onnx: Optional[Path],
-    opset: int = 18,
-    exporter: str = "dynamo",
-    rank: Optional[int] = None,
-    progress: Callable[[str], None] = print,
-) -> List[ArtifactCheck]:
-    """Export every layer as asked and check each artifact; see the module docstring."""
-    modules = modules_from_layers(layers)
-    checks: List[ArtifactCheck] = []
-    for i, (name, module) in enumerate(modules.items(), 1):
+def export_torchscript(
+    layers: Mapping[str, NeutralLayer], out: Path, options: Any
+) -> List[Artifact]:
+    """``torch.jit.script`` each layer, save it atomically, load it back and check it."""
+    artifacts = []
+    for i, (name, module) in enumerate(modules_from_layers(layers).items(), 1):
+        print(f"[{i}/{len(layers)}] {name} (torchscript)", flush=True)
+        path = per_layer_path(out, name, len(layers))
+        scripted = torch.jit.script(module.eval())
+        write_atomic(path, lambda tmp, m=scripted: torch.jit.save(m, str(tmp)))
+        x = _input(layers[name], options.rank, 3, seed=i)
+        with torch.no_grad():
+            y = to_numpy(torch.jit.load(str(path))(to_tensor(x)))
+        artifacts.append(_check(name, "torchscript", path, layers[name], x, y))
+    return artifacts
+
+
+def export_onnx_files(
+    layers: Mapping[str, NeutralLayer], out: Path, options: Any
+) -> List[Artifact]:
+    """Export each layer to ONNX (atomically), run it in ONNX Runtime and check it."""
+    import onnxruntime as ort
+
+    artifacts = []
+    for i, (name, module) in enumerate(modules_from_layers(layers).items(), 1):
+        print(f"[{i}/{len(layers)}] {name} (onnx)", flush=True)
         layer = layers[name]
-        progress(f"[{i}/{len(modules)}] {name}")
-        module.eval()
-        x = _input(layer, sample_shape(layer.spec, layer.param_shape, (3,), rank), seed=i)
-        if torchscript is not None:
-            path = per_layer_path(torchscript, name, len(modules))
-            torch.jit.save(torch.jit.script(module), str(path))
-            loaded = torch.jit.load(str(path))
-            with torch.no_grad():
-                y = to_numpy(loaded(to_tensor(x)))
-            checks.append(_check(name, "torchscript", path, layer, x, y))
-        if onnx is not None:
-            import onnxruntime as ort
+        path = per_layer_path(out, name, len(layers))
+        sample = to_tensor(_input(layer, options.rank, 2, seed=0))
+        export_onnx(module, path, sample, opset=options.opset, exporter=options.exporter)
+        session_options = ort.SessionOptions()
+        session_options.log_severity_level = 3
+        session = ort.InferenceSession(
+            str(path), session_options, providers=["CPUExecutionProvider"]
+        )
+        x = _input(layer, options.rank, 3, seed=i)
+        feed = x.astype(np.float32) if layer.spec.param_dtype == "bfloat16" else x
+        artifacts.append(_check(name, "onnx", path, layer, x, session.run(None, {"x": feed})[0]))
+    return artifacts
 
-            path = per_layer_path(onnx, name, len(modules))
-            sample = to_tensor(
-                _input(layer, sample_shape(layer.spec, layer.param_shape, (2,), rank), seed=0)
-            )
-            export_onnx(module, path, sample, opset=opset, exporter=exporter)
-            options = ort.SessionOptions()
-            options.log_severity_level = 3
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            feed = x.astype(np.float32) if layer.spec.param_dtype == "bfloat16" else x
-            y = session.run(None, {"x": feed})[0]
-            checks.append(_check(name, "onnx", path, layer, x, y))
-    return checks
+
+def add_onnx_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    parser.add_argument(
+        "--exporter",
+        choices=list(EXPORTERS),
+        default="dynamo",
+        help="ONNX exporter (default dynamo)",
+    )
+
+
+def check_onnx_arguments(options: Any) -> None:
+    """Refuse an opset the chosen exporter cannot write, before anything is written."""
+    valid = TORCHSCRIPT_OPSETS if options.exporter == "torchscript" else DYNAMO_OPSETS
+    if options.opset not in valid:
+        raise RMSNormUsageError(
+            f"--opset {options.opset} is not accepted with --exporter {options.exporter}; "
+            f"expected {valid.start} to {valid.stop - 1}"
+        )

@@ -9,10 +9,12 @@ compute; it rounds at the spec's points, as the graph path does.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from ._resolve import Plan
 
 
 def block_rows(n: int) -> int:
@@ -26,18 +28,16 @@ def min_elements() -> int:
     return 32768
 
 
-def applies(
-    x: Tensor, dims: List[int], eps_placement: str, compute: torch.dtype, partial: float
-) -> bool:
-    rank = x.dim()
+def applies(x: Tensor, plan: Plan) -> bool:
+    """Whether the blocked kernel computes this call (else the graph path does)."""
     return (
         x.device.type == "cpu"
         and x.numel() >= min_elements()
-        and dims == list(range(rank - len(dims), rank))
+        and plan.trailing
         and x.is_contiguous()
-        and eps_placement == "inside"
-        and partial >= 1.0
-        and compute == torch.float32
+        and not plan.eps_outside
+        and plan.k < 0
+        and plan.compute == torch.float32
     )
 
 
@@ -100,30 +100,23 @@ def _finish(base: Tensor, g: Optional[Tensor], b: Optional[Tensor], t: Tensor, y
 
 
 def blocked_forward(
-    x: Tensor,
-    n_dims: int,
-    weight: Optional[Tensor],
-    bias: Optional[Tensor],
-    eps: float,
-    scale_offset: float,
-    before_scale: bool,
-    in_dtype: torch.dtype,
-    out_dtype: torch.dtype,
+    x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor]
 ) -> Tuple[Tensor, Tensor]:
     """Return ``(y, inv)``: the output and the float32 inverse rms per row."""
+    n_dims = len(plan.dims)
     n = 1
     for d in x.shape[x.dim() - n_dims :]:
         n *= d
     x2 = x.reshape(-1, n)
     g: Optional[Tensor] = None
     if weight is not None:
-        g = weight.reshape(n).float() + scale_offset
+        g = weight.reshape(n).float() + plan.scale_offset
     b: Optional[Tensor] = None
     if bias is not None:
         b = bias.reshape(n).float()
-    out = torch.empty(x.shape, dtype=out_dtype, device=x.device)
+    out = torch.empty(x.shape, dtype=plan.out_dtype, device=x.device)
     inv = torch.empty((x2.shape[0], 1), dtype=torch.float32, device=x.device)
-    normalize_blocks(x2, g, b, eps, before_scale, in_dtype, out.view(-1, n), inv)
+    normalize_blocks(x2, g, b, plan.eps, plan.before_scale, plan.in_dtype, out.view(-1, n), inv)
     return out, inv
 
 

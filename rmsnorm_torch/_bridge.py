@@ -5,13 +5,15 @@ Names: a layer's neutral name is its module path (``model.layers.0.norm``);
 out, e.g. ``rmsnorm_core.flax_to_torch`` maps ``layers_0.norm`` to
 ``layers.0.norm``. Parameters: neutral ``scale`` is torch's ``weight``;
 ``bias`` is ``bias``. Values are copied bit for bit; a layer's
-``scale_offset`` is kept (a Gemma layer stays ``1 + w``).
+``scale_offset`` is kept (a Gemma layer stays ``1 + w``). Loading compares
+the whole spec of each layer with the spec of the module it goes into (for
+``torch.nn.RMSNorm``, the spec it computes: see :func:`torch_norm_spec`) and
+refuses any difference, naming the fields.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Dict, Optional
 
 import ml_dtypes
@@ -19,13 +21,23 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rmsnorm_core import NAME_MAPS, NeutralLayer, RMSNormError, RMSNormSpec, dtype_name, preset
+from rmsnorm_core import (
+    FLOAT32_EPS,
+    HF_NORM_KEYS,
+    INFERRED,
+    NAME_MAPS,
+    NeutralLayer,
+    RMSNormError,
+    RMSNormSpec,
+    dtype_name,
+    layers_from_state_arrays,
+    preset,
+    state_arrays_from_layers,
+)
 
 from ._modules import RMSNorm
 
 NameMap = Callable[[str], str]
-#: Hugging Face style norm weights: ``...input_layernorm.weight``, ``model.norm.weight``.
-HF_NORM_KEYS = r"^(?P<layer>(.*\.)?[A-Za-z_0-9]*norm[A-Za-z_0-9]*)\.weight$"
 
 
 def to_numpy(t: Tensor) -> np.ndarray:
@@ -43,10 +55,22 @@ def to_tensor(a: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(a).copy())
 
 
+def torch_norm_spec(module: nn.RMSNorm, base: str = "torch") -> RMSNormSpec:
+    """The spec a ``torch.nn.RMSNorm`` computes: the ``torch`` preset (or ``base``) with
+    the module's eps (None: float32's epsilon), shape, affinity and parameter dtype."""
+    spec = preset(base)
+    return spec.replace(
+        axes=tuple(range(-len(module.normalized_shape), 0)),
+        eps=FLOAT32_EPS if module.eps is None else module.eps,
+        use_scale=module.elementwise_affine,
+        use_bias=False,
+        param_dtype=dtype_name(module.weight.dtype)
+        if module.weight is not None
+        else spec.param_dtype,
+    )
+
+
 def _layer(spec: RMSNormSpec, weight: Optional[Tensor], bias: Optional[Tensor]) -> NeutralLayer:
-    p = weight if weight is not None else bias
-    if p is not None:
-        spec = spec.replace(param_dtype=dtype_name(p.dtype))
     return NeutralLayer(
         spec, None if weight is None else to_numpy(weight), None if bias is None else to_numpy(bias)
     )
@@ -63,16 +87,14 @@ def layers_from_module(
     layers: Dict[str, NeutralLayer] = {}
     for name, sub in module.named_modules():
         if isinstance(sub, RMSNorm):
-            layers[name_map(name)] = _layer(sub.spec, sub.weight, sub.bias)
+            layer = _layer(sub.spec, sub.weight, sub.bias)
         elif isinstance(sub, nn.RMSNorm) and preset_for_torch is not None:
-            base = preset(preset_for_torch)
-            spec = base.replace(
-                axes=tuple(range(-len(sub.normalized_shape), 0)),
-                eps=base.eps if sub.eps is None else sub.eps,
-                use_scale=sub.elementwise_affine,
-                use_bias=False,
-            )
-            layers[name_map(name)] = _layer(spec, sub.weight, None)
+            layer = _layer(torch_norm_spec(sub, preset_for_torch), sub.weight, None)
+        else:
+            continue
+        if name_map(name) in layers:
+            raise RMSNormError(f"two modules map to the layer name {name_map(name)!r}")
+        layers[name_map(name)] = layer
     return layers
 
 
@@ -81,10 +103,15 @@ def load_into_module(
 ) -> None:
     """Copy each layer's parameters into the module of the same (mapped) name.
 
+    Every layer is checked before any parameter is written, so a refused load
+    changes nothing.
+
     Raises:
         RMSNormError: a layer has no module of that name, the module is not an
-            RMSNorm, or its spec (parameter dtype aside) or shape differs.
+            RMSNorm, or its spec differs from the layer's in any field
+            (``torch.nn.RMSNorm`` computes :func:`torch_norm_spec`).
     """
+    targets = []
     for name, layer in layers.items():
         target = name_map(name)
         try:
@@ -92,37 +119,40 @@ def load_into_module(
         except AttributeError:
             raise RMSNormError(f"layer {name!r}: the module has no submodule {target!r}") from None
         if isinstance(sub, RMSNorm):
-            if sub.spec.replace(param_dtype=layer.spec.param_dtype) != layer.spec:
-                raise RMSNormError(
-                    f"layer {name!r}: module {target!r} computes {sub.spec!r}, the "
-                    f"checkpoint {layer.spec!r}"
-                )
-        elif not isinstance(sub, nn.RMSNorm):
+            spec = sub.spec
+        elif isinstance(sub, nn.RMSNorm):
+            spec = torch_norm_spec(sub)
+        else:
             raise RMSNormError(
                 f"layer {name!r}: {target!r} is a {type(sub).__name__}, not an RMSNorm"
             )
-        elif layer.spec.scale_offset != 0.0 or layer.spec.use_bias:
-            raise RMSNormError(
-                f"layer {name!r}: torch.nn.RMSNorm cannot hold a scale_offset or "
-                "bias; use rmsnorm_torch.RMSNorm or rmsnorm_core.with_scale_offset"
-            )
-        _copy(name, sub, "weight", layer.scale)
-        _copy(name, sub, "bias", layer.bias)
+        spec.check_same(
+            layer.spec, what=f"layer {name!r} into {target!r}", mine="module", theirs="checkpoint"
+        )
+        _check_shape(name, sub, "weight", layer.scale)
+        _check_shape(name, sub, "bias", layer.bias)
+        targets.append((sub, layer))
+    for sub, layer in targets:
+        _copy(sub, "weight", layer.scale)
+        _copy(sub, "bias", layer.bias)
 
 
-def _copy(name: str, sub: nn.Module, attr: str, value: Optional[np.ndarray]) -> None:
+def _check_shape(name: str, sub: nn.Module, attr: str, value: Optional[np.ndarray]) -> None:
     param = getattr(sub, attr, None)
     if (param is None) != (value is None):
         raise RMSNormError(f"layer {name!r}: {attr} presence differs between checkpoint and module")
-    if param is None:
-        return
-    if tuple(param.shape) != tuple(value.shape):
+    if param is not None and tuple(param.shape) != tuple(value.shape):
         raise RMSNormError(
             f"layer {name!r}: {attr} has shape {tuple(param.shape)} in the module "
             f"and {tuple(value.shape)} in the checkpoint"
         )
-    with torch.no_grad():
-        param.data = to_tensor(value).to(param.device)
+
+
+def _copy(sub: nn.Module, attr: str, value: Optional[np.ndarray]) -> None:
+    param = getattr(sub, attr, None)
+    if param is not None and value is not None:
+        with torch.no_grad():
+            param.copy_(to_tensor(value))
 
 
 def modules_from_layers(layers: Mapping[str, NeutralLayer]) -> Dict[str, RMSNorm]:
@@ -130,8 +160,9 @@ def modules_from_layers(layers: Mapping[str, NeutralLayer]) -> Dict[str, RMSNorm
     out = {}
     for name, layer in layers.items():
         module = RMSNorm.from_spec(layer.spec, layer.param_shape)
-        _copy(name, module, "weight", layer.scale)
-        _copy(name, module, "bias", layer.bias)
+        _check_shape(name, module, "weight", layer.scale)
+        _copy(module, "weight", layer.scale)
+        _copy(module, "bias", layer.bias)
         out[name] = module
     return out
 
@@ -140,12 +171,8 @@ def state_dict_from_layers(
     layers: Mapping[str, NeutralLayer], *, name_map: NameMap = NAME_MAPS["none"]
 ) -> Dict[str, Tensor]:
     """``{"<name>.weight": ..., "<name>.bias": ...}`` as torch's modules save them."""
-    state: Dict[str, Tensor] = {}
-    for name, layer in layers.items():
-        for key, value in (("weight", layer.scale), ("bias", layer.bias)):
-            if value is not None:
-                state[f"{name_map(name)}.{key}"] = to_tensor(value)
-    return state
+    arrays = state_arrays_from_layers(layers, name_map=name_map)
+    return {key: to_tensor(value) for key, value in arrays.items()}
 
 
 def layers_from_state_dict(
@@ -154,27 +181,33 @@ def layers_from_state_dict(
     *,
     pattern: str = HF_NORM_KEYS,
     name_map: NameMap = NAME_MAPS["none"],
+    infer: Collection[str] = INFERRED,
 ) -> Dict[str, NeutralLayer]:
     """Read norm weights out of a plain state dict (e.g. Hugging Face's) as ``spec``.
 
     Every key matching ``pattern`` (group ``layer`` names the layer) is a
-    scale over the trailing ``weight.ndim`` axes; ``<layer>.bias``, if
-    present, its bias. ``spec`` supplies the rest (eps, cast order, offset).
+    scale; ``<layer>.bias``, if present, its bias. The file decides the
+    fields in ``infer`` (axes from the weight's rank, bias, parameter dtype);
+    the others are ``spec``'s and must agree with the file
+    (``rmsnorm_core.layers_from_state_arrays``).
     """
-    layers: Dict[str, NeutralLayer] = {}
-    for key, weight in state.items():
-        match = re.match(pattern, key)
-        if not match or not isinstance(weight, Tensor):
-            continue
-        name = match.group("layer")
-        bias = state.get(f"{name}.bias")
-        layer_spec = spec.replace(
-            axes=tuple(range(-weight.dim(), 0)), use_scale=True, use_bias=bias is not None
-        )
-        layers[name_map(name)] = _layer(layer_spec, weight, bias)
-    if not layers:
-        raise RMSNormError(
-            f"no key of the state dict matches pattern {pattern!r}; pass the "
-            "pattern of your norm weights"
-        )
-    return layers
+    return layers_from_state_arrays(
+        _NumpyView(state), spec, pattern=pattern, name_map=name_map, infer=infer
+    )
+
+
+class _NumpyView(Mapping):
+    """A state dict read as NumPy, converting only the tensors looked up."""
+
+    def __init__(self, state: Mapping[str, Tensor]) -> None:
+        self._state = state
+
+    def __getitem__(self, key: str) -> object:
+        value = self._state[key]
+        return to_numpy(value) if isinstance(value, Tensor) else value
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._state)
+
+    def __len__(self) -> int:
+        return len(self._state)

@@ -1,281 +1,147 @@
-"""The pure functions: ``rms_norm`` and ``rms_norm_residual``, TorchScript-ready.
+"""The pure functions: ``rms_norm`` and ``rms_norm_residual``, and their TorchScript cores.
 
-The formula and every precision rule are in ``rmsnorm_core.RMSNormSpec``;
-the keyword arguments here carry that spec's field names, so
-``rms_norm(x, **spec_kwargs(spec), weight=w)`` runs a spec.
+The formula and every precision rule are in ``rmsnorm_core.RMSNormSpec``.
+The public functions take the spec itself; the modules and scripted code
+call :func:`norm` / :func:`norm_residual` with the spec compiled once into a
+``Recipe`` (``spec.recipe``), so nothing is copied field by field.
 
-Two execution paths compute the same thing:
+Execution paths compute the same thing, chosen from the input and the plan
+alone (see ``_eager.py``):
 
-- eager, trailing contiguous block, eps inside, no partial: a row-blocked
-  kernel (``_eager.py``) that keeps each block in cache and saves only the
-  float32 inverse rms for backward;
+- eager, plain CPU tensor, trailing contiguous block, eps inside, no
+  partial: a row-blocked kernel that keeps each block in cache and saves
+  only the float32 inverse rms for backward;
 - otherwise, and always under TorchScript, tracing, ``torch.compile``,
   ``torch.export`` and ONNX export: one graph of plain ops
   (``Cast -> Pow -> ReduceMean -> Add -> Sqrt -> Div -> Mul``), the pattern
-  ONNX Runtime fuses.
+  ONNX Runtime fuses; a module exported by ``export_onnx`` at opset >= 23
+  emits the native ``RMSNormalization`` op where it equals the spec.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from rmsnorm_core import RMSNormSpec
+from rmsnorm_core import RMSNormSpec, RMSNormTypeError, _rules
+from rmsnorm_core._rules import Recipe
 
-from . import _checks
 from ._blocked import applies, blocked_forward, needs_grad
+from ._eager import blocked_rms_norm, takes_blocked
 from ._graph import rms_norm_graph
-from ._plan import compute_dtype_for, output_dtype_for
-
-
-def spec_kwargs(spec: RMSNormSpec) -> Dict[str, Any]:
-    """Return the keyword arguments of :func:`rms_norm` that carry ``spec``."""
-    return {
-        "axes": list(spec.axes),
-        "eps": spec.eps,
-        "eps_placement": spec.eps_placement,
-        "compute_dtype": spec.compute_dtype,
-        "cast_order": spec.cast_order,
-        "output_dtype": spec.output_dtype,
-        "scale_offset": spec.scale_offset,
-        "partial": spec.partial,
-    }
+from ._native import native_eligible, native_rms_norm
+from ._resolve import Plan, resolve
+from ._torch_dtypes import dtype_name
 
 
 @torch.jit.unused
 def _eager(
-    x: Tensor,
-    dims: List[int],
-    weight: Optional[Tensor],
-    bias: Optional[Tensor],
-    eps: float,
-    eps_placement: str,
-    compute: torch.dtype,
-    before_scale: bool,
-    out_dtype: torch.dtype,
-    scale_offset: float,
-    partial: float,
-    in_dtype: torch.dtype,
+    x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor], native: bool
 ) -> Optional[Tensor]:
-    """Run the blocked kernel where it applies; while an ONNX export at opset >= 23
-    traces, the native op where it equals the spec; otherwise None (graph path)."""
-    if torch.compiler.is_compiling():
-        from ._native import native_eligible, native_rms_norm
-
-        if native_eligible(
-            x,
-            dims,
-            weight,
-            bias,
-            eps_placement,
-            compute,
-            before_scale,
-            scale_offset,
-            partial,
-            in_dtype,
-        ):
-            return native_rms_norm(x, dims, weight, eps)
+    """The blocked kernel or (exporting a module marked ``onnx_native``) the native op;
+    None for the graph path."""
+    if native and native_eligible(x, plan, weight, bias):
+        return native_rms_norm(x, plan, weight)
+    if not takes_blocked(x, plan, weight, bias):
         return None
-    if torch.jit.is_tracing() or not applies(x, dims, eps_placement, compute, partial):
-        return None
-    from ._eager import blocked_rms_norm
-
-    return blocked_rms_norm(
-        x, len(dims), weight, bias, eps, scale_offset, before_scale, in_dtype, out_dtype
-    )
+    return blocked_rms_norm(x, plan, weight, bias)
 
 
-def _norm(
+def norm(
     x: Tensor,
-    axes: List[int],
+    recipe: Recipe,
     weight: Optional[Tensor],
     bias: Optional[Tensor],
-    eps: float,
-    eps_placement: str,
-    compute_dtype: str,
-    cast_order: str,
-    output_dtype: str,
-    scale_offset: float,
-    partial: float,
     in_dtype: torch.dtype,
+    native: bool = False,
 ) -> Tensor:
-    _checks.check_options(eps, eps_placement, compute_dtype, cast_order, output_dtype, partial)
-    _checks.check_float("x", x)
-    dims = _checks.canonical_dims(axes, x.dim())
-    if not torch.jit.is_tracing():  # a trace records ops, not these shape comparisons
-        _checks.check_param("weight", weight, x, dims)
-        _checks.check_param("bias", bias, x, dims)
-    # the dtype plan, resolved once for every path below
-    compute = compute_dtype_for(compute_dtype, in_dtype)
-    out_dtype = output_dtype_for(output_dtype, in_dtype, weight, bias)
-    before_scale = cast_order == "before_scale"
+    """RMSNorm of ``x`` under a compiled spec (TorchScript-ready; see :func:`rms_norm`).
+
+    ``in_dtype`` is the dtype the spec's "input" rules refer to; ``native``
+    lets an ONNX export at opset >= 23 use ``RMSNormalization`` (set only on
+    the copy ``export_onnx`` exports).
+    """
+    plan = resolve(recipe, x, weight, bias, in_dtype)
     if not torch.jit.is_scripting():
-        fast = _eager(
-            x,
-            dims,
-            weight,
-            bias,
-            eps,
-            eps_placement,
-            compute,
-            before_scale,
-            out_dtype,
-            scale_offset,
-            partial,
-            in_dtype,
-        )
+        fast = _eager(x, plan, weight, bias, native)
         if fast is not None:
             return fast
-    elif applies(x, dims, eps_placement, compute, partial) and not needs_grad(x, weight, bias):
-        return blocked_forward(
-            x, len(dims), weight, bias, eps, scale_offset, before_scale, in_dtype, out_dtype
-        )[0]
-    return rms_norm_graph(
-        x,
-        dims,
-        weight,
-        bias,
-        eps,
-        eps_placement == "outside",
-        compute,
-        before_scale,
-        out_dtype,
-        scale_offset,
-        _partial_count(x, dims, partial),
-        in_dtype,
-    )
+    elif applies(x, plan) and not needs_grad(x, weight, bias):
+        return blocked_forward(x, plan, weight, bias)[0]
+    return rms_norm_graph(x, plan, weight, bias)
 
 
-@torch.jit.unused
-def _traced_partial_count(x: Tensor, dims: List[int], partial: float) -> int:
-    """Under jit.trace the count is recorded as a constant of the traced block size
-    (fixed by the normalized dims, which the weights fix); the tracer's warning
-    about that is expected and silenced here."""
-    import warnings
+def norm_residual(
+    x: Tensor,
+    residual: Tensor,
+    recipe: Recipe,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    native: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    """``s = x + residual`` stored in the plan's residual dtype, then ``y = norm(s)``."""
+    _rules.check_float("x", dtype_name(x.dtype))
+    _rules.check_float("residual", dtype_name(residual.dtype))
+    if not torch.jit.is_tracing():
+        _rules.check_residual_shape(list(residual.shape), list(x.shape))
+    store = x.dtype
+    if recipe.residual_float32:
+        store = torch.promote_types(x.dtype, torch.float32)
+    wide = torch.promote_types(store, residual.dtype)
+    s = torch.add(x.to(wide), residual.to(wide)).to(store)
+    return norm(s, recipe, weight, bias, x.dtype, native), s
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        n = 1
-        for d in dims:
-            n *= int(x.shape[d])
-        return _checks.partial_count(partial, n)
 
-
-def _partial_count(x: Tensor, dims: List[int], partial: float) -> int:
-    """The partial count, or -1 for "the whole block" (no shape arithmetic to trace)."""
-    if partial >= 1.0:
-        return -1
-    if not torch.jit.is_scripting():
-        if torch.jit.is_tracing():
-            return _traced_partial_count(x, dims, partial)
-    n = 1
-    for d in dims:
-        n *= x.shape[d]
-    return _checks.partial_count(partial, n)
+def _recipe(spec: RMSNormSpec) -> Recipe:
+    if not isinstance(spec, RMSNormSpec):
+        raise RMSNormTypeError(
+            f"spec must be an RMSNormSpec, got {type(spec).__name__}; e.g. "
+            "RMSNormSpec.preset('llama')"
+        )
+    return spec.recipe
 
 
 def rms_norm(
-    x: Tensor,
-    axes: List[int],
-    weight: Optional[Tensor] = None,
-    bias: Optional[Tensor] = None,
-    eps: float = 1e-6,
-    eps_placement: str = "inside",
-    compute_dtype: str = "float32",
-    cast_order: str = "after_scale",
-    output_dtype: str = "input",
-    scale_offset: float = 0.0,
-    partial: float = 1.0,
+    x: Tensor, spec: RMSNormSpec, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None
 ) -> Tensor:
-    """RMSNorm of ``x`` over ``axes``, as ``rmsnorm_core.RMSNormSpec`` defines it.
+    """RMSNorm of ``x`` under ``spec`` (formula: ``rmsnorm_core.RMSNormSpec``).
 
     Args:
         x: float16, bfloat16, float32 or float64 tensor of rank >= 1.
-        axes: normalized axes (any set; negative counts from the end).
+        spec: the spec.
         weight: the scale ``w`` (``g = scale_offset + w``, formed in float32),
             shaped as the normalized dims in increasing axis order; None for
-            no scale.
-        bias: added after the scale, same shape as ``weight``; None for none.
-        eps, eps_placement, compute_dtype, cast_order, output_dtype,
-            scale_offset, partial: the spec fields of the same names and
-            defaults (see :func:`spec_kwargs`).
+            ``g = 1``. Only with ``spec.use_scale``.
+        bias: added after the scale, same shape; None for none. Only with
+            ``spec.use_bias``.
 
     Returns:
-        ``y`` with ``x``'s shape; dtype per ``output_dtype``.
+        ``y`` with ``x``'s shape, in the dtype the spec's ``output_dtype`` gives.
 
     Raises:
-        rmsnorm_core.RMSNormError: bad axes, shapes, dtypes, devices or options
-            (``torch.jit.Error`` with the same message when scripted).
+        rmsnorm_core.RMSNormError: bad axes, shapes, dtypes, devices or
+            parameters the spec does not use.
     """
-    return _norm(
-        x,
-        axes,
-        weight,
-        bias,
-        eps,
-        eps_placement,
-        compute_dtype,
-        cast_order,
-        output_dtype,
-        scale_offset,
-        partial,
-        x.dtype,
-    )
+    return norm(x, _recipe(spec), weight, bias, x.dtype)
 
 
 def rms_norm_residual(
     x: Tensor,
     residual: Tensor,
-    axes: List[int],
+    spec: RMSNormSpec,
     weight: Optional[Tensor] = None,
     bias: Optional[Tensor] = None,
-    eps: float = 1e-6,
-    eps_placement: str = "inside",
-    compute_dtype: str = "float32",
-    cast_order: str = "after_scale",
-    output_dtype: str = "input",
-    scale_offset: float = 0.0,
-    partial: float = 1.0,
-    residual_dtype: str = "input",
 ) -> Tuple[Tensor, Tensor]:
-    """``s = x + residual`` stored in ``residual_dtype``, then ``y = rms_norm(s)``.
+    """``s = x + residual`` stored in ``spec.residual_dtype``, then ``y = rms_norm(s)``.
 
     The dtype rules (cast before the scale, output dtype) refer to ``x``'s
     dtype, so with ``residual_dtype="float32"`` a bfloat16 ``x`` still gives a
     bfloat16 ``y`` while ``s`` keeps float32 (flash-attn's
-    ``residual_in_fp32``).
+    ``residual_in_fp32``). Fused equals unfused: ``y`` is computed from ``s``.
 
     Returns:
         ``(y, s)``.
     """
-    _checks.check_choice("residual_dtype", residual_dtype, ["input", "float32"])
-    _checks.check_float("x", x)
-    _checks.check_float("residual", residual)
-    if not torch.jit.is_tracing() and list(residual.shape) != list(x.shape):
-        _checks.fail(
-            "residual has shape {}; expected the shape of x, {}".format(
-                _checks.as_tuple(list(residual.shape)), _checks.as_tuple(list(x.shape))
-            )
-        )
-    store = x.dtype
-    if residual_dtype == "float32":
-        store = torch.promote_types(x.dtype, torch.float32)
-    wide = torch.promote_types(store, residual.dtype)
-    s = torch.add(x.to(wide), residual.to(wide)).to(store)
-    y = _norm(
-        s,
-        axes,
-        weight,
-        bias,
-        eps,
-        eps_placement,
-        compute_dtype,
-        cast_order,
-        output_dtype,
-        scale_offset,
-        partial,
-        x.dtype,
-    )
-    return y, s
+    return norm_residual(x, residual, _recipe(spec), weight, bias)

@@ -1,9 +1,16 @@
 """``RMSNorm`` (a drop-in for ``torch.nn.RMSNorm``) and ``ResidualRMSNorm``.
 
-Both are thin: ``forward`` is one call to the pure function in
-``_functional.py``; the semantics are the module's ``spec`` (see
-``rmsnorm_core.RMSNormSpec``). Written for TorchScript: typed attributes,
-``List[int]`` axes, no dynamic dispatch in ``forward``.
+The module holds one ``RMSNormSpec`` and nothing copied from it: ``forward``
+runs the spec compiled once (``spec.recipe``, refreshed whenever the spec is
+set), ``.spec`` returns it, and checkpoints and exports read it, so all four
+agree by construction. The spec's fields read as attributes (``m.eps``);
+assigning one (``m.eps = 1e-5``) replaces the spec with ``spec.replace(...)``,
+validated like a new spec, so forward, ``.spec``, a saved checkpoint and an
+ONNX export all change together. Fields that would change the parameters
+(``use_scale``, ``use_bias``, ``param_dtype``, the number of axes) are
+refused: build a new module with :meth:`RMSNorm.from_spec`. ``param_dtype``
+follows the parameters: after ``m.to(torch.bfloat16)``, ``m.spec.param_dtype``
+is ``"bfloat16"``.
 """
 
 # No "from __future__ import annotations" here: TorchScript reads the class
@@ -17,22 +24,37 @@ from torch import Tensor, nn
 
 from rmsnorm_core import (
     FLOAT32_EPS,
+    FLOAT_DTYPES,
     RMSNormError,
     RMSNormSpec,
     RMSNormTypeError,
+    _rules,
     check_normalized_shape,
-    dtype_name,
 )
+from rmsnorm_core import dtype_name as core_dtype_name
+from rmsnorm_core._rules import Recipe
 
-from . import _checks
-from ._functional import rms_norm, rms_norm_residual
-from ._plan import torch_dtype
+from ._functional import norm, norm_residual
+from ._torch_dtypes import torch_dtype
 
 _ShapeLike = Union[int, Sequence[int], torch.Size]
+#: Spec fields assignable on a module (the rest shape its parameters).
+MUTABLE_FIELDS = (
+    "axes",
+    "eps",
+    "eps_placement",
+    "compute_dtype",
+    "cast_order",
+    "output_dtype",
+    "scale_offset",
+    "partial",
+    "residual_dtype",
+)
+_STRUCTURAL = ("use_scale", "use_bias", "param_dtype")
 
 
 def _resolve_spec(
-    normalized_shape: Tuple[int, ...],
+    shape: Tuple[int, ...],
     eps: Optional[float],
     elementwise_affine: bool,
     bias: bool,
@@ -42,14 +64,14 @@ def _resolve_spec(
     """Build the spec from torch's arguments, or check them against ``spec``."""
     if eps is not None and (isinstance(eps, bool) or not isinstance(eps, numbers.Real)):
         raise RMSNormTypeError(f"eps={eps!r} is not accepted; eps must be a real number or None")
-    param_dtype = None if dtype is None else dtype_name(dtype)
+    param_dtype = None if dtype is None else core_dtype_name(dtype)
     if spec is None:
         return RMSNormSpec(
-            axes=tuple(range(-len(normalized_shape), 0)),
+            axes=tuple(range(-len(shape), 0)),
             eps=FLOAT32_EPS if eps is None else eps,
             use_scale=elementwise_affine,
             use_bias=bias,
-            param_dtype=param_dtype or dtype_name(torch.get_default_dtype()),
+            param_dtype=param_dtype or core_dtype_name(torch.get_default_dtype()),
         )
     if not isinstance(spec, RMSNormSpec):
         raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
@@ -67,83 +89,86 @@ def _resolve_spec(
             f"{', '.join(conflicts)} conflict with the spec; with spec= leave these arguments "
             "at their defaults or make them agree"
         )
-    if len(normalized_shape) != len(spec.axes):
-        raise RMSNormError(
-            f"normalized_shape={normalized_shape} has {len(normalized_shape)} dims but the spec "
-            f"normalizes {len(spec.axes)} axes {spec.axes}; give one size per normalized axis"
-        )
+    _check_axes_count(shape, spec)
     return spec
+
+
+def _check_axes_count(shape: Tuple[int, ...], spec: RMSNormSpec) -> None:
+    if len(shape) != len(spec.axes):
+        raise RMSNormError(
+            f"normalized_shape={shape} has {len(shape)} dims but the spec normalizes "
+            f"{len(spec.axes)} axes {spec.axes}; give one size per normalized axis"
+        )
+
+
+def _field(name: str) -> property:
+    def get(self: "RMSNorm") -> Any:
+        return getattr(self.spec, name)
+
+    def set_(self: "RMSNorm", value: Any) -> None:
+        self.spec = self.spec.replace(**{name: value})
+
+    return property(get, set_, doc=f"The spec's ``{name}``; assigning replaces the spec.")
 
 
 class RMSNorm(nn.Module):
     """RMSNorm over any axes; a drop-in for ``torch.nn.RMSNorm``.
 
-    Same constructor, defaults and ``state_dict`` keys as ``torch.nn.RMSNorm``
-    (``weight``; ``bias`` when enabled), so its state dicts load unchanged.
-    ``eps=None`` means float32's machine epsilon, what PyTorch uses for
-    float16, bfloat16 and float32 inputs (for float64 inputs PyTorch uses
-    float64's epsilon; a spec has one eps).
+    Same positional arguments, defaults and ``state_dict`` keys as
+    ``torch.nn.RMSNorm`` (``weight``; ``bias`` when enabled), so its calls
+    and state dicts work unchanged. ``eps=None`` means float32's machine
+    epsilon, what PyTorch uses for float16, bfloat16 and float32 inputs (for
+    float64 inputs PyTorch uses float64's epsilon; a spec has one eps).
 
     Args:
         normalized_shape: sizes of the normalized axes: the trailing dims
             (torch's meaning) or, with ``spec``, the dims of ``spec.axes`` in
             increasing axis order.
         eps: added inside the root; None (default) as above.
-        elementwise_affine: learn ``weight`` (initialized to ones).
-        bias: learn ``bias`` (initialized to zeros). Default False.
+        elementwise_affine: learn ``weight`` (initialized so that ``g = 1``).
         device, dtype: of the parameters.
-        spec: an ``RMSNormSpec`` that decides the semantics; the other
-            arguments must then agree with it (a conflict is an error).
+        bias: keyword-only; learn ``bias`` (initialized to zeros). Default False.
+        spec: keyword-only; an ``RMSNormSpec`` that decides the semantics;
+            the other arguments must then agree with it (a conflict is an error).
 
     Raises:
         rmsnorm_core.RMSNormError: bad shapes, eps, or a conflict with ``spec``.
     """
 
-    axes: List[int]
-    normalized_shape: List[int]
-    eps: float
-    eps_placement: str
-    compute_dtype: str
-    cast_order: str
-    output_dtype: str
-    scale_offset: float
-    partial: float
-    __jit_unused_properties__ = ["spec"]
+    _recipe: Recipe
+    _sizes: List[int]
+    onnx_native: bool
+    __jit_unused_properties__ = [
+        "spec",
+        "normalized_shape",
+        "elementwise_affine",
+        *MUTABLE_FIELDS,
+        *_STRUCTURAL,
+    ]
 
     def __init__(
         self,
         normalized_shape: _ShapeLike,
         eps: Optional[float] = None,
         elementwise_affine: bool = True,
-        bias: bool = False,
         device: Any = None,
         dtype: Optional[torch.dtype] = None,
         *,
+        bias: bool = False,
         spec: Optional[RMSNormSpec] = None,
     ) -> None:
         super().__init__()
         shape = check_normalized_shape(normalized_shape)
-        self._spec = _resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
-        s = self._spec
-        self.normalized_shape = list(shape)
-        self.axes = list(s.axes)
-        self.eps = s.eps
-        self.eps_placement = s.eps_placement
-        self.compute_dtype = s.compute_dtype
-        self.cast_order = s.cast_order
-        self.output_dtype = s.output_dtype
-        self.scale_offset = s.scale_offset
-        self.partial = s.partial
-        factory = {"device": device, "dtype": torch_dtype(s.param_dtype)}
-        self.elementwise_affine = s.use_scale
-        if s.use_scale:
-            self.weight = nn.Parameter(torch.empty(shape, **factory))
-        else:
-            self.register_parameter("weight", None)
-        if s.use_bias:
-            self.bias = nn.Parameter(torch.empty(shape, **factory))
-        else:
-            self.register_parameter("bias", None)
+        resolved = _resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
+        self._sizes = list(shape)
+        self.onnx_native = False  # set on export_onnx's private copy only
+        factory = {"device": device, "dtype": torch_dtype(resolved.param_dtype)}
+        for name, used in (("weight", resolved.use_scale), ("bias", resolved.use_bias)):
+            if used:
+                setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+            else:
+                self.register_parameter(name, None)
+        self._set_spec(resolved)
         self.reset_parameters()
 
     @classmethod
@@ -155,36 +180,89 @@ class RMSNorm(nn.Module):
 
     @property
     def spec(self) -> RMSNormSpec:
-        """The spec this module computes."""
-        return self._spec
+        """The spec this module computes (``param_dtype`` read from its parameters)."""
+        spec = self._spec
+        present = [core_dtype_name(p.dtype) for p in (self.weight, self.bias) if p is not None]
+        # a non-float parameter (assigned by hand) is refused by forward, with its name
+        if present and present[0] != spec.param_dtype and present[0] in FLOAT_DTYPES:
+            spec = spec.replace(param_dtype=present[0])
+        return spec
+
+    @spec.setter
+    def spec(self, spec: RMSNormSpec) -> None:
+        if not isinstance(spec, RMSNormSpec):
+            raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
+        _check_axes_count(tuple(self._sizes), spec)
+        current = self.spec
+        changed = [
+            f"{f} ({getattr(current, f)!r} -> {getattr(spec, f)!r})"
+            for f in _STRUCTURAL
+            if getattr(spec, f) != getattr(current, f)
+        ]
+        if changed:
+            raise RMSNormError(
+                f"cannot change {', '.join(changed)} on an existing module: they decide its "
+                "parameters; build a new one with RMSNorm.from_spec(spec, normalized_shape)"
+            )
+        self._set_spec(spec)
+
+    def _set_spec(self, spec: RMSNormSpec) -> None:
+        object.__setattr__(self, "_spec", spec)  # not a submodule or parameter
+        self._recipe = spec.recipe
+
+    axes = _field("axes")
+    eps = _field("eps")
+    eps_placement = _field("eps_placement")
+    compute_dtype = _field("compute_dtype")
+    cast_order = _field("cast_order")
+    output_dtype = _field("output_dtype")
+    scale_offset = _field("scale_offset")
+    partial = _field("partial")
+    residual_dtype = _field("residual_dtype")
+
+    use_scale = _field("use_scale")
+    use_bias = _field("use_bias")
+    param_dtype = _field("param_dtype")
+
+    @property
+    def normalized_shape(self) -> Tuple[int, ...]:
+        """The sizes of the normalized axes (fixed: they shape the parameters)."""
+        return tuple(self._sizes)
+
+    @normalized_shape.setter
+    def normalized_shape(self, value: Any) -> None:
+        raise RMSNormError(
+            f"normalized_shape={value!r} cannot be assigned: it shapes the parameters; build a "
+            "new module with RMSNorm.from_spec(spec, normalized_shape)"
+        )
+
+    @property
+    def elementwise_affine(self) -> bool:
+        """torch.nn.RMSNorm's name for ``use_scale`` (assigning it is refused likewise)."""
+        return self._spec.use_scale
+
+    @elementwise_affine.setter
+    def elementwise_affine(self, value: Any) -> None:
+        self.use_scale = value
 
     def reset_parameters(self) -> None:
         """Weight to ``1 - scale_offset`` (so ``g = 1``: ones, or Gemma's zeros); bias to 0."""
         if self.weight is not None:
-            nn.init.constant_(self.weight, 1.0 - self.scale_offset)
+            nn.init.constant_(self.weight, 1.0 - self._spec.scale_offset)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
     def extra_repr(self) -> str:
-        return f"{tuple(self.normalized_shape)}, spec={self._spec!r}"
+        return f"{tuple(self._sizes)}, spec={self.spec!r}"
+
+    def _check_input(self, x: Tensor) -> None:
+        if not torch.jit.is_tracing():
+            _rules.check_normalized_sizes(list(x.shape), self._recipe.axes, self._sizes)
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalize ``x`` (see ``rmsnorm_core.RMSNormSpec`` for the formula)."""
-        if not torch.jit.is_tracing():
-            _checks.check_normalized_shape(x, self.axes, self.normalized_shape)
-        return rms_norm(
-            x,
-            self.axes,
-            self.weight,
-            self.bias,
-            self.eps,
-            self.eps_placement,
-            self.compute_dtype,
-            self.cast_order,
-            self.output_dtype,
-            self.scale_offset,
-            self.partial,
-        )
+        self._check_input(x)
+        return norm(x, self._recipe, self.weight, self.bias, x.dtype, self.onnx_native)
 
 
 class ResidualRMSNorm(RMSNorm):
@@ -195,28 +273,7 @@ class ResidualRMSNorm(RMSNorm):
     unfused: ``y`` is computed from the stored ``s``.
     """
 
-    residual_dtype: str
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.residual_dtype = self._spec.residual_dtype
-
     def forward(self, x: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
         """Return ``(y, s)``."""
-        if not torch.jit.is_tracing():
-            _checks.check_normalized_shape(x, self.axes, self.normalized_shape)
-        return rms_norm_residual(
-            x,
-            residual,
-            self.axes,
-            self.weight,
-            self.bias,
-            self.eps,
-            self.eps_placement,
-            self.compute_dtype,
-            self.cast_order,
-            self.output_dtype,
-            self.scale_offset,
-            self.partial,
-            self.residual_dtype,
-        )
+        self._check_input(x)
+        return norm_residual(x, residual, self._recipe, self.weight, self.bias, self.onnx_native)

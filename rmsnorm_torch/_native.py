@@ -11,61 +11,40 @@ input is float32 (where the two cast orders coincide).
 
 Only the dynamo exporter at opset >= 23 emits it, through
 ``torch.nn.functional.rms_norm``, which its torchlib translates to the op.
+No global switch: ``export_onnx`` exports a copy of the module whose norms
+carry ``onnx_native=True`` (an attribute of that copy only), so eager calls,
+other exports and ``torch.compile`` in any thread never see it.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import List, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-_ALLOWED = [False]
-
-
-@contextlib.contextmanager
-def allowed(enable: bool) -> Iterator[None]:
-    """Let the graph path emit ``F.rms_norm`` while an export runs."""
-    previous = _ALLOWED[0]
-    _ALLOWED[0] = enable
-    try:
-        yield
-    finally:
-        _ALLOWED[0] = previous
+from ._resolve import Plan
 
 
 def native_eligible(
-    x: Tensor,
-    dims: List[int],
-    weight: Optional[Tensor],
-    bias: Optional[Tensor],
-    eps_placement: str,
-    compute: torch.dtype,
-    before_scale: bool,
-    scale_offset: float,
-    partial: float,
-    in_dtype: torch.dtype,
+    x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor]
 ) -> bool:
     """Whether ``RMSNormalization`` equals the spec for this call (module docstring)."""
-    rank = x.dim()
     return (
-        _ALLOWED[0]
-        and x.dtype == in_dtype
+        x.dtype == plan.in_dtype
         and x.dtype in (torch.float16, torch.float32)  # ONNX Runtime's CPU has no bf16 Mul
-        and compute == torch.float32
-        and eps_placement == "inside"
-        and partial >= 1.0
-        and scale_offset == 0.0
+        and plan.compute == torch.float32
+        and not plan.eps_outside
+        and plan.k < 0
+        and plan.scale_offset == 0.0
         and bias is None
-        and dims == list(range(rank - len(dims), rank))
+        and plan.trailing
         and (weight is None or weight.dtype == x.dtype)
-        and (before_scale or x.dtype == torch.float32)
+        and (plan.before_scale or x.dtype == torch.float32)
     )
 
 
-def native_rms_norm(x: Tensor, dims: List[int], weight: Optional[Tensor], eps: float) -> Tensor:
+def native_rms_norm(x: Tensor, plan: Plan, weight: Optional[Tensor]) -> Tensor:
     """``F.rms_norm`` over the trailing ``dims``: exported as ``RMSNormalization``."""
-    shape = [x.shape[d] for d in dims]
-    return torch.nn.functional.rms_norm(x, shape, weight, eps)
+    shape = [x.shape[d] for d in plan.dims]
+    return torch.nn.functional.rms_norm(x, shape, weight, plan.eps)

@@ -5,7 +5,13 @@ Decisions (documented here once):
 - Graph: the decomposed pattern ``Cast(fp32) -> Pow -> ReduceMean -> Add ->
   Sqrt -> Div -> Mul`` that ONNX Runtime fuses into SimplifiedLayerNormalization.
 - Opset >= 23 with the dynamo exporter: the native ``RMSNormalization`` op, but
-  only where its semantics equal the spec's (see :func:`native_eligible`).
+  only where its semantics equal the spec's (see ``_native.native_eligible``).
+- The caller's module is never touched: a deep copy is exported (in eval
+  mode, its norms marked ``onnx_native`` where the native op may be used), so
+  threads still running the module, or exporting it, see no change.
+- Quiet: the exporters' deprecation warnings and the dynamo exporter's
+  ``torchvision is not installed`` log lines are silenced at their source
+  (warnings filters and that logger's level, for the export's duration).
 - Dynamic dims: every axis that is not normalized is dynamic (batch, sequence,
   spatial); normalized axes are fixed by the weights.
 - bfloat16: ONNX Runtime's CPU kernels have no bfloat16 arithmetic, so a
@@ -19,7 +25,10 @@ Decisions (documented here once):
 from __future__ import annotations
 
 import contextlib
+import copy
+import logging
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +37,9 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
-from rmsnorm_core import RMSNormError
+from rmsnorm_core import RMSNormError, write_atomic
 
-from . import _native
+from ._modules import RMSNorm
 
 TORCHSCRIPT_OPSETS = range(17, 21)
 DYNAMO_OPSETS = range(17, 24)
@@ -105,26 +114,29 @@ def export_onnx(
     """
     _check_args(opset, exporter, example_input)
     target = Path(path)
-    model: nn.Module = module
+    model = _private_copy(module, native=exporter == "dynamo" and opset >= 23)
     sample = example_input
     if _module_dtype(module) == torch.bfloat16 or example_input.dtype == torch.bfloat16:
-        model = Float32Boundary(module)
+        model = Float32Boundary(model).eval()
         sample = example_input.to(torch.float32)
     dims = _dynamic_dims(module, sample) if dynamic else []
-    tmp = target.with_name(target.name + ".partial")
-    was_training = module.training
-    model.eval()  # the wrapper too, if any; the module's mode is restored below
-    try:
-        with torch.no_grad():
-            model(sample)  # raises RMSNormError on a bad example, before any export
-        with _quiet(), _native.allowed(exporter == "dynamo" and opset >= 23):
+    with torch.no_grad():
+        model(sample)  # raises RMSNormError on a bad example, before any export
+
+    def write(tmp: Path) -> None:
+        with _quiet():
             _export(model, sample, tmp, opset, exporter, dims)
-        os.replace(tmp, target)
-    finally:
-        module.train(was_training)
-        if tmp.exists():
-            tmp.unlink()
-    return target
+
+    return write_atomic(target, write)
+
+
+def _private_copy(module: nn.Module, *, native: bool) -> nn.Module:
+    """A deep copy in eval mode; its norms may emit the native op if ``native``."""
+    model = copy.deepcopy(module).eval()
+    for sub in model.modules():
+        if isinstance(sub, RMSNorm):
+            sub.onnx_native = native
+    return model
 
 
 def _export(
@@ -178,10 +190,30 @@ def _export(
         onnx.save(converted, str(path))
 
 
+_QUIET_LOCK = threading.Lock()
+_QUIET_DEPTH = [0]
+# Logs "torchvision is not installed. Skipping torchvision::nms" (and the like)
+# at WARNING for every op table it builds: noise in every export.
+_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence the exporters' own deprecation chatter (TorchScript exporter, onnxscript)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        yield
+    """Silence the exporters' own chatter at its source: deprecation warnings, and the
+    registration logger's level raised while any export runs (restored after the last)."""
+    logger = logging.getLogger(_REGISTRATION_LOGGER)
+    with _QUIET_LOCK:
+        if _QUIET_DEPTH[0] == 0:
+            _QUIET_DEPTH.append(logger.level)
+            logger.setLevel(logging.ERROR)
+        _QUIET_DEPTH[0] += 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        with _QUIET_LOCK:
+            _QUIET_DEPTH[0] -= 1
+            if _QUIET_DEPTH[0] == 0:
+                logger.setLevel(_QUIET_DEPTH.pop())

@@ -1,9 +1,8 @@
-"""The PyTorch backends of ``rmsnorm verify``: each runs a core ``Problem``.
+"""The PyTorch runners of ``rmsnorm verify`` and the test suite: each runs a core ``Problem``.
 
-A backend returns ``(y, s, grads)`` as NumPy (``s`` for residual problems,
-``grads = (dx, dscale, dbias)`` where the backend has gradients, else None),
-or raises ``NotApplicable`` for a problem it does not cover (e.g. ONNX has no
-residual export).
+A runner returns an ``Outcome`` (``y``, the residual sum ``s``, and the
+gradients where the path has them); export runners cover forward only and
+declare that they take neither residual problems nor empty inputs.
 """
 
 from __future__ import annotations
@@ -11,65 +10,65 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, List
 
 import numpy as np
 import torch
 
 from rmsnorm_core import canonical_axes, dtype_plan, numpy_dtype, param_shape
+from rmsnorm_core.backends import Runner
+from rmsnorm_core.testing import Outcome, Problem
 
 from ._bridge import to_numpy, to_tensor
 from ._compile import COMPILE_OPTIONS
 from ._modules import ResidualRMSNorm, RMSNorm
 from ._onnx import export_onnx
 
-Result = Tuple[np.ndarray, Optional[np.ndarray], Optional[tuple]]
 
-
-class NotApplicable(Exception):
-    """The backend does not cover this problem."""
-
-
-def _module(p: Any) -> RMSNorm:
+def _module(p: Problem) -> RMSNorm:
     cls = ResidualRMSNorm if p.residual is not None else RMSNorm
     module = cls.from_spec(p.spec, param_shape(p.spec, p.x.shape))
     with torch.no_grad():
         if p.scale is not None:
-            module.weight.data = to_tensor(p.scale)
+            module.weight.copy_(to_tensor(p.scale))
         if p.bias is not None:
-            module.bias.data = to_tensor(p.bias)
+            module.bias.copy_(to_tensor(p.bias))
     return module.eval()
 
 
-def _autograd(p: Any, fn: Callable) -> Result:
+def _np(t: Any) -> Any:
+    return None if t is None else to_numpy(t)
+
+
+def _autograd(p: Problem, wrap: Callable[[RMSNorm], Callable]) -> Outcome:
     module = _module(p)
-    run = fn(module)
+    run = wrap(module)
     x = to_tensor(p.x).requires_grad_(p.x.size > 0)
     out = run(x, to_tensor(p.residual)) if p.residual is not None else run(x)
     y, s = out if isinstance(out, tuple) else (out, None)
     if p.x.size == 0:
-        return to_numpy(y), None if s is None else to_numpy(s), None
+        return Outcome(to_numpy(y), _np(s))
     y.backward(to_tensor(p.dy))
-    grads = tuple(
-        None if t is None or t.grad is None else to_numpy(t.grad)
-        for t in (x, module.weight, module.bias)
-    )
-    return to_numpy(y), None if s is None else to_numpy(s), grads
+    grads = tuple(None if t is None else _np(t.grad) for t in (x, module.weight, module.bias))
+    return Outcome(to_numpy(y), _np(s), grads)  # type: ignore[arg-type]
 
 
-def _forward_only(p: Any, build: Callable) -> Result:
-    if p.residual is not None:
-        raise NotApplicable("residual variant")
-    if p.x.size == 0:
-        raise NotApplicable("empty batch")
-    module = _module(p)
+def _sample(p: Problem) -> torch.Tensor:
+    """The export sample: batch dims of 2, never the problem's own sizes."""
     dims = canonical_axes(p.spec.axes, p.x.ndim)
-    sample = torch.zeros(
-        [s if d in dims else 2 for d, s in enumerate(p.x.shape)], dtype=to_tensor(p.x).dtype
-    )
-    run = build(module, sample)
-    with torch.no_grad():
-        return run(p.x), None, None
+    shape = [s if d in dims else 2 for d, s in enumerate(p.x.shape)]
+    return torch.zeros(shape, dtype=to_tensor(p.x[:0]).dtype)
+
+
+def _forward_only(
+    build: Callable[[RMSNorm, torch.Tensor], Callable],
+) -> Callable[[Problem], Outcome]:
+    def run(p: Problem) -> Outcome:
+        fn = build(_module(p), _sample(p))
+        with torch.no_grad():
+            return Outcome(fn(p.x))
+
+    return run
 
 
 def _compiled(module: RMSNorm, sample: torch.Tensor) -> Callable:
@@ -85,7 +84,7 @@ def _exported(module: RMSNorm, sample: torch.Tensor) -> Callable:
     return lambda x: to_numpy(program(to_tensor(x)))
 
 
-def _onnx(exporter: str, opset: int) -> Callable:
+def _onnx(exporter: str, opset: int) -> Callable[[RMSNorm, torch.Tensor], Callable]:
     def build(module: RMSNorm, sample: torch.Tensor) -> Callable:
         import onnxruntime as ort
 
@@ -107,14 +106,21 @@ def _onnx(exporter: str, opset: int) -> Callable:
     return build
 
 
-def backends() -> Dict[str, Callable[[Any], Result]]:
-    """Name -> runner, in the order the summary lists them."""
-    return {
-        "torch eager": lambda p: _autograd(p, lambda m: m),
-        "TorchScript": lambda p: _autograd(p, torch.jit.script),
-        "torch.compile": lambda p: _forward_only(p, _compiled),
-        "torch.export": lambda p: _forward_only(p, _exported),
-        "ORT torchscript-17": lambda p: _forward_only(p, _onnx("torchscript", 17)),
-        "ORT dynamo-18": lambda p: _forward_only(p, _onnx("dynamo", 18)),
-        "ORT dynamo-23": lambda p: _forward_only(p, _onnx("dynamo", 23)),
-    }
+def runners() -> List[Runner]:
+    """The torch runners, in the order the summary lists them."""
+    export = {"quick": False, "residual": False, "empty": False}
+    return [
+        Runner("torch-eager", lambda p: _autograd(p, lambda m: m)),
+        Runner("torch-script", lambda p: _autograd(p, torch.jit.script)),
+        Runner("torch-compile", _forward_only(_compiled), only_tag="compile", **export),
+        Runner("torch-export", _forward_only(_exported), only_tag="export", **export),
+        Runner(
+            "ort-torchscript-17",
+            _forward_only(_onnx("torchscript", 17)),
+            only_tag="export",
+            residual=False,
+            empty=False,
+        ),
+        Runner("ort-dynamo-18", _forward_only(_onnx("dynamo", 18)), only_tag="compile", **export),
+        Runner("ort-dynamo-23", _forward_only(_onnx("dynamo", 23)), only_tag="compile", **export),
+    ]

@@ -1,8 +1,11 @@
-"""The Flax backends of ``rmsnorm verify`` (see ``rmsnorm_torch._verify_backends``)."""
+"""The Flax runners of ``rmsnorm verify`` and the test suite: linen under jit, and nnx.
+
+Each returns an ``Outcome`` with the forward output, the residual sum and the
+gradients from ``jax.vjp`` for the problem's cotangent.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -11,11 +14,13 @@ import numpy as np
 from flax import nnx as fnnx
 
 from rmsnorm_core import param_shape
+from rmsnorm_core.backends import Runner
+from rmsnorm_core.testing import Outcome, Problem
 
 from . import linen, nnx
 
 
-def _params(p: Any) -> dict:
+def _params(p: Problem) -> dict:
     out = {}
     if p.scale is not None:
         out["scale"] = jnp.asarray(p.scale)
@@ -28,7 +33,7 @@ def _np(a: Any) -> np.ndarray | None:
     return None if a is None else np.asarray(a)
 
 
-def _linen(p: Any) -> tuple:
+def _linen(p: Problem) -> Outcome:
     residual = p.residual is not None
     module = (linen.ResidualRMSNorm if residual else linen.RMSNorm)(spec=p.spec)
     variables = {"params": _params(p)}
@@ -40,14 +45,14 @@ def _linen(p: Any) -> tuple:
     out, pull = jax.vjp(jax.jit(f), variables, *args)
     y, s = out if residual else (out, None)
     if p.x.size == 0:
-        return _np(y), _np(s), None
+        return Outcome(_np(y), _np(s))
     cot = (jnp.asarray(p.dy), jnp.zeros_like(s)) if residual else jnp.asarray(p.dy)
     dv, dx, *_ = pull(cot)
     grads = (_np(dx), _np(dv["params"].get("scale")), _np(dv["params"].get("bias")))
-    return _np(y), _np(s), grads
+    return Outcome(_np(y), _np(s), grads)
 
 
-def _nnx(p: Any) -> tuple:
+def _nnx(p: Problem) -> Outcome:
     pshape = param_shape(p.spec, p.x.shape)
     features = pshape[0] if len(pshape) == 1 else pshape
     residual = p.residual is not None
@@ -64,23 +69,20 @@ def _nnx(p: Any) -> tuple:
     out, pull = jax.vjp(f, state, *args)
     y, s = out if residual else (out, None)
     if p.x.size == 0:
-        return _np(y), _np(s), None
+        return Outcome(_np(y), _np(s))
     cot = (jnp.asarray(p.dy), jnp.zeros_like(s)) if residual else jnp.asarray(p.dy)
     dstate, dx, *_ = pull(cot)
     grads = {k: v for k, v in fnnx.to_flat_state(dstate)}
     dscale = grads.get(("scale",))
     dbias = grads.get(("bias",))
-    return (
-        _np(y),
-        _np(s),
-        (
-            _np(dx),
-            _np(dscale[...] if dscale is not None else None),
-            _np(dbias[...] if dbias is not None else None),
-        ),
+    grads = (
+        _np(dx),
+        _np(dscale[...] if dscale is not None else None),
+        _np(dbias[...] if dbias is not None else None),
     )
+    return Outcome(_np(y), _np(s), grads)
 
 
-def backends() -> dict[str, Callable[[Any], tuple]]:
-    """Name -> runner."""
-    return {"flax linen (jit)": _linen, "flax nnx": _nnx}
+def runners() -> list[Runner]:
+    """The Flax runners, in the order the summary lists them."""
+    return [Runner("flax-linen", _linen), Runner("flax-nnx", _nnx)]

@@ -89,6 +89,13 @@ def resolve(
     With ``spec``, fields left at flax's defaults defer to it; a field set to
     something else that disagrees with the spec is an error, not a silent pick.
     """
+    if not force_float32_reductions:
+        raise RMSNormError(
+            "force_float32_reductions=False is not supported: flax then takes the mean square "
+            "in the input dtype but normalizes in float32, which no spec reproduces; use "
+            "force_float32_reductions=True (the default), or spec=... with "
+            "compute_dtype='input' to round every step to the input dtype"
+        )
     if axis_index_groups is not None:
         raise RMSNormError(
             f"axis_index_groups={axis_index_groups!r} is not supported; use axis_name with "
@@ -111,7 +118,6 @@ def resolve(
                 param_dtype=pdt,
                 use_scale=use_scale,
                 axes=_axes(reduction_axes),
-                compute_dtype="float32" if force_float32_reductions else "input",
             ),
             _axes(feature_axes),
         )
@@ -122,7 +128,6 @@ def resolve(
         "param_dtype": spec.param_dtype,
         "use_scale": spec.use_scale,
         "reduction_axes": spec.axes,
-        "force_float32_reductions": spec.compute_dtype != "input",
     }
     conflicts = [
         f"{name}={fields[name]!r} (the spec has {value!r})"

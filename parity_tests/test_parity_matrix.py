@@ -1,0 +1,53 @@
+"""Every runner of every backend x core's case table x every preset x dtype.
+
+The same runners and the same cases as ``rmsnorm verify``: each outcome is
+judged by ``rmsnorm_core.testing.check_outcome`` against the float64
+reference, forward and (where the runner has them) gradients. The suite
+runs every case (the verify run takes those tagged ``verify``); costly
+runners take the cases carrying their tag, as in verify.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rmsnorm_core import RMSNormSpec
+from rmsnorm_core.backends import backends
+from rmsnorm_core.testing import CASES, DTYPES, check_outcome
+
+PRESETS = RMSNormSpec.presets()
+RUNNERS = [(b.name, r) for b in backends().values() for r in b.runners]
+# the costly runners (export, compile) are covered for every preset by `rmsnorm
+# verify`'s own test run (test_verify.py); here they take two presets that
+# differ in every rounding rule, to keep the suite inside its budget
+COSTLY_PRESETS = ("llama", "gemma")
+
+MATRIX = [
+    (runner, case, preset, dtype)
+    for _, runner in RUNNERS
+    for case in CASES
+    for preset in PRESETS
+    for dtype in DTYPES
+    if runner.only_tag is None or (runner.only_tag in case.tags and preset in COSTLY_PRESETS)
+    if runner.residual or not case.residual
+    if runner.empty or 0 not in case.shape
+]
+
+
+@pytest.mark.parametrize(
+    "runner,case,preset,dtype",
+    MATRIX,
+    ids=[f"{r.name}-{d}-{p}-{c.id}" for r, c, p, d in MATRIX],
+)
+def test_runner_matches_reference(runner, case, preset, dtype):
+    problem = case.problem(PRESETS[preset], dtype)
+    assert runner.takes(case, problem)
+    outcome = runner.run(problem)
+    for check, result in check_outcome(problem, outcome):
+        assert result.passed, f"{runner.name} {check}: {result.reason}"
+    if runner.name in ("torch-eager", "torch-script", "flax-linen", "flax-nnx"):
+        assert outcome.grads is not None or problem.x.size == 0, "a training path returns gradients"
+
+
+def test_every_backend_of_this_project_is_registered():
+    assert {"flax", "torch"} <= set(backends())

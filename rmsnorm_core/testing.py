@@ -1,0 +1,37 @@
+"""The shared parity kit: the case table, problems and checkers (public).
+
+``rmsnorm verify`` and the test suite both iterate runners (see
+:mod:`rmsnorm_core.backends`) x these cases, and judge every outcome with
+:func:`check_outcome`: the float64 reference under the tolerance table,
+forward and gradients, plus the bit-for-bit share in half precision.
+"""
+
+from ._case_table import CASES, CHECKPOINT, DTYPES, QUICK_DTYPES, TAGS, Case, cases
+from ._problems import (
+    Check,
+    Outcome,
+    Problem,
+    check_forward,
+    check_gradients,
+    check_outcome,
+    expected_forward,
+    make_problem,
+)
+
+__all__ = [
+    "CASES",
+    "CHECKPOINT",
+    "DTYPES",
+    "QUICK_DTYPES",
+    "TAGS",
+    "Case",
+    "Check",
+    "Outcome",
+    "Problem",
+    "cases",
+    "check_forward",
+    "check_gradients",
+    "check_outcome",
+    "expected_forward",
+    "make_problem",
+]

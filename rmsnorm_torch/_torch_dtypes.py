@@ -1,0 +1,38 @@
+"""Core's dtype names <-> torch dtypes, in TorchScript (the one torch-specific mapping)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """Map a core dtype name to the torch dtype."""
+    if name == "float16":
+        return torch.float16
+    if name == "bfloat16":
+        return torch.bfloat16
+    if name == "float64":
+        return torch.float64
+    return torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """Core's name for a torch dtype (``torch.bfloat16`` -> ``"bfloat16"``); other dtypes
+    keep their own name (``"int32"``) so that core's checks can refuse them by name."""
+    names = {
+        torch.float16: "float16",
+        torch.bfloat16: "bfloat16",
+        torch.float32: "float32",
+        torch.float64: "float64",
+        torch.int8: "int8",
+        torch.int16: "int16",
+        torch.int32: "int32",
+        torch.int64: "int64",
+        torch.uint8: "uint8",
+        torch.bool: "bool",
+        torch.complex64: "complex64",
+        torch.complex128: "complex128",
+    }
+    if dtype in names:
+        return names[dtype]
+    return "a non-floating dtype"

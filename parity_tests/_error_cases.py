@@ -34,6 +34,12 @@ SPEC_ERRORS = [
         r"eps=True is not accepted; eps must be a real number",
     ),
     (
+        "eps-underflows-float32",
+        {"eps": 1e-46},
+        RMSNormError,
+        r"eps=1e-46 is not accepted; it underflows the compute dtype \(smallest normal 1\.17\d*e-38\)",
+    ),
+    (
         "axes-empty",
         {"axes": ()},
         RMSNormError,

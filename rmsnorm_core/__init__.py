@@ -3,7 +3,7 @@
 Imports NumPy, ml_dtypes and safetensors only; never torch, never jax.
 """
 
-from . import backends, reference, testing
+from . import backends, reference, rules, testing
 from ._atomic import write_atomic
 from ._checkpoint import FORMAT_VERSION, load, save
 from ._dtypes import FLOAT_DTYPES, check_float_dtype, dtype_name, numpy_dtype, promote
@@ -17,7 +17,7 @@ from ._layouts import (
     state_arrays_from_layers,
 )
 from ._names import NAME_MAPS, flax_to_torch, torch_to_flax
-from ._neutral import NeutralLayer
+from ._neutral import NeutralLayer, check_layer_name, neutral_layer
 from ._offsets import with_scale_offset
 from ._plan import (
     DtypePlan,
@@ -33,6 +33,7 @@ from ._plan import (
 )
 from ._presets import FLOAT32_EPS
 from ._rules import Recipe
+from ._safetensors import open_regular
 from ._spec import SCHEMA_VERSION, RMSNormSpec, preset, presets
 from ._tolerance import (
     ROUNDING_AGREEMENT,
@@ -53,6 +54,10 @@ __all__ = [
     "INFERRED",
     "Recipe",
     "backends",
+    "check_layer_name",
+    "neutral_layer",
+    "open_regular",
+    "rules",
     "layers_from_param_tree",
     "layers_from_state_arrays",
     "param_tree_from_layers",

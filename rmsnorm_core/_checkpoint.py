@@ -26,7 +26,7 @@ import numpy as np
 
 from ._atomic import write_atomic
 from ._errors import RMSNormError, RMSNormTypeError
-from ._neutral import NeutralLayer, check_layer
+from ._neutral import NeutralLayer, check_layer, check_layer_name, neutral_layer
 from ._safetensors import read_file, serialize
 from ._spec import RMSNormSpec
 
@@ -48,11 +48,7 @@ def save(path: str | os.PathLike[str], layers: Mapping[str, NeutralLayer]) -> Pa
             f"layers must be a mapping of name to NeutralLayer, got {type(layers).__name__}"
         )
     for name, layer in layers.items():
-        if not isinstance(name, str) or not name or name.startswith(".") or name.endswith("."):
-            raise RMSNormError(
-                f"layer name {name!r} is not accepted; use a non-empty dotted "
-                "name such as 'layers.0.norm'"
-            )
+        check_layer_name(name)
         if not isinstance(layer, NeutralLayer):
             raise RMSNormTypeError(
                 f"layer {name!r} must be a NeutralLayer, got {type(layer).__name__}"
@@ -108,6 +104,10 @@ def _read(path: Path) -> dict[str, NeutralLayer]:
 
 
 def _layer(file: str, name: str, entry: Any, tensors: dict[str, Any]) -> NeutralLayer:
+    try:
+        check_layer_name(name)
+    except RMSNormError as err:
+        raise RMSNormError(f"checkpoint {file!r}: {err}") from None
     if not isinstance(entry, dict) or set(entry) != {"spec", "param_shape"}:
         raise RMSNormError(
             f"checkpoint {file!r}: layer {name!r} metadata must be an object "
@@ -136,9 +136,8 @@ def _layer(file: str, name: str, entry: Any, tensors: dict[str, Any]) -> Neutral
                 f"(its spec has use_{field}=True)"
             )
     candidate = SimpleNamespace(spec=spec, scale=params.get("scale"), bias=params.get("bias"))
-    try:  # checked under its own name before NeutralLayer checks it again, nameless
+    try:  # the recorded param_shape too, then the layer under its own name
         check_layer(name, candidate, tuple(shape))
+        return neutral_layer(name, spec, candidate.scale, candidate.bias)
     except RMSNormError as err:
         raise type(err)(f"checkpoint {file!r}: {err}") from None
-    layer = NeutralLayer(spec, candidate.scale, candidate.bias)
-    return layer

@@ -70,6 +70,11 @@ def _write_torch_safetensors(path: Path, layers: dict[str, NeutralLayer]) -> Non
     write_atomic(path, serialize(state_arrays_from_layers(layers), {"format": "pt"}))
 
 
+TORCH_SAFETENSORS = _backends.CheckpointFormat(
+    "torch", (".safetensors",), "torch", _read_torch_safetensors, _write_torch_safetensors
+)
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "convert",
@@ -100,11 +105,11 @@ def add_parser(sub: Any) -> None:
 
 
 def _formats() -> dict[str, list[_backends.CheckpointFormat]]:
-    """Format name -> the formats of that name (built-in state-dict safetensors first)."""
-    builtin = _backends.CheckpointFormat(
-        "torch", (".safetensors",), "torch", _read_torch_safetensors, _write_torch_safetensors
-    )
-    table: dict[str, list[_backends.CheckpointFormat]] = {"neutral": [NEUTRAL], "torch": [builtin]}
+    """Format name -> the formats of that name (the built-in ones first)."""
+    table: dict[str, list[_backends.CheckpointFormat]] = {
+        "neutral": [NEUTRAL],
+        "torch": [TORCH_SAFETENSORS],
+    }
     for backend in _backends.backends().values():
         for fmt in backend.formats:
             table.setdefault(fmt.name, []).append(fmt)
@@ -112,8 +117,18 @@ def _formats() -> dict[str, list[_backends.CheckpointFormat]]:
 
 
 def _pick(path: Path, given: str | None, reading: bool) -> _backends.CheckpointFormat:
-    table = _formats()
     flag = "--from" if reading else "--to"
+    if path.suffix == ".safetensors" and given in (None, "neutral", "torch"):
+        # built in: no backend (and no framework import) needed to tell or read them
+        if given == "torch" or (
+            given is None
+            and reading
+            and path.is_file()
+            and read_header(path).metadata.get("format") != "rmsnorm-bridge"
+        ):
+            return TORCH_SAFETENSORS
+        return NEUTRAL
+    table = _formats()
     if given is not None and given not in table:
         missing = _backends.unavailable()
         hint = f" (backends not installed: {', '.join(sorted(missing))})" if missing else ""
@@ -124,13 +139,6 @@ def _pick(path: Path, given: str | None, reading: bool) -> _backends.CheckpointF
     matches = [f for n in names for f in table[n] if path.suffix in f.extensions]
     if given and not matches:
         return table[given][-1]  # e.g. --to torch out.weights: the backend's own writer
-    if path.suffix == ".safetensors" and not given:
-        neutral = (
-            not reading
-            or not path.is_file()
-            or read_header(path).metadata.get("format") == "rmsnorm-bridge"
-        )
-        return NEUTRAL if neutral else table["torch"][0]
     if not matches:
         raise RMSNormUsageError(
             f"cannot tell the format of {str(path)!r} from its extension; pass "

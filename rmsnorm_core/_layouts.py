@@ -24,7 +24,7 @@ import numpy as np
 
 from ._dtypes import dtype_name
 from ._errors import RMSNormError, RMSNormUsageError
-from ._neutral import NeutralLayer
+from ._neutral import NeutralLayer, neutral_layer
 from ._spec import RMSNormSpec
 
 NameMap = Callable[[str], str]
@@ -73,7 +73,7 @@ def layer_from_arrays(
             f"layer {name!r}: its bias is {dtype_name(bias.dtype)} but its weight "
             f"{dtype_name(scale.dtype)}; a layer has one parameter dtype"
         )
-    return NeutralLayer(spec.replace(**fields), scale, bias)
+    return neutral_layer(name, spec.replace(**fields), scale, bias)
 
 
 def _unique(pairs: list[tuple[str, str, NeutralLayer]]) -> dict[str, NeutralLayer]:

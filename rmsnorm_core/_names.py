@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from ._errors import RMSNormError
+
 # a segment ending in underscores and digits, with something before them
 _SUFFIX = re.compile(r"^(.+?)(_+)(\d+)$")
 
@@ -28,10 +30,20 @@ def _escape(segment: str) -> str:
 
 
 def torch_to_flax(name: str) -> str:
-    """``"layers.0.norm"`` -> ``"layers_0.norm"``; ``"norm_1"`` -> ``"norm__1"``."""
+    """``"layers.0.norm"`` -> ``"layers_0.norm"``; ``"norm_1"`` -> ``"norm__1"``.
+
+    Raises:
+        RMSNormError: a segment ending in ``_`` is followed by a list index
+            (``"a_.0"``): Flax's ``a__0`` would read back as ``a_0``.
+    """
     out: list[str] = []
     for segment in name.split("."):
         if segment.isdigit() and out:
+            if out[-1].endswith("_"):
+                raise RMSNormError(
+                    f"layer name {name!r} has no Flax name that maps back to it: a segment "
+                    "ending in '_' before a list index; rename the module"
+                )
             out[-1] = f"{out[-1]}_{segment}"
         else:
             out.append(_escape(segment))

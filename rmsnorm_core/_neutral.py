@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -93,3 +95,26 @@ def check_layer(name: str, layer: Any, param_shape: tuple[int, ...] | None = Non
         shapes.add(tuple(value.shape))
     if len(shapes) > 1:
         raise RMSNormError(f"layer {name!r}: scale and bias shapes differ: {sorted(shapes)}")
+
+
+_NAME = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+
+
+def check_layer_name(name: Any) -> str:
+    """Raise unless ``name`` is a dotted module path: segments of letters, digits, ``_``, ``-``.
+
+    Layer names become tensor keys, file names (``rmsnorm export``) and module
+    paths, so a ``/``, a NUL or an empty segment is refused where it enters.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise RMSNormError(
+            f"layer name {str(name)[:80]!r} is not accepted; a layer name is a dotted module "
+            "path of letters, digits, '_' and '-', such as 'layers.0.norm'"
+        )
+    return name
+
+
+def neutral_layer(name: str, spec: RMSNormSpec, scale: Any, bias: Any) -> NeutralLayer:
+    """A :class:`NeutralLayer`, its consistency errors naming the layer ``name``."""
+    check_layer(name, SimpleNamespace(spec=spec, scale=scale, bias=bias))
+    return NeutralLayer(spec, scale, bias)

@@ -57,7 +57,9 @@ def serialize(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) ->
 
 
 def open_regular(path: Path, what: str = "checkpoint") -> int:
-    """Open ``path`` for reading; refuse anything but an existing regular file."""
+    """Open ``path`` for reading and return the descriptor; refuse anything but an
+    existing regular file (a FIFO would block, ``/dev/zero`` never ends), naming
+    it as ``what`` in the error."""
     file = str(path)
     try:
         fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))

@@ -28,6 +28,7 @@ from rmsnorm_core import (
     RMSNormSpec,
     dtype_name,
     layers_from_param_tree,
+    neutral_layer,
     param_tree_from_layers,
 )
 
@@ -68,7 +69,7 @@ def _layer(
             f"normalized axes {spec.axes}; a neutral layer holds one scale per normalized element"
         )
     arrays = [None if p is None else np.asarray(p) for p in (scale, bias)]
-    return NeutralLayer(_with_params(spec, *arrays), *arrays)
+    return neutral_layer(name, _with_params(spec, *arrays), *arrays)
 
 
 def _linen_norms(

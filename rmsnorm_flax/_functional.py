@@ -1,9 +1,10 @@
 """The pure functions ``rms_norm`` and ``rms_norm_residual`` for JAX.
 
 The formula and every precision rule are in ``rmsnorm_core.RMSNormSpec``.
-Safe under ``jit``, ``grad``, ``vmap`` and ``remat``; gradients come from the
-analytic VJP in ``_kernel.py`` (plain autodiff for ``compute_dtype="input"``,
-which reproduces naive low-precision code op by op).
+Safe under ``jit``, ``grad``, ``vmap``, ``remat``, ``jvp`` and ``jacfwd``;
+reverse-mode gradients come from the analytic VJP in ``_kernel.py`` (plain
+autodiff for ``compute_dtype="input"``, which reproduces naive low-precision
+code op by op, and for forward mode: see :func:`_apply`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.interpreters import ad
 
 from rmsnorm_core import (
     RMSNormError,
@@ -51,8 +53,30 @@ def _config(
     return _kernel.Config(spec, dims, x.ndim, n, partial_count(spec, n), plan, axis_name)
 
 
+def _forward_mode(*arrays: Any) -> bool:
+    """Whether an input is being differentiated in forward mode (a JVP tracer at any
+    depth of the tracer nesting: ``jax.jvp``, ``jacfwd``, ``hessian``)."""
+    for a in arrays:
+        for _ in range(16):  # tracers nest a few levels deep at most
+            if not isinstance(a, jax.core.Tracer):
+                break
+            if isinstance(a, ad.JVPTracer):
+                return True
+            a = getattr(a, "primal", getattr(a, "val", None))
+    return False
+
+
 def _apply(x: jax.Array, cfg: _kernel.Config, scale: Any, bias: Any) -> jax.Array:
-    if cfg.plan.compute in ("float16", "bfloat16"):  # compute_dtype="input": naive, op by op
+    """The analytic custom VJP (reverse mode: saves only the per-row statistic), or plain
+    autodiff of the same forward where that rule cannot serve.
+
+    Plain: ``compute_dtype="input"`` (naive code, op by op), and forward-mode
+    differentiation, which a ``custom_vjp`` refuses: forward values are the same
+    function either way. A function jitted *before* ``jax.jvp`` is applied to it
+    (``jax.jvp(jax.jit(f))``) was traced without seeing the JVP, so it keeps the
+    custom VJP and JAX refuses the JVP: apply ``jit`` outside (``jax.jit(jax.jvp(...))``).
+    """
+    if cfg.plan.compute in ("float16", "bfloat16") or _forward_mode(x, scale, bias):
         return _kernel.forward(x, scale, bias, cfg)[0]
     return _kernel.rms_norm_vjp(x, scale, bias, cfg)
 

@@ -16,8 +16,7 @@ from typing import Any
 import msgpack
 from flax import serialization
 
-from rmsnorm_core import NeutralLayer, RMSNormError, RMSNormSpec, write_atomic
-from rmsnorm_core._safetensors import open_regular
+from rmsnorm_core import NeutralLayer, RMSNormError, RMSNormSpec, open_regular, write_atomic
 
 from ._bridge import layers_from_params, params_from_layers
 

@@ -25,8 +25,9 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from rmsnorm_core import RMSNormSpec, RMSNormTypeError, _rules
-from rmsnorm_core._rules import Recipe
+from rmsnorm_core import RMSNormSpec, RMSNormTypeError
+from rmsnorm_core import rules as _rules
+from rmsnorm_core.rules import Recipe
 
 from ._blocked import applies, blocked_forward, needs_grad
 from ._eager import blocked_rms_norm, takes_blocked

@@ -44,6 +44,14 @@ def _mean_square(h: Tensor, plan: Plan) -> Tensor:
     return part.pow(2).mean([-1], keepdim=True).reshape(_keepdim_shape(h, dims))
 
 
+def _root(ms: Tensor) -> Tensor:
+    """``sqrt(ms)`` whose gradient at ``ms == 0`` is 0, not inf (the spec's edge rule:
+    an all-zero row has finite gradients with eps outside the root). Values are
+    ``sqrt``'s own; a NaN ``ms`` gives 0 here, and its row stays NaN through ``h``."""
+    positive = ms > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, ms, torch.ones_like(ms))), 0.0)
+
+
 def rms_norm_graph(
     x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor]
 ) -> Tensor:
@@ -53,7 +61,7 @@ def rms_norm_graph(
     h = x if x.dtype == plan.compute else x.to(plan.compute)
     ms = _mean_square(h, plan)
     if plan.eps_outside:
-        y = h / (torch.sqrt(ms) + plan.eps)
+        y = h / (_root(ms) + plan.eps)
     else:
         y = h / torch.sqrt(ms + plan.eps)
     if plan.before_scale and y.dtype != plan.in_dtype:

@@ -32,7 +32,7 @@ from rmsnorm_core import (
     check_normalized_shape,
 )
 from rmsnorm_core import dtype_name as core_dtype_name
-from rmsnorm_core._rules import Recipe
+from rmsnorm_core.rules import Recipe
 
 from ._functional import norm, norm_residual
 from ._torch_dtypes import torch_dtype

@@ -1,6 +1,6 @@
 """A compiled spec (core's ``Recipe``) resolved for one call: the kernels' one argument.
 
-Every rule comes from ``rmsnorm_core._rules`` (canonical axes, partial count,
+Every rule comes from ``rmsnorm_core.rules`` (canonical axes, partial count,
 dtype plan, parameter checks), called here inside TorchScript as in eager
 mode; this module only maps dtype names onto torch dtypes and checks what is
 torch's own (devices). In eager mode errors are ``rmsnorm_core.RMSNormError``;
@@ -15,9 +15,9 @@ from typing import List, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from rmsnorm_core import _rules
-from rmsnorm_core._errors import RMSNormError
-from rmsnorm_core._rules import Recipe
+from rmsnorm_core import RMSNormError
+from rmsnorm_core import rules as _rules
+from rmsnorm_core.rules import Recipe
 
 from ._torch_dtypes import dtype_name, torch_dtype
 

@@ -15,8 +15,14 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from rmsnorm_core import HF_NORM_KEYS, NeutralLayer, RMSNormError, RMSNormSpec, write_atomic
-from rmsnorm_core._safetensors import open_regular
+from rmsnorm_core import (
+    HF_NORM_KEYS,
+    NeutralLayer,
+    RMSNormError,
+    RMSNormSpec,
+    open_regular,
+    write_atomic,
+)
 
 from ._bridge import layers_from_state_dict, state_dict_from_layers
 

@@ -97,7 +97,14 @@ def test_no_import_cycle_between_modules():
 
 def test_no_two_files_of_one_name_mean_different_things():
     # the same name in two packages is allowed only for the same role
-    same_role = {"__init__.py", "_functional.py", "_bridge.py", "_plugin.py", "_verify_runners.py"}
+    same_role = {
+        "__init__.py",
+        "_functional.py",
+        "_bridge.py",
+        "_plugin.py",
+        "_verify_runners.py",
+        "_distributed.py",
+    }
     names = [p.name for package in PACKAGES for p in (ROOT / package).glob("*.py")]
     repeated = {n for n in names if names.count(n) > 1} - same_role
     assert not repeated, repeated

@@ -50,6 +50,10 @@ class Runner:
             ``"export"`` or ``"compile"``); None runs every case.
         residual: covers residual problems.
         empty: covers inputs with no elements.
+        batch: runs many problems at once (a multi-process runner starts its
+            processes once per run); ``rmsnorm verify`` then calls it with
+            every problem the runner takes instead of ``run`` per problem.
+        distributed: runs only when asked for (``rmsnorm verify --distributed``).
     """
 
     name: str
@@ -58,6 +62,8 @@ class Runner:
     only_tag: str | None = None
     residual: bool = True
     empty: bool = True
+    batch: Callable[[list[Problem]], list[Outcome]] | None = None
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-")

@@ -5,8 +5,11 @@ With no arguments: every preset x float32/bfloat16/float16 x axes cases
 backend. ``--preset`` narrows the presets, ``--spec FILE.json`` verifies one
 spec, ``--weights CKPT`` the layers of a neutral checkpoint with their own
 parameters. ``--quick``: float32 and bfloat16, two axes cases, no compile,
-export or dynamo ONNX. Exit 0 when every check passes, 1 on any failure, 2 on
-bad usage.
+export or dynamo ONNX. ``--distributed`` adds the multi-process runners
+(``torch-dtensor-2procs``: 2 gloo processes, x sharded along a normalized dim
+where it divides; ``jax-2procs``: 2 processes joined by
+``jax.distributed.initialize``). Exit 0 when every check passes, 1 on any
+failure, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--weights", metavar="CKPT", help="verify the layers of a neutral checkpoint")
     p.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
     p.add_argument("--quick", action="store_true", help="a small matrix (under 30 s)")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="add the multi-process runners (2 local processes each: torch DTensor, JAX)",
+    )
     p.add_argument(
         "--backend",
         action="append",
@@ -147,7 +155,7 @@ def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
                 f"accepted: {', '.join(sorted(known))}"
             )
         skipped = {k: v for k, v in skipped.items() if k in args.backend}
-    return select_runners(available, args.backend), skipped
+    return select_runners(available, args.backend, args.distributed), skipped
 
 
 def run(args: argparse.Namespace) -> int:

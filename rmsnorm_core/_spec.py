@@ -10,7 +10,13 @@ from typing import Any, ClassVar
 from ._errors import RMSNormError, RMSNormTypeError
 from ._presets import PRESET_FIELDS
 from ._rules import Recipe, choices
-from ._validation import canonical_axes_field, require_bool, require_choice, require_real
+from ._validation import (
+    canonical_axes_field,
+    require_bool,
+    require_choice,
+    require_eps,
+    require_real,
+)
 
 #: Version of the JSON layout written by :meth:`RMSNormSpec.to_dict`.
 SCHEMA_VERSION = 1
@@ -98,18 +104,7 @@ class RMSNormSpec:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "axes", canonical_axes_field(self.axes))
-        eps = require_real("eps", self.eps)
-        if not (math.isfinite(eps) and eps > 0):
-            raise RMSNormError(f"eps={self.eps!r} is not accepted; eps must be a finite float > 0")
-        set_(self, "eps", eps)
-        # below the compute dtype's smallest normal, eps flushes to 0 in the backends
-        # (a zero row then divides by 0) while the float64 reference keeps it
-        tiny = _TINY["float64" if self.compute_dtype == "float64" else "float32"]
-        if eps < tiny:
-            raise RMSNormError(
-                f"eps={self.eps!r} is not accepted; it underflows the compute dtype (smallest "
-                f"normal {tiny!r}); eps must be >= {tiny!r}"
-            )
+        set_(self, "eps", require_eps(self.eps, self.compute_dtype))
         for field in _STRING_FIELDS:
             require_choice(field, getattr(self, field), choices(field))
         require_bool("use_scale", self.use_scale)
@@ -282,7 +277,6 @@ class RMSNormSpec:
         return {name: cls(**fields) for name, fields in PRESET_FIELDS.items()}
 
 
-_TINY = {"float32": 1.1754943508222875e-38, "float64": 2.2250738585072014e-308}
 _STRING_FIELDS = (
     "eps_placement",
     "compute_dtype",

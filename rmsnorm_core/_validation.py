@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -54,3 +55,23 @@ def require_choice(field: str, value: Any, accepted: list[str]) -> str:
             f"{field}={value!r} is not accepted; expected one of {_quoted(tuple(accepted))}"
         )
     return value
+
+
+#: The smallest normal number of the dtypes a statistic is held in.
+_TINY = {"float32": 1.1754943508222875e-38, "float64": 2.2250738585072014e-308}
+
+
+def require_eps(given: Any, compute_dtype: Any) -> float:
+    """``eps`` as a float: finite, > 0, and not below the compute dtype's smallest
+    normal (there it flushes to 0 in the backends, and a zero row divides by 0,
+    while the float64 reference keeps it)."""
+    eps = require_real("eps", given)
+    if not (math.isfinite(eps) and eps > 0):
+        raise RMSNormError(f"eps={given!r} is not accepted; eps must be a finite float > 0")
+    tiny = _TINY["float64" if compute_dtype == "float64" else "float32"]
+    if eps < tiny:
+        raise RMSNormError(
+            f"eps={given!r} is not accepted; it underflows the compute dtype (smallest normal "
+            f"{tiny!r}); eps must be >= {tiny!r}"
+        )
+    return eps

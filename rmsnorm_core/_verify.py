@@ -71,16 +71,18 @@ def problems_for_weights(layers: dict[str, NeutralLayer], quick: bool) -> list[I
 
 
 def select_runners(
-    available: dict[str, Backend], names: Iterable[str] | None
+    available: dict[str, Backend], names: Iterable[str] | None, distributed: bool = False
 ) -> dict[str, list[Runner]]:
-    """Runners by backend, narrowed to ``names`` (runner or backend names) if given."""
+    """Runners by backend, narrowed to ``names`` (runner or backend names) if given;
+    multi-process runners only with ``distributed`` or when named themselves."""
     wanted = None if names is None else set(names)
     out: dict[str, list[Runner]] = {}
     for backend in available.values():
         chosen = [
             r
             for r in backend.runners
-            if wanted is None or r.name in wanted or backend.name in wanted
+            if (wanted is None or r.name in wanted or backend.name in wanted)
+            and (distributed or not r.distributed or (wanted is not None and r.name in wanted))
         ]
         if chosen:
             out[backend.name] = chosen
@@ -121,6 +123,7 @@ def run_matrix(
     """Run every runner on every problem it takes; return the records."""
     records: list[Record] = []
     total = len(items)
+    batched = _run_batches(items, runners, quick, progress)
     for done, (label, case, p) in enumerate(items, 1):
         dtype = p.x.dtype.name
         base = dict(
@@ -134,13 +137,20 @@ def run_matrix(
                 progress(done, total, f"{runner.name} {dtype} {label} {case.id}")
                 start = time.perf_counter()
                 try:
-                    outcome = runner.run(p)
+                    if runner.batch is not None:
+                        entry = batched[runner.name][done - 1]
+                        if isinstance(entry, Exception):
+                            raise entry
+                        outcome, seconds = entry
+                    else:
+                        outcome = runner.run(p)
                 except NotApplicable:
                     continue
                 except Exception as err:  # reported, never hidden: a crash is a failure
                     records.append(_failure(base, runner.name, err))
                     continue
-                seconds = time.perf_counter() - start
+                if runner.batch is None:
+                    seconds = time.perf_counter() - start
                 for check, result in check_outcome(p, outcome):
                     records.append(_record(base, runner.name, check, result, seconds))
                 primary.setdefault(backend, outcome.y)
@@ -152,6 +162,34 @@ def run_matrix(
             )
         )
     return records
+
+
+def _run_batches(
+    items: list[Item],
+    runners: dict[str, list[Runner]],
+    quick: bool,
+    progress: Callable[[int, int, str], None],
+) -> dict[str, dict[int, Any]]:
+    """``(outcome, seconds)`` of the batch runners by item index; a failed batch's
+    error stands for each item it took (each is reported failed)."""
+    out: dict[str, dict[int, Any]] = {}
+    for chosen in runners.values():
+        for runner in chosen:
+            if runner.batch is None:
+                continue
+            taken = [
+                i for i, (_, case, p) in enumerate(items) if runner.takes(case, p, quick=quick)
+            ]
+            progress(0, len(items), f"{runner.name}: {len(taken)} problems in one launch")
+            start = time.perf_counter()
+            try:
+                outcomes = runner.batch([items[i][2] for i in taken])
+            except Exception as err:  # every item it took is reported failed
+                out[runner.name] = dict.fromkeys(taken, err)
+                continue
+            seconds = (time.perf_counter() - start) / max(len(taken), 1)
+            out[runner.name] = {i: (o, seconds) for i, o in zip(taken, outcomes, strict=True)}
+    return out
 
 
 def _cross_checks(base: dict, p: Problem, outputs: dict[str, np.ndarray]) -> list[Record]:

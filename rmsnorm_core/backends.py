@@ -4,7 +4,8 @@ A framework package declares one :class:`Backend` (its verify runners, the
 checkpoint formats ``rmsnorm convert`` can read and write through it, the
 artifacts ``rmsnorm export`` can build with it) and registers it under the
 ``rmsnorm_bridge.backends`` entry-point group; a third backend is a new
-package plus one entry-point line.
+package plus one entry-point line. :func:`launch` runs a module as local
+processes (for multi-process runners and tests), bounded in time.
 """
 
 from ._backends import (
@@ -21,9 +22,13 @@ from ._backends import (
     unavailable,
     unregister_backend,
 )
+from ._launch import Launch, free_port, launch
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Launch",
+    "free_port",
+    "launch",
     "Artifact",
     "Backend",
     "CheckpointFormat",

@@ -7,6 +7,7 @@ forward and gradients, plus the bit-for-bit share in half precision.
 """
 
 from ._case_table import CASES, CHECKPOINT, DTYPES, QUICK_DTYPES, TAGS, Case, cases
+from ._problem_files import load_outcomes, load_problems, save_outcomes, save_problems
 from ._problems import (
     Check,
     Outcome,
@@ -33,5 +34,9 @@ __all__ = [
     "check_gradients",
     "check_outcome",
     "expected_forward",
+    "load_outcomes",
+    "load_problems",
     "make_problem",
+    "save_outcomes",
+    "save_problems",
 ]

@@ -85,4 +85,25 @@ def _nnx(p: Problem) -> Outcome:
 
 def runners() -> list[Runner]:
     """The Flax runners, in the order the summary lists them."""
-    return [Runner("flax-linen", _linen), Runner("flax-nnx", _nnx)]
+    return [
+        Runner("flax-linen", _linen),
+        Runner("flax-nnx", _nnx),
+        Runner(
+            "jax-2procs",
+            _one_distributed,
+            quick=False,
+            empty=False,
+            batch=_distributed_batch,
+            distributed=True,
+        ),
+    ]
+
+
+def _distributed_batch(problems: list[Problem]) -> list[Outcome]:
+    from ._distributed import run_all
+
+    return run_all(problems)
+
+
+def _one_distributed(p: Problem) -> Outcome:
+    return _distributed_batch([p])[0]

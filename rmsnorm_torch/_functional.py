@@ -30,6 +30,7 @@ from rmsnorm_core import rules as _rules
 from rmsnorm_core.rules import Recipe
 
 from ._blocked import applies, blocked_forward, needs_grad
+from ._dtensor import any_dtensor, dtensor_norm
 from ._eager import blocked_rms_norm, takes_blocked
 from ._graph import rms_norm_graph
 from ._native import native_eligible, native_rms_norm
@@ -39,12 +40,23 @@ from ._torch_dtypes import dtype_name
 
 @torch.jit.unused
 def _eager(
-    x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor], native: bool
+    x: Tensor,
+    recipe: Recipe,
+    plan: Plan,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    native: bool,
 ) -> Optional[Tensor]:
-    """The blocked kernel or (exporting a module marked ``onnx_native``) the native op;
-    None for the graph path."""
+    """The native op (exporting a module marked ``onnx_native``), the local run of a
+    DTensor (``_dtensor.py``) or the blocked kernel; None for the graph path."""
     if native and native_eligible(x, plan, weight, bias):
         return native_rms_norm(x, plan, weight)
+    if any_dtensor(x, weight, bias):
+
+        def local(xl: Tensor, w: Optional[Tensor], b: Optional[Tensor]) -> Tensor:
+            return norm(xl, recipe, w, b, plan.in_dtype)
+
+        return dtensor_norm(x, recipe, plan, weight, bias, local)
     if not takes_blocked(x, plan, weight, bias):
         return None
     return blocked_rms_norm(x, plan, weight, bias)
@@ -66,7 +78,7 @@ def norm(
     """
     plan = resolve(recipe, x, weight, bias, in_dtype)
     if not torch.jit.is_scripting():
-        fast = _eager(x, plan, weight, bias, native)
+        fast = _eager(x, recipe, plan, weight, bias, native)
         if fast is not None:
             return fast
     elif applies(x, plan) and not needs_grad(x, weight, bias):

@@ -1,0 +1,121 @@
+"""Scale-out on this machine: 2 local processes (gloo for torch, jax.distributed for JAX).
+
+Each group of checks runs in one launch (``rmsnorm_core.backends.launch``):
+bounded in time, every process killed on a failure or a hang, the failing
+rank's output in the message. The checks themselves are in
+``_torch_dist_checks.py``, ``_torch_dist_training.py`` and ``_jax_dist_checks.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("jax")
+
+from rmsnorm_core import RMSNormError  # noqa: E402
+from rmsnorm_core._cli import main  # noqa: E402
+from rmsnorm_core.backends import launch  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+TORCH_CHECKS = [
+    "layouts",
+    "residual-and-refusals",
+    "sequence-parallel",
+    "ddp",
+    "fsdp2",
+    "fsdp2-mixed-precision",
+]
+JAX_CHECKS = [
+    f"{k}-{lay}-{d}"
+    for k in ("linen", "nnx")
+    for lay in ("batch", "feature")
+    for d in ("float32", "bfloat16", "float16")
+]
+
+
+def _run(script, checks, **kw):
+    try:
+        done = launch(str(HERE / script), checks, timeout=300, **kw)
+    except RMSNormError as err:
+        return str(err)
+    return done.outputs[0]
+
+
+@pytest.fixture(scope="module")
+def torch_output():
+    return _run("_torch_dist_checks.py", TORCH_CHECKS)
+
+
+@pytest.fixture(scope="module")
+def jax_output():
+    from rmsnorm_flax._distributed import ENV
+
+    return _run("_jax_dist_checks.py", JAX_CHECKS, env=ENV)
+
+
+@pytest.mark.parametrize("check", TORCH_CHECKS)
+def test_torch_two_processes(check, torch_output):
+    assert f"PASS {check}" in torch_output, torch_output[-3000:]
+
+
+@pytest.mark.parametrize("check", JAX_CHECKS)
+def test_jax_two_processes(check, jax_output):
+    assert f"PASS {check}" in jax_output, jax_output[-3000:]
+
+
+def test_verify_distributed_lists_its_rows(tmp_path, capsys):
+    report = tmp_path / "r.json"
+    runners = ["torch-eager", "torch-dtensor-2procs", "flax-linen", "jax-2procs"]
+    argv = ["verify", "--distributed", "--preset", "gemma", "--report", str(report)]
+    argv += [f"--backend={name}" for name in runners]
+    assert main(argv) == 0, capsys.readouterr().out[-3000:]
+    out = capsys.readouterr().out
+    assert re.search(r"torch-dtensor-2procs\s+PASS", out) and re.search(
+        r"jax-2procs\s+PASS", out
+    ), out
+    backends = {r["backend"] for r in json.loads(report.read_text())["records"]}
+    assert {"torch-dtensor-2procs", "jax-2procs"} <= backends
+
+
+def test_without_distributed_the_multiprocess_rows_do_not_run(capsys):
+    assert main(["verify", "--quick", "--preset", "torch", "--backend", "torch"]) == 0
+    assert "2procs" not in capsys.readouterr().out
+
+
+HANG = """
+import os, time
+if os.environ["RMSNORM_RANK"] == "1":
+    time.sleep(600)
+"""
+FAIL = """
+import os, sys
+if os.environ["RMSNORM_RANK"] == "1":
+    print("rank 1 cannot bind port", os.environ["RMSNORM_PORT"])
+    sys.exit(3)
+"""
+
+
+def test_a_hung_peer_fails_the_launch_with_a_message(tmp_path):
+    script = tmp_path / "hang.py"
+    script.write_text(HANG)
+    start = time.monotonic()
+    with pytest.raises(
+        RMSNormError, match=r"rank\(s\) \[1\] still running after 3 s \(a hung peer\?\)"
+    ):
+        launch(str(script), timeout=3)
+    assert time.monotonic() - start < 20
+
+
+def test_a_failing_rank_fails_the_launch_with_its_output(tmp_path):
+    script = tmp_path / "fail.py"
+    script.write_text(FAIL)
+    with pytest.raises(
+        RMSNormError, match=r"rank 1 exited with code 3: rank 1 cannot bind port \d+"
+    ):
+        launch(str(script), timeout=30)

@@ -43,6 +43,9 @@ class Launch:
         return self.folder / f"rank{rank}"
 
 
+_PORT_TAKEN = ("Address already in use", "EADDRINUSE", "address in use")
+
+
 def launch(
     module: str,
     args: Sequence[str] = (),
@@ -53,13 +56,31 @@ def launch(
     folder: Path | None = None,
 ) -> Launch:
     """Run ``python -m module *args`` (or the script, for a ``.py`` path) as ``world``
-    processes; return when all exit 0.
+    processes; return when all exit 0. A launch whose port was taken meanwhile
+    is retried (twice) on a new port.
 
     Raises:
         RMSNormError: a process exited non-zero, or the group ran past ``timeout``
             seconds (naming the rank and the tail of its output).
     """
     root = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="rmsnorm-launch-"))
+    for attempt in range(3):
+        try:
+            return _launch_once(module, args, world, timeout, env, root)
+        except RMSNormError as err:
+            if attempt == 2 or not any(text in str(err) for text in _PORT_TAKEN):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _launch_once(
+    module: str,
+    args: Sequence[str],
+    world: int,
+    timeout: float,
+    env: Mapping[str, str] | None,
+    root: Path,
+) -> Launch:
     port = free_port()
     procs, logs = [], []
     for rank in range(world):
@@ -109,6 +130,8 @@ def launch(
     if failed is not None:
         rank = next((i for i, p in enumerate(procs) if p.returncode not in (0, -9)), 0)
         lines = outputs[rank].strip().splitlines() or ["(no output)"]
+        if any(text in "".join(outputs) for text in _PORT_TAKEN):
+            failed += " (port taken: " + next(t for t in _PORT_TAKEN if t in "".join(outputs)) + ")"
         tail = "\n".join(lines[-15:])
         raise RMSNormError(
             f"{world}-process run of {module} failed: {failed}: {lines[-1][-200:]}\n"

@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._blocked import block_rows
+from ._blocked import backward_block_rows
 
 
 def blocked_backward(
@@ -41,7 +41,7 @@ def blocked_backward(
     dx = torch.empty(x.shape, dtype=x.dtype, device=x.device) if need_dx else None
     dx2 = dx.view(-1, n) if dx is not None else None
     dw = torch.zeros(n, dtype=torch.float32, device=x.device) if need_dw else None
-    step = block_rows(n)
+    step = backward_block_rows(n)
     nh_buf = torch.empty((min(step, rows), n), dtype=torch.float32, device=x.device)
     gy_buf = torch.empty_like(nh_buf)
     for start in range(0, rows, step):

@@ -1,6 +1,6 @@
-"""Ratio benchmarks: each candidate timed against a peer in the same process.
+"""``python -m benchmarks``: the same as ``rmsnorm bench`` (see ``rmsnorm bench --help``).
 
-Run every registered benchmark with ``python -m benchmarks`` (see ``--help``).
-Benchmark modules are ``benchmarks/bench_*.py``; each registers its cases with
-:func:`benchmarks._harness.register`.
+The cases live with the code they measure: core's in ``rmsnorm_core._cli_bench``,
+each backend's in its own ``_benchmarks*.py``, registered through the backend
+entry point; the harness (timing, table, JSON, plots) is ``rmsnorm_core._bench``.
 """

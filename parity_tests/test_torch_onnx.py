@@ -152,3 +152,27 @@ def test_bad_export_arguments(tmp_path, kwargs, match):
 
     with pytest.raises(RMSNormError, match=match):
         export_onnx(RMSNorm(16), tmp_path / "m.onnx", torch.randn(2, 16), **kwargs)
+
+
+@pytest.mark.parametrize("exporter,opset", [("dynamo", 18), ("dynamo", 23), ("torchscript", 17)])
+@pytest.mark.parametrize(
+    "preset,eps", [("paper", 1e-8), ("torch", 1e-9)], ids=["paper-outside-1e-8", "inside-1e-9"]
+)
+def test_tiny_eps_survives_export_and_zero_rows_stay_zero(tmp_path, preset, eps, exporter, opset):
+    # the dynamo exporter's optimizer reads a scalar constant within 1e-8 of zero as 0
+    # and deletes "+ eps": all-zero rows then gave NaN in ONNX Runtime (0 / 0)
+    from rmsnorm_core import RMSNormSpec, reference
+    from rmsnorm_torch import RMSNorm
+
+    spec = RMSNormSpec.preset(preset, eps=eps)
+    module = RMSNorm.from_spec(spec, 64)
+    path = export_onnx(
+        module, tmp_path / "m.onnx", torch.randn(2, 64), opset=opset, exporter=exporter
+    )
+    x = np.random.default_rng(0).standard_normal((5, 64)).astype(np.float32)
+    x[[1, 3]] = 0.0
+    y = _session(path).run(None, {"x": x})[0]
+    assert np.all(y[[1, 3]] == 0.0), y[[1, 3]]
+    np.testing.assert_allclose(
+        y, reference.rms_norm(x, spec, np.ones(64, np.float32)), rtol=1e-5, atol=1e-6
+    )

@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ._bench import Benchmark, Sweep
 from ._case_table import Case
 from ._errors import RMSNormError, RMSNormTypeError
 from ._neutral import NeutralLayer
@@ -145,12 +146,16 @@ class Exporter:
 
 @dataclasses.dataclass(frozen=True)
 class Backend:
-    """What one framework package offers: verify runners, file formats, exporters."""
+    """What one framework package offers: verify runners, file formats, exporters, and
+    the ratio benchmarks and row-length sweeps of ``rmsnorm bench`` (built lazily:
+    their setups import the framework only when run)."""
 
     name: str
     runners: Sequence[Runner] = ()
     formats: Sequence[CheckpointFormat] = ()
     exporters: Sequence[Exporter] = ()
+    benchmarks: Callable[[], Sequence[Benchmark]] = lambda: ()
+    sweeps: Callable[[], Sequence[Sweep]] = lambda: ()
 
 
 _LOCK = threading.Lock()

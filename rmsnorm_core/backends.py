@@ -22,6 +22,7 @@ from ._backends import (
     unavailable,
     unregister_backend,
 )
+from ._bench import Benchmark, Sweep
 from ._launch import Launch, free_port, launch
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "launch",
     "Artifact",
     "Backend",
+    "Benchmark",
+    "Sweep",
     "CheckpointFormat",
     "Exporter",
     "NotApplicable",

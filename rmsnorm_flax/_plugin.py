@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from rmsnorm_core.backends import Backend, CheckpointFormat
 
+from ._benchmarks import benchmarks, sweeps
 from ._msgpack import read_layers, save_msgpack
 from ._verify_runners import runners
 
@@ -15,4 +16,6 @@ BACKEND = Backend(
     name="flax",
     runners=tuple(runners()),
     formats=(CheckpointFormat("flax", (".msgpack",), "flax", read_layers, save_msgpack),),
+    benchmarks=benchmarks,
+    sweeps=sweeps,
 )

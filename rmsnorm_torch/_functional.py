@@ -45,11 +45,11 @@ def _eager(
     plan: Plan,
     weight: Optional[Tensor],
     bias: Optional[Tensor],
-    native: bool,
+    onnx_mode: int,
 ) -> Optional[Tensor]:
-    """The native op (exporting a module marked ``onnx_native``), the local run of a
+    """The native op (exporting at opset >= 23: ``onnx_mode == 2``), the local run of a
     DTensor (``_dtensor.py``) or the blocked kernel; None for the graph path."""
-    if native and native_eligible(x, plan, weight, bias):
+    if onnx_mode == 2 and native_eligible(x, plan, weight, bias):
         return native_rms_norm(x, plan, weight)
     if any_dtensor(x, weight, bias):
 
@@ -90,22 +90,23 @@ def norm(
     weight: Optional[Tensor],
     bias: Optional[Tensor],
     in_dtype: torch.dtype,
-    native: bool = False,
+    onnx_mode: int = 0,
 ) -> Tensor:
     """RMSNorm of ``x`` under a compiled spec (TorchScript-ready; see :func:`rms_norm`).
 
-    ``in_dtype`` is the dtype the spec's "input" rules refer to; ``native``
-    lets an ONNX export at opset >= 23 use ``RMSNormalization`` (set only on
-    the copy ``export_onnx`` exports).
+    ``in_dtype`` is the dtype the spec's "input" rules refer to; ``onnx_mode``
+    is set only on the copy ``export_onnx`` exports: 1 makes the graph the one
+    ONNX Runtime fuses wherever it can, 2 (opset >= 23) also lets it use the
+    native ``RMSNormalization`` op where that equals the spec.
     """
     plan = resolve(recipe, x, weight, bias, in_dtype)
     if not torch.jit.is_scripting():
-        fast = _eager(x, recipe, plan, weight, bias, native)
+        fast = _eager(x, recipe, plan, weight, bias, onnx_mode)
         if fast is not None:
             return fast
     elif applies(x, plan) and not needs_grad(x, weight, bias):
         return blocked_forward(x, plan, weight, bias)[0]
-    return rms_norm_graph(x, plan, weight, bias)
+    return rms_norm_graph(x, plan, weight, bias, onnx_mode > 0)
 
 
 def norm_residual(
@@ -114,7 +115,7 @@ def norm_residual(
     recipe: Recipe,
     weight: Optional[Tensor],
     bias: Optional[Tensor],
-    native: bool = False,
+    onnx_mode: int = 0,
 ) -> Tuple[Tensor, Tensor]:
     """``s = x + residual`` stored in the plan's residual dtype, then ``y = norm(s)``."""
     _rules.check_float("x", dtype_name(x.dtype))
@@ -130,7 +131,7 @@ def norm_residual(
             return fused
     wide = torch.promote_types(store, residual.dtype)
     s = torch.add(x.to(wide), residual.to(wide)).to(store)
-    return norm(s, recipe, weight, bias, x.dtype, native), s
+    return norm(s, recipe, weight, bias, x.dtype, onnx_mode), s
 
 
 def _recipe(spec: RMSNormSpec) -> Recipe:

@@ -137,7 +137,7 @@ class RMSNorm(nn.Module):
 
     _recipe: Recipe
     _sizes: List[int]
-    onnx_native: bool
+    onnx_mode: int
     __jit_unused_properties__ = [
         "spec",
         "normalized_shape",
@@ -161,7 +161,7 @@ class RMSNorm(nn.Module):
         shape = check_normalized_shape(normalized_shape)
         resolved = _resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
         self._sizes = list(shape)
-        self.onnx_native = False  # set on export_onnx's private copy only
+        self.onnx_mode = 0  # set on export_onnx's private copy only (see _functional.norm)
         factory = {"device": device, "dtype": torch_dtype(resolved.param_dtype)}
         for name, used in (("weight", resolved.use_scale), ("bias", resolved.use_bias)):
             if used:
@@ -262,7 +262,7 @@ class RMSNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Normalize ``x`` (see ``rmsnorm_core.RMSNormSpec`` for the formula)."""
         self._check_input(x)
-        return norm(x, self._recipe, self.weight, self.bias, x.dtype, self.onnx_native)
+        return norm(x, self._recipe, self.weight, self.bias, x.dtype, self.onnx_mode)
 
 
 class ResidualRMSNorm(RMSNorm):
@@ -276,4 +276,4 @@ class ResidualRMSNorm(RMSNorm):
     def forward(self, x: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
         """Return ``(y, s)``."""
         self._check_input(x)
-        return norm_residual(x, residual, self._recipe, self.weight, self.bias, self.onnx_native)
+        return norm_residual(x, residual, self._recipe, self.weight, self.bias, self.onnx_mode)

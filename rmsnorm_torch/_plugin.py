@@ -14,6 +14,7 @@ from ._artifacts import (
     export_onnx_files,
     export_torchscript,
 )
+from ._benchmarks import benchmarks, sweeps
 from ._statedict_files import read_layers, save_state_dict
 from ._verify_runners import runners
 
@@ -23,6 +24,8 @@ BACKEND = Backend(
     formats=(
         CheckpointFormat("torch", (".pt", ".pth", ".bin"), "torch", read_layers, save_state_dict),
     ),
+    benchmarks=benchmarks,
+    sweeps=sweeps,
     exporters=(
         Exporter("torchscript", "TorchScript output path (OUT.pt)", export_torchscript),
         Exporter(

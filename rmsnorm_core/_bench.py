@@ -1,0 +1,163 @@
+"""Ratio benchmarks: each candidate timed against a peer in the same process run.
+
+A :class:`Benchmark` times a candidate against a baseline: both are warmed up,
+then run alternately ``repeat`` times, and the ratio of their medians is
+reported. Absolute times drift on shared machines; ratios hold. Backends
+contribute their cases (``Backend.benchmarks``, ``Backend.sweeps``); core adds
+its own. A :class:`Sweep` times ours and the peer at row lengths from 64 to
+65536 columns at a fixed total size, so a user sees how cost grows with the
+work. Nothing here asserts speed: tests assert behaviour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+Pair = tuple[Callable[[], object], Callable[[], object]]
+#: Row lengths of a sweep, at :data:`SWEEP_ELEMENTS` elements in all.
+SWEEP_COLUMNS: tuple[int, ...] = (64, 256, 1024, 4096, 16384, 65536)
+SWEEP_ELEMENTS = 1 << 22
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """One case: ``setup()`` returns ``(candidate, baseline)`` callables.
+
+    Attributes:
+        name: ``"<backend>.<what>[<dtype>]"``, e.g. ``"torch.eager.forward[bfloat16]"``.
+        baseline: what the candidate is timed against.
+        setup: builds both callables (imports the framework).
+        target: the ratio to stay at or under (reported, never asserted).
+        requires: modules that must import, else the case is reported skipped.
+    """
+
+    name: str
+    baseline: str
+    setup: Callable[[], Pair]
+    target: float | None = None
+    requires: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """Ours and the peer across row lengths: ``setup(rows, cols, dtype) -> (ours, peer)``."""
+
+    name: str
+    baseline: str
+    setup: Callable[[int, int, str], Pair]
+    requires: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """Medians in milliseconds and their ratio (candidate / baseline)."""
+
+    name: str
+    baseline: str
+    candidate_ms: float
+    baseline_ms: float
+    ratio: float
+    target: float | None
+    status: str  # "ok", "over target", "skipped: <why>", "failed: <why>"
+
+
+def _time_ms(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    _block(fn())
+    return (time.perf_counter() - start) * 1e3
+
+
+def _block(result: object) -> None:
+    """Wait for asynchronous results (JAX arrays) before the clock stops."""
+    leaves = result if isinstance(result, (tuple, list)) else (result,)
+    for leaf in leaves:
+        ready = getattr(leaf, "block_until_ready", None)
+        if ready is not None:
+            ready()
+
+
+def missing(requires: Sequence[str]) -> str | None:
+    """The first module of ``requires`` that does not import, or None."""
+    for module in requires:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return module
+    return None
+
+
+def time_pair(
+    candidate: Callable, baseline: Callable, warmup: int, repeat: int
+) -> tuple[float, float]:
+    """Medians (ms) of both, warmed up, run alternately so drift hits both alike."""
+    for _ in range(warmup):
+        _block(candidate())
+        _block(baseline())
+    cand, base = [], []
+    for _ in range(repeat):
+        cand.append(_time_ms(candidate))
+        base.append(_time_ms(baseline))
+    return statistics.median(cand), statistics.median(base)
+
+
+def run_one(bench: Benchmark, *, warmup: int = 3, repeat: int = 15) -> Result:
+    """Time one benchmark; a missing framework gives a skipped result, a crash a failed one."""
+    nan = float("nan")
+    absent = missing(bench.requires)
+    if absent is not None:
+        status = f"skipped: {absent} is not installed"
+        return Result(bench.name, bench.baseline, nan, nan, nan, bench.target, status)
+    try:
+        cand, base = time_pair(*bench.setup(), warmup, repeat)
+    except Exception as err:  # reported in the table, never hidden
+        status = f"failed: {type(err).__name__}: {str(err)[:120]}"
+        return Result(bench.name, bench.baseline, nan, nan, nan, bench.target, status)
+    ratio = cand / base
+    status = "ok" if bench.target is None or ratio <= bench.target else "over target"
+    return Result(bench.name, bench.baseline, cand, base, ratio, bench.target, status)
+
+
+def run_sweep(sweep: Sweep, dtype: str, *, warmup: int = 2, repeat: int = 7) -> dict[str, Any]:
+    """``{"name", "dtype", "columns", "ours_ms", "peer_ms"}`` across :data:`SWEEP_COLUMNS`."""
+    ours, peer = [], []
+    for cols in SWEEP_COLUMNS:
+        a, b = time_pair(*sweep.setup(SWEEP_ELEMENTS // cols, cols, dtype), warmup, repeat)
+        ours.append(a)
+        peer.append(b)
+    return {"name": sweep.name, "baseline": sweep.baseline, "dtype": dtype,
+            "columns": list(SWEEP_COLUMNS), "ours_ms": ours, "peer_ms": peer}  # fmt: skip
+
+
+def format_table(results: Sequence[Result]) -> str:
+    """A plain-text table of the results."""
+    head = (
+        f"{'benchmark':46s} {'baseline':40s} {'ours ms':>9s} {'peer ms':>9s} "
+        f"{'ratio':>7s} {'target':>7s}  status"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results:
+        target = f"{r.target:.2f}" if r.target is not None else "-"
+        lines.append(
+            f"{r.name:46s} {r.baseline[:40]:40s} {r.candidate_ms:9.3f} {r.baseline_ms:9.3f} "
+            f"{r.ratio:7.3f} {target:>7s}  {r.status}"
+        )
+    return "\n".join(lines)
+
+
+def write_json(results: Sequence[Result], path: str | Path, sweeps: Sequence[dict] = ()) -> None:
+    """Write the results, the sweeps and the machine's description as JSON."""
+    doc = {
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "results": [dataclasses.asdict(r) for r in results],
+        "sweeps": list(sweeps),
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(doc, indent=2, allow_nan=True))

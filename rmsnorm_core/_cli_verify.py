@@ -49,6 +49,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
     p.add_argument("--quick", action="store_true", help="a small matrix (under 30 s)")
     p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="backends run side by side in this many threads (default: 2, or 1 on one core)",
+    )
+    p.add_argument(
         "--distributed",
         action="store_true",
         help="add the multi-process runners (2 local processes each: torch DTensor, JAX)",
@@ -173,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         items = _verify.problems_for(_specs(args), args.quick)
     runners, skipped = _runners(args)
-    records = _verify.run_matrix(items, runners, skipped, args.quick, _progress)
+    if args.jobs < 1:
+        raise RMSNormUsageError(f"--jobs {args.jobs} is not accepted; expected an int >= 1")
+    records = _verify.run_matrix(items, runners, skipped, args.quick, _progress, args.jobs)
     print(file=sys.stderr)
     checked = [r for r in records if r.status != "skipped"]
     if not checked:

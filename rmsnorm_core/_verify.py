@@ -11,8 +11,10 @@ skipped, never as passed.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -119,12 +121,13 @@ def run_matrix(
     skipped: dict[str, str],
     quick: bool,
     progress: Callable[[int, int, str], None],
+    jobs: int = 2,
 ) -> list[Record]:
-    """Run every runner on every problem it takes; return the records."""
+    """Run every runner on every problem it takes; return the records (in a fixed order:
+    problem by problem, runner by runner, whatever order the work ran in)."""
+    outcomes = _run_all(items, runners, quick, progress, jobs)
     records: list[Record] = []
-    total = len(items)
-    batched = _run_batches(items, runners, quick, progress)
-    for done, (label, case, p) in enumerate(items, 1):
+    for i, (label, case, p) in enumerate(items):
         dtype = p.x.dtype.name
         base = dict(
             spec=label, spec_json=p.spec.to_dict(), case=case.id, dtype=dtype, shape=list(p.x.shape)
@@ -132,25 +135,12 @@ def run_matrix(
         primary: dict[str, np.ndarray] = {}
         for backend, chosen in runners.items():
             for runner in chosen:
-                if not runner.takes(case, p, quick=quick):
+                if (i, runner.name) not in outcomes:
+                    continue  # not taken, or not applicable
+                outcome, seconds = outcomes[(i, runner.name)]
+                if isinstance(outcome, Exception):  # reported, never hidden: a crash fails
+                    records.append(_failure(base, runner.name, outcome))
                     continue
-                progress(done, total, f"{runner.name} {dtype} {label} {case.id}")
-                start = time.perf_counter()
-                try:
-                    if runner.batch is not None:
-                        entry = batched[runner.name][done - 1]
-                        if isinstance(entry, Exception):
-                            raise entry
-                        outcome, seconds = entry
-                    else:
-                        outcome = runner.run(p)
-                except NotApplicable:
-                    continue
-                except Exception as err:  # reported, never hidden: a crash is a failure
-                    records.append(_failure(base, runner.name, err))
-                    continue
-                if runner.batch is None:
-                    seconds = time.perf_counter() - start
                 for check, result in check_outcome(p, outcome):
                     records.append(_record(base, runner.name, check, result, seconds))
                 primary.setdefault(backend, outcome.y)
@@ -162,6 +152,56 @@ def run_matrix(
             )
         )
     return records
+
+
+def _run_all(
+    items: list[Item],
+    runners: dict[str, list[Runner]],
+    quick: bool,
+    progress: Callable[[int, int, str], None],
+    jobs: int,
+) -> dict[tuple[int, str], tuple[Any, float]]:
+    """Every ``(item index, runner) -> (outcome or error, seconds)``.
+
+    Batch runners run first; then each backend's runners run in a thread of
+    their own (``jobs`` at a time): the backends share no state (path choices
+    are made per call, from the inputs), and one backend's compilers release
+    the GIL while the other's run, so two cores finish the matrix in about
+    the time of its slowest backend.
+    """
+    out: dict[tuple[int, str], tuple[Any, float]] = {}
+    for name, by_item in _run_batches(items, runners, quick, progress).items():
+        for i, entry in by_item.items():
+            out[(i, name)] = (entry, 0.0) if isinstance(entry, Exception) else entry
+    tasks = [
+        [(i, r) for i, (_, case, p) in enumerate(items) for r in chosen
+         if r.batch is None and r.takes(case, p, quick=quick)]
+        for chosen in runners.values()
+    ]  # fmt: skip
+    total = sum(len(t) for t in tasks)
+    done = [0]
+    lock = threading.Lock()
+
+    def work(backend_tasks: list[tuple[int, Runner]]) -> None:
+        for i, runner in backend_tasks:
+            label, case, p = items[i]
+            start = time.perf_counter()
+            try:
+                entry: Any = runner.run(p)
+            except NotApplicable:
+                entry = None
+            except Exception as err:  # recorded as a failure
+                entry = err
+            with lock:
+                if entry is not None:
+                    out[(i, runner.name)] = (entry, time.perf_counter() - start)
+                done[0] += 1
+                progress(done[0], total, f"{runner.name} {p.x.dtype.name} {label} {case.id}")
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for future in [pool.submit(work, t) for t in tasks if t]:
+            future.result()
+    return out
 
 
 def _run_batches(

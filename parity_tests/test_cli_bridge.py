@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -15,19 +17,37 @@ pytest.importorskip("torch")
 pytest.importorskip("jax")
 pytest.importorskip("onnxruntime")
 
+from types import SimpleNamespace  # noqa: E402
+
 from rmsnorm_core import NeutralLayer, RMSNormSpec, load, save  # noqa: E402
+from rmsnorm_core._cli import main  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train_in_jax_serve_in_torch.py"
 
 
-def rmsnorm(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "rmsnorm_core", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def rmsnorm(*args, cwd, in_process=True):
+    """Run the CLI in ``cwd``: in this process (fast; what the installed script runs),
+    or, for the round trip below, as ``python -m rmsnorm_core`` in a subprocess."""
+    argv = [str(a) for a in args]
+    if not in_process:
+        return subprocess.run(
+            [sys.executable, "-m", "rmsnorm_core", *argv],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    out, err, before = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exit_:  # argparse's usage errors
+                code = exit_.code
+    finally:
+        os.chdir(before)
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.fixture
@@ -46,7 +66,7 @@ def checkpoint(tmp_path):
 
 def test_convert_neutral_torch_flax_neutral_round_trip(tmp_path, checkpoint):
     path, layers = checkpoint
-    assert rmsnorm("convert", path, "sd.pt", cwd=tmp_path).returncode == 0
+    assert rmsnorm("convert", path, "sd.pt", cwd=tmp_path, in_process=False).returncode == 0
     r = rmsnorm("convert", "sd.pt", "p.msgpack", "--preset", "gemma", cwd=tmp_path)
     assert r.returncode == 0 and "layers_0.norm" in r.stdout, r.stderr
     r = rmsnorm(

@@ -17,6 +17,8 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("jax")
+# one worker runs this module: its module-scoped launches then run once
+pytestmark = pytest.mark.xdist_group("distributed")
 
 from rmsnorm_core import RMSNormError  # noqa: E402
 from rmsnorm_core._cli import main  # noqa: E402

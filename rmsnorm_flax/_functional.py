@@ -144,6 +144,8 @@ def rms_norm_residual(
     wide = jnp.promote_types(jnp.promote_types(store, res.dtype), jnp.float32)
     exact = array.astype(wide) + res.astype(wide)
     # Round explicitly (see _kernel.round_to): XLA could otherwise feed the
-    # unrounded sum to the norm while returning the rounded one.
-    summed = _kernel.round_to(exact, store)
-    return _apply(summed, cfg, scale, bias), summed.astype(store)
+    # unrounded sum to the norm while returning the rounded one. The norm then
+    # takes s in its stored dtype, so its VJP keeps s (bf16: half the bytes of
+    # the float32 sum it kept before) and nothing wider.
+    stored = _kernel.round_to(exact, store).astype(store)
+    return _apply(stored, cfg, scale, bias), stored

@@ -8,6 +8,7 @@ from ._atomic import write_atomic
 from ._checkpoint import FORMAT_VERSION, load, save
 from ._dtypes import FLOAT_DTYPES, check_float_dtype, dtype_name, numpy_dtype, promote
 from ._errors import RMSNormError, RMSNormTypeError, RMSNormUsageError
+from ._infer import Implementation, infer_spec
 from ._layouts import (
     HF_NORM_KEYS,
     INFERRED,
@@ -51,6 +52,8 @@ __version__ = "0.1.0"
 __all__ = [
     "FORMAT_VERSION",
     "HF_NORM_KEYS",
+    "Implementation",
+    "infer_spec",
     "INFERRED",
     "Recipe",
     "backends",

@@ -156,6 +156,9 @@ class Backend:
     exporters: Sequence[Exporter] = ()
     benchmarks: Callable[[], Sequence[Benchmark]] = lambda: ()
     sweeps: Callable[[], Sequence[Sweep]] = lambda: ()
+    #: ``(object, block shape or None) -> spec``, or None when the object is not this
+    #: framework's (``rmsnorm infer``).
+    infer: Callable[[Any, Any], Any] = lambda obj, shape: None
 
 
 _LOCK = threading.Lock()

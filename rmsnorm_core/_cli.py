@@ -52,10 +52,11 @@ def build_parser(*, with_backends: bool = False) -> argparse.ArgumentParser:
         help="override a field; VALUE is read as JSON, else as a string",
     )
     p.set_defaults(func=_cmd_spec)
-    from . import _cli_bench, _cli_convert, _cli_export, _cli_verify
+    from . import _cli_bench, _cli_convert, _cli_export, _cli_infer, _cli_verify
 
     _cli_verify.add_parser(sub)
     _cli_bench.add_parser(sub)
+    _cli_infer.add_parser(sub)
     _cli_convert.add_parser(sub)
     _cli_export.add_parser(sub, with_backends=with_backends)
     return parser

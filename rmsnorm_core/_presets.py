@@ -24,6 +24,16 @@ exact formula, with ``f = float32``, ``x`` the input, ``w`` the weight and
 - ``paper``: Zhang & Sennrich (2019), the authors' PyTorch code, eps 1e-8
   added to the rms, outside the root: ``y = w * x / (||x||/sqrt(n) + eps)``,
   computed in float32 here.
+- ``olmo2``: Hugging Face ``Olmo2RMSNorm`` (transformers 4.47-5.x), eps 1e-6:
+  ``y = T(f(w) * f(x) * rsqrt(mean(f(x)^2) + eps))``: the weight multiplies in
+  float32 and the product is rounded once, to the input dtype (Liger-Kernel
+  and the kernel hub map it to Llama's rounding, which differs in 1/4 of
+  half-precision outputs; ``infer_spec`` measures it as this).
+- ``maxtext``: MaxText's ``RMSNorm`` (layers/normalizations.py) with
+  ``dtype = weight_dtype = bfloat16``, eps 1e-6: ``y = dtype(f(x) *
+  rsqrt(mean(f(x)^2) + eps)) * dtype(w)``: rounded before the weight and
+  once more after. With a float32 weight MaxText rounds the weight to
+  ``dtype`` first, which no spec describes (the gain is formed in float32).
 - ``onnx``: ONNX ``RMSNormalization`` (opset 23, stash_type=1), epsilon
   1e-5: ``Y = T(f(X) / sqrt(mean(f(X)^2) + eps)) * Scale``: cast before the
   scale; ``Y`` has the scale's type (promoted).
@@ -47,4 +57,6 @@ PRESET_FIELDS: dict[str, dict[str, Any]] = {
     "t5": {"eps": 1e-6, "output_dtype": "promote"},
     "paper": {"eps": 1e-8, "eps_placement": "outside"},
     "onnx": {"eps": 1e-5, "cast_order": "before_scale", "output_dtype": "promote"},
+    "olmo2": {"eps": 1e-6},
+    "maxtext": {"eps": 1e-6, "cast_order": "before_scale", "param_dtype": "bfloat16"},
 }

@@ -13,9 +13,11 @@ from ._bridge import (
     params_from_layers,
 )
 from ._functional import rms_norm, rms_norm_residual
+from ._infer import infer_spec
 
 __all__ = [
     "flax_norm_spec",
+    "infer_spec",
     "layers_from_linen",
     "layers_from_nnx",
     "layers_from_params",

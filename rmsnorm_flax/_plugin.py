@@ -6,11 +6,36 @@ it through that entry point and never imports this package by name.
 
 from __future__ import annotations
 
+from typing import Any
+
+from rmsnorm_core import RMSNormUsageError
 from rmsnorm_core.backends import Backend, CheckpointFormat
 
 from ._benchmarks import benchmarks, sweeps
 from ._msgpack import read_layers, save_msgpack
 from ._verify_runners import runners
+
+
+def _infer(obj: Any, shape: Any) -> Any:
+    """``rmsnorm infer``: linen modules (initialized on a (2, *shape) input) and nnx modules."""
+    import flax.linen as fnn
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from ._infer import infer_spec
+
+    if isinstance(obj, nnx.Module):
+        return infer_spec(obj, normalized_shape=shape)
+    if isinstance(obj, fnn.Module):
+        if shape is None:
+            raise RMSNormUsageError(
+                "a linen module needs --shape (its parameters exist after init)"
+            )
+        variables = obj.init(jax.random.key(0), jnp.ones((2, *shape)))
+        return infer_spec(obj, variables)
+    return None
+
 
 BACKEND = Backend(
     name="flax",
@@ -18,4 +43,5 @@ BACKEND = Backend(
     formats=(CheckpointFormat("flax", (".msgpack",), "flax", read_layers, save_msgpack),),
     benchmarks=benchmarks,
     sweeps=sweeps,
+    infer=_infer,
 )

@@ -109,4 +109,12 @@ def _refuse_mask(mask: Any) -> None:
         )
 
 
-__all__ = ["RMSNorm", "ResidualRMSNorm", "RMSNormSpec"]
+def intercept_norms() -> Any:
+    """A context manager: every ``flax.linen.RMSNorm`` call inside runs through our kernel
+    with that module's own fields and variables (see ``rmsnorm_flax._swap``)."""
+    from ._swap import intercept_norms as intercept
+
+    return intercept()
+
+
+__all__ = ["RMSNorm", "ResidualRMSNorm", "RMSNormSpec", "intercept_norms"]

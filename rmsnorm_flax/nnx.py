@@ -116,4 +116,12 @@ class ResidualRMSNorm(RMSNorm):
         return self._cast(y), s
 
 
-__all__ = ["RMSNorm", "ResidualRMSNorm", "RMSNormSpec"]
+def replace_norms(model: nnx.Module) -> dict[str, RMSNormSpec]:
+    """Replace every RMSNorm-like leaf of ``model`` with ours, in place, sharing its
+    ``nnx.Param`` objects (see ``rmsnorm_flax._swap``); returns ``{path: spec}``."""
+    from ._swap import replace_norms as replace
+
+    return replace(model)
+
+
+__all__ = ["RMSNorm", "ResidualRMSNorm", "RMSNormSpec", "replace_norms"]

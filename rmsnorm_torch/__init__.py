@@ -13,8 +13,10 @@ from ._bridge import (
 )
 from ._compile import COMPILE_OPTIONS
 from ._functional import rms_norm, rms_norm_residual
+from ._infer import infer_spec
 from ._modules import MUTABLE_FIELDS, ResidualRMSNorm, RMSNorm
 from ._onnx import export_onnx
+from ._replace import replace_norms
 
 __all__ = [
     "COMPILE_OPTIONS",
@@ -22,6 +24,8 @@ __all__ = [
     "RMSNorm",
     "ResidualRMSNorm",
     "export_onnx",
+    "infer_spec",
+    "replace_norms",
     "layers_from_module",
     "layers_from_state_dict",
     "load_into_module",

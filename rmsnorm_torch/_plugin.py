@@ -6,6 +6,8 @@ it through that entry point and never imports this package by name.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rmsnorm_core.backends import Backend, CheckpointFormat, Exporter
 
 from ._artifacts import (
@@ -18,6 +20,18 @@ from ._benchmarks import benchmarks, sweeps
 from ._statedict_files import read_layers, save_state_dict
 from ._verify_runners import runners
 
+
+def _infer(obj: Any, shape: Any) -> Any:
+    """``rmsnorm infer``: torch modules and functions of tensors are ours to measure."""
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        from ._infer import infer_spec
+
+        return infer_spec(obj, shape)
+    return None
+
+
 BACKEND = Backend(
     name="torch",
     runners=tuple(runners()),
@@ -26,6 +40,7 @@ BACKEND = Backend(
     ),
     benchmarks=benchmarks,
     sweeps=sweeps,
+    infer=_infer,
     exporters=(
         Exporter("torchscript", "TorchScript output path (OUT.pt)", export_torchscript),
         Exporter(

@@ -1,0 +1,155 @@
+"""infer_spec: measured (never read off a class name), verified, or refused saying what it is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+jax = pytest.importorskip("jax")
+import flax.linen as fnn  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from flax import nnx as fnnx  # noqa: E402
+
+from rmsnorm_core import FLOAT32_EPS, RMSNormError, RMSNormSpec  # noqa: E402
+from rmsnorm_core._cli import main  # noqa: E402
+from rmsnorm_flax import infer_spec as flax_infer  # noqa: E402
+from rmsnorm_flax import linen, nnx  # noqa: E402
+from rmsnorm_torch import RMSNorm, infer_spec  # noqa: E402
+
+
+@pytest.mark.parametrize("preset", list(RMSNormSpec.presets()))
+def test_each_preset_of_ours_is_recovered(preset):
+    spec = RMSNormSpec.preset(preset)
+    module = RMSNorm.from_spec(spec, 48)
+    with torch.no_grad():
+        module.weight.uniform_(-0.3, 0.3)
+    before = module.weight.detach().clone()
+    inferred = infer_spec(module)
+    assert inferred.differences(spec) == {} or _same_computation(inferred, spec), inferred
+    assert torch.equal(module.weight, before), "the probe's parameter values were not restored"
+
+
+def _same_computation(a, b):
+    # output_dtype "promote" and "input" compute the same when params and input share a dtype
+    diff = a.differences(b)
+    return set(diff) <= {"output_dtype"} and a.param_dtype == "bfloat16"
+
+
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (lambda: torch.nn.RMSNorm(64), RMSNormSpec.preset("torch")),
+        (lambda: torch.nn.RMSNorm(64, eps=1e-5), RMSNormSpec.preset("torch", eps=1e-5)),
+        (
+            lambda: torch.nn.RMSNorm(64, dtype=torch.bfloat16),
+            RMSNormSpec(eps=FLOAT32_EPS, param_dtype="bfloat16"),
+        ),
+        (
+            lambda: RMSNorm.from_spec(RMSNormSpec.preset("gemma", axes=(1,), use_bias=True), 12),
+            RMSNormSpec.preset("gemma", axes=(1,), use_bias=True),
+        ),
+        (lambda: RMSNorm.from_spec(RMSNormSpec(partial=0.25), 40), RMSNormSpec(partial=0.25)),
+    ],
+    ids=["torch-default", "torch-eps", "torch-bf16-weight", "nchw-gemma-bias", "partial"],
+)
+def test_torch_modules(make, expected):
+    assert infer_spec(make()) == expected
+
+
+def test_flax_linen_nnx_and_ours():
+    x = jnp.ones((2, 32))
+    module = fnn.RMSNorm()
+    assert flax_infer(module, module.init(jax.random.key(0), x)) == RMSNormSpec.preset("flax")
+    assert flax_infer(fnnx.RMSNorm(32, rngs=fnnx.Rngs(0))) == RMSNormSpec.preset("flax")
+    axis1 = fnn.RMSNorm(reduction_axes=1, feature_axes=1, epsilon=1e-5)
+    variables = axis1.init(jax.random.key(0), jnp.ones((2, 12, 3)))
+    assert flax_infer(axis1, variables) == RMSNormSpec.preset("flax", axes=(1,), eps=1e-5)
+    gemma = RMSNormSpec.preset("gemma")
+    ours = linen.RMSNorm(spec=gemma)
+    assert flax_infer(ours, ours.init(jax.random.key(0), x)) == gemma
+    assert flax_infer(nnx.RMSNorm(32, spec=gemma, rngs=fnnx.Rngs(0))) == gemma
+
+
+def _hf(module_name, cls, *args, **kwargs):
+    transformers = pytest.importorskip("transformers")
+    module = __import__(f"transformers.models.{module_name}.modeling_{module_name}", fromlist=[cls])
+    del transformers
+    return getattr(module, cls)(*args, **kwargs)
+
+
+HF = [
+    ("llama", "LlamaRMSNorm", {"eps": 1e-5}, RMSNormSpec.preset("llama", eps=1e-5)),
+    ("mistral", "MistralRMSNorm", {}, RMSNormSpec.preset("llama")),
+    ("qwen2", "Qwen2RMSNorm", {}, RMSNormSpec.preset("llama")),
+    ("qwen3", "Qwen3RMSNorm", {}, RMSNormSpec.preset("llama")),
+    ("gemma", "GemmaRMSNorm", {}, RMSNormSpec.preset("gemma")),
+    ("gemma3", "Gemma3RMSNorm", {}, RMSNormSpec.preset("gemma")),
+    ("olmo2", "Olmo2RMSNorm", {}, RMSNormSpec.preset("olmo2")),
+    ("t5", "T5LayerNorm", {}, RMSNormSpec.preset("t5")),
+]
+
+
+@pytest.mark.parametrize("module_name,cls,kwargs,expected", HF, ids=[h[1] for h in HF])
+def test_hugging_face_norms(module_name, cls, kwargs, expected):
+    assert infer_spec(_hf(module_name, cls, 64, **kwargs)) == expected
+
+
+def test_t5_with_a_half_weight_is_refused_saying_why():
+    # T5LayerNorm casts to the *weight's* dtype before multiplying: a float32 input
+    # comes out bfloat16, which no spec describes (they cast to the input dtype)
+    t5 = _hf("t5", "T5LayerNorm", 64).to(torch.bfloat16)
+    with pytest.raises(RMSNormError, match=r"float32: dtype bfloat16 != spec's float32"):
+        infer_spec(t5)
+
+
+def test_half_precision_statistics_are_detected():
+    def naive(x):  # everything in the input dtype: float16 squares overflow past 256
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+    assert infer_spec(naive, normalized_shape=64).compute_dtype == "input"
+
+
+def test_a_layernorm_is_named_and_refused():
+    with pytest.raises(RMSNormError, match=r"mean-centred: .* this is a LayerNorm"):
+        infer_spec(torch.nn.LayerNorm(32))
+
+
+def test_eps_outside_is_measured_as_what_it_is():
+    def paper(x):  # the authors' code: eps added to the rms, computed in float32
+        h = x.float()
+        return (h / (h.pow(2).mean(-1, keepdim=True).sqrt() + 1e-8)).to(x.dtype)
+
+    assert infer_spec(paper, normalized_shape=32) == RMSNormSpec(
+        eps=1e-8, eps_placement="outside", use_scale=False
+    )
+
+
+class _OffsetInBf16(torch.nn.Module):
+    """(1 + w) formed in the weight's bfloat16 before the float32 multiply."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(64, dtype=torch.bfloat16))
+
+    def forward(self, x):
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return (h * (1 + self.weight).float()).to(x.dtype)
+
+
+def test_an_offset_added_in_bfloat16_is_refused_saying_so():
+    with pytest.raises(RMSNormError, match=r"no spec reproduces .* formed in that precision"):
+        infer_spec(_OffsetInBf16())
+
+
+def test_cli_prints_the_spec_as_json(capsys):
+    assert (
+        main(["infer", "torch.nn:RMSNorm", "--init", "normalized_shape=64", "--init", "eps=1e-5"])
+        == 0
+    )
+    assert RMSNormSpec.from_json(capsys.readouterr().out) == RMSNormSpec.preset("torch", eps=1e-5)
+    assert main(["infer", "torch.nn:LayerNorm", "--init", "normalized_shape=16"]) == 1
+    assert "this is a LayerNorm" in capsys.readouterr().err
+    assert main(["infer", "torch.nn.RMSNorm"]) == 2
+    assert "is not PACKAGE.MODULE:CLASS" in capsys.readouterr().err

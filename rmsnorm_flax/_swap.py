@@ -1,0 +1,97 @@
+"""Our kernel in existing Flax code: ``nnx.replace_norms`` and ``linen.intercept_norms``.
+
+``replace_norms(model)`` walks an nnx graph and replaces, in place, every
+``flax.nnx.RMSNorm`` (and any leaf module with a scale whose spec
+``infer_spec`` measures) with ``rmsnorm_flax.nnx.RMSNorm`` carrying the
+measured spec and the *same* ``nnx.Param`` objects. ``intercept_norms()`` is a
+context manager over ``flax.linen.intercept_methods``: every
+``flax.linen.RMSNorm`` call inside it runs through our kernel with that
+module's own fields (``flax_norm_spec``) and variables, so linen models change
+by one line, not their code. Initialization is left to flax (it creates the
+parameters); only applications are routed. Routing happens when a function is
+traced: a function jitted inside the context keeps our kernel in its cached
+trace after the context ends, and one traced before it keeps flax's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import flax.linen as fnn
+from flax import nnx as fnnx
+
+from rmsnorm_core import RMSNormError, RMSNormSpec
+
+from . import nnx as ours_nnx
+from ._bridge import flax_norm_spec
+from ._fields import resolve
+from ._functional import rms_norm
+from ._infer import infer_spec
+
+
+def replace_norms(model: fnnx.Module) -> dict[str, RMSNormSpec]:
+    """Replace every RMSNorm-like leaf of an nnx ``model`` with ours, in place.
+
+    Returns:
+        ``{path: spec}`` of what was replaced (paths joined with ``.``).
+    """
+    found = []
+    for path, node in fnnx.iter_graph(model):
+        if not path or isinstance(node, ours_nnx.RMSNorm) or not isinstance(node, fnnx.Module):
+            continue
+        if "norm" in type(node).__name__.lower() and isinstance(
+            getattr(node, "scale", None), fnnx.Param
+        ):
+            found.append((path, node))
+    replaced: dict[str, RMSNormSpec] = {}
+    for path, node in found:
+        try:
+            spec = infer_spec(node)
+        except RMSNormError:
+            continue  # not an RMSNorm any spec describes (a LayerNorm, ...)
+        scale = node.scale
+        features = scale[...].shape[0] if len(spec.axes) == 1 else tuple(scale[...].shape)
+        new = ours_nnx.RMSNorm(features, spec=spec, rngs=fnnx.Rngs(0))
+        new.scale = scale  # the same Param object
+        if getattr(node, "bias", None) is not None:
+            new.bias = node.bias
+        parent = model
+        for key in path[:-1]:
+            parent = parent[key] if isinstance(key, int) else getattr(parent, key)
+        if isinstance(path[-1], int):
+            parent[path[-1]] = new
+        else:
+            setattr(parent, path[-1], new)
+        replaced[".".join(str(p) for p in path)] = spec
+    return replaced
+
+
+@contextlib.contextmanager
+def intercept_norms() -> Iterator[None]:
+    """Route every ``flax.linen.RMSNorm`` application through our kernel (module docstring)."""
+
+    def interceptor(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
+        mod = context.module
+        if (
+            context.method_name != "__call__"
+            or type(mod) is not fnn.RMSNorm
+            or mod.is_initializing()
+            or kwargs.get("mask") is not None
+        ):
+            return next_fun(*args, **kwargs)
+        (x,) = args
+        spec, feature_axes = flax_norm_spec(mod)
+        layer = resolve(
+            epsilon=mod.epsilon, param_dtype=mod.param_dtype, use_scale=mod.use_scale,
+            reduction_axes=mod.reduction_axes, feature_axes=mod.feature_axes,
+            force_float32_reductions=mod.force_float32_reductions,
+            axis_index_groups=mod.axis_index_groups, spec=None,
+        )  # fmt: skip
+        scale = mod.get_variable("params", "scale") if spec.use_scale else None
+        y = rms_norm(x, layer.spec, layer.expand(scale, x.shape), axis_name=mod.axis_name)
+        return y if mod.dtype is None else y.astype(mod.dtype)
+
+    with fnn.intercept_methods(interceptor):
+        yield

@@ -12,8 +12,8 @@ tf = pytest.importorskip("transformers")
 jax = pytest.importorskip("jax")
 import flax.linen as fnn  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from flax import nnx  # noqa: E402
 from _torch_helpers import to_numpy  # noqa: E402
+from flax import nnx  # noqa: E402
 
 from rmsnorm_core import ROUNDING_AGREEMENT, compare, rounding_agreement  # noqa: E402
 from rmsnorm_flax import linen as ours_linen  # noqa: E402

@@ -129,8 +129,8 @@ BAD_FILES = [
     ),
     (
         "newer-version",
-        lambda t: _edit_meta(t, lambda h: h["__metadata__"].update(format_version="2")),
-        r"format_version='2'; this library reads version 1",
+        lambda t: _edit_meta(t, lambda h: h["__metadata__"].update(format_version="3")),
+        r"format_version='3'; this library reads versions 1, 2",
     ),
     (
         "layers-not-json",

@@ -101,6 +101,9 @@ class CheckpointFormat:
             ``rmsnorm_core._layouts``).
         write: ``(path, layers) -> None``, atomically.
         needs_spec: the file holds weights only (``--preset`` required).
+        spec_from_file: ``--preset`` is optional: without it the file says (a
+            Hugging Face folder's config.json) and ``read`` gets ``spec=None``.
+        detect: recognizes a path the extension cannot (a checkpoint folder).
     """
 
     name: str
@@ -109,6 +112,8 @@ class CheckpointFormat:
     read: Callable[[Path, Any, Any, Any], dict[str, NeutralLayer]]
     write: Callable[[Path, Mapping[str, NeutralLayer]], Any]
     needs_spec: bool = True
+    spec_from_file: bool = False
+    detect: Callable[[Path], bool] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,9 @@ Layout of one file:
 
 - tensors ``<layer>.scale`` and ``<layer>.bias`` (present as the spec says);
 - metadata ``format = "rmsnorm-bridge"``, ``format_version = "1"`` and
-  ``layers`` = JSON ``{layer: {"spec": RMSNormSpec.to_dict(), "param_shape": [...]}}``.
+  ``layers`` = JSON ``{layer: {"spec": RMSNormSpec.to_dict(), "param_shape": [...],
+  "source": "<format>:<path>"}}`` (``source`` optional, new in version 2;
+  version 1 files are read as before).
 
 Loading never unpickles anything (the payload is raw bytes) and refuses,
 naming the file and layer: unknown format versions, corrupt or truncated
@@ -31,7 +33,8 @@ from ._safetensors import read_file, serialize
 from ._spec import RMSNormSpec
 
 FORMAT = "rmsnorm-bridge"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READS = ("1", "2")
 
 
 def save(path: str | os.PathLike[str], layers: Mapping[str, NeutralLayer]) -> Path:
@@ -54,6 +57,8 @@ def save(path: str | os.PathLike[str], layers: Mapping[str, NeutralLayer]) -> Pa
                 f"layer {name!r} must be a NeutralLayer, got {type(layer).__name__}"
             )
         meta[name] = {"spec": layer.spec.to_dict(), "param_shape": list(layer.param_shape)}
+        if layer.source is not None:
+            meta[name]["source"] = str(layer.source)
         for field in ("scale", "bias"):
             value = getattr(layer, field)
             if value is not None:
@@ -84,10 +89,10 @@ def _read(path: Path) -> dict[str, NeutralLayer]:
             f"format={meta.get('format')!r}, expected {FORMAT!r})"
         )
     version = meta.get("format_version")
-    if version != str(FORMAT_VERSION):
+    if version not in _READS:
         raise RMSNormError(
             f"checkpoint {file!r} has format_version={version!r}; this library "
-            f"reads version {FORMAT_VERSION} (upgrade rmsnorm-bridge for newer)"
+            f"reads versions {', '.join(_READS)} (upgrade rmsnorm-bridge for newer)"
         )
     try:
         layers_meta = json.loads(meta.get("layers", ""))
@@ -108,10 +113,11 @@ def _layer(file: str, name: str, entry: Any, tensors: dict[str, Any]) -> Neutral
         check_layer_name(name)
     except RMSNormError as err:
         raise RMSNormError(f"checkpoint {file!r}: {err}") from None
-    if not isinstance(entry, dict) or set(entry) != {"spec", "param_shape"}:
+    keys = set(entry) if isinstance(entry, dict) else set()
+    if not {"spec", "param_shape"} <= keys <= {"spec", "param_shape", "source"}:
         raise RMSNormError(
             f"checkpoint {file!r}: layer {name!r} metadata must be an object "
-            "with exactly 'spec' and 'param_shape'"
+            "with 'spec' and 'param_shape' (and optionally 'source')"
         )
     try:
         spec = RMSNormSpec.from_dict(entry["spec"])
@@ -138,6 +144,9 @@ def _layer(file: str, name: str, entry: Any, tensors: dict[str, Any]) -> Neutral
     candidate = SimpleNamespace(spec=spec, scale=params.get("scale"), bias=params.get("bias"))
     try:  # the recorded param_shape too, then the layer under its own name
         check_layer(name, candidate, tuple(shape))
-        return neutral_layer(name, spec, candidate.scale, candidate.bias)
+        source = entry.get("source")
+        if source is not None and not isinstance(source, str):
+            raise RMSNormError(f"layer {name!r} has source={source!r}; expected a string")
+        return neutral_layer(name, spec, candidate.scale, candidate.bias, source)
     except RMSNormError as err:
         raise type(err)(f"checkpoint {file!r}: {err}") from None

@@ -23,6 +23,7 @@ failed conversion leaves no file behind.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ from ._atomic import write_atomic
 from ._checkpoint import load, save
 from ._cli_args import parse_overrides
 from ._errors import RMSNormError, RMSNormUsageError
+from ._hf_checkpoint import is_hf_folder
+from ._hf_checkpoint import read_layers as hf_read
+from ._hf_checkpoint import write_layers as hf_write
 from ._layouts import (
     HF_NORM_KEYS,
     INFERRED,
@@ -109,6 +113,7 @@ def _formats() -> dict[str, list[_backends.CheckpointFormat]]:
     table: dict[str, list[_backends.CheckpointFormat]] = {
         "neutral": [NEUTRAL],
         "torch": [TORCH_SAFETENSORS],
+        "hf": [HF_FOLDER],
     }
     for backend in _backends.backends().values():
         for fmt in backend.formats:
@@ -116,8 +121,17 @@ def _formats() -> dict[str, list[_backends.CheckpointFormat]]:
     return table
 
 
+HF_FOLDER = _backends.CheckpointFormat(
+    "hf", (".json",), "torch", hf_read, hf_write, spec_from_file=True, detect=is_hf_folder
+)
+
+
 def _pick(path: Path, given: str | None, reading: bool) -> _backends.CheckpointFormat:
     flag = "--from" if reading else "--to"
+    if given is None and reading:
+        for fmt in _detecting(path):
+            if fmt.detect is not None and fmt.detect(path):
+                return fmt
     if path.suffix == ".safetensors" and given in (None, "neutral", "torch"):
         # built in: no backend (and no framework import) needed to tell or read them
         if given == "torch" or (
@@ -147,8 +161,23 @@ def _pick(path: Path, given: str | None, reading: bool) -> _backends.CheckpointF
     return matches[0]
 
 
-def _spec(args: argparse.Namespace) -> tuple[RMSNormSpec, frozenset[str]]:
+def _detecting(path: Path) -> list[_backends.CheckpointFormat]:
+    """Formats that recognize a path by its contents: built-in first, then backends'
+    (asked only for a folder: files go by extension, with no framework import)."""
+    out = [HF_FOLDER]
+    if path.is_dir():
+        out += [f for b in _backends.backends().values() for f in b.formats if f.detect]
+    return out
+
+
+def _spec(
+    args: argparse.Namespace, optional: bool = False
+) -> tuple[RMSNormSpec | None, frozenset[str]]:
     """The spec of the input's norms, and the fields the file may decide (not ``--set``)."""
+    if optional and not args.preset:
+        if args.set:
+            raise RMSNormUsageError("--set needs --preset: it overrides a preset's fields")
+        return None, INFERRED
     if not args.preset:
         raise RMSNormUsageError(
             "--preset is required to read a flax or torch file: it holds weights "
@@ -162,28 +191,53 @@ def _spec(args: argparse.Namespace) -> tuple[RMSNormSpec, frozenset[str]]:
         raise RMSNormUsageError(str(err)) from None
 
 
+def _target_name(
+    name: str,
+    layer: NeutralLayer,
+    src: _backends.CheckpointFormat,
+    dst: _backends.CheckpointFormat,
+    names: str,
+) -> str:
+    """The layer's name in the output. ``--names auto``: a layer recorded as coming from
+    the output's naming lands at its recorded path; else its name is mapped from the
+    naming it came in (recorded, or the input format's) to the output's."""
+    if names != "auto":
+        return NAME_MAPS[names](name)
+    origin, _, path = (layer.source or "").partition(":")
+    if dst.naming and origin == dst.naming and path:
+        return path
+    pair = (origin or src.naming, dst.naming)
+    mapped = {("flax", "torch"): "flax-to-torch", ("torch", "flax"): "torch-to-flax"}.get(
+        pair, "none"
+    )
+    return NAME_MAPS[mapped](name)
+
+
 def run(args: argparse.Namespace) -> int:
     src, dst = Path(args.src), Path(args.dst)
-    if not src.is_file():
-        raise RMSNormError(f"input {str(src)!r} does not exist or is not a regular file")
+    if not (src.is_file() or src.is_dir()):
+        raise RMSNormError(f"input {str(src)!r} does not exist or is not a regular file or folder")
     src_fmt, dst_fmt = _pick(src, args.src_format, True), _pick(dst, args.dst_format, False)
-    spec, infer = _spec(args) if src_fmt.needs_spec else (None, INFERRED)
-    layers = src_fmt.read(src, spec, args.pattern, infer)
-    names = args.names
-    if names == "auto":
-        pair = (src_fmt.naming, dst_fmt.naming)
-        names = {("flax", "torch"): "flax-to-torch", ("torch", "flax"): "torch-to-flax"}.get(
-            pair, "none"
+    if src.is_dir() and src_fmt.detect is None:
+        raise RMSNormError(
+            f"input {str(src)!r} is a folder; {src_fmt.name!r} files are single files"
         )
-    mapping = NAME_MAPS[names]
+    spec, infer = _spec(args, src_fmt.spec_from_file) if src_fmt.needs_spec else (None, INFERRED)
+    layers = src_fmt.read(src, spec, args.pattern, infer)
+    if src_fmt is not NEUTRAL:  # record where each layer came from
+        layers = {
+            n: dataclasses.replace(la, source=la.source or f"{src_fmt.naming or src_fmt.name}:{n}")
+            for n, la in layers.items()
+        }
     renamed: dict[str, NeutralLayer] = {}
     for name, layer in layers.items():
-        if mapping(name) in renamed:
+        target = _target_name(name, layer, src_fmt, dst_fmt, args.names)
+        if target in renamed:
             raise RMSNormError(
-                f"two layers map to the name {mapping(name)!r} under --names {names}; "
-                "pass --names none"
+                f"two layers map to the name {target!r} under --names {args.names}; pass "
+                "--names none"
             )
-        renamed[mapping(name)] = layer
+        renamed[target] = layer
     dst_fmt.write(dst, renamed)
     print(f"wrote {len(renamed)} layer(s) to {dst} ({dst_fmt.name}): {', '.join(sorted(renamed))}")
     return 0

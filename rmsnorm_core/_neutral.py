@@ -24,11 +24,15 @@ class NeutralLayer:
             iff ``spec.use_scale``. Stored as is: a ``scale_offset`` layer
             keeps its zero-centered values.
         bias: likewise for ``spec.use_bias``.
+        source: where the layer came from, ``"<format>:<path in that model>"``
+            (e.g. ``"torch:model.layers.0.input_layernorm"``), kept through
+            conversions so a round trip lands it where it was; None if unknown.
     """
 
     spec: RMSNormSpec
     scale: np.ndarray | None = None
     bias: np.ndarray | None = None
+    source: str | None = None
 
     def __post_init__(self) -> None:
         check_layer("layer", self)
@@ -114,7 +118,9 @@ def check_layer_name(name: Any) -> str:
     return name
 
 
-def neutral_layer(name: str, spec: RMSNormSpec, scale: Any, bias: Any) -> NeutralLayer:
+def neutral_layer(
+    name: str, spec: RMSNormSpec, scale: Any, bias: Any, source: str | None = None
+) -> NeutralLayer:
     """A :class:`NeutralLayer`, its consistency errors naming the layer ``name``."""
     check_layer(name, SimpleNamespace(spec=spec, scale=scale, bias=bias))
-    return NeutralLayer(spec, scale, bias)
+    return NeutralLayer(spec, scale, bias, source)

@@ -13,6 +13,8 @@ from rmsnorm_core.backends import Backend, CheckpointFormat
 
 from ._benchmarks import benchmarks, sweeps
 from ._msgpack import read_layers, save_msgpack
+from ._orbax import is_orbax, save_orbax
+from ._orbax import read_layers as read_orbax
 from ._verify_runners import runners
 
 
@@ -40,7 +42,10 @@ def _infer(obj: Any, shape: Any) -> Any:
 BACKEND = Backend(
     name="flax",
     runners=tuple(runners()),
-    formats=(CheckpointFormat("flax", (".msgpack",), "flax", read_layers, save_msgpack),),
+    formats=(
+        CheckpointFormat("flax", (".msgpack",), "flax", read_layers, save_msgpack),
+        CheckpointFormat("orbax", (), "flax", read_orbax, save_orbax, detect=is_orbax),
+    ),
     benchmarks=benchmarks,
     sweeps=sweeps,
     infer=_infer,

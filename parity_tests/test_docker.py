@@ -16,13 +16,17 @@ def test_compose_file_has_the_test_and_verify_services():
     assert set(doc) == {"services"} and set(doc["services"]) == {"test", "verify"}
     for name, service in doc["services"].items():
         assert service["build"] == "." and service["image"] == "rmsnorm-bridge", name
-        assert isinstance(service["command"], list) and all(isinstance(c, str) for c in service["command"])
+        assert isinstance(service["command"], list) and all(
+            isinstance(c, str) for c in service["command"]
+        )
     assert doc["services"]["test"]["command"] == ["python", "-m", "pytest"]
     verify = doc["services"]["verify"]
     assert verify["command"][:2] == ["rmsnorm", "verify"]
     report = verify["command"][verify["command"].index("--report") + 1]
     mounts = [v.split(":") for v in verify["volumes"]]
-    assert any(report.startswith(inside + "/") and outside == "./reports" for outside, inside in mounts)
+    assert any(
+        report.startswith(inside + "/") and outside == "./reports" for outside, inside in mounts
+    )
 
 
 def test_dockerfile_runs_the_suite_with_a_compiler_and_the_readme_install():

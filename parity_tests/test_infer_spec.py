@@ -152,3 +152,22 @@ def test_cli_prints_the_spec_as_json(capsys):
     assert "this is a LayerNorm" in capsys.readouterr().err
     assert main(["infer", "torch.nn.RMSNorm"]) == 2
     assert "is not PACKAGE.MODULE:CLASS" in capsys.readouterr().err
+
+
+class _MaxTextNorm(fnnx.Module):
+    """MaxText's RMSNorm (layers/normalizations.py), dtype = weight_dtype = bfloat16."""
+
+    def __init__(self, n):
+        self.scale = fnnx.Param(jnp.ones(n, jnp.bfloat16))
+
+    def __call__(self, x):
+        x = jnp.asarray(x, jnp.float32)
+        mean2 = jnp.mean(jax.lax.square(x), axis=-1, keepdims=True)
+        y = jnp.asarray(x * jax.lax.rsqrt(mean2 + 1e-6), jnp.bfloat16)
+        return y * jnp.asarray(self.scale[...], jnp.bfloat16)
+
+
+def test_maxtext_with_bfloat16_weights_is_llama_with_bfloat16_params():
+    # for float32 inputs MaxText still returns its dtype (bfloat16): no spec does that
+    with pytest.raises(RMSNormError, match=r"float32: dtype bfloat16 != spec's float32"):
+        flax_infer(_MaxTextNorm(32))

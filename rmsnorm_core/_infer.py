@@ -1,8 +1,8 @@
 """Infer the spec of any RMSNorm implementation by probing it, then verify the answer.
 
-The framework-neutral half of ``rmsnorm_torch.infer_spec`` and
-``rmsnorm_flax.infer_spec``: an :class:`Implementation` is a NumPy callable
-plus access to its parameters. :func:`infer_spec` identifies, by probing and
+The framework-neutral half of each backend's ``infer_spec`` (the backend
+wraps its module or function as an :class:`Implementation`: a NumPy callable
+plus access to its parameters). :func:`infer_spec` identifies, by probing and
 never by class name: the normalized axes, a mean-centring (a LayerNorm is
 refused, named), the scale offset (``1 + w``), bias, eps and its placement,
 a partial statistic, a half-precision statistic, the output dtype rule, and

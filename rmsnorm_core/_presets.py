@@ -29,14 +29,17 @@ exact formula, with ``f = float32``, ``x`` the input, ``w`` the weight and
   float32 and the product is rounded once, to the input dtype (Liger-Kernel
   and the kernel hub map it to Llama's rounding, which differs in 1/4 of
   half-precision outputs; ``infer_spec`` measures it as this).
-- ``maxtext``: MaxText's ``RMSNorm`` (layers/normalizations.py) with
-  ``dtype = weight_dtype = bfloat16``, eps 1e-6: ``y = dtype(f(x) *
-  rsqrt(mean(f(x)^2) + eps)) * dtype(w)``: rounded before the weight and
-  once more after. With a float32 weight MaxText rounds the weight to
-  ``dtype`` first, which no spec describes (the gain is formed in float32).
 - ``onnx``: ONNX ``RMSNormalization`` (opset 23, stash_type=1), epsilon
   1e-5: ``Y = T(f(X) / sqrt(mean(f(X)^2) + eps)) * Scale``: cast before the
   scale; ``Y`` has the scale's type (promoted).
+
+MaxText's ``RMSNorm`` (layers/normalizations.py) has no preset: on bfloat16
+inputs with ``dtype = weight_dtype = bfloat16`` it computes ``llama`` with
+``param_dtype="bfloat16"``, but it returns ``dtype`` whatever the input (a
+float32 input comes out bfloat16), and with a float32 weight it rounds the
+weight to ``dtype`` before the multiply (a gain formed in half precision);
+no spec describes either, and ``infer_spec`` refuses it saying which
+(``parity_tests/test_infer_spec.py``).
 """
 
 from __future__ import annotations
@@ -58,5 +61,4 @@ PRESET_FIELDS: dict[str, dict[str, Any]] = {
     "paper": {"eps": 1e-8, "eps_placement": "outside"},
     "onnx": {"eps": 1e-5, "cast_order": "before_scale", "output_dtype": "promote"},
     "olmo2": {"eps": 1e-6},
-    "maxtext": {"eps": 1e-6, "cast_order": "before_scale", "param_dtype": "bfloat16"},
 }

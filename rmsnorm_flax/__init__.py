@@ -4,7 +4,6 @@ The formula and precision rules are in ``rmsnorm_core.RMSNormSpec``.
 """
 
 from ._bridge import (
-    flax_norm_spec,
     layers_from_linen,
     layers_from_nnx,
     layers_from_params,
@@ -12,6 +11,7 @@ from ._bridge import (
     load_into_nnx,
     params_from_layers,
 )
+from ._fields import flax_norm_spec
 from ._functional import rms_norm, rms_norm_residual
 from ._infer import infer_spec
 

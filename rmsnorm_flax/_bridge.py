@@ -33,26 +33,11 @@ from rmsnorm_core import (
 )
 
 from . import linen, nnx
-from ._fields import resolve
+from ._fields import flax_norm_spec
 
 NameMap = Callable[[str], str]
 _IDENTITY = NAME_MAPS["none"]
 Found = dict[str, tuple[RMSNormSpec, tuple]]  # name -> (spec, feature axes)
-
-
-def flax_norm_spec(module: Any) -> tuple[RMSNormSpec, tuple]:
-    """The spec a ``flax.linen.RMSNorm`` / ``flax.nnx.RMSNorm`` computes, and its feature axes."""
-    layer = resolve(
-        epsilon=module.epsilon,
-        param_dtype=module.param_dtype,
-        use_scale=module.use_scale,
-        reduction_axes=module.reduction_axes,
-        feature_axes=module.feature_axes,
-        force_float32_reductions=getattr(module, "force_float32_reductions", True),
-        axis_index_groups=module.axis_index_groups,
-        spec=None,
-    )
-    return layer.spec, tuple(layer.feature_axes)
 
 
 def _with_params(spec: RMSNormSpec, scale: Any, bias: Any) -> RMSNormSpec:

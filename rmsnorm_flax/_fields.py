@@ -156,3 +156,18 @@ def scale_init_for(spec: RMSNormSpec, given: Any, default: Any) -> Any:
     if given is not default or spec.scale_offset == 0.0:
         return given
     return jax.nn.initializers.constant(1.0 - spec.scale_offset)
+
+
+def flax_norm_spec(module: Any) -> tuple[RMSNormSpec, tuple]:
+    """The spec a ``flax.linen.RMSNorm`` / ``flax.nnx.RMSNorm`` computes, and its feature axes."""
+    layer = resolve(
+        epsilon=module.epsilon,
+        param_dtype=module.param_dtype,
+        use_scale=module.use_scale,
+        reduction_axes=module.reduction_axes,
+        feature_axes=module.feature_axes,
+        force_float32_reductions=getattr(module, "force_float32_reductions", True),
+        axis_index_groups=module.axis_index_groups,
+        spec=None,
+    )
+    return layer.spec, tuple(layer.feature_axes)

@@ -24,22 +24,23 @@ from flax import nnx as fnnx
 
 from rmsnorm_core import RMSNormError, RMSNormSpec
 
-from . import nnx as ours_nnx
-from ._bridge import flax_norm_spec
-from ._fields import resolve
+from ._fields import flax_norm_spec, resolve
 from ._functional import rms_norm
 from ._infer import infer_spec
 
 
-def replace_norms(model: fnnx.Module) -> dict[str, RMSNormSpec]:
-    """Replace every RMSNorm-like leaf of an nnx ``model`` with ours, in place.
+def replace_norms(model: fnnx.Module, ours: type) -> dict[str, RMSNormSpec]:
+    """Replace every RMSNorm-like leaf of an nnx ``model`` with ``ours``, in place.
+
+    ``ours`` is ``rmsnorm_flax.nnx.RMSNorm``, passed in by ``nnx.replace_norms``
+    so that this module does not import the public module that imports it.
 
     Returns:
         ``{path: spec}`` of what was replaced (paths joined with ``.``).
     """
     found = []
     for path, node in fnnx.iter_graph(model):
-        if not path or isinstance(node, ours_nnx.RMSNorm) or not isinstance(node, fnnx.Module):
+        if not path or isinstance(node, ours) or not isinstance(node, fnnx.Module):
             continue
         if "norm" in type(node).__name__.lower() and isinstance(
             getattr(node, "scale", None), fnnx.Param
@@ -53,7 +54,7 @@ def replace_norms(model: fnnx.Module) -> dict[str, RMSNormSpec]:
             continue  # not an RMSNorm any spec describes (a LayerNorm, ...)
         scale = node.scale
         features = scale[...].shape[0] if len(spec.axes) == 1 else tuple(scale[...].shape)
-        new = ours_nnx.RMSNorm(features, spec=spec, rngs=fnnx.Rngs(0))
+        new = ours(features, spec=spec, rngs=fnnx.Rngs(0))
         new.scale = scale  # the same Param object
         if getattr(node, "bias", None) is not None:
             new.bias = node.bias

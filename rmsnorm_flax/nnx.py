@@ -121,7 +121,7 @@ def replace_norms(model: nnx.Module) -> dict[str, RMSNormSpec]:
     ``nnx.Param`` objects (see ``rmsnorm_flax._swap``); returns ``{path: spec}``."""
     from ._swap import replace_norms as replace
 
-    return replace(model)
+    return replace(model, RMSNorm)
 
 
 __all__ = ["RMSNorm", "ResidualRMSNorm", "RMSNormSpec", "replace_norms"]

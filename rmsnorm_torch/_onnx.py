@@ -32,7 +32,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import torch
 from torch import Tensor, nn
@@ -56,12 +56,6 @@ class Float32Boundary(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.module(x.to(torch.bfloat16))
         return y.to(torch.float32)
-
-
-def _module_dtype(module: nn.Module) -> Optional[torch.dtype]:
-    for p in module.parameters():
-        return p.dtype
-    return None
 
 
 def _check_args(opset: Any, exporter: Any, example: Any) -> None:
@@ -116,7 +110,7 @@ def export_onnx(
     target = Path(path)
     model = _private_copy(module, native=exporter == "dynamo" and opset >= 23)
     sample = example_input
-    if _module_dtype(module) == torch.bfloat16 or example_input.dtype == torch.bfloat16:
+    if example_input.dtype == torch.bfloat16:  # bfloat16 weights alone need no boundary
         model = Float32Boundary(model).eval()
         sample = example_input.to(torch.float32)
     dims = _dynamic_dims(module, sample) if dynamic else []

@@ -105,6 +105,7 @@ def test_no_two_files_of_one_name_mean_different_things():
         "_verify_runners.py",
         "_distributed.py",
         "_benchmarks.py",
+        "_benchmarks_gpu.py",
         "_infer.py",  # each package's infer_spec (core: the neutral prober)
     }
     names = [p.name for package in PACKAGES for p in (ROOT / package).glob("*.py")]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ._bench import Benchmark, Sweep
+from ._bench_gpu import GpuCase
 from ._case_table import Case
 from ._errors import RMSNormError, RMSNormTypeError
 from ._neutral import NeutralLayer
@@ -161,6 +162,8 @@ class Backend:
     exporters: Sequence[Exporter] = ()
     benchmarks: Callable[[], Sequence[Benchmark]] = lambda: ()
     sweeps: Callable[[], Sequence[Sweep]] = lambda: ()
+    #: ``(shapes, dtypes, smoke) -> cases`` of ``rmsnorm bench --gpu`` (``_bench_gpu``).
+    gpu_benchmarks: Callable[[Any, Any, bool], Sequence[GpuCase]] = lambda sh, dt, smoke: ()
     #: ``(object, block shape or None) -> spec``, or None when the object is not this
     #: framework's (``rmsnorm infer``).
     infer: Callable[[Any, Any], Any] = lambda obj, shape: None

@@ -70,12 +70,45 @@ def add_parser(sub: Any) -> None:
         help="dtype of the row-length sweep, or none (default float32)",
     )  # fmt: skip
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    gpu = p.add_argument_group("accelerator bandwidth (rmsnorm_core._bench_gpu)")
+    gpu.add_argument("--gpu", action="store_true", help="achieved bandwidth on the GPU instead")
+    gpu.add_argument("--smoke", action="store_true", help="with --gpu: a tiny shape, end to end")
+    gpu.add_argument("--peak-gbps", type=float, help="with --gpu: the device's peak, GB/s")
+    gpu.add_argument("--out", default="benchmarks/results", help="with --gpu: results folder")
     p.set_defaults(func=run)
+
+
+def run_gpu(args: argparse.Namespace) -> int:
+    """``--gpu``: every backend's bandwidth cases, table and ``gpu-<device>.json``."""
+    from . import _bench_gpu as g
+
+    shapes = g.SMOKE_SHAPES if args.smoke else g.SHAPES
+    cases = [c for backend in _backends.backends().values()
+             for c in backend.gpu_benchmarks(shapes, g.DTYPES, args.smoke)]  # fmt: skip
+    cases = [c for c in cases if fnmatch.fnmatch(f"{c.group} {c.contender}", args.filter)]
+    if args.list:
+        for c in cases:
+            print(f"{c.group:34s} {c.contender}")
+        return 0
+    warmup, repeat, inner = (1, 2, 1) if args.smoke else (max(args.warmup, 5), args.repeat, 20)
+    rows = []
+    for i, case in enumerate(cases, 1):
+        print(f"[{i}/{len(cases)}] {case.group} {case.contender}", file=sys.stderr, flush=True)
+        rows.extend(g.run_cases([case], warmup=warmup, repeat=repeat, inner=inner,
+                                peak=args.peak_gbps))  # fmt: skip
+    g.add_ratios(rows)  # across the whole group, once every case has run
+    print(g.format_rows(rows))
+    print(f"\nwrote {g.write(rows, g.default_path(rows, args.out), args.smoke)}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     if args.repeat < 1 or args.warmup < 0:
         raise RMSNormUsageError("--repeat must be >= 1 and --warmup >= 0")
+    if args.gpu:
+        return run_gpu(args)
+    if args.smoke or args.peak_gbps is not None:
+        raise RMSNormUsageError("--smoke and --peak-gbps go with --gpu")
     if args.plots and not Path(args.plots).is_dir():
         raise RMSNormUsageError(f"--plots {args.plots!r}: folder does not exist")
     benches, sweeps = collect()

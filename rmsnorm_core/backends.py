@@ -23,6 +23,7 @@ from ._backends import (
     unregister_backend,
 )
 from ._bench import Benchmark, Sweep
+from ._bench_gpu import GpuCase, Timed, Unavailable
 from ._launch import Launch, free_port, launch
 
 __all__ = [
@@ -33,7 +34,10 @@ __all__ = [
     "Artifact",
     "Backend",
     "Benchmark",
+    "GpuCase",
     "Sweep",
+    "Timed",
+    "Unavailable",
     "CheckpointFormat",
     "Exporter",
     "NotApplicable",

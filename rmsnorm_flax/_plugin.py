@@ -12,6 +12,7 @@ from rmsnorm_core import RMSNormUsageError
 from rmsnorm_core.backends import Backend, CheckpointFormat
 
 from ._benchmarks import benchmarks, sweeps
+from ._benchmarks_gpu import gpu_benchmarks
 from ._msgpack import read_layers, save_msgpack
 from ._orbax import is_orbax, save_orbax
 from ._orbax import read_layers as read_orbax
@@ -48,5 +49,6 @@ BACKEND = Backend(
     ),
     benchmarks=benchmarks,
     sweeps=sweeps,
+    gpu_benchmarks=gpu_benchmarks,
     infer=_infer,
 )

@@ -14,12 +14,14 @@ from ._bridge import (
 from ._compile import COMPILE_OPTIONS
 from ._functional import rms_norm, rms_norm_residual
 from ._infer import infer_spec
+from ._kernel_choice import KERNELS, use_kernel
 from ._modules import MUTABLE_FIELDS, ResidualRMSNorm, RMSNorm
 from ._onnx import export_onnx
 from ._replace import replace_norms
 
 __all__ = [
     "COMPILE_OPTIONS",
+    "KERNELS",
     "MUTABLE_FIELDS",
     "RMSNorm",
     "ResidualRMSNorm",
@@ -34,4 +36,5 @@ __all__ = [
     "rms_norm_residual",
     "state_dict_from_layers",
     "torch_norm_spec",
+    "use_kernel",
 ]

@@ -44,17 +44,22 @@ def min_elements() -> int:
     return 32768
 
 
-def applies(x: Tensor, plan: Plan) -> bool:
-    """Whether the blocked kernel computes this call (else the graph path does)."""
+def fits(x: Tensor, plan: Plan) -> bool:
+    """Whether the blocked kernel can compute this call, at any size."""
     return (
         x.device.type == "cpu"
-        and x.numel() >= min_elements()
         and plan.trailing
         and x.is_contiguous()
         and not plan.eps_outside
         and plan.k < 0
         and plan.compute == torch.float32
     )
+
+
+def applies(x: Tensor, plan: Plan) -> bool:
+    """Whether the blocked kernel computes this call by default (else the graph path
+    does): it :func:`fits` and the input is large enough for it to win."""
+    return x.numel() >= min_elements() and fits(x, plan)
 
 
 def normalize_blocks(

@@ -23,7 +23,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
-from ._blocked import applies, blocked_forward, needs_grad
+from ._blocked import applies, blocked_forward, fits, needs_grad
 from ._graph import rms_norm_graph
 from ._resolve import Plan
 
@@ -39,11 +39,19 @@ def _plain(t: Optional[Tensor]) -> bool:
     return fwAD._current_level < 0 or fwAD.unpack_dual(t).tangent is None
 
 
-def takes_blocked(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor]) -> bool:
-    """Whether this eager call runs the blocked kernel (module docstring)."""
+def takes_blocked(
+    x: Tensor,
+    plan: Plan,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    any_size: bool = False,
+) -> bool:
+    """Whether this eager call runs the blocked kernel (module docstring); ``any_size``
+    (``use_kernel("blocked")``) drops the size threshold, nothing else."""
     if torch.compiler.is_dynamo_compiling() or torch.jit.is_tracing():
         return False
-    return _plain(x) and _plain(weight) and _plain(bias) and applies(x, plan)
+    layout = fits(x, plan) if any_size else applies(x, plan)
+    return _plain(x) and _plain(weight) and _plain(bias) and layout
 
 
 class _BlockedRMSNorm(torch.autograd.Function):

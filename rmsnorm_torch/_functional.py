@@ -6,8 +6,11 @@ call :func:`norm` / :func:`norm_residual` with the spec compiled once into a
 ``Recipe`` (``spec.recipe``), so nothing is copied field by field.
 
 Execution paths compute the same thing, chosen from the input and the plan
-alone (see ``_eager.py``):
+alone, or forced for the calling thread by ``use_kernel`` (``_kernel_choice.py``):
 
+- eager, plain CUDA tensor, trailing contiguous block, ``triton`` installed:
+  the Triton kernels (``_triton_kernels.py``), forward, backward and the
+  residual variant fused;
 - eager, plain CPU tensor, trailing contiguous block, eps inside, no
   partial: a row-blocked kernel that keeps each block in cache and saves
   only the float32 inverse rms for backward;
@@ -31,8 +34,8 @@ from rmsnorm_core.rules import Recipe
 
 from ._blocked import applies, blocked_forward, needs_grad
 from ._dtensor import any_dtensor, dtensor_norm
-from ._eager import blocked_rms_norm, takes_blocked
 from ._graph import rms_norm_graph
+from ._kernel_choice import eager_norm, eager_residual
 from ._native import native_eligible, native_rms_norm
 from ._resolve import Plan, resolve
 from ._torch_dtypes import dtype_name
@@ -48,7 +51,8 @@ def _eager(
     onnx_mode: int,
 ) -> Optional[Tensor]:
     """The native op (exporting at opset >= 23: ``onnx_mode == 2``), the local run of a
-    DTensor (``_dtensor.py``) or the blocked kernel; None for the graph path."""
+    DTensor (``_dtensor.py``) or the thread's kernel (``_kernel_choice.py``); None for
+    the graph path."""
     if onnx_mode == 2 and native_eligible(x, plan, weight, bias):
         return native_rms_norm(x, plan, weight)
     if any_dtensor(x, weight, bias):
@@ -57,9 +61,7 @@ def _eager(
             return norm(xl, recipe, w, b, plan.in_dtype)
 
         return dtensor_norm(x, recipe, plan, weight, bias, local)
-    if not takes_blocked(x, plan, weight, bias):
-        return None
-    return blocked_rms_norm(x, plan, weight, bias)
+    return eager_norm(x, plan, weight, bias)
 
 
 @torch.jit.unused
@@ -71,17 +73,13 @@ def _eager_residual(
     bias: Optional[Tensor],
     store: torch.dtype,
 ) -> Optional[Tuple[Tensor, Tensor]]:
-    """The fused one-pass residual kernel where it applies (``_residual_eager.py``), else None."""
-    from ._residual_eager import fused_residual, takes_fused
-
+    """The thread's fused residual kernel (``_kernel_choice.py``), else None (unfused ops)."""
     if torch.jit.is_tracing() or torch.compiler.is_dynamo_compiling():
         return None  # traced code records the unfused ops
     if residual.shape != x.shape:
         return None  # the caller's check names the shapes
     plan = resolve(recipe, x, weight, bias, x.dtype)
-    if not takes_fused(x, residual, plan, weight, bias):
-        return None
-    return fused_residual(x, residual, plan, weight, bias, store)
+    return eager_residual(x, residual, plan, weight, bias, store)
 
 
 def norm(

@@ -17,6 +17,7 @@ from ._artifacts import (
     export_torchscript,
 )
 from ._benchmarks import benchmarks, sweeps
+from ._benchmarks_gpu import gpu_benchmarks
 from ._statedict_files import read_layers, save_state_dict
 from ._verify_runners import runners
 
@@ -40,6 +41,7 @@ BACKEND = Backend(
     ),
     benchmarks=benchmarks,
     sweeps=sweeps,
+    gpu_benchmarks=gpu_benchmarks,
     infer=_infer,
     exporters=(
         Exporter("torchscript", "TorchScript output path (OUT.pt)", export_torchscript),

@@ -79,14 +79,19 @@ class _BlockedResidual(torch.autograd.Function):
 
 
 def takes_fused(
-    x: Tensor, residual: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor]
+    x: Tensor,
+    residual: Tensor,
+    plan: Plan,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    any_size: bool = False,
 ) -> bool:
     """Whether the fused kernel computes this residual call (see the module docstring)."""
     return (
         _plain(residual)
         and residual.is_contiguous()
         and residual.device == x.device
-        and takes_blocked(x, plan, weight, bias)
+        and takes_blocked(x, plan, weight, bias, any_size)
     )
 
 

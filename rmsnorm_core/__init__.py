@@ -48,6 +48,7 @@ from ._tolerance import (
 )
 
 __version__ = "0.1.0"
+"""The version of rmsnorm-bridge."""
 
 __all__ = [
     "FORMAT_VERSION",

@@ -38,6 +38,9 @@ def build_parser(*, with_backends: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rmsnorm",
         description="One RMSNorm, specified once, run identically in JAX/Flax and PyTorch.",
+        epilog="Documentation: the guides and reference in docs/ (docs/index.md; build the "
+        "site with `pip install -e '.[docs]' && mkdocs serve`). `rmsnorm COMMAND --help` "
+        "for each command.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("presets", help="list the presets and their specs")

@@ -155,7 +155,8 @@ def check_params(
     Args:
         spec: the spec.
         input_shape: the shape of ``x``.
-        scale, bias: arrays (anything with ``.shape`` and ``.dtype``) or None.
+        scale: an array (anything with ``.shape`` and ``.dtype``) or None.
+        bias: the same, for the bias.
 
     Returns:
         The promoted dtype name of the parameters given, or None if none.

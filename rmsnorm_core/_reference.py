@@ -148,7 +148,9 @@ def rms_norm_residual(
     Args:
         x: as in :func:`rms_norm`.
         residual: array of ``x``'s shape; any float dtype.
-        spec, scale, bias: as in :func:`rms_norm`.
+        spec: as in :func:`rms_norm`.
+        scale: as in :func:`rms_norm`.
+        bias: as in :func:`rms_norm`.
 
     Returns:
         ``(y, s)``.

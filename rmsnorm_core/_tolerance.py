@@ -148,7 +148,10 @@ def assert_close(
     """Raise AssertionError unless :func:`compare` passes.
 
     Args:
-        actual, expected, dtype, gradient: as in :func:`compare`.
+        actual: as in :func:`compare`.
+        expected: as in :func:`compare`.
+        dtype: as in :func:`compare`.
+        gradient: as in :func:`compare`.
         name: what is compared, for the message (e.g. ``"torch bf16 dx"``).
     """
     result = compare(actual, expected, dtype, gradient=gradient)

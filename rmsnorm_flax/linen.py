@@ -26,14 +26,16 @@ _ZEROS = nn.initializers.zeros
 class RMSNorm(nn.Module):
     """RMSNorm with flax.linen.RMSNorm's fields, plus ``spec`` and ``bias_init``.
 
+    The fields ``epsilon``, ``dtype``, ``param_dtype``, ``use_scale``,
+    ``scale_init``, ``reduction_axes``, ``feature_axes``, ``axis_name``,
+    ``axis_index_groups``, ``use_fast_variance`` and
+    ``force_float32_reductions`` are flax.linen.RMSNorm's (Flax 0.12):
+    ``dtype`` casts the output; ``axis_name`` sums the statistic over a mesh
+    axis (see :func:`rmsnorm_flax.rms_norm`); ``axis_index_groups`` is
+    refused; ``use_fast_variance`` changes nothing (the mean square has no
+    variance to stabilize).
+
     Attributes:
-        epsilon, dtype, param_dtype, use_scale, scale_init, reduction_axes,
-            feature_axes, axis_name, axis_index_groups, use_fast_variance,
-            force_float32_reductions: as in flax.linen.RMSNorm (Flax 0.12).
-            ``dtype`` casts the output; ``axis_name`` sums the statistic over
-            a mesh axis (see :func:`rmsnorm_flax.rms_norm`);
-            ``axis_index_groups`` is refused; ``use_fast_variance`` changes
-            nothing (the mean square has no variance to stabilize).
         spec: an ``RMSNormSpec`` deciding the semantics (default: the
             ``flax`` preset with the fields above).
         bias_init: initializer of ``bias``, used when ``spec.use_bias``.

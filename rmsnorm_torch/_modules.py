@@ -126,7 +126,8 @@ class RMSNorm(nn.Module):
             increasing axis order.
         eps: added inside the root; None (default) as above.
         elementwise_affine: learn ``weight`` (initialized so that ``g = 1``).
-        device, dtype: of the parameters.
+        device: of the parameters.
+        dtype: of the parameters.
         bias: keyword-only; learn ``bias`` (initialized to zeros). Default False.
         spec: keyword-only; an ``RMSNormSpec`` that decides the semantics;
             the other arguments must then agree with it (a conflict is an error).

@@ -30,6 +30,7 @@ from ._bench import missing
 SHAPES: tuple[tuple[int, int], ...] = ((8192, 8192), (32768, 4096))
 SMOKE_SHAPES: tuple[tuple[int, int], ...] = ((4, 256),)
 DTYPES: tuple[str, ...] = ("bfloat16", "float16", "float32")
+_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 #: Nominal peak memory bandwidth, GB/s, by a substring of the device name.
 PEAK_GBPS: tuple[tuple[str, float], ...] = (
     ("H200", 4800.0), ("H100 NVL", 3900.0), ("H100 PCIe", 2000.0), ("H100", 3350.0),
@@ -70,6 +71,32 @@ class GpuCase:
     setup: Callable[[], Timed]
     peer: bool = False
     requires: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """One shape, dtype and direction of one framework, and the bytes it must move."""
+
+    name: str
+    rows: int
+    cols: int
+    dtype: str
+    backward: bool
+    nbytes: int
+
+
+def groups(framework: str, shapes: Sequence[tuple[int, int]], dtypes: Sequence[str]) -> list[Group]:
+    """Every shape x dtype x (fwd, fwd+bwd) of ``framework``: forward reads ``x`` and
+    writes ``y`` (2 passes over the tensor); forward+backward adds reading ``x`` and
+    ``dy`` and writing ``dx`` (5). Parameters and per-row statistics are not counted."""
+    out = []
+    for rows, cols in shapes:
+        for dtype in dtypes:
+            for backward in (False, True):
+                nbytes = rows * cols * _BYTES[dtype] * (5 if backward else 2)
+                name = f"{framework} {'fwd+bwd' if backward else 'fwd'} [{rows}x{cols} {dtype}]"
+                out.append(Group(name, rows, cols, dtype, backward, nbytes))
+    return out
 
 
 def peak_gbps(device: str) -> float | None:

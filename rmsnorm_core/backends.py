@@ -24,6 +24,7 @@ from ._backends import (
 )
 from ._bench import Benchmark, Sweep
 from ._bench_gpu import GpuCase, Timed, Unavailable
+from ._bench_gpu import groups as gpu_groups
 from ._launch import Launch, free_port, launch
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Backend",
     "Benchmark",
     "GpuCase",
+    "gpu_groups",
     "Sweep",
     "Timed",
     "Unavailable",

@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rmsnorm_core.backends import GpuCase, Timed, Unavailable
-
-_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+from rmsnorm_core.backends import GpuCase, Timed, Unavailable, gpu_groups
 
 
 def _setup(peer: bool, rows: int, cols: int, dtype: str, smoke: bool, backward: bool) -> Any:
@@ -56,12 +54,8 @@ def gpu_benchmarks(
 ) -> list[GpuCase]:
     """Ours and flax's at every shape, dtype and direction (module docstring)."""
     cases = []
-    for rows, cols in shapes:
-        for dtype in dtypes:
-            for backward in (False, True):
-                moved = rows * cols * _BYTES[dtype] * (5 if backward else 2)
-                group = f"flax {'fwd+bwd' if backward else 'fwd'} [{rows}x{cols} {dtype}]"
-                for name, peer in (("ours (linen, jit)", False), ("flax.linen.RMSNorm", True)):
-                    setup = _setup(peer, rows, cols, dtype, smoke, backward)
-                    cases.append(GpuCase(group, name, moved, setup, peer, ("jax", "flax")))
+    for g in gpu_groups("flax", shapes, dtypes):
+        for name, peer in (("ours (linen, jit)", False), ("flax.linen.RMSNorm", True)):
+            setup = _setup(peer, g.rows, g.cols, g.dtype, smoke, g.backward)
+            cases.append(GpuCase(g.name, name, g.nbytes, setup, peer, ("jax", "flax")))
     return cases

@@ -16,9 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rmsnorm_core.backends import GpuCase, Timed, Unavailable
-
-_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+from rmsnorm_core.backends import GpuCase, Timed, Unavailable, gpu_groups
 
 
 def _inputs(rows: int, cols: int, dtype: str, smoke: bool) -> Any:
@@ -94,20 +92,17 @@ def gpu_benchmarks(
 ) -> list[GpuCase]:
     """Every contender at every shape, dtype and direction (module docstring)."""
     cases = []
-    for rows, cols in shapes:
-        for dtype in dtypes:
-            for backward in (False, True):
-                moved = rows * cols * _BYTES[dtype] * (5 if backward else 2)
-                group = f"torch {'fwd+bwd' if backward else 'fwd'} [{rows}x{cols} {dtype}]"
-                contenders = [("ours (eager)", _ours, ("torch", "triton")),
-                              ("torch.nn.RMSNorm", _torch_nn, ("torch",)),
-                              ("LigerRMSNorm", _liger, ("liger_kernel",))]  # fmt: skip
-                if not smoke:
-                    contenders.append(("torch.compile(nn.RMSNorm)", _compiled, ("torch",)))
-                if not backward:
-                    contenders.append(("x.clone() (copy)", _clone, ("torch",)))
-                for name, make, requires in contenders:
-                    setup = _timed(make, rows, cols, dtype, smoke, backward)
-                    peer = name == "torch.nn.RMSNorm"
-                    cases.append(GpuCase(group, name, moved, setup, peer, requires))
+    for g in gpu_groups("torch", shapes, dtypes):
+        contenders = [("ours (eager)", _ours, ("torch", "triton")),
+                      ("torch.nn.RMSNorm", _torch_nn, ("torch",)),
+                      ("LigerRMSNorm", _liger, ("liger_kernel",))]  # fmt: skip
+        if not smoke:
+            contenders.append(("torch.compile(nn.RMSNorm)", _compiled, ("torch",)))
+        if not g.backward:
+            contenders.append(("x.clone() (copy)", _clone, ("torch",)))
+        for name, make, requires in contenders:
+            setup = _timed(make, g.rows, g.cols, g.dtype, smoke, g.backward)
+            cases.append(
+                GpuCase(g.name, name, g.nbytes, setup, name == "torch.nn.RMSNorm", requires)
+            )
     return cases

@@ -30,6 +30,7 @@ PUBLIC = {
     "rmsnorm_flax": "flax",
     "rmsnorm_flax.linen": "flax",
     "rmsnorm_flax.nnx": "flax",
+    **{f"rmsnorm_core.{sub}": "core" for sub in ("backends", "testing", "reference", "rules")},
 }
 
 
@@ -55,6 +56,45 @@ def test_every_public_name_has_a_reference_entry(site):
         found = ids[page] | (ids["spec"] if module == "rmsnorm_core" else set())
         missing = [n for n in names if f"{module}.{n}" not in found]
         assert not missing, f"{module}: no reference entry for {missing}"
+
+
+def _documented_names(cls) -> set[str]:
+    """The names a class's docstrings (its own and its bases' in these packages) list
+    under Args / Attributes."""
+    names: set[str] = set()
+    for klass in [cls, *cls.mro()]:
+        for section in klass.docstring.parse("google") if klass.docstring else ():
+            if section.kind.value in ("parameters", "attributes", "other parameters"):
+                names.update(item.name for item in section.value)
+    return names
+
+
+def test_every_public_name_and_member_has_documentation():
+    """A public name, or a public member of a public class, with no text of its own
+    (and, for a member, no entry in its class's Args / Attributes) is an error:
+    mkdocstrings would render a bare heading."""
+    griffe = pytest.importorskip("griffe")
+    loader = griffe.GriffeLoader(docstring_parser="google")
+    packages = {p: loader.load(p) for p in ("rmsnorm_core", "rmsnorm_torch", "rmsnorm_flax")}
+    loader.resolve_aliases(implicit=False, external=False)
+    bare = []
+    for module in PUBLIC:
+        top, _, rest = module.partition(".")
+        tree = packages[top][rest] if rest else packages[top]
+        for name in importlib.import_module(module).__all__:
+            obj = tree[name].final_target if tree[name].is_alias else tree[name]
+            if not (obj.docstring and obj.docstring.value.strip()):
+                bare.append(f"{module}.{name}")
+            if not obj.is_class:
+                continue
+            listed = _documented_names(obj)
+            for key, member in obj.all_members.items():
+                member = member.final_target if member.is_alias else member
+                if key.startswith("_") or key in listed:
+                    continue
+                if not (member.docstring and member.docstring.value.strip()):
+                    bare.append(f"{module}.{name}.{key}")
+    assert not bare, f"{len(bare)} public names without documentation: {bare}"
 
 
 def test_generated_pages_hold_every_preset_and_command(site):

@@ -32,6 +32,7 @@ from ._problems import Outcome, Problem
 
 #: The entry-point group backends register under.
 ENTRY_POINT_GROUP = "rmsnorm_bridge.backends"
+"""The entry-point group a backend package registers its :class:`Backend` under."""
 
 
 class NotApplicable(Exception):  # noqa: N818 (a signal, not an error)
@@ -119,7 +120,16 @@ class CheckpointFormat:
 
 @dataclasses.dataclass(frozen=True)
 class Artifact:
-    """One exported artifact, run on an input of another shape than the export sample."""
+    """One exported artifact, run on an input of another shape than the export sample.
+
+    Attributes:
+        layer: the checkpoint's layer name.
+        kind: the exporter's name, e.g. ``"onnx"``.
+        path: where the artifact was written.
+        max_abs: the largest absolute error against the float64 reference.
+        max_rel: the largest relative error against it.
+        passed: whether the artifact's output is within the tolerance table.
+    """
 
     layer: str
     kind: str
@@ -152,9 +162,23 @@ class Exporter:
 
 @dataclasses.dataclass(frozen=True)
 class Backend:
-    """What one framework package offers: verify runners, file formats, exporters, and
-    the ratio benchmarks and row-length sweeps of ``rmsnorm bench`` (built lazily:
-    their setups import the framework only when run)."""
+    """What one framework package offers to the CLI and the test suite.
+
+    Everything but ``name`` is optional; the benchmark fields are built lazily
+    (their setups import the framework only when run).
+
+    Attributes:
+        name: the backend's name, e.g. ``"torch"`` (``--backend torch``).
+        runners: the paths ``rmsnorm verify`` checks, e.g. ``torch-eager``.
+        formats: the checkpoint formats ``rmsnorm convert`` reads and writes.
+        exporters: the artifacts ``rmsnorm export`` writes.
+        benchmarks: ``() -> cases`` of ``rmsnorm bench``'s ratio table.
+        sweeps: ``() -> sweeps`` of ``rmsnorm bench``'s row-length plots.
+        gpu_benchmarks: ``(shapes, dtypes, smoke) -> cases`` of
+            ``rmsnorm bench --gpu``.
+        infer: ``(object, block shape or None) -> spec``, or None when the
+            object is not this framework's (``rmsnorm infer``).
+    """
 
     name: str
     runners: Sequence[Runner] = ()
@@ -162,10 +186,7 @@ class Backend:
     exporters: Sequence[Exporter] = ()
     benchmarks: Callable[[], Sequence[Benchmark]] = lambda: ()
     sweeps: Callable[[], Sequence[Sweep]] = lambda: ()
-    #: ``(shapes, dtypes, smoke) -> cases`` of ``rmsnorm bench --gpu`` (``_bench_gpu``).
     gpu_benchmarks: Callable[[Any, Any, bool], Sequence[GpuCase]] = lambda sh, dt, smoke: ()
-    #: ``(object, block shape or None) -> spec``, or None when the object is not this
-    #: framework's (``rmsnorm infer``).
     infer: Callable[[Any, Any], Any] = lambda obj, shape: None
 
 

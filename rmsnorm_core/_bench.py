@@ -48,7 +48,14 @@ class Benchmark:
 
 @dataclasses.dataclass(frozen=True)
 class Sweep:
-    """Ours and the peer across row lengths: ``setup(rows, cols, dtype) -> (ours, peer)``."""
+    """Ours and the peer across row lengths: ``setup(rows, cols, dtype) -> (ours, peer)``.
+
+    Attributes:
+        name: ``"<backend>.<what>"``, the plot's name.
+        baseline: the peer ours is timed against.
+        setup: builds both callables for one shape and dtype.
+        requires: modules that must import, else the sweep is reported skipped.
+    """
 
     name: str
     baseline: str

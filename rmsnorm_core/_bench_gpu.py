@@ -45,7 +45,13 @@ class Unavailable(Exception):  # noqa: N818 (a signal: the case cannot run here)
 
 @dataclasses.dataclass(frozen=True)
 class Timed:
-    """What a case's setup returns: ``run()`` once, ``sync()`` waits for the device."""
+    """What a GPU case's setup returns.
+
+    Attributes:
+        run: one call of the contender.
+        sync: waits until the device has finished the calls queued so far.
+        device: the device's name, as the report shows it.
+    """
 
     run: Callable[[], object]
     sync: Callable[[], None]

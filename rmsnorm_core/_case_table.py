@@ -25,11 +25,12 @@ from ._errors import RMSNormError
 from ._problems import Problem, make_problem
 from ._spec import RMSNormSpec
 
-#: The dtypes every case runs in; ``--quick`` takes the first two.
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+"""The dtypes every case runs in."""
 QUICK_DTYPES: tuple[str, ...] = DTYPES[:2]
-#: Every tag a case may carry (see the module docstring).
+"""The dtypes of ``rmsnorm verify --quick``: the first two of :data:`DTYPES`."""
 TAGS = frozenset({"verify", "quick", "export", "compile"})
+"""Every tag a case may carry (see the module docstring)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +76,6 @@ def _case(id_: str, overrides: dict, shape: tuple, *tags: str, **kw: Any) -> Cas
     return Case(id_, overrides, shape, tags=frozenset(tags), **kw)
 
 
-#: The case table. The first six are ``rmsnorm verify``'s (seeds kept so
-#: that its problems are the same from run to run).
 CASES: tuple[Case, ...] = (
     _case("trailing", {}, (5, 3, 64), "verify", "quick", "export", "compile", seed=0),
     _case("non-trailing", {"axes": (1,)}, (5, 16, 3), "verify", "quick", "export", seed=1),
@@ -97,9 +96,12 @@ CASES: tuple[Case, ...] = (
         residual=True,
     ),
 )
+"""The case table. The first six are ``rmsnorm verify``'s (seeds kept so that its
+problems are the same from run to run)."""
 
-#: The case of a checkpoint's own layer (``rmsnorm verify --weights``): every runner takes it.
 CHECKPOINT = Case("checkpoint", {}, (), tags=TAGS)
+"""The case of a checkpoint's own layer (``rmsnorm verify --weights``): every runner
+takes it."""
 
 
 def cases(tag: str | None = None) -> tuple[Case, ...]:

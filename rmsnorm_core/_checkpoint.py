@@ -34,6 +34,8 @@ from ._spec import RMSNormSpec
 
 FORMAT = "rmsnorm-bridge"
 FORMAT_VERSION = 2
+"""The layout version :func:`save` writes into the file's metadata; :func:`load`
+reads versions 1 and 2 and refuses any other."""
 _READS = ("1", "2")
 
 

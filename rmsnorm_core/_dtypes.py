@@ -13,8 +13,8 @@ import numpy as np
 
 from . import _rules
 
-#: Floating dtypes an input, a parameter or a result may have.
 FLOAT_DTYPES: tuple[str, ...] = tuple(_rules.float_dtypes())
+"""Floating dtypes an input, a parameter or a result may have."""
 
 _NUMPY = {
     "float16": np.dtype(np.float16),

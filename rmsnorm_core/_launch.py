@@ -34,12 +34,18 @@ def free_port() -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Launch:
-    """The outcome of a launch: each rank's output folder and its text output."""
+    """The outcome of a launch: each rank's output folder and its text output.
+
+    Attributes:
+        folder: the launch's folder; rank ``r`` writes under ``folder/rank<r>``.
+        outputs: each rank's stdout and stderr, in rank order.
+    """
 
     folder: Path
     outputs: tuple[str, ...]
 
     def rank_folder(self, rank: int) -> Path:
+        """The folder rank ``rank`` was given as ``RMSNORM_OUT``."""
         return self.folder / f"rank{rank}"
 
 

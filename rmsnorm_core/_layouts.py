@@ -28,10 +28,11 @@ from ._neutral import NeutralLayer, neutral_layer
 from ._spec import RMSNormSpec
 
 NameMap = Callable[[str], str]
-#: Hugging Face style norm weights: ``...input_layernorm.weight``, ``model.norm.weight``.
 HF_NORM_KEYS = r"^(?P<layer>(.*\.)?[A-Za-z_0-9]*norm[A-Za-z_0-9]*)\.weight$"
-#: Spec fields a file can decide.
+"""Hugging Face style norm weights: ``...input_layernorm.weight``,
+``model.norm.weight``."""
 INFERRED = frozenset({"axes", "use_scale", "use_bias", "param_dtype"})
+"""Spec fields a file can decide."""
 
 
 def _identity(name: str) -> str:

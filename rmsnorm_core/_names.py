@@ -71,3 +71,4 @@ def identity(name: str) -> str:
 
 
 NAME_MAPS = {"flax-to-torch": flax_to_torch, "torch-to-flax": torch_to_flax, "none": identity}
+"""Layer-name maps by the name ``rmsnorm convert --names`` takes."""

@@ -39,6 +39,7 @@ class NeutralLayer:
 
     @property
     def param_shape(self) -> tuple[int, ...]:
+        """The shape of the layer's parameters; ``()`` when it has none."""
         p = self.scale if self.scale is not None else self.bias
         return () if p is None else tuple(p.shape)
 

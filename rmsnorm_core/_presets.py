@@ -46,8 +46,8 @@ from __future__ import annotations
 
 from typing import Any
 
-#: float32's machine epsilon: what torch.nn.RMSNorm uses for eps=None.
 FLOAT32_EPS = 1.1920928955078125e-07
+"""float32's machine epsilon: what torch.nn.RMSNorm uses for eps=None."""
 
 #: Each preset as the spec fields that differ from the defaults; the spec
 #: module builds (and validates) them. Data only: this module imports nothing

@@ -24,7 +24,16 @@ from ._tolerance import ROUNDING_AGREEMENT, compare, rounding_agreement
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """One sample: spec, input, parameters, a cotangent and (for the residual
-    variant) a residual, as NumPy arrays."""
+    variant) a residual, as NumPy arrays.
+
+    Attributes:
+        spec: the spec the sample is normalized under.
+        x: the input, in the dtype under test.
+        scale: the scale in ``spec.param_dtype``, or None without ``use_scale``.
+        bias: the bias likewise, or None without ``use_bias``.
+        dy: the cotangent of the output, in the output's dtype.
+        residual: the residual added to ``x`` (residual variant), else None.
+    """
 
     spec: RMSNormSpec
     x: np.ndarray
@@ -53,7 +62,15 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-    """The outcome of one comparison with the reference."""
+    """The outcome of one comparison with the reference.
+
+    Attributes:
+        passed: within the tolerance table (and, in half precision, the
+            rounding-agreement floor).
+        max_abs: the largest absolute error.
+        max_rel: the largest relative error.
+        reason: why it failed, in words; empty when it passed.
+    """
 
     passed: bool
     max_abs: float

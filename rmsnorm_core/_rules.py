@@ -21,8 +21,21 @@ class Recipe(NamedTuple):
     """A validated spec compiled to plain values (see ``RMSNormSpec.recipe``).
 
     Field meanings are the spec's; the string options become booleans where
-    they have two values (``eps_outside``, ``before_scale``,
-    ``promote_output``, ``residual_float32``).
+    they have two values.
+
+    Attributes:
+        axes: the spec's ``axes`` as a list (TorchScript takes no tuples).
+        eps: the spec's ``eps``.
+        eps_outside: ``eps_placement == "outside"``.
+        compute_dtype: the spec's ``compute_dtype`` (``"input"`` included).
+        before_scale: ``cast_order == "before_scale"``.
+        promote_output: ``output_dtype == "promote"``.
+        param_dtype: the spec's ``param_dtype``.
+        use_scale: the spec's ``use_scale``.
+        scale_offset: the spec's ``scale_offset``.
+        use_bias: the spec's ``use_bias``.
+        partial: the spec's ``partial`` (1.0: the whole block).
+        residual_float32: ``residual_dtype == "float32"``.
     """
 
     axes: List[int]
@@ -40,7 +53,17 @@ class Recipe(NamedTuple):
 
 
 class Dtypes(NamedTuple):
-    """Where one call computes and rounds (``rmsnorm_core.DtypePlan``'s fields)."""
+    """Where one call computes and rounds: ``rmsnorm_core.DtypePlan`` as a tuple
+    TorchScript can return.
+
+    Attributes:
+        input: the input's dtype.
+        compute: the dtype of the statistic and the normalized value.
+        scale: the dtype ``g`` is formed and multiplied in.
+        intermediate: the dtype ``h*inv`` rounds to before the scale, or None.
+        output: the result's dtype.
+        residual: the dtype of the stored residual sum.
+    """
 
     input: str
     compute: str

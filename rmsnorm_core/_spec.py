@@ -18,8 +18,8 @@ from ._validation import (
     require_real,
 )
 
-#: Version of the JSON layout written by :meth:`RMSNormSpec.to_dict`.
 SCHEMA_VERSION = 1
+"""Version of the JSON layout written by :meth:`RMSNormSpec.to_dict`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +100,7 @@ class RMSNormSpec:
     residual_dtype: str = "input"
 
     schema_version: ClassVar[int] = SCHEMA_VERSION
+    """The JSON layout version :meth:`to_dict` writes (:data:`SCHEMA_VERSION`)."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

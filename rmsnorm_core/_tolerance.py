@@ -16,7 +16,12 @@ from ._dtypes import check_float_dtype, dtype_name
 
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
-    """``|actual - expected| <= atol + rtol * |expected|``, elementwise."""
+    """``|actual - expected| <= atol + rtol * |expected|``, elementwise.
+
+    Attributes:
+        rtol: relative part, a fraction of ``|expected|``.
+        atol: absolute part, which covers results near zero.
+    """
 
     rtol: float
     atol: float
@@ -34,6 +39,8 @@ TOLERANCES: dict[str, Tolerance] = {
     # differs from float64's in the last bit can land two ulps away.
     "float16": Tolerance(rtol=2e-3, atol=1e-5),
 }
+"""The one tolerance table: the :class:`Tolerance` every backend's results in a dtype
+are held to against the float64 reference (see :func:`compare`)."""
 
 
 def tolerance(dtype: Any) -> Tolerance:
@@ -117,12 +124,12 @@ def compare(
     return Comparison(mismatched == 0, max_abs, max_rel, mismatched, reason)
 
 
-#: Least fraction of half-precision results that must equal the reference bit
-#: for bit. No tolerance can see a cast-order slip (it moves a result by one
-#: ulp), but it changes about a quarter of all elements: a backend rounding at
-#: the spec's points agrees on >= 99.9% (float32 arithmetic order flips the
-#: rest), one rounding elsewhere on about 74% (both measured with torch).
 ROUNDING_AGREEMENT = 0.98
+"""Least fraction of half-precision results that must equal the reference bit for
+bit. No tolerance can see a cast-order slip (it moves a result by one ulp), but it
+changes about a quarter of all elements: a backend rounding at the spec's points
+agrees on >= 99.9% (float32 arithmetic order flips the rest), one rounding elsewhere
+on about 74% (both measured with torch)."""
 
 
 def rounding_agreement(actual: Any, expected: Any) -> float:

@@ -26,16 +26,30 @@ _ZEROS = nn.initializers.zeros
 class RMSNorm(nn.Module):
     """RMSNorm with flax.linen.RMSNorm's fields, plus ``spec`` and ``bias_init``.
 
-    The fields ``epsilon``, ``dtype``, ``param_dtype``, ``use_scale``,
-    ``scale_init``, ``reduction_axes``, ``feature_axes``, ``axis_name``,
-    ``axis_index_groups``, ``use_fast_variance`` and
-    ``force_float32_reductions`` are flax.linen.RMSNorm's (Flax 0.12):
-    ``dtype`` casts the output; ``axis_name`` sums the statistic over a mesh
-    axis (see :func:`rmsnorm_flax.rms_norm`); ``axis_index_groups`` is
-    refused; ``use_fast_variance`` changes nothing (the mean square has no
-    variance to stabilize).
+    The fields up to ``force_float32_reductions`` are flax.linen.RMSNorm's
+    (Flax 0.12), with its defaults. Without ``spec`` they make the ``flax``
+    preset; with ``spec``, a field left at flax's default defers to the spec
+    and one set to a value the spec disagrees with is an error.
 
     Attributes:
+        epsilon: the spec's ``eps``. Default ``1e-6``.
+        dtype: casts the output; None (default) keeps the spec's output dtype.
+        param_dtype: dtype of ``scale`` / ``bias``. Default float32.
+        use_scale: learn ``scale``. Default True.
+        scale_init: initializer of ``scale``. Left at the default (ones), a
+            spec with a ``scale_offset`` starts it at ``1 - scale_offset``
+            instead, so that ``g = 1``.
+        reduction_axes: the normalized axes (the spec's ``axes``). Default -1.
+        feature_axes: the axes ``scale`` spans, among the normalized ones
+            (broadcast over the rest). Default -1.
+        axis_name: a mesh axis the statistic is summed over, for a feature
+            dim sharded across devices (see :func:`rmsnorm_flax.rms_norm`).
+        axis_index_groups: refused unless None.
+        use_fast_variance: accepted and ignored (a mean square has no
+            variance to stabilize).
+        force_float32_reductions: must be True (the default); for a
+            statistic in the input dtype pass ``spec`` with
+            ``compute_dtype="input"``.
         spec: an ``RMSNormSpec`` deciding the semantics (default: the
             ``flax`` preset with the fields above).
         bias_init: initializer of ``bias``, used when ``spec.use_bias``.

@@ -32,7 +32,35 @@ class RMSNorm(nnx.Module):
     default: both cast to ``dtype``, or to their promoted dtype) before
     normalizing, exactly as flax does. With ``spec`` the spec decides the
     dtypes: ``promote_dtype`` runs only if passed explicitly, and ``dtype``
-    casts the output. ``axis_index_groups`` is refused; ``mask=`` too.
+    casts the output. ``mask=`` is refused. The arguments mean what
+    ``rmsnorm_flax.linen.RMSNorm``'s fields of the same names mean, and
+    agree with ``spec`` likewise.
+
+    Args:
+        num_features: size of the feature dim (a tuple for several
+            ``feature_axes``).
+        epsilon: the spec's ``eps``. Default ``1e-6``.
+        dtype: as described above. Default None.
+        param_dtype: dtype of ``scale`` / ``bias``. Default float32.
+        use_scale: learn ``scale``. Default True.
+        scale_init: initializer of ``scale`` (ones; ``1 - scale_offset``
+            for an offset spec).
+        reduction_axes: the normalized axes. Default -1.
+        feature_axes: the axes ``scale`` spans. Default -1.
+        axis_name: a mesh axis the statistic is summed over.
+        axis_index_groups: refused unless None.
+        use_fast_variance: accepted and ignored.
+        promote_dtype: flax's dtype-promotion function, or None (above).
+        rngs: the ``nnx.Rngs`` the initializers draw from.
+        scale_metadata: metadata for the ``scale`` ``nnx.Param``.
+        spec: an ``RMSNormSpec`` deciding the semantics.
+        bias_init: initializer of ``bias``, used when ``spec.use_bias``.
+
+    Attributes:
+        layer: the resolved spec and feature axes (static).
+        scale: the ``nnx.Param`` scale, or None without ``use_scale``.
+        bias: the ``nnx.Param`` bias, or None without ``use_bias``.
+        spec_given: whether ``spec`` was passed (it decides the dtypes then).
     """
 
     def __init__(

@@ -11,5 +11,5 @@ from __future__ import annotations
 
 from typing import Dict
 
-#: Inductor options under which compiled modules round exactly where the spec does.
 COMPILE_OPTIONS: Dict[str, bool] = {"emulate_precision_casts": True}
+"""Inductor options under which compiled modules round exactly where the spec does."""

@@ -37,8 +37,8 @@ from ._eager import _plain, blocked_rms_norm, takes_blocked
 from ._resolve import Plan
 from ._torch_dtypes import dtype_name
 
-#: The names ``use_kernel`` accepts.
 KERNELS = ("auto", "graph", "blocked", "triton")
+"""The names ``use_kernel`` accepts."""
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _STATE = threading.local()
 

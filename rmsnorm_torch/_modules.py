@@ -38,7 +38,6 @@ from ._functional import norm, norm_residual
 from ._torch_dtypes import torch_dtype
 
 _ShapeLike = Union[int, Sequence[int], torch.Size]
-#: Spec fields assignable on a module (the rest shape its parameters).
 MUTABLE_FIELDS = (
     "axes",
     "eps",
@@ -50,6 +49,7 @@ MUTABLE_FIELDS = (
     "partial",
     "residual_dtype",
 )
+"""Spec fields assignable on a module (the rest shape its parameters)."""
 _STRUCTURAL = ("use_scale", "use_bias", "param_dtype")
 
 
@@ -108,7 +108,8 @@ def _field(name: str) -> property:
     def set_(self: "RMSNorm", value: Any) -> None:
         self.spec = self.spec.replace(**{name: value})
 
-    return property(get, set_, doc=f"The spec's ``{name}``; assigning replaces the spec.")
+    what = "fixed: it shapes the parameters" if name in _STRUCTURAL else "assigning replaces it"
+    return property(get, set_, doc=f"The spec's ``{name}`` ({what}).")
 
 
 class RMSNorm(nn.Module):
@@ -138,7 +139,7 @@ class RMSNorm(nn.Module):
 
     _recipe: Recipe
     _sizes: List[int]
-    onnx_mode: int
+    _onnx_mode: int
     __jit_unused_properties__ = [
         "spec",
         "normalized_shape",
@@ -162,7 +163,7 @@ class RMSNorm(nn.Module):
         shape = check_normalized_shape(normalized_shape)
         resolved = _resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
         self._sizes = list(shape)
-        self.onnx_mode = 0  # set on export_onnx's private copy only (see _functional.norm)
+        self._onnx_mode = 0  # set on export_onnx's private copy only (see _functional.norm)
         factory = {"device": device, "dtype": torch_dtype(resolved.param_dtype)}
         for name, used in (("weight", resolved.use_scale), ("bias", resolved.use_bias)):
             if used:
@@ -211,19 +212,32 @@ class RMSNorm(nn.Module):
         object.__setattr__(self, "_spec", spec)  # not a submodule or parameter
         self._recipe = spec.recipe
 
+    # Each field of the spec as an attribute: assigning one replaces the spec, and is
+    # refused for use_scale / use_bias / param_dtype (they shape the parameters).
     axes = _field("axes")
+    """The spec's normalized axes."""
     eps = _field("eps")
+    """The spec's eps."""
     eps_placement = _field("eps_placement")
+    """The spec's eps placement, ``"inside"`` or ``"outside"`` the root."""
     compute_dtype = _field("compute_dtype")
+    """The spec's compute dtype."""
     cast_order = _field("cast_order")
+    """The spec's cast order, ``"after_scale"`` or ``"before_scale"``."""
     output_dtype = _field("output_dtype")
+    """The spec's output dtype rule, ``"input"`` or ``"promote"``."""
     scale_offset = _field("scale_offset")
+    """The spec's scale offset (1.0 for Gemma's ``1 + w``)."""
     partial = _field("partial")
+    """The spec's fraction of the block used for the statistic."""
     residual_dtype = _field("residual_dtype")
-
+    """The spec's dtype of the residual sum."""
     use_scale = _field("use_scale")
+    """Whether the module has ``weight`` (fixed: it shapes the parameters)."""
     use_bias = _field("use_bias")
+    """Whether the module has ``bias`` (fixed: it shapes the parameters)."""
     param_dtype = _field("param_dtype")
+    """The parameters' dtype (fixed: it shapes the parameters)."""
 
     @property
     def normalized_shape(self) -> Tuple[int, ...]:
@@ -254,6 +268,7 @@ class RMSNorm(nn.Module):
             nn.init.zeros_(self.bias)
 
     def extra_repr(self) -> str:
+        """The sizes and the spec, as ``repr`` prints them."""
         return f"{tuple(self._sizes)}, spec={self.spec!r}"
 
     def _check_input(self, x: Tensor) -> None:
@@ -263,7 +278,7 @@ class RMSNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Normalize ``x`` (see ``rmsnorm_core.RMSNormSpec`` for the formula)."""
         self._check_input(x)
-        return norm(x, self._recipe, self.weight, self.bias, x.dtype, self.onnx_mode)
+        return norm(x, self._recipe, self.weight, self.bias, x.dtype, self._onnx_mode)
 
 
 class ResidualRMSNorm(RMSNorm):
@@ -277,4 +292,4 @@ class ResidualRMSNorm(RMSNorm):
     def forward(self, x: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
         """Return ``(y, s)``."""
         self._check_input(x)
-        return norm_residual(x, residual, self._recipe, self.weight, self.bias, self.onnx_mode)
+        return norm_residual(x, residual, self._recipe, self.weight, self.bias, self._onnx_mode)

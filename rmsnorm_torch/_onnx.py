@@ -7,7 +7,7 @@ Decisions (documented here once):
 - Opset >= 23 with the dynamo exporter: the native ``RMSNormalization`` op, but
   only where its semantics equal the spec's (see ``_native.native_eligible``).
 - The caller's module is never touched: a deep copy is exported (in eval
-  mode, its norms marked ``onnx_mode``: 1, or 2 where the native op may be used), so
+  mode, its norms marked ``_onnx_mode``: 1, or 2 where the native op may be used), so
   threads still running the module, or exporting it, see no change.
 - Quiet: the exporters' deprecation warnings and the dynamo exporter's
   ``torchvision is not installed`` log lines are silenced at their source
@@ -130,7 +130,7 @@ def _private_copy(module: nn.Module, *, native: bool) -> nn.Module:
     model = copy.deepcopy(module).eval()
     for sub in model.modules():
         if isinstance(sub, RMSNorm):
-            sub.onnx_mode = 2 if native else 1
+            sub._onnx_mode = 2 if native else 1
     return model
 
 

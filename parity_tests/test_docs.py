@@ -97,6 +97,27 @@ def test_every_public_name_and_member_has_documentation():
     assert not bare, f"{len(bare)} public names without documentation: {bare}"
 
 
+def test_docstring_roles_become_links_or_code(site):
+    """``:func:`x``` is Sphinx, not Markdown: the build's Griffe extension
+    (mkdocs_roles.py) turns it into a link (checked by --strict) or plain code."""
+    for page in (site / "reference").glob("*/index.html"):
+        html = page.read_text()
+        left = re.findall(r".{0,40}:(?:func|class|meth|data|mod|attr|exc):<code>.{0,20}", html)
+        assert not left, f"{page.parent.name}: {left[:3]}"
+    core = (site / "reference" / "core" / "index.html").read_text()
+    assert re.search(r'href="#rmsnorm_core.compare"[^>]*><code>compare</code>', core)
+
+
+def test_reference_text_never_sends_the_reader_to_private_code(site):
+    """A rendered docstring that says "see rmsnorm_core._x" or "the module docstring"
+    points at text the site does not show (the type hints' hover titles may name
+    private modules: that is where the names live)."""
+    for page in [*(site / "reference").glob("*/index.html"), *(site / "guides").glob("*/*.html")]:
+        text = re.sub(r'(title|href|id)="[^"]*"', "", page.read_text())
+        bad = re.findall(r".{0,60}(?:rmsnorm_\w+\._[a-z]\w*|module docstring).{0,20}", text)
+        assert not bad, f"{page.parent.name}: {bad[:3]}"
+
+
 def test_generated_pages_hold_every_preset_and_command(site):
     from rmsnorm_core import RMSNormSpec
 

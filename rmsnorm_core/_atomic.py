@@ -1,13 +1,5 @@
-"""Atomic file writes: a temporary file in the target's folder, then ``os.replace``.
-
-What a reader of the target sees is the old file or the new one, whole,
-never a part. The new file gets the mode the old one had (a ``0644``
-checkpoint stays readable by a serving process under another user), or,
-for a new file, ``0666`` less the process umask, as ``open()`` would give. A
-symlink is written through: its target is replaced and the link kept. The
-hidden temporary file is removed on every failure path, and errors name the
-target, not the temporary file.
-"""
+"""Atomic file writes: a temporary file in the target's folder, then ``os.replace``
+(:func:`write_atomic`'s docstring says what a reader and the file's mode see)."""
 
 from __future__ import annotations
 
@@ -34,7 +26,16 @@ def _umask() -> int:
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[Path], None]) -> Path:
-    """Write ``data`` to ``path`` atomically (module docstring).
+    """Write ``data`` to ``path`` atomically: a temporary file in its folder, then
+    ``os.replace``.
+
+    What a reader of ``path`` sees is the old file or the new one, whole,
+    never a part. The new file gets the mode the old one had (a ``0644``
+    checkpoint stays readable by a serving process under another user), or,
+    for a new file, ``0666`` less the process umask, as ``open()`` would
+    give. A symlink is written through: its target is replaced and the link
+    kept. The hidden temporary file is removed on every failure path, and
+    errors name the target, not the temporary file.
 
     Args:
         path: the target; an existing file is replaced whole, a symlink's

@@ -1,17 +1,6 @@
-"""The backend registry: what a framework package offers core, discovered by entry point.
-
-Core never imports a backend package. A backend declares a :class:`Backend`
-object and names it in its ``pyproject.toml``::
-
-    [project.entry-points."rmsnorm_bridge.backends"]
-    mybackend = "mybackend._plugin:BACKEND"
-
-:func:`backends` loads the entry points once, on first use (einops'
-lazily-found backends are the model): ``rmsnorm spec`` never imports a
-framework, ``rmsnorm verify`` imports all. An entry point that fails to load
-(its framework is not installed) is listed by :func:`unavailable` with the
-reason, and ``rmsnorm verify`` reports it as skipped, never as passed.
-:func:`register_backend` adds a backend in-process (tests, notebooks).
+"""The backend registry, discovered by entry point (the contract is written in the
+public module's docstring, :mod:`rmsnorm_core.backends`). einops' lazily-found
+backends are the model.
 """
 
 from __future__ import annotations
@@ -99,8 +88,8 @@ class CheckpointFormat:
         read: ``(path, spec, pattern, infer) -> {name: NeutralLayer}``; the
             file holds weights, ``spec`` gives the rest; ``pattern`` selects
             norm keys where the layout needs one (None: its default);
-            ``infer`` names the spec fields the file may decide (see
-            ``rmsnorm_core._layouts``).
+            ``infer`` names the spec fields the file may decide (among
+            :data:`rmsnorm_core.INFERRED`).
         write: ``(path, layers) -> None``, atomically.
         needs_spec: the file holds weights only (``--preset`` required).
         spec_from_file: ``--preset`` is optional: without it the file says (a

@@ -3,15 +3,7 @@
 Each case is a spec change, an input shape and tags; a runner (one per
 backend path, see :mod:`rmsnorm_core.backends`) runs a case for every preset
 and dtype. Shapes differ from any export sample (batch dims 5 and 3, never
-2). Tags select, instead of lists keyed by backend names:
-
-- ``verify``: in ``rmsnorm verify``'s default matrix (the rest run in the
-  test suite only);
-- ``quick``: in ``rmsnorm verify --quick``;
-- ``export``: taken by runners that trace or export per problem (seconds
-  each), e.g. ``torch.export`` and the TorchScript-based ONNX exporter;
-- ``compile``: taken by the costliest runners (``torch.compile``, the
-  dynamo ONNX exporter).
+2). Tags (:data:`TAGS`) select, instead of lists keyed by backend names.
 """
 
 from __future__ import annotations
@@ -30,7 +22,11 @@ DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 QUICK_DTYPES: tuple[str, ...] = DTYPES[:2]
 """The dtypes of ``rmsnorm verify --quick``: the first two of :data:`DTYPES`."""
 TAGS = frozenset({"verify", "quick", "export", "compile"})
-"""Every tag a case may carry (see the module docstring)."""
+"""Every tag a case may carry: ``verify``, in ``rmsnorm verify``'s default matrix (the
+rest run in the test suite only); ``quick``, in ``rmsnorm verify --quick``;
+``export``, taken by runners that trace or export per problem (seconds each, e.g.
+``torch.export`` and the TorchScript-based ONNX exporter); ``compile``, taken by the
+costliest runners (``torch.compile``, the dynamo ONNX exporter)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +39,7 @@ class Case:
         shape: the input shape.
         residual: a residual-variant problem (``x`` and ``residual``).
         seed: the random seed of the problem's arrays.
-        tags: subsets of :data:`TAGS` (module docstring).
+        tags: a subset of :data:`TAGS`.
     """
 
     id: str

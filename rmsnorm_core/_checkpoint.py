@@ -1,18 +1,7 @@
 """The neutral checkpoint: safetensors tensors plus the specs as JSON metadata.
 
-Layout of one file:
-
-- tensors ``<layer>.scale`` and ``<layer>.bias`` (present as the spec says);
-- metadata ``format = "rmsnorm-bridge"``, ``format_version = "1"`` and
-  ``layers`` = JSON ``{layer: {"spec": RMSNormSpec.to_dict(), "param_shape": [...],
-  "source": "<format>:<path>"}}`` (``source`` optional, new in version 2;
-  version 1 files are read as before).
-
-Loading never unpickles anything (the payload is raw bytes) and refuses,
-naming the file and layer: unknown format versions, corrupt or truncated
-files, invalid spec JSON, tensors whose shape or dtype disagree with the spec,
-missing or extra tensors. Saving is atomic: a temporary file in the same
-folder, then ``os.replace``.
+The layout is written out in :func:`save`'s docstring and what loading refuses
+in :func:`load`'s: those are the reference's entries.
 """
 
 from __future__ import annotations
@@ -40,7 +29,15 @@ _READS = ("1", "2")
 
 
 def save(path: str | os.PathLike[str], layers: Mapping[str, NeutralLayer]) -> Path:
-    """Write ``layers`` to ``path`` atomically (an existing file is replaced whole).
+    """Write ``layers`` to ``path`` as one safetensors file, atomically.
+
+    The file holds the tensors ``<layer>.scale`` and ``<layer>.bias`` (as
+    each spec says) and the metadata ``format = "rmsnorm-bridge"``,
+    ``format_version`` (:data:`FORMAT_VERSION`) and ``layers``, the JSON
+    ``{layer: {"spec": RMSNormSpec.to_dict(), "param_shape": [...],
+    "source": "<format>:<path>"}}`` (``source`` only when known). It is
+    written to a temporary file in the same folder and then moved over
+    ``path``, so an existing file is replaced whole or not at all.
 
     Raises:
         RMSNormError: a layer name is empty or contains no valid characters, or
@@ -74,10 +71,16 @@ def save(path: str | os.PathLike[str], layers: Mapping[str, NeutralLayer]) -> Pa
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, NeutralLayer]:
-    """Read a neutral checkpoint; see the module docstring for what is refused.
+    """Read a neutral checkpoint written by :func:`save` (any version it wrote).
+
+    Nothing is unpickled: the payload is raw bytes. Every layer is checked
+    before any is returned.
 
     Raises:
-        RMSNormError: naming the file (and layer) and the problem.
+        RMSNormError: naming the file (and layer) and the problem: not an
+            rmsnorm-bridge checkpoint, an unknown ``format_version``, a
+            corrupt or truncated file, invalid spec JSON, a tensor whose
+            shape or dtype disagrees with its spec, a missing or extra tensor.
     """
     return _read(Path(path))
 

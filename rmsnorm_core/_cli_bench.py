@@ -70,7 +70,7 @@ def add_parser(sub: Any) -> None:
         help="dtype of the row-length sweep, or none (default float32)",
     )  # fmt: skip
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    gpu = p.add_argument_group("accelerator bandwidth (rmsnorm_core._bench_gpu)")
+    gpu = p.add_argument_group("accelerator bandwidth: GB/s, fraction of peak, ratio to the peer")
     gpu.add_argument("--gpu", action="store_true", help="achieved bandwidth on the GPU instead")
     gpu.add_argument("--smoke", action="store_true", help="with --gpu: a tiny shape, end to end")
     gpu.add_argument("--peak-gbps", type=float, help="with --gpu: the device's peak, GB/s")

@@ -250,8 +250,8 @@ class RMSNormSpec:
     def preset(cls, name: str, **overrides: Any) -> RMSNormSpec:
         """Return a named preset, optionally with fields overridden.
 
-        See :mod:`rmsnorm_core._presets` for each preset's upstream source and
-        exact formula.
+        ``rmsnorm presets`` lists them; the documentation's presets table gives
+        each one's upstream source and formula.
 
         Args:
             name: one of :meth:`presets`' keys.

@@ -1,11 +1,21 @@
-"""The public backend interface (see :mod:`rmsnorm_core._backends` for the contract).
+"""The public backend interface: what a framework package offers core.
 
 A framework package declares one :class:`Backend` (its verify runners, the
 checkpoint formats ``rmsnorm convert`` can read and write through it, the
-artifacts ``rmsnorm export`` can build with it) and registers it under the
-``rmsnorm_bridge.backends`` entry-point group; a third backend is a new
-package plus one entry-point line. :func:`launch` runs a module as local
-processes (for multi-process runners and tests), bounded in time.
+artifacts ``rmsnorm export`` can build with it, its benchmarks) and names it
+in its ``pyproject.toml``; a third backend is a new package plus this line::
+
+    [project.entry-points."rmsnorm_bridge.backends"]
+    mybackend = "mybackend._plugin:BACKEND"
+
+Core never imports a backend package. :func:`backends` loads the entry points
+once, on first use: ``rmsnorm spec`` imports no framework, ``rmsnorm
+verify`` imports all. An entry point that fails to load (its framework is
+not installed) is listed by :func:`unavailable` with the reason, and
+``rmsnorm verify`` reports it as skipped, never as passed.
+:func:`register_backend` adds a backend in-process (tests, notebooks).
+:func:`launch` runs a module as local processes (for multi-process runners
+and tests), bounded in time.
 """
 
 from ._backends import (

@@ -1,7 +1,15 @@
-"""The spec's rules as backends call them (public): see :mod:`rmsnorm_core._rules`.
+"""The spec's rules as backends call them, written once.
 
-Written in the subset of Python TorchScript compiles, so a backend's scripted
-code calls these very functions instead of a copy.
+Core's own helpers and the PyTorch layer (inside scripted modules too) call
+these same functions, so no rule exists in two copies: they are written in the
+subset of Python that TorchScript compiles (``List``/``Optional``
+annotations, dtypes by name).
+
+A spec compiles once into a :class:`Recipe` of plain values
+(``RMSNormSpec.recipe``); a call resolves the recipe against the input's rank
+and dtypes with :func:`canonical_dims`, :func:`partial_count` and
+:func:`resolve_dtypes`, and checks its arguments with the ``check_*``
+functions, whose messages name the parameter, the value and what is accepted.
 """
 
 from ._rules import (

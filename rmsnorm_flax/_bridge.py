@@ -209,8 +209,12 @@ def layers_from_nnx(
 def load_into_nnx(
     model: fnnx.Module, layers: Mapping[str, NeutralLayer], *, name_map: NameMap = _IDENTITY
 ) -> None:
-    """Set each layer's parameters on the nnx RMSNorm of the same (mapped) name, in place,
-    after checking every layer's whole spec against its target's (see the module docstring)."""
+    """Set each layer's parameters on the nnx RMSNorm of the same (mapped) name, in place.
+
+    Every layer's whole spec is compared with its target's (for flax's own
+    ``RMSNorm``, the spec it computes) and any difference is refused, naming
+    the fields; nothing is written unless every layer passes.
+    """
     norms = _nnx_norms(model, True)
     updates = []
     for name, layer in layers.items():

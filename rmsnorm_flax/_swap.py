@@ -1,17 +1,6 @@
-"""Our kernel in existing Flax code: ``nnx.replace_norms`` and ``linen.intercept_norms``.
-
-``replace_norms(model)`` walks an nnx graph and replaces, in place, every
-``flax.nnx.RMSNorm`` (and any leaf module with a scale whose spec
-``infer_spec`` measures) with ``rmsnorm_flax.nnx.RMSNorm`` carrying the
-measured spec and the *same* ``nnx.Param`` objects. ``intercept_norms()`` is a
-context manager over ``flax.linen.intercept_methods``: every
-``flax.linen.RMSNorm`` call inside it runs through our kernel with that
-module's own fields (``flax_norm_spec``) and variables, so linen models change
-by one line, not their code. Initialization is left to flax (it creates the
-parameters); only applications are routed. Routing happens when a function is
-traced: a function jitted inside the context keeps our kernel in its cached
-trace after the context ends, and one traced before it keeps flax's.
-"""
+"""Our kernel in existing Flax code: ``nnx.replace_norms`` and ``linen.intercept_norms``
+(their public docstrings say what each does; the fields of a ``flax.linen.RMSNorm``
+become a spec through ``flax_norm_spec``)."""
 
 from __future__ import annotations
 

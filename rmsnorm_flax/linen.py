@@ -127,7 +127,15 @@ def _refuse_mask(mask: Any) -> None:
 
 def intercept_norms() -> Any:
     """A context manager: every ``flax.linen.RMSNorm`` call inside runs through our kernel
-    with that module's own fields and variables (see ``rmsnorm_flax._swap``)."""
+    with that module's own fields and variables, so a linen model changes by one
+    line, not its code.
+
+    Built on ``flax.linen.intercept_methods``. Initialization is left to flax
+    (it creates the parameters); only applications are routed. Routing happens
+    when a function is traced: a function jitted inside the context keeps our
+    kernel in its cached trace after the context ends, and one traced before
+    it keeps flax's.
+    """
     from ._swap import intercept_norms as intercept
 
     return intercept()

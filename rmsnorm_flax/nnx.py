@@ -145,8 +145,15 @@ class ResidualRMSNorm(RMSNorm):
 
 
 def replace_norms(model: nnx.Module) -> dict[str, RMSNormSpec]:
-    """Replace every RMSNorm-like leaf of ``model`` with ours, in place, sharing its
-    ``nnx.Param`` objects (see ``rmsnorm_flax._swap``); returns ``{path: spec}``."""
+    """Replace every RMSNorm-like leaf of ``model`` with ours, in place.
+
+    Every ``flax.nnx.RMSNorm``, and any leaf module with a scale whose spec
+    ``infer_spec`` measures, becomes :class:`RMSNorm` with the measured spec
+    and the *same* ``nnx.Param`` objects (optimizer state survives).
+
+    Returns:
+        ``{path: spec}`` of what was replaced.
+    """
     from ._swap import replace_norms as replace
 
     return replace(model, RMSNorm)

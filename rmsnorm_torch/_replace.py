@@ -1,16 +1,5 @@
-"""``replace_norms``: swap every RMSNorm-like submodule of a model for ours, in one call.
-
-Candidates are leaf modules whose class name contains "norm" (Hugging Face's
-``LlamaRMSNorm``, ``GemmaRMSNorm``, ``T5LayerNorm``, ``torch.nn.RMSNorm``, a
-LayerNorm too, which the probe refuses). With ``infer=True`` (the default) each
-candidate's spec is *measured* by :func:`infer_spec` (and verified against the
-module in float32, bfloat16 and float16), never read off its class name; a
-candidate that is not an RMSNorm any spec describes is left in place. With
-``infer=False`` only ``torch.nn.RMSNorm`` is replaced (its spec is known).
-
-The replacement shares the module's ``Parameter`` objects, so optimizer state
-and tied weights survive and ``state_dict`` keys do not change.
-"""
+"""``replace_norms``: swap every RMSNorm-like submodule of a model for ours, in one call
+(what it replaces, and how it decides, is in its docstring)."""
 
 from __future__ import annotations
 
@@ -38,10 +27,19 @@ def _candidates(model: nn.Module, infer: bool) -> List[Tuple[str, nn.Module]]:
 def replace_norms(model: nn.Module, *, infer: bool = True) -> Dict[str, RMSNormSpec]:
     """Replace, in place, every RMSNorm-like submodule of ``model`` with ``rmsnorm_torch.RMSNorm``.
 
+    Candidates are leaf modules whose class name contains "norm" (Hugging
+    Face's ``LlamaRMSNorm``, ``GemmaRMSNorm``, ``T5LayerNorm``,
+    ``torch.nn.RMSNorm``; a LayerNorm too, which the probe refuses). Each
+    candidate's spec is *measured* by :func:`infer_spec` (and verified against
+    the module in float32, bfloat16 and float16), never read off its class
+    name; a candidate that no spec describes is left in place. The
+    replacement shares the module's ``Parameter`` objects, so optimizer state
+    and tied weights survive and ``state_dict`` keys do not change.
+
     Args:
         model: any module tree (e.g. a Hugging Face model).
-        infer: measure each candidate's spec (see the module docstring); with
-            False only ``torch.nn.RMSNorm`` modules are replaced.
+        infer: measure each candidate's spec as above (default); with False
+            only ``torch.nn.RMSNorm`` modules are replaced (their spec is known).
 
     Returns:
         ``{module path: spec}`` of what was replaced.

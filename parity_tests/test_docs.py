@@ -58,43 +58,85 @@ def test_every_public_name_has_a_reference_entry(site):
         assert not missing, f"{module}: no reference entry for {missing}"
 
 
-def _documented_names(cls) -> set[str]:
-    """The names a class's docstrings (its own and its bases' in these packages) list
-    under Args / Attributes."""
-    names: set[str] = set()
-    for klass in [cls, *cls.mro()]:
-        for section in klass.docstring.parse("google") if klass.docstring else ():
-            if section.kind.value in ("parameters", "attributes", "other parameters"):
-                names.update(item.name for item in section.value)
-    return names
-
-
-def test_every_public_name_and_member_has_documentation():
-    """A public name, or a public member of a public class, with no text of its own
-    (and, for a member, no entry in its class's Args / Attributes) is an error:
-    mkdocstrings would render a bare heading."""
+@pytest.fixture(scope="module")
+def api():
+    """``api("rmsnorm_flax.linen")``: that module as mkdocstrings reads it (griffe,
+    Google docstrings), aliases resolved to their targets."""
     griffe = pytest.importorskip("griffe")
     loader = griffe.GriffeLoader(docstring_parser="google")
     packages = {p: loader.load(p) for p in ("rmsnorm_core", "rmsnorm_torch", "rmsnorm_flax")}
     loader.resolve_aliases(implicit=False, external=False)
+
+    def module(path: str):
+        top, _, rest = path.partition(".")
+        return packages[top][rest] if rest else packages[top]
+
+    return module
+
+
+def _target(obj):
+    return obj.final_target if obj.is_alias else obj
+
+
+def _documented_names(*objects) -> set[str]:
+    """The names the objects' docstrings list under Args / Attributes (``*`` stripped)."""
+    names: set[str] = set()
+    for obj in objects:
+        for section in obj.docstring.parse("google") if obj.docstring else ():
+            if section.kind.value in ("parameters", "attributes", "other parameters"):
+                names.update(item.name.lstrip("*") for item in section.value)
+    return names
+
+
+def test_every_public_name_and_member_has_documentation(api):
+    """A public name, or a public member of a public class, with no text of its own
+    (and, for a member, no entry in its class's or bases' Args / Attributes) is an
+    error: mkdocstrings would render a bare heading."""
     bare = []
     for module in PUBLIC:
-        top, _, rest = module.partition(".")
-        tree = packages[top][rest] if rest else packages[top]
+        tree = api(module)
         for name in importlib.import_module(module).__all__:
-            obj = tree[name].final_target if tree[name].is_alias else tree[name]
+            obj = _target(tree[name])
             if not (obj.docstring and obj.docstring.value.strip()):
                 bare.append(f"{module}.{name}")
             if not obj.is_class:
                 continue
-            listed = _documented_names(obj)
+            listed = _documented_names(obj, *obj.mro())
             for key, member in obj.all_members.items():
-                member = member.final_target if member.is_alias else member
+                member = _target(member)
                 if key.startswith("_") or key in listed:
                     continue
                 if not (member.docstring and member.docstring.value.strip()):
                     bare.append(f"{module}.{name}.{key}")
     assert not bare, f"{len(bare)} public names without documentation: {bare}"
+
+
+PORTING_API = [
+    *(f"rmsnorm_torch.{n}" for n in ("rms_norm", "rms_norm_residual", "RMSNorm")),
+    *(f"rmsnorm_torch.{n}" for n in ("layers_from_module", "layers_from_state_dict")),
+    "rmsnorm_torch.load_into_module",
+    *(f"rmsnorm_flax.{n}" for n in ("rms_norm", "rms_norm_residual", "linen.RMSNorm")),
+    *(f"rmsnorm_flax.{n}" for n in ("nnx.RMSNorm", "layers_from_linen", "layers_from_nnx")),
+    *(f"rmsnorm_flax.{n}" for n in ("load_into_linen", "load_into_nnx")),
+]
+
+
+@pytest.mark.parametrize("path", PORTING_API)
+def test_the_porting_api_documents_every_parameter(api, path):
+    """What the JAX-to-torch guide calls has an Args entry for every parameter (for a
+    class: of the constructor it writes, else of its annotated fields, as linen's)."""
+    module, _, name = path.rpartition(".")
+    obj = _target(api(module)[name])
+    if obj.is_class and "__init__" in obj.members:
+        params = [p.name for p in obj.members["__init__"].parameters]
+    elif obj.is_class:
+        params = [k for k, m in obj.members.items() if m.is_attribute and m.annotation]
+    else:
+        params = [p.name for p in obj.parameters]
+    assert params, f"{path}: no parameters found: the check would check nothing"
+    listed = _documented_names(obj, *(obj.mro() if obj.is_class else ()))
+    missing = [p for p in params if p not in ("self", "cls") and p not in listed]
+    assert not missing, f"{path}: no Args entry for {missing}"
 
 
 def test_docstring_roles_become_links_or_code(site):

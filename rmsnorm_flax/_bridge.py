@@ -102,6 +102,18 @@ def layers_from_linen(
     Linen creates submodules when it runs, so the model is traced once with
     ``jax.eval_shape`` on sample ``args``/``kwargs`` (no computation) to find
     them; their parameters are read from ``variables``.
+
+    Args:
+        module: the linen model.
+        variables: its variables (``{"params": ...}``).
+        *args: a sample call's positional arguments (shapes matter, not values).
+        preset_for_flax: ``"flax"`` to include ``flax.linen.RMSNorm`` layers;
+            None (default) for ours only.
+        name_map: maps each module path (``layers_0.norm``) to the layer name.
+        **kwargs: the sample call's keyword arguments.
+
+    Returns:
+        ``{layer name: NeutralLayer}``, the spec and parameters of each norm.
     """
     _check_preset(preset_for_flax)
     found = _linen_norms(module, variables, args, kwargs, preset_for_flax is not None)
@@ -132,6 +144,14 @@ def load_into_linen(
 ) -> dict[str, Any]:
     """Return ``variables`` with each layer's parameters in the norm of the same (mapped)
     name; the model is traced on ``args``/``kwargs`` to find its norms and their specs.
+
+    Args:
+        module: the linen model.
+        variables: its variables; they are not modified (a new tree is returned).
+        layers: ``{layer name: NeutralLayer}``, e.g. from ``rmsnorm_core.load``.
+        *args: a sample call's positional arguments.
+        name_map: maps each layer name to the model's module path.
+        **kwargs: the sample call's keyword arguments.
 
     Raises:
         RMSNormError: a layer has no norm of that name, or a spec, a parameter's
@@ -193,7 +213,13 @@ def _nnx_norms(model: fnnx.Module, flax_too: bool) -> dict[str, tuple[Any, RMSNo
 def layers_from_nnx(
     model: fnnx.Module, *, preset_for_flax: str | None = None, name_map: NameMap = _IDENTITY
 ) -> dict[str, NeutralLayer]:
-    """Every RMSNorm of ours in an nnx model (and flax's own, given ``preset_for_flax="flax"``)."""
+    """Every RMSNorm of ours in an nnx model (and flax's own, given ``preset_for_flax="flax"``).
+
+    Args:
+        model: the nnx model.
+        preset_for_flax: ``"flax"`` to include ``flax.nnx.RMSNorm`` layers.
+        name_map: maps each module path to the layer name.
+    """
     _check_preset(preset_for_flax)
     out = {}
     for name, (node, spec, feats) in _nnx_norms(model, preset_for_flax is not None).items():
@@ -214,6 +240,11 @@ def load_into_nnx(
     Every layer's whole spec is compared with its target's (for flax's own
     ``RMSNorm``, the spec it computes) and any difference is refused, naming
     the fields; nothing is written unless every layer passes.
+
+    Args:
+        model: the nnx model, changed in place.
+        layers: ``{layer name: NeutralLayer}``.
+        name_map: maps each layer name to the model's module path.
     """
     norms = _nnx_norms(model, True)
     updates = []

@@ -133,6 +133,14 @@ def rms_norm_residual(
     The dtype rules refer to ``x``'s dtype (see ``RMSNormSpec``); fused equals
     unfused because ``y`` is computed from the stored ``s``.
 
+    Args:
+        x: as in :func:`rms_norm`.
+        residual: same shape as ``x``, any floating dtype.
+        spec: the spec.
+        scale: as in :func:`rms_norm`.
+        bias: as in :func:`rms_norm`.
+        axis_name: as in :func:`rms_norm`.
+
     Returns:
         ``(y, s)``.
     """

@@ -83,7 +83,18 @@ def layers_from_module(
     name_map: NameMap = NAME_MAPS["none"],
 ) -> Dict[str, NeutralLayer]:
     """Every ``rmsnorm_torch.RMSNorm`` in ``module`` (and, given ``preset_for_torch``,
-    every ``torch.nn.RMSNorm``, read as that preset with its own eps and shape)."""
+    every ``torch.nn.RMSNorm``, read as that preset with its own eps and shape).
+
+    Args:
+        module: the model.
+        preset_for_torch: include ``torch.nn.RMSNorm`` layers, read as this
+            preset (``"torch"``: what they compute) with each module's eps,
+            shape and dtype; None (default) for ours only.
+        name_map: maps each module path (``layers.0.norm``) to the layer name.
+
+    Returns:
+        ``{layer name: NeutralLayer}``, the spec and parameters of each norm.
+    """
     layers: Dict[str, NeutralLayer] = {}
     for name, sub in module.named_modules():
         if isinstance(sub, RMSNorm):
@@ -105,6 +116,11 @@ def load_into_module(
 
     Every layer is checked before any parameter is written, so a refused load
     changes nothing.
+
+    Args:
+        module: the model, changed in place.
+        layers: ``{layer name: NeutralLayer}``, e.g. from ``rmsnorm_core.load``.
+        name_map: maps each layer name to the model's module path.
 
     Raises:
         RMSNormError: a layer has no module of that name, the module is not an
@@ -190,6 +206,15 @@ def layers_from_state_dict(
     fields in ``infer`` (axes from the weight's rank, bias, parameter dtype);
     the others are ``spec``'s and must agree with the file
     (``rmsnorm_core.layers_from_state_arrays``).
+
+    Args:
+        state: the state dict (a norm's tensors are read as NumPy, bit for bit).
+        spec: the convention the norms follow, e.g. ``RMSNormSpec.preset("llama")``.
+        pattern: a regex over keys; its group ``layer`` names the layer.
+            Default :data:`rmsnorm_core.HF_NORM_KEYS`.
+        name_map: maps each layer's key prefix to the layer name.
+        infer: the fields the file decides, a subset of
+            :data:`rmsnorm_core.INFERRED` (default: all of them).
     """
     return layers_from_state_arrays(
         _NumpyView(state), spec, pattern=pattern, name_map=name_map, infer=infer

@@ -179,6 +179,13 @@ def rms_norm_residual(
     bfloat16 ``y`` while ``s`` keeps float32 (flash-attn's
     ``residual_in_fp32``). Fused equals unfused: ``y`` is computed from ``s``.
 
+    Args:
+        x: as in :func:`rms_norm`.
+        residual: same shape as ``x``, any floating dtype.
+        spec: the spec.
+        weight: as in :func:`rms_norm`.
+        bias: as in :func:`rms_norm`.
+
     Returns:
         ``(y, s)``.
     """

@@ -75,6 +75,19 @@ class Runner:
             return False
         return self.empty or problem.x.size > 0
 
+    @classmethod
+    def distributed_batch(
+        cls, name: str, batch: Callable[[list[Problem]], list[Outcome]]
+    ) -> Runner:
+        """A multi-process runner: ``batch`` runs every problem in one launch (e.g. through
+        ``testing.launch_problems``); it runs only under ``rmsnorm verify --distributed``,
+        not in ``--quick``, and skips empty inputs (nothing to shard)."""
+
+        def one(p: Problem) -> Outcome:
+            return batch([p])[0]
+
+        return cls(name, one, quick=False, empty=False, batch=batch, distributed=True)
+
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointFormat:

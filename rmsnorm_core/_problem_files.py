@@ -3,17 +3,23 @@
 ``save_problems``/``load_problems`` and ``save_outcomes``/``load_outcomes``
 write NumPy ``.npz`` (bfloat16 as its bit pattern, flagged) and the specs as
 JSON: no pickle, so a worker process reads only arrays and validated specs.
+``launch_problems``/``serve_problems`` are the two halves of a multi-process
+runner built on them.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import ml_dtypes
 import numpy as np
 
+from ._launch import launch
 from ._problems import Outcome, Problem
 from ._spec import RMSNormSpec
 
@@ -80,3 +86,37 @@ def load_outcomes(folder: Path, count: int) -> list[Outcome]:
         has = f"{i}.has_grads" in arrays
         out.append(Outcome(y, s, tuple(grads) if has else None))  # type: ignore[arg-type]
     return out
+
+
+def launch_problems(
+    module: str,
+    problems: list[Problem],
+    *,
+    world: int,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600.0,
+) -> list[Outcome]:
+    """Run ``problems`` in one ``world``-process launch of ``module`` and return rank 0's
+    outcomes: the parent's half of the protocol whose rank half is :func:`serve_problems`.
+
+    Args:
+        module: the module each rank runs (``python -m module FOLDER``); its
+            ``__main__`` calls :func:`serve_problems`.
+        problems: the problems, written to a fresh temporary folder.
+        world: how many processes.
+        env: extra environment for the processes.
+        timeout: seconds the whole group may take (see ``backends.launch``).
+    """
+    folder = Path(tempfile.mkdtemp(prefix="rmsnorm-problems-"))
+    save_problems(folder, problems)
+    ranks = folder / "ranks"
+    done = launch(module, [str(folder)], world=world, timeout=timeout, env=env, folder=ranks)
+    return load_outcomes(done.rank_folder(0), len(problems))
+
+
+def serve_problems(folder: str | Path, run: Callable[[Problem], Outcome]) -> None:
+    """A rank's half of :func:`launch_problems`: ``run`` every problem in ``folder`` (every
+    rank runs all, collectives in step); rank 0 writes the outcomes to ``RMSNORM_OUT``."""
+    outcomes = [run(p) for p in load_problems(Path(folder))]
+    if int(os.environ["RMSNORM_RANK"]) == 0:
+        save_outcomes(Path(os.environ["RMSNORM_OUT"]), outcomes)

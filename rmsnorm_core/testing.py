@@ -7,7 +7,14 @@ forward and gradients, plus the bit-for-bit share in half precision.
 """
 
 from ._case_table import CASES, CHECKPOINT, DTYPES, QUICK_DTYPES, TAGS, Case, cases
-from ._problem_files import load_outcomes, load_problems, save_outcomes, save_problems
+from ._problem_files import (
+    launch_problems,
+    load_outcomes,
+    load_problems,
+    save_outcomes,
+    save_problems,
+    serve_problems,
+)
 from ._problems import (
     Check,
     Outcome,
@@ -34,9 +41,11 @@ __all__ = [
     "check_gradients",
     "check_outcome",
     "expected_forward",
+    "launch_problems",
     "load_outcomes",
     "load_problems",
     "make_problem",
     "save_outcomes",
     "save_problems",
+    "serve_problems",
 ]

@@ -16,23 +16,15 @@ one divides, else replicated. Rank 0 writes the gathered results.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rmsnorm_core import canonical_axes
-from rmsnorm_core.backends import launch
-from rmsnorm_core.testing import (
-    Outcome,
-    Problem,
-    load_outcomes,
-    load_problems,
-    save_outcomes,
-    save_problems,
-)
+from rmsnorm_core.testing import Outcome, Problem, launch_problems, serve_problems
 
 WORLD = 2
 ENV = {"JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"}
@@ -117,26 +109,12 @@ def run_problem(mesh: Any, p: Problem) -> Outcome:
 
 def run_all(problems: list[Problem]) -> list[Outcome]:
     """Every problem in one 2-process launch (the runner's batch entry point)."""
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="rmsnorm-jax2-"))
-    save_problems(folder, problems)
-    done = launch(
-        "rmsnorm_flax._distributed",
-        [str(folder)],
-        world=WORLD,
-        timeout=600,
-        env=ENV,
-        folder=folder / "ranks",
-    )
-    return load_outcomes(done.rank_folder(0), len(problems))
+    return launch_problems("rmsnorm_flax._distributed", problems, world=WORLD, env=ENV)
 
 
 def main() -> None:
     mesh = init()
-    outcomes = [run_problem(mesh, p) for p in load_problems(Path(sys.argv[1]))]
-    if int(os.environ["RMSNORM_RANK"]) == 0:
-        save_outcomes(Path(os.environ["RMSNORM_OUT"]), outcomes)
+    serve_problems(sys.argv[1], functools.partial(run_problem, mesh))
 
 
 if __name__ == "__main__":

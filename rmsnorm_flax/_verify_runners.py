@@ -96,14 +96,7 @@ def runners() -> list[Runner]:
     return [
         Runner("flax-linen", _linen),
         Runner("flax-nnx", _nnx),
-        Runner(
-            "jax-2procs",
-            _one_distributed,
-            quick=False,
-            empty=False,
-            batch=_distributed_batch,
-            distributed=True,
-        ),
+        Runner.distributed_batch("jax-2procs", _distributed_batch),
     ]
 
 
@@ -111,7 +104,3 @@ def _distributed_batch(problems: list[Problem]) -> list[Outcome]:
     from ._distributed import run_all
 
     return run_all(problems)
-
-
-def _one_distributed(p: Problem) -> Outcome:
-    return _distributed_batch([p])[0]

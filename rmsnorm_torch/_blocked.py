@@ -148,21 +148,28 @@ def _finish(t: Tensor, g: Optional[Tensor], b: Optional[Tensor], yb: Tensor) -> 
     yb.copy_(t)
 
 
-def blocked_forward(
+def _flat_params(
     x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor]
-) -> Tuple[Tensor, Tensor]:
-    """Return ``(y, inv)``: the output and the float32 inverse rms per row."""
-    n_dims = len(plan.dims)
+) -> Tuple[int, Optional[Tensor], Optional[Tensor]]:
+    """The block size ``n`` and the parameters as float32 rows: ``g = w + offset``, ``b``."""
     n = 1
-    for d in x.shape[x.dim() - n_dims :]:
+    for d in x.shape[x.dim() - len(plan.dims) :]:
         n *= d
-    x2 = x.reshape(-1, n)
     g: Optional[Tensor] = None
     if weight is not None:
         g = weight.reshape(n).float() + plan.scale_offset
     b: Optional[Tensor] = None
     if bias is not None:
         b = bias.reshape(n).float()
+    return n, g, b
+
+
+def blocked_forward(
+    x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor]
+) -> Tuple[Tensor, Tensor]:
+    """Return ``(y, inv)``: the output and the float32 inverse rms per row."""
+    n, g, b = _flat_params(x, plan, weight, bias)
+    x2 = x.reshape(-1, n)
     out = torch.empty(x.shape, dtype=plan.out_dtype, device=x.device)
     inv = torch.empty((x2.shape[0], 1), dtype=torch.float32, device=x.device)
     normalize_blocks(x2, g, b, plan.eps, plan.before_scale, plan.in_dtype, out.view(-1, n), inv)
@@ -179,17 +186,9 @@ def blocked_residual_forward(
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """``(y, s, inv)`` with ``s = x + residual`` rounded to ``store``, in one pass:
     each block's sum is written to ``s`` and normalized while still in cache."""
-    n = 1
-    for d in x.shape[x.dim() - len(plan.dims) :]:
-        n *= d
+    n, g, b = _flat_params(x, plan, weight, bias)
     x2, r2 = x.reshape(-1, n), residual.reshape(-1, n)
     rows = x2.shape[0]
-    g: Optional[Tensor] = None
-    if weight is not None:
-        g = weight.reshape(n).float() + plan.scale_offset
-    b: Optional[Tensor] = None
-    if bias is not None:
-        b = bias.reshape(n).float()
     out = torch.empty(x.shape, dtype=plan.out_dtype, device=x.device)
     s = torch.empty(x.shape, dtype=store, device=x.device)
     inv = torch.empty((rows, 1), dtype=torch.float32, device=x.device)

@@ -10,23 +10,15 @@ all-reduce of a per-row scalar), else the first batch dim.
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, List
 
 import torch
 
 from rmsnorm_core import canonical_axes, param_shape
-from rmsnorm_core.backends import launch
-from rmsnorm_core.testing import (
-    Outcome,
-    Problem,
-    load_outcomes,
-    load_problems,
-    save_outcomes,
-    save_problems,
-)
+from rmsnorm_core.testing import Outcome, Problem, launch_problems, serve_problems
 
 from ._bridge import to_numpy, to_tensor
 from ._modules import ResidualRMSNorm, RMSNorm
@@ -87,27 +79,14 @@ def run_problem(mesh: Any, p: Problem) -> Outcome:
 
 def run_all(problems: List[Problem]) -> List[Outcome]:
     """Every problem in one 2-process launch (the runner's batch entry point)."""
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="rmsnorm-dtensor-"))
-    save_problems(folder, problems)
-    done = launch(
-        "rmsnorm_torch._distributed",
-        [str(folder)],
-        world=WORLD,
-        timeout=600,
-        folder=folder / "ranks",
-    )
-    return load_outcomes(done.rank_folder(0), len(problems))
+    return launch_problems("rmsnorm_torch._distributed", problems, world=WORLD)
 
 
 def main() -> None:
     import sys
 
     mesh = init_group()
-    outcomes = [run_problem(mesh, p) for p in load_problems(Path(sys.argv[1]))]
-    if int(os.environ["RMSNORM_RANK"]) == 0:
-        save_outcomes(Path(os.environ["RMSNORM_OUT"]), outcomes)
+    serve_problems(sys.argv[1], functools.partial(run_problem, mesh))
     torch.distributed.destroy_process_group()
 
 

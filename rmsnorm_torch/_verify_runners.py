@@ -123,14 +123,7 @@ def runners() -> List[Runner]:
         ),
         Runner("ort-dynamo-18", _forward_only(_onnx("dynamo", 18)), only_tag="compile", **export),
         Runner("ort-dynamo-23", _forward_only(_onnx("dynamo", 23)), only_tag="compile", **export),
-        Runner(
-            "torch-dtensor-2procs",
-            _one_distributed,
-            quick=False,
-            empty=False,
-            batch=_distributed_batch,
-            distributed=True,
-        ),
+        Runner.distributed_batch("torch-dtensor-2procs", _distributed_batch),
     ]
 
 
@@ -138,7 +131,3 @@ def _distributed_batch(problems: List[Problem]) -> List[Outcome]:
     from ._distributed import run_all
 
     return run_all(problems)
-
-
-def _one_distributed(p: Problem) -> Outcome:
-    return _distributed_batch([p])[0]

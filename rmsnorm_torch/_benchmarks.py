@@ -124,10 +124,12 @@ def _nchw() -> Benchmark:
 
 
 def benchmarks() -> List[Benchmark]:
-    """Every torch case (the ONNX Runtime ones are in ``_benchmarks_onnx``)."""
+    """Every torch case (decode shapes: ``_benchmarks_decode``; ONNX Runtime:
+    ``_benchmarks_onnx``)."""
+    from ._benchmarks_decode import decode_benchmarks
     from ._benchmarks_onnx import onnx_benchmarks
 
-    out: List[Benchmark] = [b for d in DTYPES for b in _eager(d)]
+    out: List[Benchmark] = [b for d in DTYPES for b in _eager(d)] + decode_benchmarks()
     out += [_residual(d) for d in ("float32", "bfloat16")]
     out += [_compiled(d) for d in ("float32", "bfloat16")]
     return out + [_nchw()] + onnx_benchmarks()

@@ -11,6 +11,8 @@ alone, or forced for the calling thread by ``use_kernel`` (``_kernel_choice.py``
 - eager, plain CUDA tensor, trailing contiguous block, ``triton`` installed:
   the Triton kernels (``_triton_kernels.py``), forward, backward and the
   residual variant fused;
+- eager or scripted, CPU tensor, below ``_fused.limit()`` elements, where
+  ``torch.rms_norm`` computes the spec exactly (``_fused.py``): that one op;
 - eager, plain CPU tensor, trailing contiguous block, eps inside, no
   partial: a row-blocked kernel that keeps each block in cache and saves
   only the float32 inverse rms for backward;
@@ -34,6 +36,7 @@ from rmsnorm_core.rules import Recipe
 
 from ._blocked import applies, blocked_forward, needs_grad
 from ._dtensor import any_dtensor, dtensor_norm
+from ._fused import FusedKind, fused_kind, fused_norm, limit
 from ._graph import rms_norm_graph
 from ._kernel_choice import eager_norm, eager_residual
 from ._native import native_eligible, native_rms_norm
@@ -97,13 +100,29 @@ def norm(
     ONNX Runtime fuses wherever it can, 2 (opset >= 23) also lets it use the
     native ``RMSNormalization`` op where that equals the spec.
     """
-    plan = resolve(recipe, x, weight, bias, in_dtype)
+    return run(x, recipe, resolve(recipe, x, weight, bias, in_dtype), weight, bias, onnx_mode)
+
+
+def run(
+    x: Tensor,
+    recipe: Recipe,
+    plan: Plan,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    onnx_mode: int = 0,
+) -> Tensor:
+    """:func:`norm` with the call's plan already resolved (a module caches it)."""
     if not torch.jit.is_scripting():
         fast = _eager(x, recipe, plan, weight, bias, onnx_mode)
         if fast is not None:
             return fast
-    elif applies(x, plan) and not needs_grad(x, weight, bias):
-        return blocked_forward(x, plan, weight, bias)[0]
+    else:
+        if x.numel() < limit():
+            kind = fused_kind(x, plan, weight, bias)
+            if kind != FusedKind.UNFIT:
+                return fused_norm(x, plan, kind, weight)
+        if applies(x, plan) and not needs_grad(x, weight, bias):
+            return blocked_forward(x, plan, weight, bias)[0]
     return rms_norm_graph(x, plan, weight, bias, onnx_mode > 0)
 
 

@@ -1,6 +1,8 @@
 """The graph path: plain, differentiable ops that script, trace, compile and export.
 
-Written in the order ONNX Runtime fuses into SimplifiedLayerNormalization:
+``h * rsqrt(mean(h^2) + eps)``, as ``torch.rms_norm`` computes it; an ONNX
+export's copy writes the order ONNX Runtime fuses into
+SimplifiedLayerNormalization instead:
 ``Cast(fp32) -> Pow -> ReduceMean -> Add(eps) -> Sqrt -> Div -> Mul(weight)``.
 """
 
@@ -93,12 +95,14 @@ def rms_norm_graph(
     ms = _mean_square(h, plan)
     if plan.eps_outside:
         y = h / _add_eps(_root(ms), plan.eps)
-    elif _compiling():
-        # inductor fuses the whole graph into one kernel; a per-element multiply by
-        # rsqrt beats a per-element divide there (torch.nn.RMSNorm's own form)
-        y = h * torch.rsqrt(ms + plan.eps)
-    else:  # the pattern ONNX Runtime fuses (exports trace without dynamo)
+    elif exporting and not _compiling():
+        # the pattern ONNX Runtime fuses into SimplifiedLayerNormalization (the
+        # TorchScript-based exporter traces without dynamo); ORT computes its own way
         y = h / torch.sqrt(_add_eps(ms, plan.eps))
+    else:
+        # the spec's rsqrt-multiply: what torch.rms_norm, Hugging Face and flax compute,
+        # so eager, scripted and compiled calls round like the fused path (_fused.py)
+        y = h * torch.rsqrt(_add_eps(ms, plan.eps))
     if plan.before_scale and y.dtype != plan.in_dtype:
         if exporting and plan.trailing:
             y = y * torch.ones([x.shape[d] for d in plan.dims], dtype=y.dtype, device=y.device)

@@ -1,12 +1,15 @@
 """Which kernel computes an eager call: ``use_kernel`` and the dispatch it steers.
 
-``"auto"`` (the default) picks from the input and the plan alone: a CUDA
+``"auto"`` (the default) picks from the input and the plan alone: a CPU
+call below ``_fused.limit()`` elements that ``torch.rms_norm`` computes
+exactly runs that op (``_fused.py``); a CUDA
 tensor whose normalized block is trailing and contiguous runs the Triton
 kernel (when ``triton`` is installed; without it, the paths below, with no
 error); a large enough CPU tensor on that layout the blocked kernel; anything
 else the graph path. ``use_kernel(name)`` forces ``"graph"``, ``"blocked"``
-or ``"triton"`` for the calling thread only (a ``threading.local``, restored
-on exit, never process-global): other threads keep their own choice. A
+or ``"triton"`` for the calling thread or asyncio task only (a
+``contextvars.ContextVar``, restored on exit, never process-global): other
+threads, tasks and suspended generators keep their own choice. A
 forced kernel that cannot run the call is an error that says why, never a
 silent fallback. Forcing ``"triton"`` on CPU tensors runs the same kernel
 source under the Triton interpreter, which needs ``TRITON_INTERPRET=1`` in
@@ -21,10 +24,10 @@ does not depend on it; scripted modules run their own TorchScript dispatch.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib.util
 import math
-import threading
 from collections.abc import Iterator
 from typing import Any, Optional, Tuple
 
@@ -34,18 +37,21 @@ from torch import Tensor
 from rmsnorm_core import RMSNormError
 
 from ._eager import _plain, blocked_rms_norm, takes_blocked
+from ._fused import FusedKind, fused_kind, fused_norm, limit
 from ._resolve import Plan
 from ._torch_dtypes import dtype_name
 
 KERNELS = ("auto", "graph", "blocked", "triton")
 """The names ``use_kernel`` accepts."""
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-_STATE = threading.local()
+FUSED_LIMIT = limit()
+"""Eager calls below this many elements may take the fused op (``_fused.limit``)."""
+_CHOICE: contextvars.ContextVar[str] = contextvars.ContextVar("rmsnorm_kernel", default="auto")
 
 
 @contextlib.contextmanager
 def use_kernel(name: str) -> Iterator[None]:
-    """Force the kernel for eager calls in this thread, inside the ``with`` block.
+    """Force the kernel for eager calls in this context (thread or task), inside the ``with`` block.
 
     Args:
         name: ``"auto"`` (the default choice), ``"graph"`` (plain ops),
@@ -64,17 +70,16 @@ def use_kernel(name: str) -> Iterator[None]:
     """
     if not isinstance(name, str) or name not in KERNELS:
         raise RMSNormError(f"use_kernel: name must be one of {', '.join(KERNELS)}; got {name!r}")
-    previous = current_kernel()
-    _STATE.name = name
+    token = _CHOICE.set(name)
     try:
         yield
     finally:
-        _STATE.name = previous
+        _CHOICE.reset(token)
 
 
 def current_kernel() -> str:
-    """The calling thread's choice (``"auto"`` outside any ``use_kernel`` block)."""
-    return getattr(_STATE, "name", "auto")
+    """The calling context's choice (``"auto"`` outside any ``use_kernel`` block)."""
+    return _CHOICE.get()
 
 
 @functools.cache
@@ -145,10 +150,14 @@ def _triton_args(x: Tensor, plan: Plan, weight: Any, bias: Any) -> Tuple[Any, ..
 
 def eager_norm(x: Tensor, plan: Plan, weight: Any, bias: Any) -> Optional[Tensor]:
     """The thread's kernel for a plain eager call; None for the graph path."""
-    if _traced(x):
+    if torch.compiler.is_dynamo_compiling() or torch.jit.is_tracing():
         return None
     name = current_kernel()
-    if name == "graph":
+    if name == "auto" and type(x) is Tensor and x.numel() < FUSED_LIMIT:
+        kind = fused_kind(x, plan, weight, bias)  # torch's op: fine under torch.func too
+        if kind != FusedKind.UNFIT:
+            return fused_norm(x, plan, kind, weight)
+    if name == "graph" or _traced(x):
         return None
     if name == "triton" or (name == "auto" and x.is_cuda):  # a CPU call never imports triton
         ops = _triton_for(x, triton_unfit(x, plan, weight, bias), name == "triton")
@@ -171,6 +180,9 @@ def eager_residual(
     if _traced(x) or residual.shape != x.shape:
         return None  # a shape mismatch is named by the caller's check
     name = current_kernel()
+    if name == "auto" and store == x.dtype and x.numel() < FUSED_LIMIT:
+        if fused_kind(x, plan, weight, bias) != FusedKind.UNFIT:
+            return None  # norm(s) takes the fused op: fused equals unfused by construction
     if name == "graph":
         return None
     if name == "triton" or (name == "auto" and x.is_cuda):  # a CPU call never imports triton

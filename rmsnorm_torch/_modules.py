@@ -16,14 +16,12 @@ is ``"bfloat16"``.
 # No "from __future__ import annotations" here: TorchScript reads the class
 # attribute annotations as real types.
 
-import numbers
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from rmsnorm_core import (
-    FLOAT32_EPS,
     FLOAT_DTYPES,
     RMSNormError,
     RMSNormSpec,
@@ -34,82 +32,20 @@ from rmsnorm_core import (
 from rmsnorm_core import dtype_name as core_dtype_name
 from rmsnorm_core.rules import Recipe
 
-from ._functional import norm, norm_residual
+from ._calls import FUSED_LIMIT, KERNEL_CHOICE, CallCache
+from ._functional import norm, norm_residual, run
+from ._fused import FusedKind, fused_norm
+from ._module_fields import (
+    MUTABLE_FIELDS,
+    STRUCTURAL,
+    _ShapeLike,
+    check_axes_count,
+    resolve_spec,
+    spec_field,
+)
 from ._torch_dtypes import torch_dtype
 
-_ShapeLike = Union[int, Sequence[int], torch.Size]
-MUTABLE_FIELDS = (
-    "axes",
-    "eps",
-    "eps_placement",
-    "compute_dtype",
-    "cast_order",
-    "output_dtype",
-    "scale_offset",
-    "partial",
-    "residual_dtype",
-)
-"""Spec fields assignable on a module (the rest shape its parameters)."""
-_STRUCTURAL = ("use_scale", "use_bias", "param_dtype")
-
-
-def _resolve_spec(
-    shape: Tuple[int, ...],
-    eps: Optional[float],
-    elementwise_affine: bool,
-    bias: bool,
-    dtype: Optional[torch.dtype],
-    spec: Optional[RMSNormSpec],
-) -> RMSNormSpec:
-    """Build the spec from torch's arguments, or check them against ``spec``."""
-    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, numbers.Real)):
-        raise RMSNormTypeError(f"eps={eps!r} is not accepted; eps must be a real number or None")
-    param_dtype = None if dtype is None else core_dtype_name(dtype)
-    if spec is None:
-        return RMSNormSpec(
-            axes=tuple(range(-len(shape), 0)),
-            eps=FLOAT32_EPS if eps is None else eps,
-            use_scale=elementwise_affine,
-            use_bias=bias,
-            param_dtype=param_dtype or core_dtype_name(torch.get_default_dtype()),
-        )
-    if not isinstance(spec, RMSNormSpec):
-        raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
-    conflicts = []
-    if eps is not None and float(eps) != spec.eps:
-        conflicts.append(f"eps={eps!r} (spec.eps={spec.eps!r})")
-    if not elementwise_affine and spec.use_scale:
-        conflicts.append("elementwise_affine=False (spec.use_scale=True)")
-    if bias and not spec.use_bias:
-        conflicts.append("bias=True (spec.use_bias=False)")
-    if param_dtype is not None and param_dtype != spec.param_dtype:
-        conflicts.append(f"dtype={dtype} (spec.param_dtype={spec.param_dtype!r})")
-    if conflicts:
-        raise RMSNormError(
-            f"{', '.join(conflicts)} conflict with the spec; with spec= leave these arguments "
-            "at their defaults or make them agree"
-        )
-    _check_axes_count(shape, spec)
-    return spec
-
-
-def _check_axes_count(shape: Tuple[int, ...], spec: RMSNormSpec) -> None:
-    if len(shape) != len(spec.axes):
-        raise RMSNormError(
-            f"normalized_shape={shape} has {len(shape)} dims but the spec normalizes "
-            f"{len(spec.axes)} axes {spec.axes}; give one size per normalized axis"
-        )
-
-
-def _field(name: str) -> property:
-    def get(self: "RMSNorm") -> Any:
-        return getattr(self.spec, name)
-
-    def set_(self: "RMSNorm", value: Any) -> None:
-        self.spec = self.spec.replace(**{name: value})
-
-    what = "fixed: it shapes the parameters" if name in _STRUCTURAL else "assigning replaces it"
-    return property(get, set_, doc=f"The spec's ``{name}`` ({what}).")
+_DIRECT = FusedKind.DIRECT
 
 
 class RMSNorm(nn.Module):
@@ -140,12 +76,13 @@ class RMSNorm(nn.Module):
     _recipe: Recipe
     _sizes: List[int]
     _onnx_mode: int
+    __jit_ignored_attributes__ = ["_calls"]  # eager calls' plans (_calls.py)
     __jit_unused_properties__ = [
         "spec",
         "normalized_shape",
         "elementwise_affine",
         *MUTABLE_FIELDS,
-        *_STRUCTURAL,
+        *STRUCTURAL,
     ]
 
     def __init__(
@@ -161,7 +98,7 @@ class RMSNorm(nn.Module):
     ) -> None:
         super().__init__()
         shape = check_normalized_shape(normalized_shape)
-        resolved = _resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
+        resolved = resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
         self._sizes = list(shape)
         self._onnx_mode = 0  # set on export_onnx's private copy only (see _functional.norm)
         factory = {"device": device, "dtype": torch_dtype(resolved.param_dtype)}
@@ -194,11 +131,11 @@ class RMSNorm(nn.Module):
     def spec(self, spec: RMSNormSpec) -> None:
         if not isinstance(spec, RMSNormSpec):
             raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
-        _check_axes_count(tuple(self._sizes), spec)
+        check_axes_count(tuple(self._sizes), spec)
         current = self.spec
         changed = [
             f"{f} ({getattr(current, f)!r} -> {getattr(spec, f)!r})"
-            for f in _STRUCTURAL
+            for f in STRUCTURAL
             if getattr(spec, f) != getattr(current, f)
         ]
         if changed:
@@ -210,33 +147,40 @@ class RMSNorm(nn.Module):
 
     def _set_spec(self, spec: RMSNormSpec) -> None:
         object.__setattr__(self, "_spec", spec)  # not a submodule or parameter
+        object.__setattr__(self, "_calls", CallCache())  # plans of the old spec are void
         self._recipe = spec.recipe
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickle and deepcopy without the plan cache (it holds closures); rebuilt on use."""
+        state = self.__dict__.copy()
+        state["_calls"] = CallCache()
+        return state
 
     # Each field of the spec as an attribute: assigning one replaces the spec, and is
     # refused for use_scale / use_bias / param_dtype (they shape the parameters).
-    axes = _field("axes")
+    axes = spec_field("axes")
     """The spec's normalized axes."""
-    eps = _field("eps")
+    eps = spec_field("eps")
     """The spec's eps."""
-    eps_placement = _field("eps_placement")
+    eps_placement = spec_field("eps_placement")
     """The spec's eps placement, ``"inside"`` or ``"outside"`` the root."""
-    compute_dtype = _field("compute_dtype")
+    compute_dtype = spec_field("compute_dtype")
     """The spec's compute dtype."""
-    cast_order = _field("cast_order")
+    cast_order = spec_field("cast_order")
     """The spec's cast order, ``"after_scale"`` or ``"before_scale"``."""
-    output_dtype = _field("output_dtype")
+    output_dtype = spec_field("output_dtype")
     """The spec's output dtype rule, ``"input"`` or ``"promote"``."""
-    scale_offset = _field("scale_offset")
+    scale_offset = spec_field("scale_offset")
     """The spec's scale offset (1.0 for Gemma's ``1 + w``)."""
-    partial = _field("partial")
+    partial = spec_field("partial")
     """The spec's fraction of the block used for the statistic."""
-    residual_dtype = _field("residual_dtype")
+    residual_dtype = spec_field("residual_dtype")
     """The spec's dtype of the residual sum."""
-    use_scale = _field("use_scale")
+    use_scale = spec_field("use_scale")
     """Whether the module has ``weight`` (fixed: it shapes the parameters)."""
-    use_bias = _field("use_bias")
+    use_bias = spec_field("use_bias")
     """Whether the module has ``bias`` (fixed: it shapes the parameters)."""
-    param_dtype = _field("param_dtype")
+    param_dtype = spec_field("param_dtype")
     """The parameters' dtype (fixed: it shapes the parameters)."""
 
     @property
@@ -277,8 +221,49 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalize ``x`` (see ``rmsnorm_core.RMSNormSpec`` for the formula)."""
+        if not torch.jit.is_scripting():
+            return self._forward_eager(x)
         self._check_input(x)
         return norm(x, self._recipe, self.weight, self.bias, x.dtype, self._onnx_mode)
+
+    @torch.jit.unused
+    def _forward_eager(self, x: Tensor) -> Tensor:
+        """An eager call (the hot path; the plan cache is ``_calls.py``'s).
+
+        Where ``torch.rms_norm`` computes the cached plan exactly (``_fused.py``) that
+        one op runs, after checks of what only the input decides (a plain CPU tensor,
+        its dtype, its size, the parameters' dtype, the context's kernel choice); a
+        call the op refuses (a wrong size, a device mismatch) is retried on the
+        checked path, which names the problem. Traced, compiled and exported calls
+        take the checked path every time."""
+        params = self._parameters
+        try:  # a dict read; nn.Module.__getattr__ costs 0.4 us a name at decode shapes
+            weight, bias = params["weight"], params["bias"]
+        except KeyError:  # parametrized, or swapped out by torch.func.functional_call
+            weight, bias = self.weight, self.bias
+        if self._onnx_mode != 0 or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            self._check_input(x)
+            return norm(x, self._recipe, weight, bias, x.dtype, self._onnx_mode)
+        fused = self._calls.fused.get(x.dtype)
+        if fused is not None and type(x) is Tensor and x.is_cpu and x.numel() < FUSED_LIMIT:
+            shape, eps, weight_dtype, kind, plan = fused  # unpacked: cheaper than lookups
+            if (weight is None or weight.dtype == weight_dtype) and KERNEL_CHOICE.get() == "auto":
+                try:
+                    if kind is _DIRECT:
+                        return torch.rms_norm(x, shape, weight, eps)
+                    return fused_norm(x, plan, kind, weight)
+                except (RuntimeError, ValueError, TypeError):
+                    pass  # torch refused it: the checked path below names the problem
+        plan = self._calls.plan(self, x, weight, bias)
+        if plan is None:  # the call was just resolved and the fused op takes it
+            return self._forward_eager(x)
+        return run(x, self._recipe, plan, weight, bias)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "RMSNorm":
+        """``to`` / ``half`` / ``cuda`` ...: the parameters change, so do the cached plans."""
+        out = super()._apply(fn, recurse)
+        object.__setattr__(self, "_calls", CallCache())
+        return out
 
 
 class ResidualRMSNorm(RMSNorm):

@@ -45,23 +45,23 @@ def _files(tmp_path):
     fifo = tmp_path / "fifo.safetensors"
     os.mkfifo(fifo)
     return {
-        "sparse-6gb": (sparse, r"header is not JSON"),
+        "sparse-6gb": (sparse, r"not a valid safetensors file .*invalid JSON in header"),
         "dev-zero": ("/dev/zero", r"is not a regular file"),
         "fifo": (fifo, r"is not a regular file"),
         "nested-header": (
             _header_file(tmp_path / "n.safetensors", b"[" * 100_000),
-            r"nested too deeply",
+            r"not a valid safetensors file .*invalid JSON in header",
         ),
         "huge-int-header": (
             _header_file(tmp_path / "i.safetensors", b'{"a": ' + b"9" * 5000 + b"}"),
-            r"header is not JSON",
+            r"invalid JSON in header: number out of range",
         ),
         "shape-2**64": (
             _header_file(
                 tmp_path / "s.safetensors",
                 b'{"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}}',
             ),
-            r"holds 0 bytes, expected 73786976294838206464",
+            r"overflow computing buffer size from shape",
         ),
         "slash-in-name": (
             _neutral_with_name(tmp_path / "slash.safetensors", "a/../../b"),
@@ -225,7 +225,7 @@ def test_garbage_safetensors_is_named_as_such(tmp_path, capsys):
     (tmp_path / "g.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00garbage garbage!")
     assert main(["convert", str(tmp_path / "g.safetensors"), str(tmp_path / "o.msgpack")]) == 1
     err = capsys.readouterr().err
-    assert "is not a safetensors file" in err and "--preset" not in err
+    assert "is not a valid safetensors file" in err and "--preset" not in err
 
 
 LIMITED = textwrap.dedent(

@@ -9,13 +9,6 @@ import pytest
 from rmsnorm_core import TOLERANCES, RMSNormSpec, assert_close, compare, reference, tolerance
 
 
-def test_table_starts_from_torch_testing_defaults():
-    assert TOLERANCES["float32"].rtol == 1.3e-6 and TOLERANCES["float32"].atol == 1e-5
-    assert TOLERANCES["bfloat16"].rtol == 1.6e-2 and TOLERANCES["float64"].rtol == 1e-7
-    # float16 is the one loosened entry (two ulps; see the comment in the table).
-    assert TOLERANCES["float16"].rtol == 2e-3
-
-
 def test_tolerance_accepts_dtype_objects():
     assert tolerance(np.float16) == TOLERANCES["float16"]
     assert tolerance(ml_dtypes.bfloat16) == TOLERANCES["bfloat16"]
@@ -26,9 +19,14 @@ def _good():
     return x, reference.rms_norm(x, RMSNormSpec())
 
 
-def test_checker_passes_the_reference_itself():
-    _, y = _good()
-    assert compare(y, y).passed
+def test_checker_passes_an_independent_float32_computation():
+    """The formula in float32 NumPy (another rounding of every step) is within the table
+    of the float64 reference; the checker must not demand bit equality there."""
+    x, y = _good()
+    ms = np.mean(x * x, axis=-1, keepdims=True, dtype=np.float32)
+    independent = (x / np.sqrt(ms + np.float32(1e-6))).astype(np.float32)
+    assert not np.array_equal(independent, y)  # a real comparison, not y with itself
+    assert compare(independent, y).passed
 
 
 @pytest.mark.parametrize(

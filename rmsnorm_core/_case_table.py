@@ -105,3 +105,16 @@ def cases(tag: str | None = None) -> tuple[Case, ...]:
     if tag is not None and tag not in TAGS:
         raise RMSNormError(f"unknown tag {tag!r}; known tags are {sorted(TAGS)}")
     return tuple(c for c in CASES if tag is None or tag in c.tags)
+
+
+def distinct_presets() -> dict[str, RMSNormSpec]:
+    """The presets whose specs differ, each under its first name.
+
+    Two presets may name the same spec (``t5`` is ``flax``: both eps 1e-6,
+    promoted output); a table of checks keyed by preset runs each spec once.
+    """
+    out: dict[str, RMSNormSpec] = {}
+    for name, spec in RMSNormSpec.presets().items():
+        if spec not in out.values():
+            out[name] = spec
+    return out

@@ -6,7 +6,16 @@
 forward and gradients, plus the bit-for-bit share in half precision.
 """
 
-from ._case_table import CASES, CHECKPOINT, DTYPES, QUICK_DTYPES, TAGS, Case, cases
+from ._case_table import (
+    CASES,
+    CHECKPOINT,
+    DTYPES,
+    QUICK_DTYPES,
+    TAGS,
+    Case,
+    cases,
+    distinct_presets,
+)
 from ._problem_files import (
     launch_problems,
     load_outcomes,
@@ -40,6 +49,7 @@ __all__ = [
     "check_forward",
     "check_gradients",
     "check_outcome",
+    "distinct_presets",
     "expected_forward",
     "launch_problems",
     "load_outcomes",

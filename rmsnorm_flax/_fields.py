@@ -7,6 +7,7 @@ this file exists so ours do not).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,9 +53,7 @@ class Layer:
         """Broadcast a feature-shaped parameter to the spec's parameter shape."""
         if p is None:
             return None
-        rank = len(x_shape)
-        dims = canonical_axes(self.spec.axes, rank)
-        feats = canonical_axes(self.feature_axes, rank)
+        dims, feats = _layout(self, len(x_shape))
         if feats == dims:
             return p
         view = tuple(x_shape[d] if d in feats else 1 for d in dims)
@@ -62,14 +61,22 @@ class Layer:
 
     def check(self, x_shape: Sequence[int]) -> None:
         """Raise unless the feature axes lie within the normalized axes."""
-        rank = len(x_shape)
-        feats = set(canonical_axes(self.feature_axes, rank))
-        if not feats <= set(canonical_axes(self.spec.axes, rank)):
-            raise RMSNormError(
-                f"feature_axes={self.feature_axes} must be among the normalized axes "
-                f"{self.spec.axes} for an input of rank {rank}: a scale over an axis that is "
-                "not normalized is a different layer"
-            )
+        _layout(self, len(x_shape))
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(layer: Layer, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(normalized dims, feature dims)`` for a rank, checked once per layer and rank
+    (a pure function of two hashable values; a refusal is raised, never cached)."""
+    dims = canonical_axes(layer.spec.axes, rank)
+    feats = canonical_axes(layer.feature_axes, rank)
+    if not set(feats) <= set(dims):
+        raise RMSNormError(
+            f"feature_axes={layer.feature_axes} must be among the normalized axes "
+            f"{layer.spec.axes} for an input of rank {rank}: a scale over an axis that is "
+            "not normalized is a different layer"
+        )
+    return dims, feats
 
 
 def resolve(

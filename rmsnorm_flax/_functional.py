@@ -9,8 +9,9 @@ code op by op, and for forward mode: see :func:`_apply`).
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,13 +36,25 @@ from . import _kernel
 def _config(
     x: jax.Array, spec: RMSNormSpec, scale: Any, bias: Any, axis_name: Any, in_dtype: str
 ) -> _kernel.Config:
+    """The call's config, resolved once per spec, shapes and dtypes (a pure function of
+    hashable values, memoized: an eager nnx call then costs a dictionary lookup)."""
     if not isinstance(spec, RMSNormSpec):
         raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
-    dims = canonical_axes(spec.axes, x.ndim)
-    pshape = param_shape(spec, x.shape)
-    # jnp.result_type reads the dtype of arrays and of scalars/lists alike
-    arrays = [None if p is None else jnp.asarray(p) for p in (scale, bias)]
-    param_dtype = check_params(spec, x.shape, *arrays)
+    params = (_describe(scale), _describe(bias))
+    try:
+        return _resolved(spec, tuple(x.shape), in_dtype, params, axis_name)
+    except TypeError:  # an unhashable axis_name: resolve without the memo
+        return _resolved.__wrapped__(spec, tuple(x.shape), in_dtype, params, axis_name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved(
+    spec: RMSNormSpec, shape: tuple, in_dtype: str, params: tuple, axis_name: Any
+) -> _kernel.Config:
+    dims = canonical_axes(spec.axes, len(shape))
+    pshape = param_shape(spec, shape)
+    arrays = [None if p is None else _Described(*p) for p in params]
+    param_dtype = check_params(spec, shape, *arrays)
     n = math.prod(pshape)
     if axis_name is not None and spec.partial < 1.0:
         raise RMSNormError(
@@ -50,7 +63,24 @@ def _config(
             "gather the normalized axis"
         )
     plan = dtype_plan(spec, in_dtype, param_dtype)
-    return _kernel.Config(spec, dims, x.ndim, n, partial_count(spec, n), plan, axis_name)
+    view = tuple(shape[d] if d in dims else 1 for d in range(len(shape)))
+    k = partial_count(spec, n)
+    return _kernel.Config(spec, dims, len(shape), n, k, plan, axis_name, view)
+
+
+def _describe(p: Any) -> tuple | None:
+    if p is None:
+        return None
+    # jnp.result_type reads the dtype of arrays and of scalars/lists alike
+    a = p if isinstance(p, jax.Array) else jnp.asarray(p)
+    return (a.shape, a.dtype.name)
+
+
+class _Described(NamedTuple):
+    """A parameter as core's checks read it: its shape and dtype (no array kept)."""
+
+    shape: tuple
+    dtype: str
 
 
 def _forward_mode(*arrays: Any) -> bool:
@@ -114,7 +144,7 @@ def rms_norm(
     Raises:
         rmsnorm_core.RMSNormError: bad axes, shapes, dtypes or arguments.
     """
-    array = _as_input(x)
+    array = jnp.asarray(x)  # its dtype is checked with the rest of the config, once
     cfg = _config(array, spec, scale, bias, axis_name, array.dtype.name)
     return _apply(array, cfg, scale, bias)
 

@@ -35,6 +35,9 @@ class Config:
     k: int  # partial count (== n without partial)
     plan: DtypePlan
     axis_name: Any = None  # shard_map axis the normalized block is split over
+    # the shape a parameter broadcasts as (its sizes at the normalized dims, 1 elsewhere);
+    # a field, so that two configs for differently shaped blocks never compare equal
+    param_view: tuple[int, ...] | None = None
 
     @property
     def batch_dims(self) -> tuple[int, ...]:
@@ -107,13 +110,15 @@ def inverse_rms(ms: jax.Array, cfg: Config) -> jax.Array:
 def _param(p: jax.Array | None, cfg: Config, dtype: Any) -> jax.Array | None:
     if p is None:
         return None
-    view = tuple(p.shape[cfg.dims.index(d)] if d in cfg.dims else 1 for d in range(cfg.rank))
+    view = cfg.param_view
+    if view is None:
+        view = tuple(p.shape[cfg.dims.index(d)] if d in cfg.dims else 1 for d in range(cfg.rank))
     return p.astype(dtype).reshape(view)
 
 
 def gain(scale: jax.Array | None, cfg: Config) -> jax.Array | None:
     """``g = scale_offset + scale`` formed in the plan's scale dtype."""
-    g = _param(scale, cfg, _dtype(cfg.plan.scale))
+    g = _param(scale, cfg, jnp.dtype(cfg.plan.scale))
     if g is not None and cfg.spec.scale_offset != 0.0:
         g = g + jnp.asarray(cfg.spec.scale_offset, g.dtype)
     return g
@@ -124,17 +129,17 @@ def forward(
 ) -> tuple[jax.Array, jax.Array]:
     """Return ``(y, ms)``: the output and the compute-dtype mean square (keepdims)."""
     plan = cfg.plan
-    h = x.astype(_dtype(plan.compute))
+    h = x.astype(jnp.dtype(plan.compute))
     ms = mean_square(h, cfg)
     y = h * inverse_rms(ms, cfg)
     y = round_to(y, plan.intermediate)
     g = gain(scale, cfg)
     if g is not None:
         y = y * g
-    b = _param(bias, cfg, _dtype(plan.scale))
+    b = _param(bias, cfg, jnp.dtype(plan.scale))
     if b is not None:
         y = y + b
-    return y.astype(_dtype(plan.output)), ms
+    return y.astype(jnp.dtype(plan.output)), ms
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))

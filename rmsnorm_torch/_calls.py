@@ -59,9 +59,13 @@ class CallCache:
             None if bias is None else bias.dtype,
         )
         plan = self.plans.get(key)
-        module._check_input(x)
         if plan is not None:
+            sizes = module._sizes
+            for i, d in enumerate(plan.dims):  # the rank is the key's: only sizes can differ
+                if x.shape[d] != sizes[i]:
+                    module._check_input(x)  # raises, naming the shapes
             return plan
+        module._check_input(x)
         plan = resolve(module._recipe, x, weight, bias, x.dtype)
         self.plans[key] = plan
         kind = fused_kind(x, plan, weight, bias)

@@ -42,9 +42,16 @@ def _dtensor_class() -> Any:
 
 
 def any_dtensor(*tensors: Optional[Tensor]) -> bool:
-    """Whether any of ``tensors`` is a DTensor."""
-    cls = _dtensor_class()
-    return cls is not None and any(isinstance(t, cls) for t in tensors)
+    """Whether any of ``tensors`` is a DTensor (plain tensors answer without a lookup)."""
+    cls = None
+    for t in tensors:
+        if t is None or type(t) is Tensor or type(t) is torch.nn.Parameter:
+            continue
+        if cls is None:
+            cls = _dtensor_class()
+        if cls is not None and isinstance(t, cls):
+            return True
+    return False
 
 
 def _replicated(t: Optional[Tensor]) -> bool:

@@ -51,7 +51,7 @@ def takes_blocked(
     if torch.compiler.is_dynamo_compiling() or torch.jit.is_tracing():
         return False
     layout = fits(x, plan) if any_size else applies(x, plan)
-    return _plain(x) and _plain(weight) and _plain(bias) and layout
+    return layout and _plain(x) and _plain(weight) and _plain(bias)
 
 
 class _BlockedRMSNorm(torch.autograd.Function):

@@ -152,7 +152,7 @@ def eager_norm(x: Tensor, plan: Plan, weight: Any, bias: Any) -> Optional[Tensor
     """The thread's kernel for a plain eager call; None for the graph path."""
     if torch.compiler.is_dynamo_compiling() or torch.jit.is_tracing():
         return None
-    name = current_kernel()
+    name = _CHOICE.get()
     if name == "auto" and type(x) is Tensor and x.numel() < FUSED_LIMIT:
         kind = fused_kind(x, plan, weight, bias)  # torch's op: fine under torch.func too
         if kind != FusedKind.UNFIT:

@@ -40,7 +40,7 @@ from ._fused import FusedKind, fused_kind, fused_norm, limit
 from ._graph import rms_norm_graph
 from ._kernel_choice import eager_norm, eager_residual
 from ._native import native_eligible, native_rms_norm
-from ._resolve import Plan, resolve
+from ._resolve import OnnxExport, Plan, resolve
 from ._torch_dtypes import dtype_name
 
 
@@ -51,12 +51,12 @@ def _eager(
     plan: Plan,
     weight: Optional[Tensor],
     bias: Optional[Tensor],
-    onnx_mode: int,
+    onnx_mode: OnnxExport,
 ) -> Optional[Tensor]:
-    """The native op (exporting at opset >= 23: ``onnx_mode == 2``), the local run of a
+    """The native op (exporting at opset >= 23: ``OnnxExport.NATIVE``), the local run of a
     DTensor (``_dtensor.py``) or the thread's kernel (``_kernel_choice.py``); None for
     the graph path."""
-    if onnx_mode == 2 and native_eligible(x, plan, weight, bias):
+    if onnx_mode == OnnxExport.NATIVE and native_eligible(x, plan, weight, bias):
         return native_rms_norm(x, plan, weight)
     if any_dtensor(x, weight, bias):
 
@@ -91,14 +91,12 @@ def norm(
     weight: Optional[Tensor],
     bias: Optional[Tensor],
     in_dtype: torch.dtype,
-    onnx_mode: int = 0,
+    onnx_mode: OnnxExport = OnnxExport.OFF,
 ) -> Tensor:
     """RMSNorm of ``x`` under a compiled spec (TorchScript-ready; see :func:`rms_norm`).
 
     ``in_dtype`` is the dtype the spec's "input" rules refer to; ``onnx_mode``
-    is set only on the copy ``export_onnx`` exports: 1 makes the graph the one
-    ONNX Runtime fuses wherever it can, 2 (opset >= 23) also lets it use the
-    native ``RMSNormalization`` op where that equals the spec.
+    (``OnnxExport``) is set only on the copy ``export_onnx`` exports.
     """
     return run(x, recipe, resolve(recipe, x, weight, bias, in_dtype), weight, bias, onnx_mode)
 
@@ -109,7 +107,7 @@ def run(
     plan: Plan,
     weight: Optional[Tensor],
     bias: Optional[Tensor],
-    onnx_mode: int = 0,
+    onnx_mode: OnnxExport = OnnxExport.OFF,
 ) -> Tensor:
     """:func:`norm` with the call's plan already resolved (a module caches it)."""
     if not torch.jit.is_scripting():
@@ -123,7 +121,7 @@ def run(
                 return fused_norm(x, plan, kind, weight)
         if applies(x, plan) and not needs_grad(x, weight, bias):
             return blocked_forward(x, plan, weight, bias)[0]
-    return rms_norm_graph(x, plan, weight, bias, onnx_mode > 0)
+    return rms_norm_graph(x, plan, weight, bias, onnx_mode != OnnxExport.OFF)
 
 
 def norm_residual(
@@ -132,7 +130,7 @@ def norm_residual(
     recipe: Recipe,
     weight: Optional[Tensor],
     bias: Optional[Tensor],
-    onnx_mode: int = 0,
+    onnx_mode: OnnxExport = OnnxExport.OFF,
 ) -> Tuple[Tensor, Tensor]:
     """``s = x + residual`` stored in the plan's residual dtype, then ``y = norm(s)``."""
     _rules.check_float("x", dtype_name(x.dtype))

@@ -43,9 +43,11 @@ from ._module_fields import (
     resolve_spec,
     spec_field,
 )
+from ._resolve import OnnxExport
 from ._torch_dtypes import torch_dtype
 
 _DIRECT = FusedKind.DIRECT
+_OFF = OnnxExport.OFF
 
 
 class RMSNorm(nn.Module):
@@ -75,7 +77,7 @@ class RMSNorm(nn.Module):
 
     _recipe: Recipe
     _sizes: List[int]
-    _onnx_mode: int
+    _onnx_mode: OnnxExport
     __jit_ignored_attributes__ = ["_calls"]  # eager calls' plans (_calls.py)
     __jit_unused_properties__ = [
         "spec",
@@ -100,7 +102,7 @@ class RMSNorm(nn.Module):
         shape = check_normalized_shape(normalized_shape)
         resolved = resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
         self._sizes = list(shape)
-        self._onnx_mode = 0  # set on export_onnx's private copy only (see _functional.norm)
+        self._onnx_mode = OnnxExport.OFF  # changed on export_onnx's private copy only
         factory = {"device": device, "dtype": torch_dtype(resolved.param_dtype)}
         for name, used in (("weight", resolved.use_scale), ("bias", resolved.use_bias)):
             if used:
@@ -266,7 +268,7 @@ class RMSNorm(nn.Module):
             weight, bias = params["weight"], params["bias"]
         except KeyError:  # parametrized, or swapped out by torch.func.functional_call
             weight, bias = self.weight, self.bias
-        if self._onnx_mode != 0 or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        if self._onnx_mode is not _OFF or torch.jit.is_tracing() or torch.compiler.is_compiling():
             self._check_input(x)
             return norm(x, self._recipe, weight, bias, x.dtype, self._onnx_mode)
         fused = self._calls.fused.get(x.dtype)

@@ -7,7 +7,8 @@ Decisions (documented here once):
 - Opset >= 23 with the dynamo exporter: the native ``RMSNormalization`` op, but
   only where its semantics equal the spec's (see ``_native.native_eligible``).
 - The caller's module is never touched: a deep copy is exported (in eval
-  mode, its norms marked ``_onnx_mode``: 1, or 2 where the native op may be used), so
+  mode, its norms marked ``_onnx_mode``: ``OnnxExport.FUSABLE``, or ``NATIVE`` where the
+  native op may be used), so
   threads still running the module, or exporting it, see no change.
 - Quiet: the exporters' deprecation warnings and the dynamo exporter's
   ``torchvision is not installed`` log lines are silenced at their source
@@ -40,6 +41,7 @@ from torch import Tensor, nn
 from rmsnorm_core import RMSNormError, write_atomic
 
 from ._modules import RMSNorm
+from ._resolve import OnnxExport
 
 TORCHSCRIPT_OPSETS = range(17, 21)
 DYNAMO_OPSETS = range(17, 24)
@@ -130,7 +132,7 @@ def _private_copy(module: nn.Module, *, native: bool) -> nn.Module:
     model = copy.deepcopy(module).eval()
     for sub in model.modules():
         if isinstance(sub, RMSNorm):
-            sub._onnx_mode = 2 if native else 1
+            sub._onnx_mode = OnnxExport.NATIVE if native else OnnxExport.FUSABLE
     return model
 
 

@@ -10,6 +10,7 @@ in ``rmsnorm_core._errors.RMSNormError: <the same message>``.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import List, NamedTuple, Optional
 
 import torch
@@ -20,6 +21,21 @@ from rmsnorm_core import rules as _rules
 from rmsnorm_core.rules import Recipe
 
 from ._torch_dtypes import dtype_name, torch_dtype
+
+
+class OnnxExport(Enum):
+    """How a module's ONNX export copy writes the norm (an enum TorchScript compiles).
+
+    Attributes:
+        OFF: not an export copy: eager, scripted and compiled calls.
+        FUSABLE: the graph ONNX Runtime fuses into SimplifiedLayerNormalization.
+        NATIVE: also the native ``RMSNormalization`` op (opset >= 23) where it
+            equals the spec (``_native.py``).
+    """
+
+    OFF = 0
+    FUSABLE = 1
+    NATIVE = 2
 
 
 class Plan(NamedTuple):

@@ -18,8 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core import RMSNormSpec, _presets
-from rmsnorm_core._cli import build_parser, main
+from rmsnorm_core import RMSNormSpec
+from rmsnorm_core.cli._cli import build_parser, main
+from rmsnorm_core.spec import _presets
 
 DEFAULTS = RMSNormSpec().to_dict()
 

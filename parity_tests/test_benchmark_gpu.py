@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rmsnorm_core import _bench_gpu as g
+from rmsnorm_core.bench import _bench_gpu as g
 
 ROOT = Path(__file__).resolve().parent.parent
 

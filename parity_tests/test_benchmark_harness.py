@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from rmsnorm_core import _bench
-from rmsnorm_core._cli import main
-from rmsnorm_core._cli_bench import collect
+from rmsnorm_core.bench import _bench
+from rmsnorm_core.cli._cli import main
+from rmsnorm_core.cli._cli_bench import collect
 
 
 def test_run_reports_a_ratio_and_writes_json(tmp_path):
@@ -87,7 +87,7 @@ def test_bench_command_writes_table_json_and_plots(tmp_path, capsys):
 
 def test_sweep_and_its_plot(tmp_path):
     pytest.importorskip("matplotlib")
-    from rmsnorm_core._bench_plots import plot_sweeps
+    from rmsnorm_core.bench._bench_plots import plot_sweeps
 
     sweep = _bench.Sweep("demo", "peer", lambda rows, cols, dtype: (lambda: rows * cols, lambda: 0))
     result = _bench.run_sweep(sweep, "float32", warmup=0, repeat=1)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rmsnorm_core import NeutralLayer, RMSNormError, RMSNormSpec, load, save, with_scale_offset
-from rmsnorm_core._safetensors import serialize
+from rmsnorm_core.io._safetensors import serialize
 
 DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
 

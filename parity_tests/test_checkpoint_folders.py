@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from rmsnorm_core import NeutralLayer, RMSNormSpec, load, save
-from rmsnorm_core._cli import main
-from rmsnorm_core._safetensors import read_file, serialize
+from rmsnorm_core.cli._cli import main
+from rmsnorm_core.io._safetensors import read_file, serialize
 
 
 def _hf_folder(tmp_path):

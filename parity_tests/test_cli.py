@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from rmsnorm_core import RMSNormSpec
-from rmsnorm_core._cli import main
+from rmsnorm_core.cli._cli import main
 
 
 def test_presets_lists_every_preset(capsys):

@@ -20,7 +20,7 @@ pytest.importorskip("onnxruntime")
 from types import SimpleNamespace  # noqa: E402
 
 from rmsnorm_core import NeutralLayer, RMSNormSpec, load, save  # noqa: E402
-from rmsnorm_core._cli import main  # noqa: E402
+from rmsnorm_core.cli._cli import main  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train_in_jax_serve_in_torch.py"
 
@@ -85,7 +85,7 @@ def test_convert_neutral_torch_flax_neutral_round_trip(tmp_path, checkpoint):
 
 
 def test_convert_torch_safetensors_state_dict(tmp_path):
-    from rmsnorm_core._safetensors import serialize
+    from rmsnorm_core.io._safetensors import serialize
 
     w = np.arange(8).astype(ml_dtypes.bfloat16)
     (tmp_path / "hf.safetensors").write_bytes(

@@ -14,8 +14,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("jax")
 
 from rmsnorm_core import RMSNormSpec  # noqa: E402
-from rmsnorm_core._cli import main  # noqa: E402
-from rmsnorm_core._safetensors import serialize  # noqa: E402
+from rmsnorm_core.cli._cli import main  # noqa: E402
+from rmsnorm_core.io._safetensors import serialize  # noqa: E402
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_convert_reads_only_the_norm_tensors_of_a_large_state_dict(tmp_path):
     code = textwrap.dedent(
         f"""
         import resource
-        from rmsnorm_core._cli import main
+        from rmsnorm_core.cli._cli import main
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         code = main(["convert", {str(big)!r}, {str(tmp_path / "n.safetensors")!r}, "--preset", "llama"])
         print(code, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)

@@ -17,8 +17,8 @@ pytest.importorskip("torch")
 pytest.importorskip("jax")
 
 from rmsnorm_core import NeutralLayer, RMSNormSpec, save  # noqa: E402
-from rmsnorm_core._cli import main  # noqa: E402
-from rmsnorm_core._safetensors import serialize  # noqa: E402
+from rmsnorm_core.cli._cli import main  # noqa: E402
+from rmsnorm_core.io._safetensors import serialize  # noqa: E402
 
 
 def _header_file(path, header: bytes):
@@ -232,7 +232,7 @@ LIMITED = textwrap.dedent(
     """
     import resource, sys, time
     resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
-    from rmsnorm_core._cli import main
+    from rmsnorm_core.cli._cli import main
     for argv in {argvs!r}:
         start = time.perf_counter()
         code = main(argv)

@@ -21,8 +21,8 @@ pytest.importorskip("jax")
 pytestmark = pytest.mark.xdist_group("distributed")
 
 from rmsnorm_core import RMSNormError  # noqa: E402
-from rmsnorm_core._cli import main  # noqa: E402
 from rmsnorm_core.backends import launch  # noqa: E402
+from rmsnorm_core.cli._cli import main  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TORCH_CHECKS = [
@@ -56,7 +56,7 @@ def torch_output():
 
 @pytest.fixture(scope="module")
 def jax_output():
-    from rmsnorm_flax._distributed import ENV
+    from rmsnorm_flax.distributed._distributed import ENV
 
     return _run("_jax_dist_checks.py", JAX_CHECKS, env=ENV)
 

@@ -205,6 +205,6 @@ def test_readme_links_every_guide():
         assert f"docs/guides/{guide.name}" in readme, guide.name
     nav = json.dumps((ROOT / "mkdocs.yml").read_text())
     assert all(f"guides/{g.name}" in nav for g in GUIDES)
-    from rmsnorm_core._cli import build_parser
+    from rmsnorm_core.cli._cli import build_parser
 
     assert "Documentation: the guides and reference in docs/" in build_parser().format_help()

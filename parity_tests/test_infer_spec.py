@@ -11,7 +11,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx as fnnx  # noqa: E402
 
 from rmsnorm_core import FLOAT32_EPS, RMSNormError, RMSNormSpec  # noqa: E402
-from rmsnorm_core._cli import main  # noqa: E402
+from rmsnorm_core.cli._cli import main  # noqa: E402
 from rmsnorm_flax import infer_spec as flax_infer  # noqa: E402
 from rmsnorm_flax import linen, nnx  # noqa: E402
 from rmsnorm_torch import RMSNorm, infer_spec  # noqa: E402

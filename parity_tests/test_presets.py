@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import rmsnorm_core
-from rmsnorm_core import RMSNormError, RMSNormSpec, RMSNormTypeError, _presets
+from rmsnorm_core import RMSNormError, RMSNormSpec, RMSNormTypeError
+from rmsnorm_core.spec import _presets
 
 REQUIRED = ["torch", "flax", "llama", "gemma", "t5", "paper", "onnx"]
 

@@ -1,6 +1,6 @@
 """torch entry points refuse bad input with core's messages, eager and scripted.
 
-The rules are core's own functions (``rmsnorm_core._rules``), compiled by
+The rules are core's own functions (``rmsnorm_core.spec._rules``), compiled by
 TorchScript into scripted code, so there is no second copy to compare: these
 tests check that both ways of running them raise the message the catalogue
 expects.
@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from rmsnorm_core import RMSNormError, RMSNormSpec, RMSNormTypeError  # noqa: E402
 from rmsnorm_torch import RMSNorm, rms_norm, rms_norm_residual  # noqa: E402
-from rmsnorm_torch._functional import norm  # noqa: E402
+from rmsnorm_torch.nn._functional import norm  # noqa: E402
 
 SPEC = RMSNormSpec(use_bias=True)
 
@@ -91,7 +91,7 @@ def test_function_errors(case_id, x, weight, bias, exc, match):
 def test_scripted_core_errors_carry_the_same_message(case_id, x, weight, bias, exc, match):
     scripted = torch.jit.script(norm)
     with pytest.raises(torch.jit.Error, match=match):
-        scripted(x, SPEC.recipe, weight, bias, x.dtype, False)
+        scripted(x, SPEC.recipe, weight, bias, x.dtype)
 
 
 @pytest.mark.parametrize("case_id,shape,axes,match", AXES_ERRORS, ids=[c[0] for c in AXES_ERRORS])
@@ -100,7 +100,7 @@ def test_axes_errors(case_id, shape, axes, match):
     with pytest.raises(RMSNormError, match=match):
         rms_norm(torch.ones(shape), spec)
     with pytest.raises(torch.jit.Error, match=match):
-        torch.jit.script(norm)(torch.ones(shape), spec.recipe, None, None, torch.float32, False)
+        torch.jit.script(norm)(torch.ones(shape), spec.recipe, None, None, torch.float32)
 
 
 def test_a_parameter_the_spec_does_not_use_is_refused():

@@ -16,8 +16,8 @@ from _triton_setup import DEVICE, torch
 
 from rmsnorm_core import RMSNormError, RMSNormSpec
 from rmsnorm_torch import RMSNorm, export_onnx, rms_norm, use_kernel
-from rmsnorm_torch._kernel_choice import current_kernel
-from rmsnorm_torch._triton_ops import decompositions, graph_forward, triton_forward
+from rmsnorm_torch.kernels._kernel_choice import current_kernel
+from rmsnorm_torch.kernels._triton_ops import decompositions, graph_forward, triton_forward
 
 LLAMA = RMSNormSpec.preset("llama")
 

@@ -75,7 +75,7 @@ def test_random_specs_match_the_reference(seed):
 )
 def test_rows_wider_than_a_block_loop_over_column_blocks(cols, dtype):
     # 65536 = four blocks of 16384; 20000 and 16385 end in a partial block
-    from rmsnorm_torch._triton_ops import settings
+    from rmsnorm_torch.kernels._triton_ops import settings
 
     assert not settings(cols)[1]
     for residual in (False, True):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from rmsnorm_core import NeutralLayer, RMSNormSpec, save
-from rmsnorm_core._cli import main
 from rmsnorm_core.backends import Backend, Runner, register_backend, unregister_backend
+from rmsnorm_core.cli._cli import main
 from rmsnorm_core.testing import Outcome, expected_forward
 
 pytest.importorskip("torch")
@@ -110,7 +110,7 @@ def test_a_broken_backend_fails_the_run(registered, capsys):
 
 
 def test_a_missing_framework_is_skipped_not_passed(monkeypatch, capsys):
-    from rmsnorm_core import _backends
+    from rmsnorm_core.registry import _backends
 
     monkeypatch.setitem(_backends._UNAVAILABLE, "jaxlike", "not installed (jaxlike)")
     argv = [

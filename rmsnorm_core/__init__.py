@@ -3,13 +3,10 @@
 Imports NumPy, ml_dtypes and safetensors only; never torch, never jax.
 """
 
-from . import backends, reference, rules, testing
-from ._atomic import write_atomic
-from ._checkpoint import FORMAT_VERSION, load, save
-from ._dtypes import FLOAT_DTYPES, check_float_dtype, dtype_name, numpy_dtype, promote
-from ._errors import RMSNormError, RMSNormTypeError, RMSNormUsageError
-from ._infer import Implementation, infer_spec
-from ._layouts import (
+from rmsnorm_core.infer._infer import Implementation, infer_spec
+from rmsnorm_core.io._atomic import write_atomic
+from rmsnorm_core.io._checkpoint import FORMAT_VERSION, load, save
+from rmsnorm_core.io._layouts import (
     HF_NORM_KEYS,
     INFERRED,
     layers_from_param_tree,
@@ -17,10 +14,29 @@ from ._layouts import (
     param_tree_from_layers,
     state_arrays_from_layers,
 )
-from ._names import NAME_MAPS, flax_to_torch, torch_to_flax
-from ._neutral import NeutralLayer, check_layer_name, neutral_layer
-from ._offsets import with_scale_offset
-from ._plan import (
+from rmsnorm_core.io._names import NAME_MAPS, flax_to_torch, torch_to_flax
+from rmsnorm_core.io._neutral import NeutralLayer, check_layer_name, neutral_layer
+from rmsnorm_core.io._safetensors import open_regular
+from rmsnorm_core.oracle._tolerance import (
+    ROUNDING_AGREEMENT,
+    TOLERANCES,
+    Comparison,
+    Tolerance,
+    assert_close,
+    compare,
+    rounding_agreement,
+    tolerance,
+)
+from rmsnorm_core.spec._dtypes import (
+    FLOAT_DTYPES,
+    check_float_dtype,
+    dtype_name,
+    numpy_dtype,
+    promote,
+)
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError, RMSNormUsageError
+from rmsnorm_core.spec._offsets import with_scale_offset
+from rmsnorm_core.spec._plan import (
     DtypePlan,
     canonical_axes,
     check_normalized_shape,
@@ -32,20 +48,11 @@ from ._plan import (
     partial_count,
     sample_shape,
 )
-from ._presets import FLOAT32_EPS
-from ._rules import Recipe
-from ._safetensors import open_regular
-from ._spec import SCHEMA_VERSION, RMSNormSpec, preset, presets
-from ._tolerance import (
-    ROUNDING_AGREEMENT,
-    TOLERANCES,
-    Comparison,
-    Tolerance,
-    assert_close,
-    compare,
-    rounding_agreement,
-    tolerance,
-)
+from rmsnorm_core.spec._presets import FLOAT32_EPS
+from rmsnorm_core.spec._rules import Recipe
+from rmsnorm_core.spec._spec import SCHEMA_VERSION, RMSNormSpec, preset, presets
+
+from . import backends, reference, rules, testing
 
 __version__ = "0.1.0"
 """The version of rmsnorm-bridge."""

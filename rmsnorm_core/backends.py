@@ -18,7 +18,10 @@ not installed) is listed by :func:`unavailable` with the reason, and
 and tests), bounded in time.
 """
 
-from ._backends import (
+from rmsnorm_core.bench._bench import Benchmark, Sweep
+from rmsnorm_core.bench._bench_gpu import GpuCase, Timed, Unavailable
+from rmsnorm_core.bench._bench_gpu import groups as gpu_groups
+from rmsnorm_core.registry._backends import (
     ENTRY_POINT_GROUP,
     Artifact,
     Backend,
@@ -32,10 +35,7 @@ from ._backends import (
     unavailable,
     unregister_backend,
 )
-from ._bench import Benchmark, Sweep
-from ._bench_gpu import GpuCase, Timed, Unavailable
-from ._bench_gpu import groups as gpu_groups
-from ._launch import Launch, free_port, launch
+from rmsnorm_core.verify._launch import Launch, free_port, launch
 
 __all__ = [
     "ENTRY_POINT_GROUP",

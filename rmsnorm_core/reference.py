@@ -8,6 +8,6 @@ float64, without rounding: a backend's gradient carries one rounding to its
 own dtype, which the tolerance table covers.
 """
 
-from ._reference import rms_norm, rms_norm_residual, rms_norm_vjp
+from rmsnorm_core.oracle._reference import rms_norm, rms_norm_residual, rms_norm_vjp
 
 __all__ = ["rms_norm", "rms_norm_residual", "rms_norm_vjp"]

@@ -12,7 +12,7 @@ and dtypes with :func:`canonical_dims`, :func:`partial_count` and
 functions, whose messages name the parameter, the value and what is accepted.
 """
 
-from ._rules import (
+from rmsnorm_core.spec._rules import (
     Dtypes,
     Recipe,
     as_tuple,

@@ -3,7 +3,9 @@
 The formula and precision rules are in ``rmsnorm_core.RMSNormSpec``.
 """
 
-from ._bridge import (
+from rmsnorm_flax.functional._fields import flax_norm_spec
+from rmsnorm_flax.functional._functional import rms_norm, rms_norm_residual
+from rmsnorm_flax.interop._bridge import (
     layers_from_linen,
     layers_from_nnx,
     layers_from_params,
@@ -11,9 +13,7 @@ from ._bridge import (
     load_into_nnx,
     params_from_layers,
 )
-from ._fields import flax_norm_spec
-from ._functional import rms_norm, rms_norm_residual
-from ._infer import infer_spec
+from rmsnorm_flax.interop._infer import infer_spec
 
 __all__ = [
     "flax_norm_spec",

@@ -15,9 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from rmsnorm_core import RMSNormError, RMSNormSpec
-
-from ._fields import Layer, resolve, scale_init_for
-from ._functional import rms_norm, rms_norm_residual
+from rmsnorm_flax.functional._fields import Layer, resolve, scale_init_for
+from rmsnorm_flax.functional._functional import rms_norm, rms_norm_residual
 
 _ONES = nn.initializers.ones
 _ZEROS = nn.initializers.zeros
@@ -136,7 +135,7 @@ def intercept_norms() -> Any:
     kernel in its cached trace after the context ends, and one traced before
     it keeps flax's.
     """
-    from ._swap import intercept_norms as intercept
+    from rmsnorm_flax.interop._swap import intercept_norms as intercept
 
     return intercept()
 

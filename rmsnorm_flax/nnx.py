@@ -17,9 +17,8 @@ from flax import nnx
 from flax.nnx.nn import dtypes as nnx_dtypes
 
 from rmsnorm_core import RMSNormError, RMSNormSpec
-
-from ._fields import Layer, resolve, scale_init_for
-from ._functional import rms_norm, rms_norm_residual
+from rmsnorm_flax.functional._fields import Layer, resolve, scale_init_for
+from rmsnorm_flax.functional._functional import rms_norm, rms_norm_residual
 
 _ONES = nnx.initializers.ones
 _ZEROS = nnx.initializers.zeros
@@ -154,7 +153,7 @@ def replace_norms(model: nnx.Module) -> dict[str, RMSNormSpec]:
     Returns:
         ``{path: spec}`` of what was replaced.
     """
-    from ._swap import replace_norms as replace
+    from rmsnorm_flax.interop._swap import replace_norms as replace
 
     return replace(model, RMSNorm)
 

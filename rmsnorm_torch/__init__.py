@@ -3,7 +3,9 @@
 The formula and precision rules are in ``rmsnorm_core.RMSNormSpec``.
 """
 
-from ._bridge import (
+from rmsnorm_torch.export._compile import COMPILE_OPTIONS
+from rmsnorm_torch.export._onnx import export_onnx
+from rmsnorm_torch.interop._bridge import (
     layers_from_module,
     layers_from_state_dict,
     load_into_module,
@@ -11,13 +13,11 @@ from ._bridge import (
     state_dict_from_layers,
     torch_norm_spec,
 )
-from ._compile import COMPILE_OPTIONS
-from ._functional import rms_norm, rms_norm_residual
-from ._infer import infer_spec
-from ._kernel_choice import KERNELS, use_kernel
-from ._modules import MUTABLE_FIELDS, ResidualRMSNorm, RMSNorm
-from ._onnx import export_onnx
-from ._replace import replace_norms
+from rmsnorm_torch.interop._infer import infer_spec
+from rmsnorm_torch.interop._replace import replace_norms
+from rmsnorm_torch.kernels._kernel_choice import KERNELS, use_kernel
+from rmsnorm_torch.nn._functional import rms_norm, rms_norm_residual
+from rmsnorm_torch.nn._modules import MUTABLE_FIELDS, ResidualRMSNorm, RMSNorm
 
 __all__ = [
     "COMPILE_OPTIONS",

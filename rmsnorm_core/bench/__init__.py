@@ -1,0 +1,1 @@
+"""Tooling: the ratio-benchmark harness (``rmsnorm bench``), GPU byte model, plots."""

@@ -1,0 +1,1 @@
+"""Tooling: the ``rmsnorm`` command and its subcommands."""

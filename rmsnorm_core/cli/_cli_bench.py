@@ -1,0 +1,149 @@
+"""``rmsnorm bench``: ratio benchmarks against the peers, in one process run.
+
+Every case a backend registers (``rmsnorm_core.backends``), plus core's own,
+timed against its peer in this process: warm-up, then both run alternately,
+ratio of the medians. Prints a table (progress on stderr while it runs),
+writes a JSON file, and with ``--plots DIR`` two PNGs: the ratios
+(``ratios.png``) and time against row length from 64 to 65536 columns at a
+fixed total size (``sweep.png``; matplotlib, ``pip install
+'rmsnorm-bridge[bench]'``). Ratios, never absolute times, are the result:
+these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rmsnorm_core.bench._bench import (
+    Benchmark,
+    format_table,
+    missing,
+    run_one,
+    run_sweep,
+    write_json,
+)
+from rmsnorm_core.registry import _backends
+from rmsnorm_core.spec._errors import RMSNormUsageError
+
+
+def core_benchmarks() -> list[Benchmark]:
+    """Core's own: the float64 oracle against a naive NumPy RMSNorm."""
+
+    def setup() -> Any:
+        from rmsnorm_core import reference
+        from rmsnorm_core.spec._spec import RMSNormSpec
+
+        x = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+        spec = RMSNormSpec()
+
+        def naive() -> np.ndarray:
+            h = x.astype(np.float64)
+            return (h / np.sqrt(np.mean(h * h, axis=-1, keepdims=True) + 1e-6)).astype(np.float32)
+
+        return (lambda: reference.rms_norm(x, spec)), naive
+
+    return [Benchmark("core.reference.forward[f32 1024x1024]", "numpy naive float64", setup)]
+
+
+def collect() -> tuple[list[Benchmark], list[Any]]:
+    """Every benchmark and sweep: core's, then each backend's."""
+    benches, sweeps = core_benchmarks(), []
+    for backend in _backends.backends().values():
+        benches.extend(backend.benchmarks())
+        sweeps.extend(backend.sweeps())
+    return benches, sweeps
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="ratio benchmarks against the peers (table, JSON, plots)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-k", "--filter", default="*", help="glob over benchmark names")
+    p.add_argument("--repeat", type=int, default=15, help="timed runs of each side (default 15)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs of each side (default 3)")
+    p.add_argument("--json", default="bench-results.json", help="report path")
+    p.add_argument("--plots", metavar="DIR", help="write ratios.png and sweep.png here")
+    p.add_argument(
+        "--sweep", choices=["float32", "bfloat16", "none"], default="float32",
+        help="dtype of the row-length sweep, or none (default float32)",
+    )  # fmt: skip
+    p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    gpu = p.add_argument_group("accelerator bandwidth: GB/s, fraction of peak, ratio to the peer")
+    gpu.add_argument("--gpu", action="store_true", help="achieved bandwidth on the GPU instead")
+    gpu.add_argument("--smoke", action="store_true", help="with --gpu: a tiny shape, end to end")
+    gpu.add_argument("--peak-gbps", type=float, help="with --gpu: the device's peak, GB/s")
+    gpu.add_argument("--out", default="benchmarks/results", help="with --gpu: results folder")
+    p.set_defaults(func=run)
+
+
+def run_gpu(args: argparse.Namespace) -> int:
+    """``--gpu``: every backend's bandwidth cases, table and ``gpu-<device>.json``."""
+    from rmsnorm_core.bench import _bench_gpu as g
+
+    shapes = g.SMOKE_SHAPES if args.smoke else g.SHAPES
+    cases = [c for backend in _backends.backends().values()
+             for c in backend.gpu_benchmarks(shapes, g.DTYPES, args.smoke)]  # fmt: skip
+    cases = [c for c in cases if fnmatch.fnmatch(f"{c.group} {c.contender}", args.filter)]
+    if args.list:
+        for c in cases:
+            print(f"{c.group:34s} {c.contender}")
+        return 0
+    warmup, repeat, inner = (1, 2, 1) if args.smoke else (max(args.warmup, 5), args.repeat, 20)
+    rows = []
+    for i, case in enumerate(cases, 1):
+        print(f"[{i}/{len(cases)}] {case.group} {case.contender}", file=sys.stderr, flush=True)
+        rows.extend(g.run_cases([case], warmup=warmup, repeat=repeat, inner=inner,
+                                peak=args.peak_gbps))  # fmt: skip
+    g.add_ratios(rows)  # across the whole group, once every case has run
+    print(g.format_rows(rows))
+    print(f"\nwrote {g.write(rows, g.default_path(rows, args.out), args.smoke)}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.repeat < 1 or args.warmup < 0:
+        raise RMSNormUsageError("--repeat must be >= 1 and --warmup >= 0")
+    if args.gpu:
+        return run_gpu(args)
+    if args.smoke or args.peak_gbps is not None:
+        raise RMSNormUsageError("--smoke and --peak-gbps go with --gpu")
+    if args.plots and not Path(args.plots).is_dir():
+        raise RMSNormUsageError(f"--plots {args.plots!r}: folder does not exist")
+    benches, sweeps = collect()
+    chosen = [b for b in benches if fnmatch.fnmatch(b.name, args.filter)]
+    if args.list:
+        for b in chosen:
+            print(f"{b.name:46s} vs {b.baseline}")
+        return 0
+    if not chosen:
+        raise RMSNormUsageError(f"-k {args.filter!r} matches no benchmark (see --list)")
+    results = []
+    for i, bench in enumerate(chosen, 1):
+        print(f"[{i}/{len(chosen)}] {bench.name} ...", file=sys.stderr, flush=True)
+        results.append(run_one(bench, warmup=args.warmup, repeat=args.repeat))
+        print(f"[{i}/{len(chosen)}] {bench.name}: ratio {results[-1].ratio:.3f}", file=sys.stderr)
+    swept = []
+    if args.sweep != "none" and args.filter == "*":
+        for j, sweep in enumerate(sweeps, 1):
+            if missing(sweep.requires) is None:
+                print(f"[sweep {j}/{len(sweeps)}] {sweep.name}", file=sys.stderr, flush=True)
+                swept.append(run_sweep(sweep, args.sweep, repeat=max(3, args.repeat // 2)))
+    print(format_table(results))
+    write_json(results, args.json, swept)
+    print(f"\nwrote {args.json}")
+    if args.plots:
+        from rmsnorm_core.bench._bench_plots import plot_ratios, plot_sweeps
+
+        print(f"wrote {plot_ratios(results, Path(args.plots) / 'ratios.png')}")
+        if swept:
+            print(f"wrote {plot_sweeps(swept, Path(args.plots) / 'sweep.png')}")
+    return 0

@@ -1,0 +1,77 @@
+"""``rmsnorm infer PACKAGE.MODULE:CLASS [--init KEY=VALUE ...]``: what an implementation computes.
+
+Imports the class, builds it with the ``--init`` keyword arguments (VALUE read
+as JSON, else as a string), and asks each installed backend to measure it
+(``infer_spec``: probed, never read off the class name, then verified in
+float32, bfloat16 and float16). Prints the spec as JSON. ``--shape`` gives the
+normalized block's shape where the object cannot tell (a function, or a linen
+module, whose parameters exist only after it sees an input). Exit 1 when no
+spec reproduces the implementation (the message says what was found), 2 on
+bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+from rmsnorm_core.cli._cli_args import parse_overrides
+from rmsnorm_core.registry import _backends
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "infer",
+        help="measure the spec of an RMSNorm implementation (prints JSON)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "target", metavar="PACKAGE.MODULE:CLASS", help="the class (or function) to measure"
+    )
+    p.add_argument(
+        "--init", action="append", default=[], metavar="KEY=VALUE", help="constructor argument"
+    )
+    p.add_argument("--shape", type=int, nargs="+", metavar="N", help="the normalized block's shape")
+    p.set_defaults(func=run)
+
+
+def _load(target: str) -> Any:
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise RMSNormUsageError(
+            f"{target!r} is not PACKAGE.MODULE:CLASS (e.g. torch.nn:RMSNorm, "
+            "transformers.models.llama.modeling_llama:LlamaRMSNorm)"
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise RMSNormUsageError(f"cannot import {module_name!r}: {err}") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise RMSNormUsageError(f"{module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def run(args: argparse.Namespace) -> int:
+    factory = _load(args.target)
+    kwargs = parse_overrides(args.init)
+    try:
+        subject = factory(**kwargs) if isinstance(factory, type) else factory
+    except Exception as err:  # the user's constructor refused the arguments
+        raise RMSNormUsageError(
+            f"{args.target}(**{kwargs}) failed: {type(err).__name__}: {err}"
+        ) from None
+    shape = tuple(args.shape) if args.shape else None
+    for backend in _backends.backends().values():
+        spec = backend.infer(subject, shape)
+        if spec is not None:
+            print(spec.to_json(indent=2))
+            return 0
+    raise RMSNormError(
+        f"no installed backend recognizes a {type(subject).__name__} "
+        f"(backends: {', '.join(_backends.backends()) or 'none'})"
+    )

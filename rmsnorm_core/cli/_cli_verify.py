@@ -1,0 +1,213 @@
+"""``rmsnorm verify``: the cross-framework parity matrix (see ``_verify.py``).
+
+With no arguments: every preset x float32/bfloat16/float16 x axes cases
+(trailing, non-trailing, several axes, partial, residual, empty batch) x every
+backend. ``--preset`` narrows the presets, ``--spec FILE.json`` verifies one
+spec, ``--weights CKPT`` the layers of a neutral checkpoint with their own
+parameters. ``--quick``: float32 and bfloat16, two axes cases, no compile,
+export or dynamo ONNX. ``--distributed`` adds the multi-process runners
+(``torch-dtensor-2procs``: 2 gloo processes, x sharded along a normalized dim
+where it divides; ``jax-2procs``: 2 processes joined by
+``jax.distributed.initialize``). Exit 0 when every check passes, 1 on any
+failure, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rmsnorm_core.io._atomic import write_atomic
+from rmsnorm_core.io._checkpoint import load
+from rmsnorm_core.io._safetensors import open_regular
+from rmsnorm_core.registry import _backends
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+from rmsnorm_core.spec._spec import RMSNormSpec, preset, presets
+
+#: A spec file is a few hundred bytes; anything past this is refused unread.
+MAX_SPEC_BYTES = 1 << 20
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="run the cross-framework parity matrix",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--preset", action="append", metavar="NAME", help="preset(s) to verify")
+    p.add_argument("--spec", metavar="FILE.json", help="verify one spec from a JSON file")
+    p.add_argument("--weights", metavar="CKPT", help="verify the layers of a neutral checkpoint")
+    p.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
+    p.add_argument("--quick", action="store_true", help="a small matrix (under 30 s)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="backends run side by side in this many threads (default: 2, or 1 on one core)",
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="add the multi-process runners (2 local processes each: torch DTensor, JAX)",
+    )
+    p.add_argument(
+        "--backend",
+        action="append",
+        metavar="NAME",
+        help="only these runners (e.g. torch-eager) or backends (e.g. torch); repeatable",
+    )
+    p.set_defaults(func=run)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in (
+        "numpy",
+        "ml_dtypes",
+        "torch",
+        "jax",
+        "jaxlib",
+        "flax",
+        "onnx",
+        "onnxruntime",
+        "onnxscript",
+        "rmsnorm-bridge",
+    ):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _progress(done: int, total: int, what: str) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    line = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {what[:60]:60s}"
+    if sys.stderr.isatty():
+        print(line, end="", file=sys.stderr, flush=True)
+    elif done == total or done % 10 == 0:
+        print(line.strip(), file=sys.stderr, flush=True)
+
+
+def _summary(records: list) -> str:
+    """backend x dtype: passed/total and the worst relative error."""
+    cells: dict[tuple[str, str], list] = {}
+    for r in records:
+        cells.setdefault((r.backend, r.dtype), []).append(r)
+    backends = list(dict.fromkeys(r.backend for r in records))
+    dtypes = [d for d in ("float32", "bfloat16", "float16") if any(k[1] == d for k in cells)]
+    lines = [f"{'backend':20s}" + "".join(f"{d:>24s}" for d in dtypes)]
+    for b in backends:
+        row = f"{b:20s}"
+        if (b, "*") in cells:
+            row += f"{'skipped: ' + cells[(b, '*')][0].reason:>24s}"
+        for d in dtypes:
+            rs = cells.get((b, d), [])
+            if not rs:
+                row += f"{'-':>24s}"
+                continue
+            ok = sum(r.status == "pass" for r in rs)
+            # forward and cross-framework errors; gradients' cancelled elements
+            # have large relative errors by nature (see the gradient tolerance)
+            worst = max((r.max_rel for r in rs if r.check != "gradients"), default=0.0)
+            mark = "PASS" if ok == len(rs) else "FAIL"
+            row += f"{f'{mark} {ok}/{len(rs)} rel {worst:.1e}':>24s}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _specs(args: argparse.Namespace) -> dict[str, RMSNormSpec]:
+    if args.spec:
+        fd = open_regular(Path(args.spec), "--spec")
+        try:
+            text = os.read(fd, MAX_SPEC_BYTES + 1)
+        finally:
+            os.close(fd)
+        if len(text) > MAX_SPEC_BYTES:
+            raise RMSNormError(
+                f"--spec {args.spec!r} is larger than a spec ({MAX_SPEC_BYTES} bytes)"
+            )
+        return {Path(args.spec).stem: RMSNormSpec.from_json(text)}
+    names = args.preset or list(presets())
+    try:
+        return {name: preset(name) for name in names}
+    except RMSNormError as err:
+        raise RMSNormUsageError(f"--preset: {err}") from None
+
+
+def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
+    """The runners by backend and the skipped backends; unknown names are a usage error."""
+    from rmsnorm_core.verify._verify import select_runners
+
+    available = _backends.backends()
+    skipped = _backends.unavailable()
+    if args.backend:
+        known = {b.name for b in available.values()} | set(skipped)
+        known |= {r.name for b in available.values() for r in b.runners}
+        unknown = sorted(set(args.backend) - known)
+        if unknown:
+            raise RMSNormUsageError(
+                f"--backend {', '.join(map(repr, unknown))} is not a runner or backend; "
+                f"accepted: {', '.join(sorted(known))}"
+            )
+        skipped = {k: v for k, v in skipped.items() if k in args.backend}
+    return select_runners(available, args.backend, args.distributed), skipped
+
+
+def run(args: argparse.Namespace) -> int:
+    from rmsnorm_core.verify import _verify
+
+    if args.spec and args.weights:
+        raise RMSNormUsageError(
+            "--spec and --weights are exclusive: a checkpoint carries its specs"
+        )
+    if args.report and not Path(args.report).resolve().parent.is_dir():
+        raise RMSNormUsageError(f"--report {args.report!r}: its folder does not exist")
+    start = time.perf_counter()
+    if args.weights:
+        items = _verify.problems_for_weights(load(args.weights), args.quick)
+    else:
+        items = _verify.problems_for(_specs(args), args.quick)
+    runners, skipped = _runners(args)
+    if args.jobs < 1:
+        raise RMSNormUsageError(f"--jobs {args.jobs} is not accepted; expected an int >= 1")
+    records = _verify.run_matrix(items, runners, skipped, args.quick, _progress, args.jobs)
+    print(file=sys.stderr)
+    checked = [r for r in records if r.status != "skipped"]
+    if not checked:
+        what = (
+            "the checkpoint holds no layers"
+            if args.weights and not items
+            else ("no selected runner takes any of the problems")
+        )
+        raise RMSNormUsageError(f"nothing was checked: {what}")
+    failed = [r for r in records if r.status == "fail"]
+    print(_summary(records))
+    for r in failed[:20]:
+        print(f"FAIL {r.backend} {r.check} {r.dtype} {r.spec} {r.case} {r.shape}: {r.reason}")
+    counts = {s: sum(r.status == s for r in records) for s in ("pass", "fail", "skipped")}
+    seconds = time.perf_counter() - start
+    print(
+        f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['skipped']} skipped "
+        f"in {seconds:.0f} s"
+    )
+    if args.report:
+        doc = {
+            "versions": _versions(),
+            "seconds": seconds,
+            "counts": counts,
+            "records": [dataclasses.asdict(r) for r in records],
+        }
+        write_atomic(args.report, json.dumps(doc, indent=1, allow_nan=True).encode())
+        print(f"report written to {args.report}")
+    return 1 if failed else 0

@@ -1,0 +1,1 @@
+"""Tooling: ``infer_spec``, measuring what an existing norm computes."""

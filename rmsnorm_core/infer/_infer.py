@@ -1,0 +1,153 @@
+"""Infer the spec of any RMSNorm implementation by probing it, then verify the answer.
+
+The framework-neutral half of each backend's ``infer_spec`` (the backend
+wraps its module or function as an :class:`Implementation`: a NumPy callable
+plus access to its parameters). :func:`infer_spec` identifies, by probing and
+never by class name: the normalized axes, a mean-centring (a LayerNorm is
+refused, named), the scale offset (``1 + w``), bias, eps and its placement,
+a partial statistic, a half-precision statistic, the output dtype rule, and
+the cast order. Then it verifies: the inferred spec must reproduce the
+implementation on random inputs and random parameters (set, and restored
+after) under the tolerance table in float32, and with the table's
+bit-for-bit share in bfloat16 and float16, the same bar as every backend;
+that is what tells Llama's cast order from Gemma's. If no spec does, it
+raises :class:`RMSNormError` saying what it found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from rmsnorm_core.infer import _infer_probes as probes
+from rmsnorm_core.spec._dtypes import dtype_name, numpy_dtype
+from rmsnorm_core.spec._errors import RMSNormError
+from rmsnorm_core.spec._spec import RMSNormSpec
+from rmsnorm_core.verify._problems import Problem, check_forward
+
+
+@dataclasses.dataclass(frozen=True)
+class Implementation:
+    """An RMSNorm implementation as NumPy, for :func:`infer_spec`.
+
+    Attributes:
+        apply: ``x -> y`` on NumPy arrays (bfloat16 as ml_dtypes), in the
+            implementation's own computation; it may raise for inputs it refuses.
+        block: the shape of the normalized block (the parameters' shape).
+        params: the current ``{"scale": ..., "bias": ...}`` (the ones it has).
+        set_params: sets some of them (same shapes and dtypes).
+    """
+
+    apply: Callable[[np.ndarray], np.ndarray]
+    block: tuple[int, ...]
+    params: Mapping[str, np.ndarray]
+    set_params: Callable[[Mapping[str, np.ndarray]], None]
+
+
+def infer_spec(impl: Implementation) -> RMSNormSpec:
+    """The spec ``impl`` computes, verified; its parameters are restored afterwards.
+
+    Raises:
+        RMSNormError: what it found, when it is not an RMSNorm any spec describes
+            (a LayerNorm, a norm over other rows, a rounding no spec has).
+    """
+    saved = {k: np.array(v, copy=True) for k, v in impl.params.items()}
+    try:
+        return _infer(impl, saved)
+    finally:
+        impl.set_params(saved)
+
+
+def _infer(impl: Implementation, saved: Mapping[str, np.ndarray]) -> RMSNormSpec:
+    layout = probes.find_layout(impl.apply, impl.block)
+    scale, bias = saved.get("scale"), saved.get("bias")
+    pdt = dtype_name((scale if scale is not None else bias).dtype) if saved else "float32"
+    if bias is not None:
+        impl.set_params({"bias": np.zeros_like(bias)})
+    offset = 0.0
+    if scale is not None:
+        offset = _offset(impl, layout, scale)
+        impl.set_params({"scale": probes.neutral_gain(offset, scale.shape, scale.dtype)})
+    if probes.mean_centred(impl.apply, layout):
+        raise RMSNormError(
+            "mean-centred: the output does not change when a constant is added to a row; this "
+            "is a LayerNorm, not an RMSNorm"
+        )
+    eps, placement = probes.measure_eps(impl.apply, layout)
+    k = probes.prefix_count(impl.apply, layout)
+    found = {
+        "axes": layout.axes,
+        "eps": eps,
+        "eps_placement": placement,
+        "param_dtype": pdt,
+        "use_scale": scale is not None,
+        "scale_offset": offset,
+        "use_bias": bias is not None,
+        "partial": 1.0 if k == layout.n else k / layout.n,
+        "compute_dtype": "input" if probes.half_statistic(impl.apply, layout) else "float32",
+    }
+    failures = []
+    for cast_order in ("after_scale", "before_scale"):
+        for output_dtype in ("input", "promote"):
+            spec = RMSNormSpec(**found, cast_order=cast_order, output_dtype=output_dtype)
+            reason = verify(impl, spec, layout, saved)
+            if reason is None:
+                return spec
+            failures.append(f"{cast_order}/{output_dtype}: {reason}")
+    raise RMSNormError(
+        f"no spec reproduces this implementation. Found: {found}; then {'; '.join(failures)}"
+        + _hint(found)
+    )
+
+
+def _offset(impl: Implementation, layout: probes.Layout, scale: np.ndarray) -> float:
+    """``g = offset + w``: outputs at ``w = 0`` and ``w = 1`` give ``offset / (offset + 1)``."""
+    row = np.random.default_rng(2).standard_normal((1, layout.n))
+    x = probes.rows_of(layout, row, "float32")
+    outs = []
+    for value in (0.0, 1.0):
+        impl.set_params({"scale": np.full(scale.shape, value).astype(scale.dtype)})
+        outs.append(layout.rows(impl.apply(x)).astype(np.float64).reshape(-1)[: layout.n])
+    y0, y1 = outs
+    if np.allclose(y0, 0.0, atol=1e-6):
+        return 0.0
+    ratio = float(np.median(y0 / np.where(y1 - y0 == 0, np.nan, y1 - y0)))
+    return round(ratio) if abs(ratio - round(ratio)) < 1e-3 else float(f"{ratio:.4g}")
+
+
+def verify(
+    impl: Implementation, spec: RMSNormSpec, layout: probes.Layout, saved: Mapping[str, np.ndarray]
+) -> str | None:
+    """None if ``spec`` reproduces ``impl`` in float32, bfloat16 and float16, else why not."""
+    rng = np.random.default_rng(7)
+    params = {}
+    for name, value in saved.items():
+        low, high = (0.5, 1.5) if name == "scale" else (-0.2, 0.2)
+        fresh = rng.uniform(low, high, value.shape) - (spec.scale_offset if name == "scale" else 0)
+        params[name] = fresh.astype(value.dtype)
+    impl.set_params(params)
+    layout = layout.with_rows(-(-4096 // layout.n))  # enough elements for the bit-for-bit share
+    for dtype in ("float32", "bfloat16", "float16"):
+        rows = rng.standard_normal((*layout.batch, layout.n)) * 3.0
+        x = layout.place(rows.astype(numpy_dtype(dtype)))
+        try:
+            y = np.asarray(impl.apply(x))
+        except Exception as err:
+            return f"{dtype} input refused ({type(err).__name__})"
+        scale, bias = params.get("scale"), params.get("bias")
+        problem = Problem(spec, x, scale, bias, np.zeros_like(x))
+        result = check_forward(problem, y)
+        if not result.passed:
+            return f"{dtype}: {result.reason}"
+    return None
+
+
+def _hint(found: Mapping[str, object]) -> str:
+    if found.get("scale_offset"):
+        return (
+            ". An offset that fails only in half precision is usually formed in that precision "
+            "(e.g. (1 + w) in bfloat16); the spec forms g = offset + w in float32"
+        )
+    return ""

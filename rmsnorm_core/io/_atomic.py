@@ -1,0 +1,94 @@
+"""Atomic file writes: a temporary file in the target's folder, then ``os.replace``
+(:func:`write_atomic`'s docstring says what a reader and the file's mode see)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from rmsnorm_core.spec._errors import RMSNormError
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the platform allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no read-only query elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[Path], None]) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in its folder, then
+    ``os.replace``.
+
+    What a reader of ``path`` sees is the old file or the new one, whole,
+    never a part. The new file gets the mode the old one had (a ``0644``
+    checkpoint stays readable by a serving process under another user), or,
+    for a new file, ``0666`` less the process umask, as ``open()`` would
+    give. A symlink is written through: its target is replaced and the link
+    kept. The hidden temporary file is removed on every failure path, and
+    errors name the target, not the temporary file.
+
+    Args:
+        path: the target; an existing file is replaced whole, a symlink's
+            target is replaced.
+        data: the bytes, or a function that writes the file at the path it
+            is given (an exporter that only writes to paths).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        RMSNormError: the folder does not exist, the target is a folder, or
+            the write fails (naming the target and the reason).
+    """
+    target = Path(path)
+    real = target.resolve() if target.is_symlink() else target
+    folder = real.parent if str(real.parent) else Path(".")
+    if not folder.is_dir():
+        raise RMSNormError(f"cannot write {str(target)!r}: folder {str(folder)!r} does not exist")
+    try:
+        info = os.stat(real)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    else:
+        if stat.S_ISDIR(info.st_mode):
+            raise RMSNormError(f"cannot write {str(target)!r}: it is a folder")
+        mode = stat.S_IMODE(info.st_mode)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise RMSNormError(f"cannot write {str(target)!r}: {err.strerror}") from None
+    try:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        else:
+            os.close(fd)
+            data(Path(tmp))
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except OSError as err:
+        _remove(tmp)
+        raise RMSNormError(f"cannot write {str(target)!r}: {err.strerror or err}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+    return target
+
+
+def _remove(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,126 @@
+"""Hugging Face checkpoint folders for ``rmsnorm convert``: sharded safetensors + config.json.
+
+Reading a folder (or its ``model.safetensors.index.json``) takes the norm
+tensors only (keys matching ``--pattern``, Hugging Face's ``...norm.weight``
+by default): each shard's header is validated and just those tensors are
+read, so a 100 GB model costs the norms' bytes. ``config.json`` names the
+convention: ``model_type`` picks the preset (:data:`MODEL_TYPES`) and
+``rms_norm_eps`` (``layer_norm_epsilon`` for T5) the eps, unless ``--preset``
+is given. Writing produces the same layout holding the norms: shards of at
+most :data:`SHARD_BYTES` and an index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from rmsnorm_core.io._atomic import write_atomic
+from rmsnorm_core.io._layouts import (
+    HF_NORM_KEYS,
+    compile_pattern,
+    layers_from_state_arrays,
+    state_arrays_from_layers,
+)
+from rmsnorm_core.io._neutral import NeutralLayer
+from rmsnorm_core.io._safetensors import read_file, serialize
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+from rmsnorm_core.spec._spec import RMSNormSpec
+
+INDEX = "model.safetensors.index.json"
+SHARD_BYTES = 2 * 1024**3
+#: Hugging Face ``model_type`` -> the preset its norms compute (measured by infer_spec
+#: on transformers 5.x's classes: see parity_tests/test_infer_spec.py).
+MODEL_TYPES = {
+    **dict.fromkeys(
+        ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe"), "llama"
+    ),
+    **dict.fromkeys(("gemma", "gemma2", "gemma3", "gemma3_text"), "gemma"),
+    "olmo2": "olmo2",
+    **dict.fromkeys(("t5", "mt5"), "t5"),
+}
+
+
+def is_hf_folder(path: Path) -> bool:
+    """A folder holding ``model.safetensors.index.json`` (or that file itself)."""
+    return (path.is_dir() and (path / INDEX).is_file()) or path.name == INDEX
+
+
+def _folder(path: Path) -> Path:
+    return path.parent if path.name == INDEX else path
+
+
+def _json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RMSNormError(f"{what} {str(path)!r} does not exist") from None
+    except (ValueError, RecursionError) as err:
+        raise RMSNormError(f"{what} {str(path)!r} is not valid JSON: {str(err)[:120]}") from None
+
+
+def spec_from_config(folder: Path) -> RMSNormSpec:
+    """The preset ``config.json``'s ``model_type`` names, with its eps."""
+    config = _json(folder / "config.json", "config")
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type not in MODEL_TYPES:
+        raise RMSNormUsageError(
+            f"config.json has model_type={model_type!r}, whose norms this library does not know; "
+            f"pass --preset (known: {', '.join(sorted(MODEL_TYPES))})"
+        )
+    spec = RMSNormSpec.preset(MODEL_TYPES[model_type])
+    eps = config.get("rms_norm_eps", config.get("layer_norm_epsilon"))
+    return spec if eps is None else spec.replace(eps=float(eps))
+
+
+def read_layers(
+    path: Path, spec: RMSNormSpec | None, pattern: str | None, infer: Collection[str]
+) -> dict[str, NeutralLayer]:
+    """The norms of a sharded checkpoint folder (module docstring)."""
+    folder = _folder(path)
+    index = _json(folder / INDEX, "index")
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise RMSNormError(f"index {str(folder / INDEX)!r} has no weight_map object")
+    regex = compile_pattern(pattern or HF_NORM_KEYS)
+    wanted: dict[str, set[str]] = {}
+    for key in weight_map:
+        match = regex.match(key) if isinstance(key, str) else None
+        if match:
+            for name in (key, f"{match.group('layer')}.bias"):
+                if name in weight_map:
+                    wanted.setdefault(str(weight_map[name]), set()).add(name)
+    arrays: dict[str, Any] = {}
+    for shard, keys in sorted(wanted.items()):
+        shard_path = folder / shard
+        if Path(shard).name != shard:
+            raise RMSNormError(f"index names shard {shard!r} outside the checkpoint folder")
+        arrays.update(read_file(shard_path, keys.__contains__)[1])
+    return layers_from_state_arrays(
+        arrays, spec or spec_from_config(folder), pattern=pattern or HF_NORM_KEYS, infer=infer
+    )
+
+
+def write_layers(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
+    """Shards and an index holding the norms (``<layer>.weight``, ``<layer>.bias``)."""
+    folder = _folder(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = state_arrays_from_layers(layers)
+    shards: list[dict[str, Any]] = [{}]
+    size = 0
+    for key in sorted(tensors):
+        if shards[-1] and size + tensors[key].nbytes > SHARD_BYTES:
+            shards.append({})
+            size = 0
+        shards[-1][key] = tensors[key]
+        size += tensors[key].nbytes
+    weight_map = {}
+    for i, shard in enumerate(shards, 1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        write_atomic(folder / name, serialize(shard, {"format": "pt"}))
+        weight_map.update(dict.fromkeys(shard, name))
+    total = sum(a.nbytes for a in tensors.values())
+    doc = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    write_atomic(folder / INDEX, json.dumps(doc, indent=2, sort_keys=True).encode())

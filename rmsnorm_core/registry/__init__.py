@@ -1,0 +1,1 @@
+"""The backend registry: entry points, runners, formats, exporters, benchmarks."""

@@ -1,0 +1,264 @@
+"""The backend registry, discovered by entry point (the contract is written in the
+public module's docstring, :mod:`rmsnorm_core.backends`). einops' lazily-found
+backends are the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rmsnorm_core.bench._bench import Benchmark, Sweep
+from rmsnorm_core.bench._bench_gpu import GpuCase
+from rmsnorm_core.io._neutral import NeutralLayer
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
+from rmsnorm_core.verify._case_table import Case
+from rmsnorm_core.verify._problems import Outcome, Problem
+
+#: The entry-point group backends register under.
+ENTRY_POINT_GROUP = "rmsnorm_bridge.backends"
+"""The entry-point group a backend package registers its :class:`Backend` under."""
+
+
+class NotApplicable(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised by a runner for a problem outside what it covers (nothing is recorded)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Runner:
+    """One way a backend runs the spec: a row of ``rmsnorm verify``'s matrix.
+
+    Attributes:
+        name: the id users type (``--backend torch-eager``): lowercase,
+            digits and ``-``, unique across backends.
+        run: turns a problem into an :class:`Outcome` (or raises
+            :class:`NotApplicable`).
+        quick: runs in ``rmsnorm verify --quick``.
+        only_tag: runs only the cases carrying this tag (costly runners:
+            ``"export"`` or ``"compile"``); None runs every case.
+        residual: covers residual problems.
+        empty: covers inputs with no elements.
+        batch: runs many problems at once (a multi-process runner starts its
+            processes once per run); ``rmsnorm verify`` then calls it with
+            every problem the runner takes instead of ``run`` per problem.
+        distributed: runs only when asked for (``rmsnorm verify --distributed``).
+    """
+
+    name: str
+    run: Callable[[Problem], Outcome]
+    quick: bool = True
+    only_tag: str | None = None
+    residual: bool = True
+    empty: bool = True
+    batch: Callable[[list[Problem]], list[Outcome]] | None = None
+    distributed: bool = False
+
+    def __post_init__(self) -> None:
+        allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-")
+        if not self.name or not set(self.name) <= allowed:
+            raise RMSNormError(
+                f"runner name {self.name!r} is not accepted; use lowercase letters, digits "
+                "and '-' (e.g. 'torch-eager')"
+            )
+
+    def takes(self, case: Case, problem: Problem, *, quick: bool = False) -> bool:
+        """Whether this runner runs ``problem`` of ``case`` (tags and coverage)."""
+        if quick and not self.quick:
+            return False
+        if self.only_tag is not None and self.only_tag not in case.tags:
+            return False
+        if problem.residual is not None and not self.residual:
+            return False
+        return self.empty or problem.x.size > 0
+
+    @classmethod
+    def distributed_batch(
+        cls, name: str, batch: Callable[[list[Problem]], list[Outcome]]
+    ) -> Runner:
+        """A multi-process runner: ``batch`` runs every problem in one launch (e.g. through
+        ``testing.launch_problems``); it runs only under ``rmsnorm verify --distributed``,
+        not in ``--quick``, and skips empty inputs (nothing to shard)."""
+
+        def one(p: Problem) -> Outcome:
+            return batch([p])[0]
+
+        return cls(name, one, quick=False, empty=False, batch=batch, distributed=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointFormat:
+    """A file layout ``rmsnorm convert`` reads or writes.
+
+    Attributes:
+        name: the ``--from``/``--to`` value (``"flax"``, ``"torch"``).
+        extensions: file suffixes that select it (``(".msgpack",)``).
+        naming: the list-naming convention of its layer names, ``"flax"``
+            (``layers_0``) or ``"torch"`` (``layers.0``), for ``--names auto``.
+        read: ``(path, spec, pattern, infer) -> {name: NeutralLayer}``; the
+            file holds weights, ``spec`` gives the rest; ``pattern`` selects
+            norm keys where the layout needs one (None: its default);
+            ``infer`` names the spec fields the file may decide (among
+            :data:`rmsnorm_core.INFERRED`).
+        write: ``(path, layers) -> None``, atomically.
+        needs_spec: the file holds weights only (``--preset`` required).
+        spec_from_file: ``--preset`` is optional: without it the file says (a
+            Hugging Face folder's config.json) and ``read`` gets ``spec=None``.
+        detect: recognizes a path the extension cannot (a checkpoint folder).
+    """
+
+    name: str
+    extensions: tuple[str, ...]
+    naming: str
+    read: Callable[[Path, Any, Any, Any], dict[str, NeutralLayer]]
+    write: Callable[[Path, Mapping[str, NeutralLayer]], Any]
+    needs_spec: bool = True
+    spec_from_file: bool = False
+    detect: Callable[[Path], bool] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """One exported artifact, run on an input of another shape than the export sample.
+
+    Attributes:
+        layer: the checkpoint's layer name.
+        kind: the exporter's name, e.g. ``"onnx"``.
+        path: where the artifact was written.
+        max_abs: the largest absolute error against the float64 reference.
+        max_rel: the largest relative error against it.
+        passed: whether the artifact's output is within the tolerance table.
+    """
+
+    layer: str
+    kind: str
+    path: str
+    max_abs: float
+    max_rel: float
+    passed: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Exporter:
+    """A deployment artifact ``rmsnorm export`` writes (``--<name> OUT``).
+
+    Attributes:
+        name: the flag (``"onnx"`` gives ``--onnx OUT``).
+        help: one line for ``--help``.
+        add_arguments: adds this exporter's own options to the parser.
+        check: validates the parsed options before anything is written
+            (raises ``RMSNormUsageError``).
+        export: ``(layers, out_path, options) -> [Artifact]``; writes
+            atomically and checks each artifact against the reference.
+    """
+
+    name: str
+    help: str
+    export: Callable[[Mapping[str, NeutralLayer], Path, Any], list[Artifact]]
+    add_arguments: Callable[[Any], None] = lambda parser: None
+    check: Callable[[Any], None] = lambda options: None
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """What one framework package offers to the CLI and the test suite.
+
+    Everything but ``name`` is optional; the benchmark fields are built lazily
+    (their setups import the framework only when run).
+
+    Attributes:
+        name: the backend's name, e.g. ``"torch"`` (``--backend torch``).
+        runners: the paths ``rmsnorm verify`` checks, e.g. ``torch-eager``.
+        formats: the checkpoint formats ``rmsnorm convert`` reads and writes.
+        exporters: the artifacts ``rmsnorm export`` writes.
+        benchmarks: ``() -> cases`` of ``rmsnorm bench``'s ratio table.
+        sweeps: ``() -> sweeps`` of ``rmsnorm bench``'s row-length plots.
+        gpu_benchmarks: ``(shapes, dtypes, smoke) -> cases`` of
+            ``rmsnorm bench --gpu``.
+        infer: ``(object, block shape or None) -> spec``, or None when the
+            object is not this framework's (``rmsnorm infer``).
+    """
+
+    name: str
+    runners: Sequence[Runner] = ()
+    formats: Sequence[CheckpointFormat] = ()
+    exporters: Sequence[Exporter] = ()
+    benchmarks: Callable[[], Sequence[Benchmark]] = lambda: ()
+    sweeps: Callable[[], Sequence[Sweep]] = lambda: ()
+    gpu_benchmarks: Callable[[Any, Any, bool], Sequence[GpuCase]] = lambda sh, dt, smoke: ()
+    infer: Callable[[Any, Any], Any] = lambda obj, shape: None
+
+
+_LOCK = threading.Lock()
+_LOADED: dict[str, Backend] | None = None
+_UNAVAILABLE: dict[str, str] = {}
+_EXTRA: dict[str, Backend] = {}
+
+
+def _load_entry_points() -> dict[str, Backend]:
+    global _LOADED
+    with _LOCK:
+        if _LOADED is None:
+            loaded: dict[str, Backend] = {}
+            for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+                try:
+                    backend = ep.load()
+                except ImportError as err:
+                    _UNAVAILABLE[ep.name] = f"not installed ({err.name or err})"
+                    continue
+                if not isinstance(backend, Backend):
+                    _UNAVAILABLE[ep.name] = f"entry point {ep.value!r} is not a Backend"
+                    continue
+                loaded[ep.name] = backend
+            _LOADED = loaded
+        return _LOADED
+
+
+def register_backend(backend: Backend) -> None:
+    """Add ``backend`` in this process (after those found by entry point).
+
+    Raises:
+        RMSNormError: a backend of that name, or a runner of one of its
+            runners' names, is already registered.
+    """
+    if not isinstance(backend, Backend):
+        raise RMSNormTypeError(f"backend must be a Backend, got {type(backend).__name__}")
+    current = backends()
+    if backend.name in current:
+        raise RMSNormError(f"a backend named {backend.name!r} is already registered")
+    taken = {r.name for b in current.values() for r in b.runners}
+    clash = sorted(taken & {r.name for r in backend.runners})
+    if clash:
+        raise RMSNormError(f"backend {backend.name!r}: runner name(s) {clash} are already taken")
+    with _LOCK:
+        _EXTRA[backend.name] = backend
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend added by :func:`register_backend` (entry points stay)."""
+    with _LOCK:
+        if name not in _EXTRA:
+            raise RMSNormError(f"no backend named {name!r} was registered in-process")
+        del _EXTRA[name]
+
+
+def backends() -> dict[str, Backend]:
+    """Every available backend by name: entry points (sorted by name), then in-process ones."""
+    found = dict(_load_entry_points())
+    with _LOCK:
+        found.update(_EXTRA)
+    return found
+
+
+def unavailable() -> dict[str, str]:
+    """Entry-point backends that could not be loaded, with the reason."""
+    _load_entry_points()
+    return dict(_UNAVAILABLE)
+
+
+def runners() -> dict[str, Runner]:
+    """Every runner of every available backend, by name, in registration order."""
+    return {r.name: r for b in backends().values() for r in b.runners}

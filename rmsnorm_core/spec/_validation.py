@@ -1,0 +1,77 @@
+"""Checks of single spec field values, with messages that name the field and the value."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def require_bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise RMSNormTypeError(
+            f"{field}={value!r} is not accepted; {field} must be a bool (True or False)"
+        )
+    return value
+
+
+def require_real(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise RMSNormTypeError(f"{field}={value!r} is not accepted; {field} must be a real number")
+    return float(value)
+
+
+def canonical_axes_field(value: Any) -> tuple[int, ...]:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (tuple, list)):
+        raise RMSNormTypeError(
+            f"axes={value!r} is not accepted; axes must be an int or a non-empty tuple of ints"
+        )
+    for axis in value:
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise RMSNormTypeError(
+                f"axes={tuple(value)!r} is not accepted; every axis must be an int, got {axis!r}"
+            )
+    axes = tuple(int(a) for a in value)
+    if not axes:
+        raise RMSNormError(
+            "axes=() is not accepted; axes must name at least one axis to normalize over"
+        )
+    if len(set(axes)) != len(axes):
+        raise RMSNormError(f"axes={axes!r} is not accepted; axes must not repeat an axis")
+    return axes
+
+
+def require_choice(field: str, value: Any, accepted: list[str]) -> str:
+    if not isinstance(value, str) or value not in accepted:
+        raise RMSNormError(
+            f"{field}={value!r} is not accepted; expected one of {_quoted(tuple(accepted))}"
+        )
+    return value
+
+
+#: The smallest normal number of the dtypes a statistic is held in.
+_TINY = {"float32": 1.1754943508222875e-38, "float64": 2.2250738585072014e-308}
+
+
+def require_eps(given: Any, compute_dtype: Any) -> float:
+    """``eps`` as a float: finite, > 0, and not below the compute dtype's smallest
+    normal (there it flushes to 0 in the backends, and a zero row divides by 0,
+    while the float64 reference keeps it)."""
+    eps = require_real("eps", given)
+    if not (math.isfinite(eps) and eps > 0):
+        raise RMSNormError(f"eps={given!r} is not accepted; eps must be a finite float > 0")
+    tiny = _TINY["float64" if compute_dtype == "float64" else "float32"]
+    if eps < tiny:
+        raise RMSNormError(
+            f"eps={given!r} is not accepted; it underflows the compute dtype (smallest normal "
+            f"{tiny!r}); eps must be >= {tiny!r}"
+        )
+    return eps

@@ -1,0 +1,146 @@
+"""Run one Python module as N local processes on 127.0.0.1, bounded in time.
+
+Used by the backends' distributed runners and by the test suite: each
+process gets ``RMSNORM_RANK``, ``RMSNORM_WORLD``, ``RMSNORM_PORT`` (a port
+that was free when chosen) and ``RMSNORM_OUT`` (a folder for its results) in
+its environment. A process that fails, or a peer that hangs past
+``timeout``, ends the whole group: every process is killed and the error
+names which rank failed and the tail of its output, so nothing waits
+forever and CI never hangs. A port taken between choosing and binding fails
+that launch with the peer's message; callers may retry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from rmsnorm_core.spec._errors import RMSNormError
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """The outcome of a launch: each rank's output folder and its text output.
+
+    Attributes:
+        folder: the launch's folder; rank ``r`` writes under ``folder/rank<r>``.
+        outputs: each rank's stdout and stderr, in rank order.
+    """
+
+    folder: Path
+    outputs: tuple[str, ...]
+
+    def rank_folder(self, rank: int) -> Path:
+        """The folder rank ``rank`` was given as ``RMSNORM_OUT``."""
+        return self.folder / f"rank{rank}"
+
+
+_PORT_TAKEN = ("Address already in use", "EADDRINUSE", "address in use")
+
+
+def launch(
+    module: str,
+    args: Sequence[str] = (),
+    *,
+    world: int = 2,
+    timeout: float = 300.0,
+    env: Mapping[str, str] | None = None,
+    folder: Path | None = None,
+) -> Launch:
+    """Run ``python -m module *args`` (or the script, for a ``.py`` path) as ``world``
+    processes; return when all exit 0. A launch whose port was taken meanwhile
+    is retried (twice) on a new port.
+
+    Raises:
+        RMSNormError: a process exited non-zero, or the group ran past ``timeout``
+            seconds (naming the rank and the tail of its output).
+    """
+    root = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="rmsnorm-launch-"))
+    for attempt in range(3):
+        try:
+            return _launch_once(module, args, world, timeout, env, root)
+        except RMSNormError as err:
+            if attempt == 2 or not any(text in str(err) for text in _PORT_TAKEN):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _launch_once(
+    module: str,
+    args: Sequence[str],
+    world: int,
+    timeout: float,
+    env: Mapping[str, str] | None,
+    root: Path,
+) -> Launch:
+    port = free_port()
+    procs, logs = [], []
+    for rank in range(world):
+        out = root / f"rank{rank}"
+        out.mkdir(parents=True, exist_ok=True)
+        child_env = dict(os.environ, **(env or {}))
+        child_env.update(
+            RMSNORM_RANK=str(rank), RMSNORM_WORLD=str(world), RMSNORM_PORT=str(port),
+            RMSNORM_OUT=str(out), PYTHONUNBUFFERED="1",
+        )  # fmt: skip
+        log = open(out / "output.txt", "w+")  # noqa: SIM115 (closed below)
+        logs.append(log)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, *([module] if module.endswith(".py") else ["-m", module]), *args],
+                env=child_env,
+                stdout=log,
+                stderr=log,
+            )
+        )
+    deadline = time.monotonic() + timeout
+    failed: str | None = None
+    try:
+        while any(p.poll() is None for p in procs):
+            bad = [i for i, p in enumerate(procs) if p.poll() not in (None, 0)]
+            if bad:
+                failed = f"rank {bad[0]} exited with code {procs[bad[0]].returncode}"
+                break
+            if time.monotonic() > deadline:
+                hung = [i for i, p in enumerate(procs) if p.poll() is None]
+                failed = f"rank(s) {hung} still running after {timeout:.0f} s (a hung peer?)"
+                break
+            time.sleep(0.05)
+        bad = [i for i, p in enumerate(procs) if p.poll() not in (None, 0)]
+        if failed is None and bad:
+            failed = f"rank {bad[0]} exited with code {procs[bad[0]].returncode}"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        outputs = []
+        for log in logs:
+            log.seek(0)
+            outputs.append(log.read())
+            log.close()
+    if failed is not None:
+        rank = next((i for i, p in enumerate(procs) if p.returncode not in (0, -9)), 0)
+        lines = outputs[rank].strip().splitlines() or ["(no output)"]
+        if any(text in "".join(outputs) for text in _PORT_TAKEN):
+            failed += " (port taken: " + next(t for t in _PORT_TAKEN if t in "".join(outputs)) + ")"
+        tail = "\n".join(lines[-15:])
+        raise RMSNormError(
+            f"{world}-process run of {module} failed: {failed}: {lines[-1][-200:]}\n"
+            f"rank {rank}'s last lines:\n{tail}"
+        )
+    return Launch(root, tuple(outputs))

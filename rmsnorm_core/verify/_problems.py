@@ -1,0 +1,179 @@
+"""Sample problems, runner outcomes and the one parity check (``rmsnorm_core.testing``).
+
+A backend turns a :class:`Problem` into its own arrays, runs it, converts the
+results back to NumPy; :func:`check_forward` and :func:`check_gradients`
+compare them with the float64 reference under the tolerance table keyed by
+the dtype plan, and, where the last rounding is to a half dtype, demand the
+bit-for-bit agreement that exposes a cast-order slip (see
+``ROUNDING_AGREEMENT``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from rmsnorm_core.oracle._reference import rms_norm, rms_norm_residual, rms_norm_vjp
+from rmsnorm_core.oracle._tolerance import ROUNDING_AGREEMENT, compare, rounding_agreement
+from rmsnorm_core.spec._dtypes import dtype_name, numpy_dtype
+from rmsnorm_core.spec._plan import dtype_plan, param_shape
+from rmsnorm_core.spec._spec import RMSNormSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One sample: spec, input, parameters, a cotangent and (for the residual
+    variant) a residual, as NumPy arrays.
+
+    Attributes:
+        spec: the spec the sample is normalized under.
+        x: the input, in the dtype under test.
+        scale: the scale in ``spec.param_dtype``, or None without ``use_scale``.
+        bias: the bias likewise, or None without ``use_bias``.
+        dy: the cotangent of the output, in the output's dtype.
+        residual: the residual added to ``x`` (residual variant), else None.
+    """
+
+    spec: RMSNormSpec
+    x: np.ndarray
+    scale: np.ndarray | None
+    bias: np.ndarray | None
+    dy: np.ndarray
+    residual: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a runner returns for a :class:`Problem`, as NumPy arrays.
+
+    Attributes:
+        y: the output.
+        s: the stored residual sum (residual problems only).
+        grads: ``(dx, dscale, dbias)`` for the cotangent ``problem.dy``, None
+            where the runner has no gradients (e.g. an exported artifact);
+            an element is None where the problem has no such parameter.
+    """
+
+    y: np.ndarray
+    s: np.ndarray | None = None
+    grads: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """The outcome of one comparison with the reference.
+
+    Attributes:
+        passed: within the tolerance table (and, in half precision, the
+            rounding-agreement floor).
+        max_abs: the largest absolute error.
+        max_rel: the largest relative error.
+        reason: why it failed, in words; empty when it passed.
+    """
+
+    passed: bool
+    max_abs: float
+    max_rel: float
+    reason: str = ""
+
+
+def make_problem(
+    spec: RMSNormSpec, dtype: str, shape: tuple[int, ...], *, seed: int = 0, residual: bool = False
+) -> Problem:
+    """Random inputs of ``dtype`` (|x| ~ 3), parameters around 1 in ``spec.param_dtype``."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 3.0).astype(numpy_dtype(dtype))
+    pshape = param_shape(spec, shape)
+    pdt = numpy_dtype(spec.param_dtype)
+    scale = None
+    if spec.use_scale:
+        scale = (rng.uniform(0.5, 1.5, pshape) - spec.scale_offset).astype(pdt)
+    bias = rng.uniform(-0.5, 0.5, pshape).astype(pdt) if spec.use_bias else None
+    dy = rng.standard_normal(shape).astype(numpy_dtype(dtype_plan(spec, dtype).output))
+    res = rng.standard_normal(shape).astype(numpy_dtype(dtype)) if residual else None
+    return Problem(spec, x, scale, bias, dy, res)
+
+
+def expected_forward(p: Problem) -> tuple[np.ndarray, np.ndarray | None]:
+    """The reference ``y`` (and the residual sum ``s`` for a residual problem)."""
+    if p.residual is not None:
+        return rms_norm_residual(p.x, p.residual, p.spec, p.scale, p.bias)
+    return rms_norm(p.x, p.spec, p.scale, p.bias), None
+
+
+def _plan(p: Problem):
+    return dtype_plan(p.spec, p.x.dtype, None if p.scale is None else p.scale.dtype)
+
+
+def check_forward(p: Problem, y: np.ndarray, s: np.ndarray | None = None) -> Check:
+    """Compare a backend's output (and residual sum) with the reference."""
+    expected, expected_s = expected_forward(p)
+    y = np.asarray(y)
+    if y.dtype != expected.dtype:
+        return Check(
+            False, float("inf"), float("inf"), f"dtype {y.dtype} != spec's {expected.dtype}"
+        )
+    plan = _plan(p)
+    result = compare(y, expected, plan.precision)
+    if not result.passed:
+        return Check(False, result.max_abs, result.max_rel, result.reason)
+    # Bit-for-bit agreement is meaningful where the last rounding is to a half
+    # dtype (a float32 output carries float32 arithmetic-order differences).
+    if plan.output in ("bfloat16", "float16") and plan.compute != plan.input and y.size >= 256:
+        agreement = rounding_agreement(y, expected)
+        if agreement < ROUNDING_AGREEMENT:
+            return Check(
+                False,
+                result.max_abs,
+                result.max_rel,
+                f"only {agreement:.1%} of elements equal the reference bit for bit; "
+                "the backend rounds at other points than the spec (cast_order="
+                f"{p.spec.cast_order!r}?)",
+            )
+    if expected_s is not None and (
+        s is None
+        or not np.array_equal(np.asarray(s).astype(np.float64), expected_s.astype(np.float64))
+    ):
+        return Check(
+            False, result.max_abs, result.max_rel, "residual sum differs from x + residual"
+        )
+    return Check(True, result.max_abs, result.max_rel)
+
+
+def _narrowest(key: str, dtype: np.dtype) -> str:
+    bits = {"bfloat16": 8, "float16": 11, "float32": 24, "float64": 53}
+    name = dtype_name(dtype)
+    return name if bits.get(name, 53) < bits[key] else key
+
+
+def check_gradients(
+    p: Problem, dx: np.ndarray, dscale: np.ndarray | None, dbias: np.ndarray | None
+) -> Check:
+    """Compare gradients with the reference's analytic VJP (gradient tolerance)."""
+    # The residual variant normalizes the stored sum s; d/dx equals d/ds.
+    at = expected_forward(p)[1] if p.residual is not None else p.x
+    ex, escale, ebias = rms_norm_vjp(at, p.dy.astype(np.float64), p.spec, p.scale, p.bias)
+    key = _plan(p).gradient_precision
+    worst_abs = worst_rel = 0.0
+    for label, got, want in (("dx", dx, ex), ("dscale", dscale, escale), ("dbias", dbias, ebias)):
+        if (got is None) != (want is None):
+            return Check(False, float("inf"), float("inf"), f"{label}: presence differs")
+        if want is None:
+            continue
+        # a parameter's gradient is stored in the parameter's dtype: a bfloat16 weight
+        # carries bfloat16 rounding however precise the input
+        got_key = key if label == "dx" else _narrowest(key, np.asarray(got).dtype)
+        result = compare(np.asarray(got), want, got_key, gradient=True)
+        worst_abs, worst_rel = max(worst_abs, result.max_abs), max(worst_rel, result.max_rel)
+        if not result.passed:
+            return Check(False, worst_abs, worst_rel, f"{label}: {result.reason}")
+    return Check(True, worst_abs, worst_rel)
+
+
+def check_outcome(p: Problem, outcome: Outcome) -> list[tuple[str, Check]]:
+    """``[("forward", check), ("gradients", check)]``; gradients only where present."""
+    checks = [("forward", check_forward(p, outcome.y, outcome.s))]
+    if outcome.grads is not None:
+        checks.append(("gradients", check_gradients(p, *outcome.grads)))
+    return checks

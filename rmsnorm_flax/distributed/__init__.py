@@ -1,0 +1,1 @@
+"""Scale-out: shard_map / multi-process checks."""

@@ -1,0 +1,1 @@
+"""The norm: the pure functions, the JAX kernel with its VJP, the fields linen and nnx share."""

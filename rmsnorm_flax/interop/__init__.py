@@ -1,0 +1,1 @@
+"""Interop: param trees and neutral checkpoints, msgpack, Orbax, replace/intercept, infer_spec."""

@@ -1,0 +1,1 @@
+"""What core's tools see: the backend entry point, verify runners, benchmarks."""

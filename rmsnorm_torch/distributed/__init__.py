@@ -1,0 +1,1 @@
+"""Scale-out: DTensor layouts and the 2-process runner."""

@@ -1,0 +1,1 @@
+"""Deployment: ONNX export, torch.compile options, export artifacts."""

@@ -1,0 +1,1 @@
+"""Interop: state dicts and neutral checkpoints, replace_norms, infer_spec."""

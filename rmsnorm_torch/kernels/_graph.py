@@ -1,0 +1,120 @@
+"""The graph path: plain, differentiable ops that script, trace, compile and export.
+
+``h * rsqrt(mean(h^2) + eps)``, as ``torch.rms_norm`` computes it; an ONNX
+export's copy writes the order ONNX Runtime fuses into
+SimplifiedLayerNormalization instead:
+``Cast(fp32) -> Pow -> ReduceMean -> Add(eps) -> Sqrt -> Div -> Mul(weight)``.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+
+from rmsnorm_torch.nn._resolve import Plan
+
+
+def _keepdim_shape(x: Tensor, dims: List[int]) -> List[int]:
+    shape: List[int] = []
+    for i in range(x.dim()):
+        shape.append(1 if i in dims else x.shape[i])
+    return shape
+
+
+def _param_view(x: Tensor, dims: List[int]) -> List[int]:
+    shape: List[int] = []
+    for i in range(x.dim()):
+        shape.append(x.shape[i] if i in dims else 1)
+    return shape
+
+
+def _mean_square(h: Tensor, plan: Plan) -> Tensor:
+    dims = plan.dims
+    if plan.k < 0:
+        return h.pow(2).mean(dims, keepdim=True)
+    if plan.trailing:
+        flat = h.flatten(h.dim() - len(dims))
+    else:
+        kept: List[int] = []
+        for i in range(h.dim()):
+            if i not in dims:
+                kept.append(i)
+        flat = h.permute(kept + dims).flatten(len(kept))
+    part = flat.narrow(-1, 0, plan.k)
+    return part.pow(2).mean([-1], keepdim=True).reshape(_keepdim_shape(h, dims))
+
+
+def _compiling() -> bool:
+    """True only while dynamo traces (torch.compile): decided per trace, not by a global."""
+    if torch.jit.is_scripting():
+        return False
+    return torch.compiler.is_dynamo_compiling()
+
+
+def _add_eps(t: Tensor, eps: float) -> Tensor:
+    """``t + eps``. A tiny eps is added as a one-element tensor: the dynamo ONNX
+    exporter's optimizer (onnxscript's ``add_0`` rule) takes a scalar constant within
+    1e-8 of zero for zero and deletes the Add, so the paper preset's eps=1e-8 vanished
+    and its all-zero rows came out NaN in ONNX Runtime."""
+    if eps < 1e-7:
+        return t + torch.full([1], eps, dtype=t.dtype, device=t.device)
+    return t + eps
+
+
+def _root(ms: Tensor) -> Tensor:
+    """``sqrt(ms)`` whose gradient at ``ms == 0`` is 0, not inf (the spec's edge rule:
+    an all-zero row has finite gradients with eps outside the root). Values are
+    ``sqrt``'s own (a NaN ``ms`` gives 0 here; its row stays NaN through ``h``).
+    Without autograd (inference, exports) it is the plain ``Sqrt``: three fewer
+    ONNX nodes for ONNX Runtime to run."""
+    if not ms.requires_grad:
+        return torch.sqrt(ms)
+    positive = ms > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, ms, torch.ones_like(ms))), 0.0)
+
+
+def rms_norm_graph(
+    x: Tensor,
+    plan: Plan,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    exporting: bool = False,
+) -> Tensor:
+    """Apply the spec as plain ops (the formula: ``rmsnorm_core.RMSNormSpec``).
+
+    ``exporting`` (an ONNX export's copy): a half-precision ``before_scale``
+    multiplies the normalized value by ones before rounding it, so that ONNX
+    Runtime still sees ``... Div -> Mul`` and fuses it into one
+    SimplifiedLayerNormalization; values are unchanged (x 1 is exact).
+    """
+    # Casts only where the dtype changes: the TorchScript-based ONNX exporter
+    # would otherwise emit no-op Casts that cost ONNX Runtime a full copy.
+    h = x if x.dtype == plan.compute else x.to(plan.compute)
+    ms = _mean_square(h, plan)
+    if plan.eps_outside:
+        y = h / _add_eps(_root(ms), plan.eps)
+    elif exporting and not _compiling():
+        # the pattern ONNX Runtime fuses into SimplifiedLayerNormalization (the
+        # TorchScript-based exporter traces without dynamo); ORT computes its own way
+        y = h / torch.sqrt(_add_eps(ms, plan.eps))
+    else:
+        # the spec's rsqrt-multiply: what torch.rms_norm, Hugging Face and flax compute,
+        # so eager, scripted and compiled calls round like the fused path (_fused.py)
+        y = h * torch.rsqrt(_add_eps(ms, plan.eps))
+    if plan.before_scale and y.dtype != plan.in_dtype:
+        if exporting and plan.trailing:
+            y = y * torch.ones([x.shape[d] for d in plan.dims], dtype=y.dtype, device=y.device)
+        y = y.to(plan.in_dtype)
+    # A trailing block broadcasts the parameters as they are; ONNX Runtime's
+    # fusion wants the scale as the plain 1-D (or block-shaped) initializer.
+    if weight is not None:
+        g = weight if weight.dtype == plan.scale else weight.to(plan.scale)
+        if plan.scale_offset != 0.0:
+            g = g + plan.scale_offset
+        y = y * (g if plan.trailing else g.reshape(_param_view(x, plan.dims)))
+    if bias is not None:
+        b = bias if bias.dtype == plan.scale else bias.to(plan.scale)
+        y = y + (b if plan.trailing else b.reshape(_param_view(x, plan.dims)))
+    return y if y.dtype == plan.out_dtype else y.to(plan.out_dtype)

@@ -1,0 +1,306 @@
+"""``RMSNorm`` (a drop-in for ``torch.nn.RMSNorm``) and ``ResidualRMSNorm``.
+
+The module holds one ``RMSNormSpec`` and nothing copied from it: ``forward``
+runs the spec compiled once (``spec.recipe``, refreshed whenever the spec is
+set), ``.spec`` returns it, and checkpoints and exports read it, so all four
+agree by construction. The spec's fields read as attributes (``m.eps``);
+assigning one (``m.eps = 1e-5``) replaces the spec with ``spec.replace(...)``,
+validated like a new spec, so forward, ``.spec``, a saved checkpoint and an
+ONNX export all change together. Fields that would change the parameters
+(``use_scale``, ``use_bias``, ``param_dtype``, the number of axes) are
+refused: build a new module with :meth:`RMSNorm.from_spec`. ``param_dtype``
+follows the parameters: after ``m.to(torch.bfloat16)``, ``m.spec.param_dtype``
+is ``"bfloat16"``.
+"""
+
+# No "from __future__ import annotations" here: TorchScript reads the class
+# attribute annotations as real types.
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from rmsnorm_core import (
+    FLOAT_DTYPES,
+    RMSNormError,
+    RMSNormSpec,
+    RMSNormTypeError,
+    check_normalized_shape,
+)
+from rmsnorm_core import dtype_name as core_dtype_name
+from rmsnorm_core.rules import Recipe
+from rmsnorm_core.spec import _rules
+from rmsnorm_torch.kernels._fused import FusedKind, fused_norm
+from rmsnorm_torch.nn._calls import FUSED_LIMIT, KERNEL_CHOICE, CallCache
+from rmsnorm_torch.nn._functional import norm, norm_residual, run
+from rmsnorm_torch.nn._module_fields import (
+    MUTABLE_FIELDS,
+    STRUCTURAL,
+    _ShapeLike,
+    check_axes_count,
+    resolve_spec,
+    spec_field,
+)
+from rmsnorm_torch.nn._resolve import OnnxExport
+from rmsnorm_torch.nn._torch_dtypes import torch_dtype
+
+_DIRECT = FusedKind.DIRECT
+_OFF = OnnxExport.OFF
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm over any axes; a drop-in for ``torch.nn.RMSNorm``.
+
+    Same positional arguments, defaults and ``state_dict`` keys as
+    ``torch.nn.RMSNorm`` (``weight``; ``bias`` when enabled), so its calls
+    and state dicts work unchanged. ``eps=None`` means float32's machine
+    epsilon, what PyTorch uses for float16, bfloat16 and float32 inputs (for
+    float64 inputs PyTorch uses float64's epsilon; a spec has one eps).
+
+    Args:
+        normalized_shape: sizes of the normalized axes: the trailing dims
+            (torch's meaning) or, with ``spec``, the dims of ``spec.axes`` in
+            increasing axis order.
+        eps: added inside the root; None (default) as above.
+        elementwise_affine: learn ``weight`` (initialized so that ``g = 1``).
+        device: of the parameters.
+        dtype: of the parameters.
+        bias: keyword-only; learn ``bias`` (initialized to zeros). Default False.
+        spec: keyword-only; an ``RMSNormSpec`` that decides the semantics;
+            the other arguments must then agree with it (a conflict is an error).
+
+    Raises:
+        rmsnorm_core.RMSNormError: bad shapes, eps, or a conflict with ``spec``.
+    """
+
+    _recipe: Recipe
+    _sizes: List[int]
+    _onnx_mode: OnnxExport
+    __jit_ignored_attributes__ = ["_calls"]  # eager calls' plans (_calls.py)
+    __jit_unused_properties__ = [
+        "spec",
+        "normalized_shape",
+        "elementwise_affine",
+        *MUTABLE_FIELDS,
+        *STRUCTURAL,
+    ]
+
+    def __init__(
+        self,
+        normalized_shape: _ShapeLike,
+        eps: Optional[float] = None,
+        elementwise_affine: bool = True,
+        device: Any = None,
+        dtype: Optional[torch.dtype] = None,
+        *,
+        bias: bool = False,
+        spec: Optional[RMSNormSpec] = None,
+    ) -> None:
+        super().__init__()
+        shape = check_normalized_shape(normalized_shape)
+        resolved = resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
+        self._sizes = list(shape)
+        self._onnx_mode = OnnxExport.OFF  # changed on export_onnx's private copy only
+        factory = {"device": device, "dtype": torch_dtype(resolved.param_dtype)}
+        for name, used in (("weight", resolved.use_scale), ("bias", resolved.use_bias)):
+            if used:
+                setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+            else:
+                self.register_parameter(name, None)
+        self._set_spec(resolved)
+        self._bind_eager_forward()
+        self.reset_parameters()
+
+    @classmethod
+    def from_spec(
+        cls, spec: RMSNormSpec, normalized_shape: _ShapeLike, *, device: Any = None
+    ) -> "RMSNorm":
+        """Build a module for any spec, e.g. NCHW over C: ``from_spec(s.replace(axes=(1,)), C)``."""
+        return cls(normalized_shape, device=device, spec=spec)
+
+    @property
+    def spec(self) -> RMSNormSpec:
+        """The spec this module computes (``param_dtype`` read from its parameters)."""
+        spec = self._spec
+        present = [core_dtype_name(p.dtype) for p in (self.weight, self.bias) if p is not None]
+        # a non-float parameter (assigned by hand) is refused by forward, with its name
+        if present and present[0] != spec.param_dtype and present[0] in FLOAT_DTYPES:
+            spec = spec.replace(param_dtype=present[0])
+        return spec
+
+    @spec.setter
+    def spec(self, spec: RMSNormSpec) -> None:
+        if not isinstance(spec, RMSNormSpec):
+            raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
+        check_axes_count(tuple(self._sizes), spec)
+        current = self.spec
+        changed = [
+            f"{f} ({getattr(current, f)!r} -> {getattr(spec, f)!r})"
+            for f in STRUCTURAL
+            if getattr(spec, f) != getattr(current, f)
+        ]
+        if changed:
+            raise RMSNormError(
+                f"cannot change {', '.join(changed)} on an existing module: they decide its "
+                "parameters; build a new one with RMSNorm.from_spec(spec, normalized_shape)"
+            )
+        self._set_spec(spec)
+
+    def _set_spec(self, spec: RMSNormSpec) -> None:
+        object.__setattr__(self, "_spec", spec)  # not a submodule or parameter
+        object.__setattr__(self, "_calls", CallCache())  # plans of the old spec are void
+        self._recipe = spec.recipe
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickle and deepcopy without the plan cache and the bound eager forward."""
+        state = self.__dict__.copy()
+        state["_calls"] = CallCache()
+        state.pop("forward", None)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        """Restore, then bind the eager forward again (see :meth:`_bind_eager_forward`)."""
+        super().__setstate__(state)
+        self._bind_eager_forward()
+
+    @torch.jit.unused
+    def _bind_eager_forward(self) -> None:
+        """Eager calls go straight to :meth:`_forward_eager`: ``nn.Module.__call__`` reads
+        ``self.forward``, so an instance attribute saves the class ``forward``'s frame
+        and its ``is_scripting`` test (0.2 us, 2% of a [1, 4096] call). Only where the
+        class's ``forward`` is ours (a subclass that overrides it keeps its own), and
+        removed again by ``__prepare_scriptable__`` so that TorchScript compiles the
+        class's ``forward``."""
+        if type(self).forward is RMSNorm.forward:
+            object.__setattr__(self, "forward", self._forward_eager)
+
+    @torch.jit.unused
+    def __prepare_scriptable__(self) -> "RMSNorm":
+        """Before ``torch.jit.script``: drop the bound eager forward (the module itself
+        is returned: a parent keeps the very object it holds)."""
+        self.__dict__.pop("forward", None)
+        return self
+
+    # Each field of the spec as an attribute: assigning one replaces the spec, and is
+    # refused for use_scale / use_bias / param_dtype (they shape the parameters).
+    axes = spec_field("axes")
+    """The spec's normalized axes."""
+    eps = spec_field("eps")
+    """The spec's eps."""
+    eps_placement = spec_field("eps_placement")
+    """The spec's eps placement, ``"inside"`` or ``"outside"`` the root."""
+    compute_dtype = spec_field("compute_dtype")
+    """The spec's compute dtype."""
+    cast_order = spec_field("cast_order")
+    """The spec's cast order, ``"after_scale"`` or ``"before_scale"``."""
+    output_dtype = spec_field("output_dtype")
+    """The spec's output dtype rule, ``"input"`` or ``"promote"``."""
+    scale_offset = spec_field("scale_offset")
+    """The spec's scale offset (1.0 for Gemma's ``1 + w``)."""
+    partial = spec_field("partial")
+    """The spec's fraction of the block used for the statistic."""
+    residual_dtype = spec_field("residual_dtype")
+    """The spec's dtype of the residual sum."""
+    use_scale = spec_field("use_scale")
+    """Whether the module has ``weight`` (fixed: it shapes the parameters)."""
+    use_bias = spec_field("use_bias")
+    """Whether the module has ``bias`` (fixed: it shapes the parameters)."""
+    param_dtype = spec_field("param_dtype")
+    """The parameters' dtype (fixed: it shapes the parameters)."""
+
+    @property
+    def normalized_shape(self) -> Tuple[int, ...]:
+        """The sizes of the normalized axes (fixed: they shape the parameters)."""
+        return tuple(self._sizes)
+
+    @normalized_shape.setter
+    def normalized_shape(self, value: Any) -> None:
+        raise RMSNormError(
+            f"normalized_shape={value!r} cannot be assigned: it shapes the parameters; build a "
+            "new module with RMSNorm.from_spec(spec, normalized_shape)"
+        )
+
+    @property
+    def elementwise_affine(self) -> bool:
+        """torch.nn.RMSNorm's name for ``use_scale`` (assigning it is refused likewise)."""
+        return self._spec.use_scale
+
+    @elementwise_affine.setter
+    def elementwise_affine(self, value: Any) -> None:
+        self.use_scale = value
+
+    def reset_parameters(self) -> None:
+        """Weight to ``1 - scale_offset`` (so ``g = 1``: ones, or Gemma's zeros); bias to 0."""
+        if self.weight is not None:
+            nn.init.constant_(self.weight, 1.0 - self._spec.scale_offset)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def extra_repr(self) -> str:
+        """The sizes and the spec, as ``repr`` prints them."""
+        return f"{tuple(self._sizes)}, spec={self.spec!r}"
+
+    def _check_input(self, x: Tensor) -> None:
+        if not torch.jit.is_tracing():
+            _rules.check_normalized_sizes(list(x.shape), self._recipe.axes, self._sizes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalize ``x`` (see ``rmsnorm_core.RMSNormSpec`` for the formula)."""
+        if not torch.jit.is_scripting():
+            return self._forward_eager(x)
+        self._check_input(x)
+        return norm(x, self._recipe, self.weight, self.bias, x.dtype, self._onnx_mode)
+
+    @torch.jit.unused
+    def _forward_eager(self, x: Tensor) -> Tensor:
+        """An eager call (the hot path; the plan cache is ``_calls.py``'s).
+
+        Where ``torch.rms_norm`` computes the cached plan exactly (``_fused.py``) that
+        one op runs, after checks of what only the input decides (a plain CPU tensor,
+        its dtype, its size, the parameters' dtype, the context's kernel choice); a
+        call the op refuses (a wrong size, a device mismatch) is retried on the
+        checked path, which names the problem. Traced, compiled and exported calls
+        take the checked path every time."""
+        params = self._parameters
+        try:  # a dict read; nn.Module.__getattr__ costs 0.4 us a name at decode shapes
+            weight, bias = params["weight"], params["bias"]
+        except KeyError:  # parametrized, or swapped out by torch.func.functional_call
+            weight, bias = self.weight, self.bias
+        if self._onnx_mode is not _OFF or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            self._check_input(x)
+            return norm(x, self._recipe, weight, bias, x.dtype, self._onnx_mode)
+        fused = self._calls.fused.get(x.dtype)
+        if fused is not None and type(x) is Tensor and x.is_cpu and x.numel() < FUSED_LIMIT:
+            shape, eps, weight_dtype, kind, plan = fused  # unpacked: cheaper than lookups
+            if (weight is None or weight.dtype == weight_dtype) and KERNEL_CHOICE.get() == "auto":
+                try:
+                    if kind is _DIRECT:
+                        return torch.rms_norm(x, shape, weight, eps)
+                    return fused_norm(x, plan, kind, weight)
+                except (RuntimeError, ValueError, TypeError):
+                    pass  # torch refused it: the checked path below names the problem
+        plan = self._calls.plan(self, x, weight, bias)
+        if plan is None:  # the call was just resolved and the fused op takes it
+            return self._forward_eager(x)
+        return run(x, self._recipe, plan, weight, bias)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "RMSNorm":
+        """``to`` / ``half`` / ``cuda`` ...: the parameters change, so do the cached plans."""
+        out = super()._apply(fn, recurse)
+        object.__setattr__(self, "_calls", CallCache())
+        return out
+
+
+class ResidualRMSNorm(RMSNorm):
+    """``forward(x, residual) -> (y, s)``: ``s = x + residual``, ``y = norm(s)``.
+
+    Same arguments as :class:`RMSNorm`; ``spec.residual_dtype="float32"``
+    keeps ``s`` in float32 (flash-attn's ``residual_in_fp32``). Fused equals
+    unfused: ``y`` is computed from the stored ``s``.
+    """
+
+    def forward(self, x: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
+        """Return ``(y, s)``."""
+        self._check_input(x)
+        return norm_residual(x, residual, self._recipe, self.weight, self.bias, self._onnx_mode)

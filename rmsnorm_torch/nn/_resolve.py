@@ -1,0 +1,136 @@
+"""A compiled spec (core's ``Recipe``) resolved for one call: the kernels' one argument.
+
+Every rule comes from ``rmsnorm_core.rules`` (canonical axes, partial count,
+dtype plan, parameter checks), called here inside TorchScript as in eager
+mode; this module only maps dtype names onto torch dtypes and checks what is
+torch's own (devices). In eager mode errors are ``rmsnorm_core.RMSNormError``;
+in a scripted module TorchScript raises ``torch.jit.Error`` whose text ends
+in ``rmsnorm_core.spec._errors.RMSNormError: <the same message>``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import List, NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from rmsnorm_core import RMSNormError
+from rmsnorm_core import rules as _rules
+from rmsnorm_core.rules import Recipe
+from rmsnorm_torch.nn._torch_dtypes import dtype_name, torch_dtype
+
+
+class OnnxExport(Enum):
+    """How a module's ONNX export copy writes the norm (an enum TorchScript compiles).
+
+    Attributes:
+        OFF: not an export copy: eager, scripted and compiled calls.
+        FUSABLE: the graph ONNX Runtime fuses into SimplifiedLayerNormalization.
+        NATIVE: also the native ``RMSNormalization`` op (opset >= 23) where it
+            equals the spec (``_native.py``).
+    """
+
+    OFF = 0
+    FUSABLE = 1
+    NATIVE = 2
+
+
+class Plan(NamedTuple):
+    """Everything a kernel needs for one call (the spec's fields, resolved).
+
+    ``k`` is the partial count of the flattened block, -1 for "the whole
+    block" (so a trace records no shape arithmetic); ``in_dtype`` is the
+    dtype the spec's "input" rules refer to (``x``'s own, except in the
+    residual variant, where it is the dtype of ``x`` before the sum).
+    """
+
+    dims: List[int]
+    trailing: bool
+    k: int
+    eps: float
+    eps_outside: bool
+    compute: torch.dtype
+    scale: torch.dtype
+    before_scale: bool
+    in_dtype: torch.dtype
+    out_dtype: torch.dtype
+    scale_offset: float
+
+
+def _check_param(
+    name: str, field: str, p: Optional[Tensor], used: bool, x: Tensor, dims: List[int]
+) -> str:
+    """Check a parameter; return its dtype name ("" when absent)."""
+    if p is None:
+        return ""
+    if not used:
+        _rules.check_unused(name, field)
+    _rules.check_float(name, dtype_name(p.dtype))
+    if not torch.jit.is_tracing():  # a trace records ops, not these shape comparisons
+        _rules.check_param_shape(name, list(p.shape), [x.shape[d] for d in dims])
+    if p.device != x.device:
+        raise RMSNormError(
+            "{} is on device {} but x is on device {}; move the module or the input so that "
+            "they share a device".format(name, p.device, x.device)
+        )
+    return dtype_name(p.dtype)
+
+
+@torch.jit.unused
+def _traced_count(x: Tensor, dims: List[int], partial: float) -> int:
+    """Under jit.trace the count is recorded as a constant of the traced block size
+    (fixed by the normalized dims, which the weights fix); the tracer's warning
+    about that is expected and silenced here."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        n = 1
+        for d in dims:
+            n *= int(x.shape[d])
+        return _rules.partial_count(partial, n)
+
+
+def _count(x: Tensor, dims: List[int], partial: float) -> int:
+    if partial >= 1.0:
+        return -1
+    if not torch.jit.is_scripting():
+        if torch.jit.is_tracing():
+            return _traced_count(x, dims, partial)
+    n = 1
+    for d in dims:
+        n *= x.shape[d]
+    return _rules.partial_count(partial, n)
+
+
+def resolve(
+    recipe: Recipe,
+    x: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    in_dtype: torch.dtype,
+) -> Plan:
+    """Check ``x`` and the parameters against ``recipe``; return the call's plan."""
+    _rules.check_float("x", dtype_name(x.dtype))
+    dims = _rules.canonical_dims(recipe.axes, x.dim())
+    w = _check_param("weight", "scale", weight, recipe.use_scale, x, dims)
+    b = _check_param("bias", "bias", bias, recipe.use_bias, x, dims)
+    params = w
+    if b != "":
+        params = b if params == "" else _rules.promote(params, b)
+    names = _rules.resolve_dtypes(recipe, dtype_name(in_dtype), params)
+    return Plan(
+        dims,
+        _rules.is_trailing(dims, x.dim()),
+        _count(x, dims, recipe.partial),
+        recipe.eps,
+        recipe.eps_outside,
+        torch_dtype(names.compute),
+        torch_dtype(names.scale),
+        recipe.before_scale,
+        in_dtype,
+        torch_dtype(names.output),
+        recipe.scale_offset,
+    )

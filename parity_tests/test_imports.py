@@ -34,35 +34,53 @@ PACKAGES = ("rmsnorm_core", "rmsnorm_torch", "rmsnorm_flax")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _imports(path: Path, package: str) -> set[str]:
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _files(package: str) -> list[Path]:
+    """Every module of ``package``, its subpackages' included."""
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
     """Project modules ``path`` imports (relative imports resolved), at any depth."""
+    me = _module_name(path)
+    here = me if path.stem == "__init__" else me.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = f"{package}.{base}" if base else package
+                anchor = here.rsplit(".", node.level - 1)[0] if node.level > 1 else here
+                base = f"{anchor}.{base}" if base else anchor
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-    modules = {f"{p}.{m.stem}" for p in PACKAGES for m in (ROOT / p).glob("*.py")}
-    modules |= set(PACKAGES)
-    return {m for m in found if m in modules and m != f"{package}.{path.stem}"}
+    return {m for m in found if m in modules and m != me}
 
 
 def _graph() -> dict[str, set[str]]:
-    graph = {}
-    for package in PACKAGES:
-        for path in (ROOT / package).glob("*.py"):
-            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
-            graph[name] = _imports(path, package)
-    return graph
+    paths = [p for package in PACKAGES for p in _files(package)]
+    modules = {_module_name(p) for p in paths}
+    return {_module_name(p): _imports(p, modules) for p in paths}
+
+
+def test_the_graph_sees_every_module():
+    """The checks below walk subpackages: a module moved into one is still checked."""
+    graph = _graph()
+    assert "rmsnorm_core.spec._rules" in graph and "rmsnorm_torch.nn._modules" in graph
+    assert (
+        "rmsnorm_core.spec._rules"
+        in graph["rmsnorm_torch.nn._resolve"] | graph["rmsnorm_core.rules"]
+    )
 
 
 def test_core_names_no_backend_package():
     # not even in documentation: core finds backends by entry point only
-    for path in (ROOT / "rmsnorm_core").glob("*.py"):
+    for path in _files("rmsnorm_core"):
         hits = [
             line
             for line in path.read_text().splitlines()
@@ -78,7 +96,10 @@ def test_no_import_cycle_between_modules():
     graph = {k: {d for d in v if d in full} for k, v in full.items()}
     # a package's __init__ re-exports its modules; cycles through it are the
     # normal "from . import x" shape, so only module-to-module edges count
-    edges = {k: {d for d in v if d not in PACKAGES} for k, v in graph.items() if k not in PACKAGES}
+    inits = {
+        _module_name(p) for package in PACKAGES for p in _files(package) if p.stem == "__init__"
+    }
+    edges = {k: {d for d in v if d not in inits} for k, v in graph.items() if k not in inits}
     state: dict[str, int] = {}
 
     def visit(node, stack):
@@ -108,6 +129,40 @@ def test_no_two_files_of_one_name_mean_different_things():
         "_benchmarks_gpu.py",
         "_infer.py",  # each package's infer_spec (core: the neutral prober)
     }
-    names = [p.name for package in PACKAGES for p in (ROOT / package).glob("*.py")]
+    names = [p.name for package in PACKAGES for p in _files(package)]
     repeated = {n for n in names if names.count(n) > 1} - same_role
     assert not repeated, repeated
+
+
+LAZY_COMMANDS = {
+    # command -> frameworks it must not import
+    "spec": ("torch", "jax", "flax"),
+    "presets": ("torch", "jax", "flax"),
+    "convert-pt": ("jax", "flax"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(LAZY_COMMANDS))
+def test_commands_import_only_the_frameworks_they_touch(command, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save({"model.norm.weight": torch.ones(8)}, tmp_path / "m.pt")
+    argv = {
+        "spec": ["spec", "llama"],
+        "presets": ["presets"],
+        "convert-pt": [
+            "convert",
+            str(tmp_path / "m.pt"),
+            str(tmp_path / "o.safetensors"),
+            "--preset",
+            "llama",
+        ],
+    }[command]
+    code = (
+        "import sys\nfrom rmsnorm_core.cli._cli import main\n"
+        f"code = main({argv!r})\n"
+        f"bad = [m for m in {LAZY_COMMANDS[command]!r} if m in sys.modules]\n"
+        "print('RESULT', code, ','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT")][-1]
+    assert line == "RESULT 0 ", f"{command}: {line!r} (exit code, then frameworks imported)"

@@ -36,8 +36,10 @@ def _checkpointer() -> Any:
 
 
 def is_orbax(path: Path) -> bool:
-    """A folder with Orbax's metadata files."""
-    return path.is_dir() and any((path / n).exists() for n in ("_CHECKPOINT_METADATA", "_METADATA"))
+    """A folder with Orbax's metadata files (the plugin's detector, ``_plugin._is_orbax``)."""
+    from rmsnorm_flax.plugins._plugin import _is_orbax
+
+    return _is_orbax(path)
 
 
 def read_layers(

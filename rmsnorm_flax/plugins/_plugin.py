@@ -6,16 +6,35 @@ it through that entry point and never imports this package by name.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from typing import Any
 
 from rmsnorm_core import RMSNormUsageError
-from rmsnorm_core.backends import Backend, CheckpointFormat
-from rmsnorm_flax.interop._msgpack import read_layers, save_msgpack
-from rmsnorm_flax.interop._orbax import is_orbax, save_orbax
-from rmsnorm_flax.interop._orbax import read_layers as read_orbax
+from rmsnorm_core.backends import Backend, CheckpointFormat, Runner
 from rmsnorm_flax.plugins._benchmarks import benchmarks, sweeps
 from rmsnorm_flax.plugins._benchmarks_gpu import gpu_benchmarks
-from rmsnorm_flax.plugins._verify_runners import runners
+
+
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """``module.name``, imported on the first call: registering the backend (which every
+    ``rmsnorm`` command that lists backends does) imports neither jax nor flax."""
+
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+_RUNNERS = "rmsnorm_flax.plugins._verify_runners"
+_MSGPACK = "rmsnorm_flax.interop._msgpack"
+_ORBAX = "rmsnorm_flax.interop._orbax"
+
+
+def _is_orbax(path: Any) -> bool:
+    """A folder with Orbax's metadata files (a file test: nothing imported)."""
+    return path.is_dir() and any((path / n).exists() for n in ("_CHECKPOINT_METADATA", "_METADATA"))
 
 
 def _infer(obj: Any, shape: Any) -> Any:
@@ -41,10 +60,27 @@ def _infer(obj: Any, shape: Any) -> Any:
 
 BACKEND = Backend(
     name="flax",
-    runners=tuple(runners()),
+    runners=(
+        Runner("flax-linen", _lazy(_RUNNERS, "linen_run")),
+        Runner("flax-nnx", _lazy(_RUNNERS, "nnx_run")),
+        Runner.distributed_batch("jax-2procs", _lazy(_RUNNERS, "distributed_batch")),
+    ),
     formats=(
-        CheckpointFormat("flax", (".msgpack",), "flax", read_layers, save_msgpack),
-        CheckpointFormat("orbax", (), "flax", read_orbax, save_orbax, detect=is_orbax),
+        CheckpointFormat(
+            "flax",
+            (".msgpack",),
+            "flax",
+            _lazy(_MSGPACK, "read_layers"),
+            _lazy(_MSGPACK, "save_msgpack"),
+        ),
+        CheckpointFormat(
+            "orbax",
+            (),
+            "flax",
+            _lazy(_ORBAX, "read_layers"),
+            _lazy(_ORBAX, "save_orbax"),
+            detect=_is_orbax,
+        ),
     ),
     benchmarks=benchmarks,
     sweeps=sweeps,

@@ -14,7 +14,6 @@ import numpy as np
 from flax import nnx as fnnx
 
 from rmsnorm_core import param_shape
-from rmsnorm_core.backends import Runner
 from rmsnorm_core.testing import Outcome, Problem
 from rmsnorm_flax import linen, nnx
 
@@ -32,7 +31,8 @@ def _np(a: Any) -> np.ndarray | None:
     return None if a is None else np.asarray(a)
 
 
-def _linen(p: Problem) -> Outcome:
+def linen_run(p: Problem) -> Outcome:
+    """``flax-linen``: the linen module under ``jax.jit``, forward and VJP."""
     """The forward and its VJP in one jitted function: one compilation per problem."""
     residual = p.residual is not None
     module = (linen.ResidualRMSNorm if residual else linen.RMSNorm)(spec=p.spec)
@@ -59,7 +59,8 @@ def _linen(p: Problem) -> Outcome:
     return Outcome(_np(y), _np(s), grads)
 
 
-def _nnx(p: Problem) -> Outcome:
+def nnx_run(p: Problem) -> Outcome:
+    """``flax-nnx``: the nnx module, forward and gradients."""
     pshape = param_shape(p.spec, p.x.shape)
     features = pshape[0] if len(pshape) == 1 else pshape
     residual = p.residual is not None
@@ -90,16 +91,8 @@ def _nnx(p: Problem) -> Outcome:
     return Outcome(_np(y), _np(s), grads)
 
 
-def runners() -> list[Runner]:
-    """The Flax runners, in the order the summary lists them."""
-    return [
-        Runner("flax-linen", _linen),
-        Runner("flax-nnx", _nnx),
-        Runner.distributed_batch("jax-2procs", _distributed_batch),
-    ]
-
-
-def _distributed_batch(problems: list[Problem]) -> list[Outcome]:
+def distributed_batch(problems: list[Problem]) -> list[Outcome]:
+    """``jax-2procs``: every problem in one 2-process launch."""
     from rmsnorm_flax.distributed._distributed import run_all
 
     return run_all(problems)

@@ -13,6 +13,7 @@ functions, whose messages name the parameter, the value and what is accepted.
 """
 
 from rmsnorm_core.spec._rules import (
+    DtypePlan,
     Dtypes,
     Recipe,
     as_tuple,
@@ -31,6 +32,7 @@ from rmsnorm_core.spec._rules import (
 )
 
 __all__ = [
+    "DtypePlan",
     "Dtypes",
     "Recipe",
     "as_tuple",

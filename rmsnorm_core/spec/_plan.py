@@ -7,7 +7,6 @@ re-derives a default.
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -15,10 +14,8 @@ from typing import Any
 from rmsnorm_core.spec import _rules
 from rmsnorm_core.spec._dtypes import check_float_dtype, dtype_name, promote
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
+from rmsnorm_core.spec._rules import DtypePlan
 from rmsnorm_core.spec._spec import RMSNormSpec
-
-# Significand bits: bfloat16 (8) is the least precise, then float16 (11).
-_BITS = {"bfloat16": 8, "float16": 11, "float32": 24, "float64": 53}
 
 
 def canonical_axes(axes: Sequence[int], rank: int) -> tuple[int, ...]:
@@ -77,45 +74,6 @@ def partial_count(spec: RMSNormSpec, block_size: int) -> int:
     return _rules.partial_count(spec.partial, int(block_size))
 
 
-@dataclasses.dataclass(frozen=True)
-class DtypePlan:
-    """Where an RMSNorm computes and rounds, for one input and param dtype.
-
-    Attributes:
-        input: dtype of ``x``.
-        compute: dtype of the statistic and the normalized value.
-        scale: dtype in which ``g = scale_offset + scale`` is formed and
-            multiplied (float32, or float64 when compute is float64).
-        intermediate: dtype ``h*inv`` is rounded to before the scale
-            (``before_scale``: the input dtype), or None (``after_scale``).
-        output: dtype of ``y``.
-        residual: dtype of the residual sum ``s``.
-
-    ``precision`` names the least precise of these a value passes through;
-    parity checks key the tolerance table by it (``gradient_precision`` for
-    gradients).
-    """
-
-    input: str
-    compute: str
-    scale: str
-    intermediate: str | None
-    output: str
-    residual: str
-
-    @property
-    def precision(self) -> str:
-        """The least precise dtype a value passes through: the tolerance key."""
-        steps = [self.output, self.compute] + ([self.intermediate] if self.intermediate else [])
-        return min(steps, key=_BITS.__getitem__)
-
-    @property
-    def gradient_precision(self) -> str:
-        """The tolerance key for gradients: ``precision``, or the input dtype
-        if narrower (``dx`` is stored in it)."""
-        return min((self.precision, self.input), key=_BITS.__getitem__)
-
-
 def dtype_plan(spec: RMSNormSpec, input_dtype: Any, param_dtype: Any | None = None) -> DtypePlan:
     """Return the :class:`DtypePlan` for an input dtype and parameter dtype.
 
@@ -132,8 +90,7 @@ def dtype_plan(spec: RMSNormSpec, input_dtype: Any, param_dtype: Any | None = No
     inp = check_float_dtype("x", input_dtype)
     par = check_float_dtype("param_dtype", spec.param_dtype if param_dtype is None else param_dtype)
     has_params = spec.use_scale or spec.use_bias
-    d = _rules.resolve_dtypes(spec.recipe, inp, par if has_params else "")
-    return DtypePlan(d.input, d.compute, d.scale, d.intermediate, d.output, d.residual)
+    return _rules.resolve_dtypes(spec.recipe, inp, par if has_params else "")
 
 
 def check_param(name: str, shape: Sequence[int], dtype: Any, expected_shape: Sequence[int]) -> None:

@@ -52,17 +52,23 @@ class Recipe(NamedTuple):
     residual_float32: bool
 
 
-class Dtypes(NamedTuple):
-    """Where one call computes and rounds: ``rmsnorm_core.DtypePlan`` as a tuple
-    TorchScript can return.
+class DtypePlan(NamedTuple):
+    """Where an RMSNorm computes and rounds, for one input and parameter dtype: the one
+    plan type (a tuple TorchScript can return; every backend consumes it).
 
     Attributes:
-        input: the input's dtype.
-        compute: the dtype of the statistic and the normalized value.
-        scale: the dtype ``g`` is formed and multiplied in.
-        intermediate: the dtype ``h*inv`` rounds to before the scale, or None.
-        output: the result's dtype.
-        residual: the dtype of the stored residual sum.
+        input: dtype of ``x``.
+        compute: dtype of the statistic and the normalized value.
+        scale: dtype in which ``g = scale_offset + scale`` is formed and
+            multiplied (float32, or float64 when compute is float64).
+        intermediate: dtype ``h*inv`` is rounded to before the scale
+            (``before_scale``: the input dtype), or None (``after_scale``).
+        output: dtype of ``y``.
+        residual: dtype of the residual sum ``s``.
+
+    ``precision`` names the least precise of these a value passes through;
+    parity checks key the tolerance table by it (``gradient_precision`` for
+    gradients).
     """
 
     input: str
@@ -71,6 +77,35 @@ class Dtypes(NamedTuple):
     intermediate: Optional[str]
     output: str
     residual: str
+
+    @property
+    def precision(self) -> str:
+        """The least precise dtype a value passes through: the tolerance key."""
+        steps = [self.output, self.compute]
+        if self.intermediate is not None:
+            steps.append(self.intermediate)
+        return min(steps, key=_significand_bits)
+
+    @property
+    def gradient_precision(self) -> str:
+        """The tolerance key for gradients: ``precision``, or the input dtype
+        if narrower (``dx`` is stored in it)."""
+        return min([self.precision, self.input], key=_significand_bits)
+
+
+Dtypes = DtypePlan
+"""The former name of :class:`DtypePlan` (one type; kept so old imports work)."""
+
+
+def _significand_bits(name: str) -> int:
+    """bfloat16 (8) is the least precise, then float16 (11), float32, float64."""
+    if name == "bfloat16":
+        return 8
+    if name == "float16":
+        return 11
+    if name == "float32":
+        return 24
+    return 53
 
 
 def float_dtypes() -> List[str]:
@@ -183,7 +218,7 @@ def partial_count(partial: float, n: int) -> int:
     return max(1, min(n, int(partial * n)))
 
 
-def resolve_dtypes(recipe: Recipe, input: str, params: str) -> Dtypes:
+def resolve_dtypes(recipe: Recipe, input: str, params: str) -> DtypePlan:
     """The dtype plan of one call.
 
     Args:
@@ -212,7 +247,7 @@ def resolve_dtypes(recipe: Recipe, input: str, params: str) -> Dtypes:
     scale = "float32"
     if compute == "float64":
         scale = "float64"
-    return Dtypes(input, compute, scale, intermediate, output, residual)
+    return DtypePlan(input, compute, scale, intermediate, output, residual)
 
 
 def check_param_shape(name: str, shape: List[int], expected: List[int]) -> None:

@@ -218,6 +218,14 @@ def partial_count(partial: float, n: int) -> int:
     return max(1, min(n, int(partial * n)))
 
 
+def block_count(partial: float, n: int) -> int:
+    """The ``k`` every backend's plan stores: -1 for the whole block (``partial`` 1: no
+    partial statistic, and no shape arithmetic in a trace), else :func:`partial_count`."""
+    if partial >= 1.0:
+        return -1
+    return partial_count(partial, n)
+
+
 def resolve_dtypes(recipe: Recipe, input: str, params: str) -> DtypePlan:
     """The dtype plan of one call.
 

@@ -27,8 +27,8 @@ from rmsnorm_core import (
     check_residual,
     dtype_plan,
     param_shape,
-    partial_count,
 )
+from rmsnorm_core.rules import block_count
 from rmsnorm_flax.functional import _kernel
 
 
@@ -63,7 +63,7 @@ def _resolved(
         )
     plan = dtype_plan(spec, in_dtype, param_dtype)
     view = tuple(shape[d] if d in dims else 1 for d in range(len(shape)))
-    k = partial_count(spec, n)
+    k = block_count(spec.partial, n)  # -1: the whole block (core's one convention)
     return _kernel.Config(spec, dims, len(shape), n, k, plan, axis_name, view)
 
 

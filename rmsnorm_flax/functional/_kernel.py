@@ -32,7 +32,7 @@ class Config:
     dims: tuple[int, ...]  # canonical normalized axes
     rank: int
     n: int  # elements of one normalized block (the local shard under axis_name)
-    k: int  # partial count (== n without partial)
+    k: int  # core's block_count: the partial count, -1 for the whole block
     plan: DtypePlan
     axis_name: Any = None  # shard_map axis the normalized block is split over
     # the shape a parameter broadcasts as (its sizes at the normalized dims, 1 elsewhere);
@@ -87,7 +87,7 @@ def _sum_over_block(values: jax.Array, cfg: Config) -> jax.Array:
 
 def mean_square(h: jax.Array, cfg: Config) -> jax.Array:
     """``mean(h*h)`` over the block (first k elements with partial), keepdims."""
-    if cfg.k == cfg.n:
+    if cfg.k < 0:
         ss = _sum_over_block(h * h, cfg)
         count = cfg.n * (lax.psum(1, cfg.axis_name) if cfg.axis_name is not None else 1)
         return ss / count
@@ -168,10 +168,10 @@ def _bwd(cfg, saved, dy):
         dot, dscale = _dots(h, d, g, inv, cfg)
     else:
         dot, dscale = _reductions(h, d, g, inv, cfg)
-    count = cfg.k
+    count = cfg.n if cfg.k < 0 else cfg.k
     if cfg.axis_name is not None:  # the block spans the devices along axis_name
         dot = lax.psum(dot, cfg.axis_name)
-        count = cfg.k * lax.psum(1, cfg.axis_name)
+        count = count * lax.psum(1, cfg.axis_name)
     # dot = sum over the block of gy * h; the statistic's term of dx is coef * h.
     s = dot * inv
     if cfg.spec.eps_placement == "inside":
@@ -179,7 +179,7 @@ def _bwd(cfg, saved, dy):
     else:
         rms = jnp.sqrt(ms)
         coef = jnp.where(rms > 0, inv / (count * jnp.where(rms > 0, rms, 1.0)) * s, 0.0)
-    if cfg.k != cfg.n:
+    if cfg.k >= 0:
         coef = coef * _partial_mask(h, cfg)
     gy = d if g is None else d * g
     dx = (inv * gy - coef * h).astype(x.dtype)

@@ -40,8 +40,8 @@ class OnnxExport(Enum):
 class Plan(NamedTuple):
     """Everything a kernel needs for one call (the spec's fields, resolved).
 
-    ``k`` is the partial count of the flattened block, -1 for "the whole
-    block" (so a trace records no shape arithmetic); ``in_dtype`` is the
+    ``k`` is core's ``block_count``: the partial count of the flattened block,
+    -1 for "the whole block" (so a trace records no shape arithmetic); ``in_dtype`` is the
     dtype the spec's "input" rules refer to (``x``'s own, except in the
     residual variant, where it is the dtype of ``x`` before the sum).
     """
@@ -90,19 +90,19 @@ def _traced_count(x: Tensor, dims: List[int], partial: float) -> int:
         n = 1
         for d in dims:
             n *= int(x.shape[d])
-        return _rules.partial_count(partial, n)
+        return _rules.block_count(partial, n)
 
 
 def _count(x: Tensor, dims: List[int], partial: float) -> int:
     if partial >= 1.0:
-        return -1
+        return _rules.block_count(partial, 0)  # -1, the whole block: no shape arithmetic
     if not torch.jit.is_scripting():
         if torch.jit.is_tracing():
             return _traced_count(x, dims, partial)
     n = 1
     for d in dims:
         n *= x.shape[d]
-    return _rules.partial_count(partial, n)
+    return _rules.block_count(partial, n)
 
 
 def resolve(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from rmsnorm_core.spec._errors import RMSNormUsageError
@@ -35,3 +37,22 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         except ValueError:  # not JSON (or an integer too long to convert): a plain string
             overrides[field] = value
     return overrides
+
+
+def refuse_collisions(inputs: dict[str, Path], outputs: dict[str, Path]) -> None:
+    """Refuse an output that is an input or another output (paths resolved, links
+    followed): a writer must never destroy a file it did not write.
+
+    Raises:
+        RMSNormUsageError: naming both sides.
+    """
+    seen = {os.path.realpath(path): what for what, path in inputs.items()}
+    for flag, out in outputs.items():
+        key = os.path.realpath(out)
+        if key in seen:
+            name = flag if flag.isupper() else f"--{flag}"
+            raise RMSNormUsageError(
+                f"{name} {str(out)!r} is the same file as {seen[key]}; give every output "
+                "its own path, apart from the inputs"
+            )
+        seen[key] = f"--{flag}"

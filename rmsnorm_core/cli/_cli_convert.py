@@ -27,7 +27,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import parse_overrides
+from rmsnorm_core.cli._cli_args import parse_overrides, refuse_collisions
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import load, save
 from rmsnorm_core.io._hf_checkpoint import is_hf_folder
@@ -217,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
     src, dst = Path(args.src), Path(args.dst)
     if not (src.is_file() or src.is_dir()):
         raise RMSNormError(f"input {str(src)!r} does not exist or is not a regular file or folder")
+    refuse_collisions({"the input": src}, {"DST": dst})
     src_fmt, dst_fmt = _pick(src, args.src_format, True), _pick(dst, args.dst_format, False)
     if src.is_dir() and src_fmt.detect is None:
         raise RMSNormError(

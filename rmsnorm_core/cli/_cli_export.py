@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from rmsnorm_core.cli._cli_args import refuse_collisions
 from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         hint = f" (backends not installed: {', '.join(sorted(missing))})" if missing else ""
         raise RMSNormUsageError(f"nothing to export: pass {flags}{hint}")
     outputs = {name: _output(path, name) for name, path in wanted.items()}
+    refuse_collisions({"the input checkpoint": Path(args.checkpoint)}, outputs)
     if args.rank is not None and not 1 <= args.rank <= MAX_RANK:
         raise RMSNormUsageError(
             f"--rank {args.rank} is not accepted; expected an int from 1 to {MAX_RANK}"

@@ -65,6 +65,12 @@ def save_orbax(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
         raise RMSNormError(
             f"cannot write {str(path)!r}: folder {str(target.parent)!r} does not exist"
         )
+    if target.exists() and not is_orbax(target):
+        # the checkpoint replaces the target whole: only an earlier checkpoint may go
+        raise RMSNormError(
+            f"cannot write {str(path)!r}: it exists and is not an Orbax checkpoint; a writer "
+            "replaces only what it wrote (remove it yourself or choose another path)"
+        )
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         checkpointer = _checkpointer()

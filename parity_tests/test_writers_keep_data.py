@@ -1,0 +1,88 @@
+"""Writers never destroy what they did not write (issue: data loss in convert/export).
+
+Each case runs the command as a user would and checks that it is refused with a
+clear message and that every file that was there before is there after, byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from rmsnorm_core import RMSNormSpec, neutral_layer, save
+from rmsnorm_core.cli._cli import main
+
+
+def _checkpoint(path):
+    spec = RMSNormSpec.preset("llama")
+    save(
+        path,
+        {"norm": neutral_layer("norm", spec, np.linspace(0.5, 1.5, 8, dtype=np.float32), None)},
+    )
+    return path
+
+
+def _snapshot(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_orbax_refuses_a_folder_that_is_not_an_orbax_checkpoint(tmp_path, capsys):
+    pytest.importorskip("orbax.checkpoint")
+    src = _checkpoint(tmp_path / "norms.safetensors")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    (work / "sub").mkdir()
+    (work / "sub" / "data.bin").write_bytes(b"\x00\x01")
+    before = _snapshot(tmp_path)
+    assert main(["convert", str(src), str(work), "--to", "orbax"]) == 1
+    assert "is not an Orbax checkpoint" in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before
+
+
+def test_orbax_refuses_the_working_folder(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("orbax.checkpoint")
+    src = _checkpoint(tmp_path / "norms.safetensors")
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(tmp_path)
+    assert main(["convert", "norms.safetensors", ".", "--to", "orbax"]) == 1
+    assert "is not an Orbax checkpoint" in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before and src.exists()
+
+
+def test_orbax_replaces_its_own_checkpoint(tmp_path):
+    pytest.importorskip("orbax.checkpoint")
+    src = _checkpoint(tmp_path / "norms.safetensors")
+    assert main(["convert", str(src), str(tmp_path / "ck"), "--to", "orbax"]) == 0
+    assert main(["convert", str(src), str(tmp_path / "ck"), "--to", "orbax"]) == 0
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        ["--torchscript", "{d}/x.pt", "--onnx", "{d}/x.pt"],
+        ["--torchscript", "{src}"],
+        ["--onnx", "{link}"],
+    ],
+    ids=["two-flags-one-file", "output-is-the-input", "output-links-to-the-input"],
+)
+def test_export_refuses_colliding_outputs(outputs, tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    src = _checkpoint(tmp_path / "one.safetensors")
+    os.symlink(src, tmp_path / "link.onnx")
+    argv = [a.format(d=tmp_path, src=src, link=tmp_path / "link.onnx") for a in outputs]
+    before = _snapshot(tmp_path)
+    assert main(["export", str(src), *argv]) == 2
+    assert "is the same file as" in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before
+
+
+def test_convert_refuses_to_overwrite_its_input(tmp_path, capsys):
+    src = _checkpoint(tmp_path / "one.safetensors")
+    before = _snapshot(tmp_path)
+    assert main(["convert", str(src), str(src)]) == 2
+    assert "DST" in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before

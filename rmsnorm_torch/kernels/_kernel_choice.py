@@ -9,7 +9,9 @@ error); a large enough CPU tensor on that layout the blocked kernel; anything
 else the graph path. ``use_kernel(name)`` forces ``"graph"``, ``"blocked"``
 or ``"triton"`` for the calling thread or asyncio task only (a
 ``contextvars.ContextVar``, restored on exit, never process-global): other
-threads, tasks and suspended generators keep their own choice. A
+threads and asyncio tasks keep their own choice. A generator runs in its
+caller's context (PEP 567), so a ``with`` block suspended at a ``yield`` is
+seen by the caller until the generator resumes past it or is closed. A
 forced kernel that cannot run the call is an error that says why, never a
 silent fallback. Forcing ``"triton"`` on CPU tensors runs the same kernel
 source under the Triton interpreter, which needs ``TRITON_INTERPRET=1`` in

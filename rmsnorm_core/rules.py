@@ -14,7 +14,6 @@ functions, whose messages name the parameter, the value and what is accepted.
 
 from rmsnorm_core.spec._rules import (
     DtypePlan,
-    Dtypes,
     Recipe,
     as_tuple,
     block_count,
@@ -31,6 +30,9 @@ from rmsnorm_core.spec._rules import (
     promote,
     resolve_dtypes,
 )
+
+Dtypes = DtypePlan
+"""The former name of :class:`DtypePlan` (one type; kept so old imports work)."""
 
 __all__ = [
     "DtypePlan",

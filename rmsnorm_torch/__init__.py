@@ -17,7 +17,8 @@ from rmsnorm_torch.interop._infer import infer_spec
 from rmsnorm_torch.interop._replace import replace_norms
 from rmsnorm_torch.kernels._kernel_choice import KERNELS, use_kernel
 from rmsnorm_torch.nn._functional import rms_norm, rms_norm_residual
-from rmsnorm_torch.nn._modules import MUTABLE_FIELDS, ResidualRMSNorm, RMSNorm
+from rmsnorm_torch.nn._modules import MUTABLE_FIELDS, RMSNorm
+from rmsnorm_torch.nn._residual_module import ResidualRMSNorm
 
 __all__ = [
     "COMPILE_OPTIONS",

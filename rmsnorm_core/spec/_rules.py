@@ -93,10 +93,6 @@ class DtypePlan(NamedTuple):
         return min([self.precision, self.input], key=_significand_bits)
 
 
-Dtypes = DtypePlan
-"""The former name of :class:`DtypePlan` (one type; kept so old imports work)."""
-
-
 def _significand_bits(name: str) -> int:
     """bfloat16 (8) is the least precise, then float16 (11), float32, float64."""
     if name == "bfloat16":

@@ -20,7 +20,8 @@ import torch
 from rmsnorm_core import canonical_axes, param_shape
 from rmsnorm_core.testing import Outcome, Problem, launch_problems, serve_problems
 from rmsnorm_torch.interop._bridge import to_numpy, to_tensor
-from rmsnorm_torch.nn._modules import ResidualRMSNorm, RMSNorm
+from rmsnorm_torch.nn._modules import RMSNorm
+from rmsnorm_torch.nn._residual_module import ResidualRMSNorm
 
 WORLD = 2
 

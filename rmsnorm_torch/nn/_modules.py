@@ -1,4 +1,4 @@
-"""``RMSNorm`` (a drop-in for ``torch.nn.RMSNorm``) and ``ResidualRMSNorm``.
+"""``RMSNorm``, a drop-in for ``torch.nn.RMSNorm`` (``ResidualRMSNorm``: ``_residual_module.py``).
 
 The module holds one ``RMSNormSpec`` and nothing copied from it: ``forward``
 runs the spec compiled once (``spec.recipe``, refreshed whenever the spec is
@@ -33,7 +33,7 @@ from rmsnorm_core.rules import Recipe
 from rmsnorm_core.spec import _rules
 from rmsnorm_torch.kernels._fused import FusedKind, fused_norm
 from rmsnorm_torch.nn._calls import FUSED_LIMIT, KERNEL_CHOICE, CallCache
-from rmsnorm_torch.nn._functional import norm, norm_residual, run
+from rmsnorm_torch.nn._functional import norm, run
 from rmsnorm_torch.nn._module_fields import (
     MUTABLE_FIELDS,
     STRUCTURAL,
@@ -290,17 +290,3 @@ class RMSNorm(nn.Module):
         out = super()._apply(fn, recurse)
         object.__setattr__(self, "_calls", CallCache())
         return out
-
-
-class ResidualRMSNorm(RMSNorm):
-    """``forward(x, residual) -> (y, s)``: ``s = x + residual``, ``y = norm(s)``.
-
-    Same arguments as :class:`RMSNorm`; ``spec.residual_dtype="float32"``
-    keeps ``s`` in float32 (flash-attn's ``residual_in_fp32``). Fused equals
-    unfused: ``y`` is computed from the stored ``s``.
-    """
-
-    def forward(self, x: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
-        """Return ``(y, s)``."""
-        self._check_input(x)
-        return norm_residual(x, residual, self._recipe, self.weight, self.bias, self._onnx_mode)

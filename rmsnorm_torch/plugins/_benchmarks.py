@@ -77,7 +77,7 @@ def _eager(dtype: str) -> List[Benchmark]:
 def _residual(dtype: str) -> Benchmark:
     def setup() -> Any:
         torch, x, ours, _ = _setup(dtype)
-        from rmsnorm_torch.nn._modules import ResidualRMSNorm
+        from rmsnorm_torch.nn._residual_module import ResidualRMSNorm
 
         fused = ResidualRMSNorm(SIZE, dtype=x.dtype)
         fused.weight = ours.weight

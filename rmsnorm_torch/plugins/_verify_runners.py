@@ -21,7 +21,8 @@ from rmsnorm_core.testing import Outcome, Problem
 from rmsnorm_torch.export._compile import COMPILE_OPTIONS
 from rmsnorm_torch.export._onnx import export_onnx
 from rmsnorm_torch.interop._bridge import to_numpy, to_tensor
-from rmsnorm_torch.nn._modules import ResidualRMSNorm, RMSNorm
+from rmsnorm_torch.nn._modules import RMSNorm
+from rmsnorm_torch.nn._residual_module import ResidualRMSNorm
 
 
 def _module(p: Problem) -> RMSNorm:

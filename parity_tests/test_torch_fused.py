@@ -97,3 +97,23 @@ def test_used_module_copies_and_pickles(clone):
     other = clone(m)
     assert torch.equal(other(x), y)
     assert other._calls is not m._calls
+
+
+def test_hot_path_reads_swapped_and_parametrized_weights():
+    """The hot path reads ``_parameters`` directly; functional_call and parametrizations
+    put the weight elsewhere, and must still be the weight used."""
+    import torch.nn.utils.parametrize as parametrize
+
+    m = _module("torch", 8, torch.float32)
+    x = torch.randn(2, 8)
+    m(x)  # the plan is cached
+    other = torch.full((8,), 3.0)
+    y = torch.func.functional_call(m, {"weight": other}, (x,))
+    assert torch.equal(y, torch.nn.functional.rms_norm(x, [8], other, m.eps))
+
+    class Double(torch.nn.Module):
+        def forward(self, w):
+            return w * 2
+
+    parametrize.register_parametrization(m, "weight", Double())
+    assert torch.equal(m(x), torch.nn.functional.rms_norm(x, [8], m.weight, m.eps))

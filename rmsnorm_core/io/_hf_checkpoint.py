@@ -13,6 +13,7 @@ most :data:`SHARD_BYTES` and an index.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from rmsnorm_core.io._layouts import (
     state_arrays_from_layers,
 )
 from rmsnorm_core.io._neutral import NeutralLayer
-from rmsnorm_core.io._safetensors import read_file, serialize
+from rmsnorm_core.io._safetensors import open_regular, read_file, serialize
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 from rmsnorm_core.spec._spec import RMSNormSpec
 
@@ -52,27 +53,57 @@ def _folder(path: Path) -> Path:
     return path.parent if path.name == INDEX else path
 
 
+MAX_JSON_BYTES = 16 * 1024 * 1024
+"""A config.json or index larger than this is refused rather than read (real ones are KiB)."""
+
+
 def _json(path: Path, what: str) -> Any:
+    """Parse a small JSON file: a regular file only (a FIFO would block, ``/dev/zero``
+    never ends), at most :data:`MAX_JSON_BYTES` read."""
+    fd = open_regular(path, what)
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RMSNormError(f"{what} {str(path)!r} does not exist") from None
+        chunks, size = [], 0
+        while size <= MAX_JSON_BYTES:
+            chunk = os.read(fd, MAX_JSON_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > MAX_JSON_BYTES:
+        raise RMSNormError(
+            f"{what} {str(path)!r} is larger than {MAX_JSON_BYTES} bytes; refusing to read it"
+        )
+    try:
+        return json.loads(b"".join(chunks))
     except (ValueError, RecursionError) as err:
         raise RMSNormError(f"{what} {str(path)!r} is not valid JSON: {str(err)[:120]}") from None
 
 
 def spec_from_config(folder: Path) -> RMSNormSpec:
-    """The preset ``config.json``'s ``model_type`` names, with its eps."""
+    """The preset ``config.json``'s ``model_type`` names, with its eps.
+
+    Raises:
+        RMSNormUsageError: ``model_type`` is missing, not a string or not known.
+        RMSNormError: the eps field is not a number (``true`` is not 1.0), or the
+            spec refuses its value.
+    """
     config = _json(folder / "config.json", "config")
     model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type not in MODEL_TYPES:
+    if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
         raise RMSNormUsageError(
             f"config.json has model_type={model_type!r}, whose norms this library does not know; "
             f"pass --preset (known: {', '.join(sorted(MODEL_TYPES))})"
         )
     spec = RMSNormSpec.preset(MODEL_TYPES[model_type])
-    eps = config.get("rms_norm_eps", config.get("layer_norm_epsilon"))
-    return spec if eps is None else spec.replace(eps=float(eps))
+    field = "rms_norm_eps" if "rms_norm_eps" in config else "layer_norm_epsilon"
+    eps = config.get(field)
+    if eps is None:
+        return spec
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise RMSNormError(f"config.json has {field}={eps!r}; expected a number (the norms' eps)")
+    return spec.replace(eps=float(eps))
 
 
 def read_layers(

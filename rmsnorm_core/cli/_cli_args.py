@@ -47,12 +47,11 @@ def refuse_collisions(inputs: dict[str, Path], outputs: dict[str, Path]) -> None
         RMSNormUsageError: naming both sides.
     """
     seen = {os.path.realpath(path): what for what, path in inputs.items()}
-    for flag, out in outputs.items():
+    for label, out in outputs.items():
         key = os.path.realpath(out)
         if key in seen:
-            name = flag if flag.isupper() else f"--{flag}"
             raise RMSNormUsageError(
-                f"{name} {str(out)!r} is the same file as {seen[key]}; give every output "
+                f"{label} {str(out)!r} is the same file as {seen[key]}; give every output "
                 "its own path, apart from the inputs"
             )
-        seen[key] = f"--{flag}"
+        seen[key] = label

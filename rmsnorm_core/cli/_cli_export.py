@@ -70,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
         hint = f" (backends not installed: {', '.join(sorted(missing))})" if missing else ""
         raise RMSNormUsageError(f"nothing to export: pass {flags}{hint}")
     outputs = {name: _output(path, name) for name, path in wanted.items()}
-    refuse_collisions({"the input checkpoint": Path(args.checkpoint)}, outputs)
+    refuse_collisions(
+        {"the input checkpoint": Path(args.checkpoint)},
+        {f"--{name}": out for name, out in outputs.items()},
+    )
     if args.rank is not None and not 1 <= args.rank <= MAX_RANK:
         raise RMSNormUsageError(
             f"--rank {args.rank} is not accepted; expected an int from 1 to {MAX_RANK}"

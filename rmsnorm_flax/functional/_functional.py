@@ -64,7 +64,7 @@ def _resolved(
     plan = dtype_plan(spec, in_dtype, param_dtype)
     view = tuple(shape[d] if d in dims else 1 for d in range(len(shape)))
     k = block_count(spec.partial, n)  # -1: the whole block (core's one convention)
-    return _kernel.Config(spec, dims, len(shape), n, k, plan, axis_name, view)
+    return _kernel.Config(spec, dims, len(shape), n, k, plan, view, axis_name)
 
 
 def _describe(p: Any) -> tuple | None:

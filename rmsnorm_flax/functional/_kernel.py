@@ -34,10 +34,10 @@ class Config:
     n: int  # elements of one normalized block (the local shard under axis_name)
     k: int  # core's block_count: the partial count, -1 for the whole block
     plan: DtypePlan
-    axis_name: Any = None  # shard_map axis the normalized block is split over
     # the shape a parameter broadcasts as (its sizes at the normalized dims, 1 elsewhere);
     # a field, so that two configs for differently shaped blocks never compare equal
-    param_view: tuple[int, ...] | None = None
+    param_view: tuple[int, ...]
+    axis_name: Any = None  # shard_map axis the normalized block is split over
 
     @property
     def batch_dims(self) -> tuple[int, ...]:
@@ -110,10 +110,7 @@ def inverse_rms(ms: jax.Array, cfg: Config) -> jax.Array:
 def _param(p: jax.Array | None, cfg: Config, dtype: Any) -> jax.Array | None:
     if p is None:
         return None
-    view = cfg.param_view
-    if view is None:
-        view = tuple(p.shape[cfg.dims.index(d)] if d in cfg.dims else 1 for d in range(cfg.rank))
-    return p.astype(dtype).reshape(view)
+    return p.astype(dtype).reshape(cfg.param_view)
 
 
 def gain(scale: jax.Array | None, cfg: Config) -> jax.Array | None:

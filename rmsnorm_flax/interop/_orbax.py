@@ -22,7 +22,6 @@ from rmsnorm_core import (
     RMSNormUsageError,
     param_tree_from_layers,
 )
-from rmsnorm_flax.interop._bridge import layers_from_params
 
 
 def _checkpointer() -> Any:
@@ -36,16 +35,16 @@ def _checkpointer() -> Any:
 
 
 def is_orbax(path: Path) -> bool:
-    """A folder with Orbax's metadata files (the plugin's detector, ``_plugin._is_orbax``)."""
-    from rmsnorm_flax.plugins._plugin import _is_orbax
-
-    return _is_orbax(path)
+    """A folder with Orbax's metadata files (a file test: nothing imported)."""
+    return path.is_dir() and any((path / n).exists() for n in ("_CHECKPOINT_METADATA", "_METADATA"))
 
 
 def read_layers(
     path: Path, spec: RMSNormSpec, pattern: Any, infer: Collection[str]
 ) -> dict[str, NeutralLayer]:
     """The norms of an Orbax checkpoint of Flax params, as ``spec``."""
+    from rmsnorm_flax.interop._bridge import layers_from_params  # imports jax: only when read
+
     if not is_orbax(path):
         raise RMSNormError(f"input {str(path)!r} is not an Orbax checkpoint folder")
     checkpointer = _checkpointer()

@@ -12,6 +12,7 @@ from typing import Any
 
 from rmsnorm_core import RMSNormUsageError
 from rmsnorm_core.backends import Backend, CheckpointFormat, Runner
+from rmsnorm_flax.interop._orbax import is_orbax
 from rmsnorm_flax.plugins._benchmarks import benchmarks, sweeps
 from rmsnorm_flax.plugins._benchmarks_gpu import gpu_benchmarks
 
@@ -30,11 +31,6 @@ def _lazy(module: str, name: str) -> Callable[..., Any]:
 _RUNNERS = "rmsnorm_flax.plugins._verify_runners"
 _MSGPACK = "rmsnorm_flax.interop._msgpack"
 _ORBAX = "rmsnorm_flax.interop._orbax"
-
-
-def _is_orbax(path: Any) -> bool:
-    """A folder with Orbax's metadata files (a file test: nothing imported)."""
-    return path.is_dir() and any((path / n).exists() for n in ("_CHECKPOINT_METADATA", "_METADATA"))
 
 
 def _infer(obj: Any, shape: Any) -> Any:
@@ -79,7 +75,7 @@ BACKEND = Backend(
             "flax",
             _lazy(_ORBAX, "read_layers"),
             _lazy(_ORBAX, "save_orbax"),
-            detect=_is_orbax,
+            detect=is_orbax,
         ),
     ),
     benchmarks=benchmarks,

@@ -59,7 +59,7 @@ def fits(x: Tensor, plan: Plan) -> bool:
 def applies(x: Tensor, plan: Plan) -> bool:
     """Whether the blocked kernel computes this call by default (else the graph path
     does): it :func:`fits` and the input is large enough for it to win."""
-    return x.numel() >= 32768 and fits(x, plan)  # min_elements(), inlined: a hot path
+    return x.numel() >= min_elements() and fits(x, plan)
 
 
 def _buffer(rows: int, n: int, dtype: torch.dtype) -> Tensor:

@@ -31,9 +31,9 @@ from rmsnorm_core import (
 from rmsnorm_core import dtype_name as core_dtype_name
 from rmsnorm_core.rules import Recipe
 from rmsnorm_core.spec import _rules
-from rmsnorm_torch.kernels._fused import FusedKind, fused_norm
-from rmsnorm_torch.nn._calls import FUSED_LIMIT, KERNEL_CHOICE, CallCache
-from rmsnorm_torch.nn._functional import norm, run
+from rmsnorm_torch.nn._calls import CallCache
+from rmsnorm_torch.nn._eager_call import forward_eager, module_call
+from rmsnorm_torch.nn._functional import norm
 from rmsnorm_torch.nn._module_fields import (
     MUTABLE_FIELDS,
     STRUCTURAL,
@@ -44,9 +44,6 @@ from rmsnorm_torch.nn._module_fields import (
 )
 from rmsnorm_torch.nn._resolve import OnnxExport
 from rmsnorm_torch.nn._torch_dtypes import torch_dtype
-
-_DIRECT = FusedKind.DIRECT
-_OFF = OnnxExport.OFF
 
 
 class RMSNorm(nn.Module):
@@ -77,7 +74,7 @@ class RMSNorm(nn.Module):
     _recipe: Recipe
     _sizes: List[int]
     _onnx_mode: OnnxExport
-    __jit_ignored_attributes__ = ["_calls"]  # eager calls' plans (_calls.py)
+    __jit_ignored_attributes__ = ["_calls", "_fused"]  # eager calls' plans (_calls.py)
     __jit_unused_properties__ = [
         "spec",
         "normalized_shape",
@@ -149,14 +146,23 @@ class RMSNorm(nn.Module):
 
     def _set_spec(self, spec: RMSNormSpec) -> None:
         object.__setattr__(self, "_spec", spec)  # not a submodule or parameter
-        object.__setattr__(self, "_calls", CallCache())  # plans of the old spec are void
+        self._new_calls()  # plans of the old spec are void
         self._recipe = spec.recipe
+
+    @torch.jit.unused
+    def _new_calls(self) -> None:
+        """An empty plan cache; ``_fused`` is its ``fused`` dict, one attribute read
+        nearer the hot path."""
+        calls = CallCache()
+        object.__setattr__(self, "_calls", calls)
+        object.__setattr__(self, "_fused", calls.fused)
 
     def __getstate__(self) -> Dict[str, Any]:
         """Pickle and deepcopy without the plan cache and the bound eager forward."""
         state = self.__dict__.copy()
-        state["_calls"] = CallCache()
         state.pop("forward", None)
+        state["_calls"] = calls = CallCache()
+        state["_fused"] = calls.fused
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
@@ -241,6 +247,9 @@ class RMSNorm(nn.Module):
         """The sizes and the spec, as ``repr`` prints them."""
         return f"{tuple(self._sizes)}, spec={self.spec!r}"
 
+    __call__ = module_call  # nn.Module.__call__ where it would do more than call forward
+    _forward_eager = torch.jit.unused(forward_eager)  # the eager hot path
+
     def _check_input(self, x: Tensor) -> None:
         if not torch.jit.is_tracing():
             _rules.check_normalized_sizes(list(x.shape), self._recipe.axes, self._sizes)
@@ -252,41 +261,8 @@ class RMSNorm(nn.Module):
         self._check_input(x)
         return norm(x, self._recipe, self.weight, self.bias, x.dtype, self._onnx_mode)
 
-    @torch.jit.unused
-    def _forward_eager(self, x: Tensor) -> Tensor:
-        """An eager call (the hot path; the plan cache is ``_calls.py``'s).
-
-        Where ``torch.rms_norm`` computes the cached plan exactly (``_fused.py``) that
-        one op runs, after checks of what only the input decides (a plain CPU tensor,
-        its dtype, its size, the parameters' dtype, the context's kernel choice); a
-        call the op refuses (a wrong size, a device mismatch) is retried on the
-        checked path, which names the problem. Traced, compiled and exported calls
-        take the checked path every time."""
-        params = self._parameters
-        try:  # a dict read; nn.Module.__getattr__ costs 0.4 us a name at decode shapes
-            weight, bias = params["weight"], params["bias"]
-        except KeyError:  # parametrized, or swapped out by torch.func.functional_call
-            weight, bias = self.weight, self.bias
-        if self._onnx_mode is not _OFF or torch.jit.is_tracing() or torch.compiler.is_compiling():
-            self._check_input(x)
-            return norm(x, self._recipe, weight, bias, x.dtype, self._onnx_mode)
-        fused = self._calls.fused.get(x.dtype)
-        if fused is not None and type(x) is Tensor and x.is_cpu and x.numel() < FUSED_LIMIT:
-            shape, eps, weight_dtype, kind, plan = fused  # unpacked: cheaper than lookups
-            if (weight is None or weight.dtype == weight_dtype) and KERNEL_CHOICE.get() == "auto":
-                try:
-                    if kind is _DIRECT:
-                        return torch.rms_norm(x, shape, weight, eps)
-                    return fused_norm(x, plan, kind, weight)
-                except (RuntimeError, ValueError, TypeError):
-                    pass  # torch refused it: the checked path below names the problem
-        plan = self._calls.plan(self, x, weight, bias)
-        if plan is None:  # the call was just resolved and the fused op takes it
-            return self._forward_eager(x)
-        return run(x, self._recipe, plan, weight, bias)
-
     def _apply(self, fn: Any, recurse: bool = True) -> "RMSNorm":
         """``to`` / ``half`` / ``cuda`` ...: the parameters change, so do the cached plans."""
         out = super()._apply(fn, recurse)
-        object.__setattr__(self, "_calls", CallCache())
+        self._new_calls()
         return out

@@ -12,10 +12,9 @@ tf = pytest.importorskip("transformers")
 jax = pytest.importorskip("jax")
 import flax.linen as fnn  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from _torch_helpers import to_numpy  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from rmsnorm_core import ROUNDING_AGREEMENT, compare, rounding_agreement  # noqa: E402
+from rmsnorm_core import compare  # noqa: E402
 from rmsnorm_flax import linen as ours_linen  # noqa: E402
 from rmsnorm_flax import nnx as ours_nnx  # noqa: E402
 from rmsnorm_torch import COMPILE_OPTIONS, RMSNorm, replace_norms  # noqa: E402
@@ -32,6 +31,8 @@ def tiny(name):
     model = {
         "llama": lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**COMMON)),
         "gemma": lambda: tf.GemmaForCausalLM(tf.GemmaConfig(**COMMON, head_dim=16)),
+        "gemma2": lambda: tf.Gemma2ForCausalLM(tf.Gemma2Config(**COMMON, head_dim=16)),
+        "gemma3": lambda: tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(**COMMON, head_dim=16)),
         "qwen3": lambda: tf.Qwen3ForCausalLM(tf.Qwen3Config(**COMMON, head_dim=16)),
         "olmo2": lambda: tf.Olmo2ForCausalLM(
             tf.Olmo2Config(**COMMON, eos_token_id=1, pad_token_id=0)
@@ -52,8 +53,11 @@ def _logits(model, ids, name):
         return model(ids, **kw).logits
 
 
-@pytest.mark.parametrize("name", ["llama", "gemma", "qwen3", "olmo2", "t5"])
-def test_every_norm_replaced_at_parity_with_shared_parameters(name):
+ZOO = ["llama", "gemma", "gemma2", "gemma3", "qwen3", "olmo2", "t5"]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_every_norm_replaced_bit_for_bit_with_shared_parameters(name):
     model = tiny(name)
     norms = {n: m for n, m in model.named_modules() if "norm" in type(m).__name__.lower() and n}
     originals = {n: copy.deepcopy(m) for n, m in norms.items()}
@@ -61,22 +65,45 @@ def test_every_norm_replaced_at_parity_with_shared_parameters(name):
     keys, ids = list(model.state_dict()), torch.randint(0, 128, (2, 9))
     before = _logits(model, ids, name)
     replaced = replace_norms(model)
-    assert set(replaced) == set(norms), set(norms) - set(replaced)
+    assert set(replaced) == set(norms), (set(norms) - set(replaced), replaced.skipped)
     for path, theirs in originals.items():
         ours = model.get_submodule(path)
         assert isinstance(ours, RMSNorm) and ours.weight is params[path]
         for dtype in (torch.float32, torch.bfloat16, torch.float16):
             x = (torch.randn(16, ours.weight.shape[0]) * 3).to(dtype)
             with torch.no_grad():
-                a, b = to_numpy(ours(x)), to_numpy(theirs(x))
-            assert a.dtype == b.dtype and compare(a, b, str(dtype).split(".")[-1]).passed, (
-                path,
-                dtype,
-            )
-            if a.dtype.name in ("bfloat16", "float16"):  # the last rounding is to a half dtype
-                assert rounding_agreement(a, b) >= ROUNDING_AGREEMENT, (path, dtype)
+                a, b = ours(x), theirs(x)
+            assert a.dtype == b.dtype and torch.equal(a, b), (path, dtype)
     assert list(model.state_dict()) == keys
-    assert float((before - _logits(model, ids, name)).abs().max()) < LOGIT_BOUND
+    assert torch.equal(_logits(model, ids, name), before)
+
+
+# T5LayerNorm casts to its weight's dtype when that is a half one (a float32 input
+# then gives a half output), and not with a float32 weight: no spec does both. With
+# half weights it is left in place (no spec reproduces it); one replaced in float32
+# and then cast differs (15% of bf16 logits identical): see replace_norms' docstring.
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("name", ZOO)
+def test_logits_and_greedy_generation_unchanged_in_every_dtype(name, dtype):
+    if name == "t5" and dtype != "float32":
+        pytest.skip("T5LayerNorm with half weights: no spec reproduces it (comment above)")
+    dtype = getattr(torch, dtype)
+    ids = torch.randint(0, 128, (2, 9), generator=torch.Generator().manual_seed(1))
+    orders = ("cast, replace", "replace, cast")
+    expected = tiny(name).to(dtype)
+    before = _logits(expected, ids, name)
+    for order in orders:
+        model = tiny(name)
+        if order == "cast, replace":
+            model = model.to(dtype)
+        replaced = replace_norms(model)
+        assert replaced and not replaced.skipped, replaced.skipped
+        model = model.to(dtype)
+        assert torch.equal(_logits(model, ids, name), before), order
+        if name != "t5":  # an encoder-decoder: its logits above are the check
+            with torch.no_grad():
+                kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
+                assert torch.equal(model.generate(ids, **kw), expected.generate(ids, **kw))
 
 
 # torch.export's pytree handling of transformers' outputs warns about its own deprecated

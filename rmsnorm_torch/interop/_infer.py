@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -36,12 +37,70 @@ def _params(module: nn.Module) -> Dict[str, nn.Parameter]:
     return found
 
 
+#: The largest scale (elements) a probe accepts: 1 Mi covers every hidden size and
+#: per-head block in use; a head's [vocab, hidden] weight (a Baichuan ``NormHead``,
+#: 16 MB and more) is refused before any probe input is built.
+PROBE_LIMIT = 1 << 20
+
+_HOOKS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
+
+
+def probe_copy(module: nn.Module) -> nn.Module:
+    """A copy to probe: the original's parameters, buffers and hooks are never touched
+    (a BatchNorm in train mode keeps its running stats), and its hooks never see a
+    probe. A module on the meta device is materialized on the CPU, its parameters
+    ones and its buffers zeros (the probes set the parameters they use)."""
+    hooks = {name: getattr(module, name) for name in _HOOKS}
+    try:  # copy without the hooks, so that a hook's closure is never deep-copied
+        for name in _HOOKS:
+            object.__setattr__(module, name, type(hooks[name])())
+        twin = copy.deepcopy(module)
+    finally:
+        for name, value in hooks.items():
+            object.__setattr__(module, name, value)
+    if any(t.is_meta for t in (*twin.parameters(), *twin.buffers())):
+        twin = twin.to_empty(device="cpu")
+        with torch.no_grad():  # values for the first probes, before they set their own
+            for p in twin.parameters():
+                p.fill_(1)
+            for b in twin.buffers():
+                b.zero_()
+    return twin
+
+
+def check_probe_size(params: Mapping[str, Tensor]) -> None:
+    """Refuse a scale too large to be a norm's before any probe runs (:data:`PROBE_LIMIT`)."""
+    for name, p in params.items():
+        if p.numel() > PROBE_LIMIT:
+            raise RMSNormError(
+                f"its {name} has {p.numel()} elements (shape {tuple(p.shape)}), more than a "
+                f"norm's scale ({PROBE_LIMIT} at most): not probed"
+            )
+
+
 def implementation(
     module_or_fn: Union[nn.Module, Callable[[Tensor], Tensor]],
     normalized_shape: Optional[Union[int, Sequence[int]]] = None,
 ) -> Implementation:
-    """Core's view of a torch norm: NumPy in and out, its parameters settable."""
-    params = _params(module_or_fn) if isinstance(module_or_fn, nn.Module) else {}
+    """Core's view of a torch norm: NumPy in and out, its parameters settable.
+
+    A module is probed through :func:`probe_copy`, never itself; a function is
+    called as it is."""
+    params: Dict[str, nn.Parameter] = {}
+    if isinstance(module_or_fn, nn.Module):
+        check_probe_size(_params(module_or_fn))
+        module_or_fn = probe_copy(module_or_fn)
+        params = _params(module_or_fn)
+        if normalized_shape is None and not params:
+            normalized_shape = getattr(module_or_fn, "normalized_shape", None)
     if normalized_shape is not None:
         block: Tuple[int, ...] = (
             (int(normalized_shape),)
@@ -56,13 +115,14 @@ def implementation(
             "(e.g. normalized_shape=4096)"
         )
     device = next((p.device for p in params.values()), torch.device("cpu"))
+    probed = module_or_fn
 
     def apply(x: np.ndarray) -> np.ndarray:
         # probes feed float16 and bfloat16 against float32 weights on purpose;
         # the implementation's warnings about that are not the caller's
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return to_numpy(module_or_fn(to_tensor(x).to(device)))
+            return to_numpy(probed(to_tensor(x).to(device)))
 
     def set_params(values: Mapping[str, np.ndarray]) -> None:
         with torch.no_grad():
@@ -82,7 +142,11 @@ def infer_spec(
     Probes (never the class name) and verifies as ``rmsnorm_core.infer_spec``
     describes: the result reproduces the implementation in float32 under the
     tolerance table and bit for bit (the table's share) in bfloat16 and float16.
-    Its parameters are set to probe values and restored afterwards.
+    A module is probed through a copy (hooks left out; a meta-device module
+    materialized on the CPU): the module's parameters, buffers and hooks never
+    see a probe. A scale of more than :data:`PROBE_LIMIT` elements is refused
+    before any probe. ``normalized_shape`` defaults to the scale's shape, or
+    the module's ``normalized_shape`` (an affine-free ``torch.nn.RMSNorm``).
 
     Args:
         module_or_fn: ``torch.nn.RMSNorm``, a Hugging Face norm, ours, or any

@@ -3,19 +3,41 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from torch import nn
 
 from rmsnorm_core import RMSNormError, RMSNormSpec
 from rmsnorm_torch.interop._bridge import torch_norm_spec
-from rmsnorm_torch.interop._infer import _params, infer_spec
+from rmsnorm_torch.interop._infer import _HOOKS, _params, check_probe_size, infer_spec
 from rmsnorm_torch.nn._modules import RMSNorm
+
+#: Hook dicts of ``nn.Module`` carried to the replacement (shared, so that the
+#: handles the caller holds still remove them), besides the forward/backward ones.
+_STATE_HOOKS = (
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
+
+
+class ReplaceReport(Dict[str, RMSNormSpec]):
+    """``{module path: spec}`` of what was replaced (a dict, as before), and why the
+    other candidates were left in place.
+
+    Attributes:
+        skipped: ``{module path: reason}`` of candidates left in place.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: Dict[str, str] = {}
 
 
 def _candidates(model: nn.Module, infer: bool) -> List[Tuple[str, nn.Module]]:
     out = []
-    for name, sub in model.named_modules():
+    for name, sub in model.named_modules(remove_duplicate=False):  # every path of a shared one
         if not name or isinstance(sub, RMSNorm) or any(True for _ in sub.children()):
             continue
         if isinstance(sub, nn.RMSNorm) or (infer and "norm" in type(sub).__name__.lower()):
@@ -23,17 +45,85 @@ def _candidates(model: nn.Module, infer: bool) -> List[Tuple[str, nn.Module]]:
     return out
 
 
-def replace_norms(model: nn.Module, *, infer: bool = True) -> Dict[str, RMSNormSpec]:
+def _keeps_state(sub: nn.Module) -> Optional[str]:
+    """Why ours would change ``sub``'s state_dict, or None."""
+    own = dict(sub.named_parameters(recurse=False))
+    renamed = [n for n in own if n not in ("weight", "bias")]
+    if renamed:
+        return (
+            f"its parameter {renamed[0]!r} would be saved as 'weight' by ours: the state_dict "
+            "keys would change"
+        )
+    persistent = [
+        n for n, _ in sub.named_buffers(recurse=False) if n not in sub._non_persistent_buffers_set
+    ]
+    if persistent:
+        return f"it has persistent buffers {persistent} that ours would drop from the state_dict"
+    return None
+
+
+def _carry_hooks(old: nn.Module, new: nn.Module) -> None:
+    """The old module's hooks on the new one: the very dicts, so handles still remove them."""
+    for name in (*_HOOKS, *_STATE_HOOKS):
+        object.__setattr__(new, name, getattr(old, name))
+    new._is_full_backward_hook = old._is_full_backward_hook
+
+
+def _replacement(sub: nn.Module, infer: bool) -> Union[Tuple[RMSNorm, RMSNormSpec], str]:
+    """Ours for ``sub``, with its spec; or why ``sub`` stays."""
+    reason = _keeps_state(sub)
+    if reason is not None:
+        return reason
+    try:
+        params = _params(sub)
+        check_probe_size(params)
+        spec = infer_spec(sub) if infer else torch_norm_spec(sub)
+    except RMSNormError as err:  # not an RMSNorm (a LayerNorm, a head, ...)
+        return str(err)
+    if params:
+        block = tuple(next(iter(params.values())).shape)
+    else:
+        block = tuple(getattr(sub, "normalized_shape", ()))
+    device = next((p.device for p in params.values()), None)
+    new = RMSNorm.from_spec(spec, block, device=device)
+    for ours, theirs in (("weight", "scale"), ("bias", "bias")):
+        if theirs in params:
+            setattr(new, ours, params[theirs])  # the same Parameter object
+    new.train(sub.training)
+    _carry_hooks(sub, new)
+    return new, spec
+
+
+def replace_norms(model: nn.Module, *, infer: bool = True) -> ReplaceReport:
     """Replace, in place, every RMSNorm-like submodule of ``model`` with ``rmsnorm_torch.RMSNorm``.
 
     Candidates are leaf modules whose class name contains "norm" (Hugging
     Face's ``LlamaRMSNorm``, ``GemmaRMSNorm``, ``T5LayerNorm``,
-    ``torch.nn.RMSNorm``; a LayerNorm too, which the probe refuses). Each
-    candidate's spec is *measured* by :func:`infer_spec` (and verified against
-    the module in float32, bfloat16 and float16), never read off its class
-    name; a candidate that no spec describes is left in place. The
-    replacement shares the module's ``Parameter`` objects, so optimizer state
-    and tied weights survive and ``state_dict`` keys do not change.
+    ``torch.nn.RMSNorm`` with or without a weight; a LayerNorm too, which the
+    probe refuses). Each candidate's spec is *measured* by :func:`infer_spec`
+    (and verified against the module in float32, bfloat16 and float16), never
+    read off its class name; the probes run on a copy, so no module's
+    parameters, buffers or hooks see them, and a scale too large for a norm is
+    refused before any probe.
+
+    The model's contract is kept: the replacement shares the module's
+    ``Parameter`` objects (optimizer state and tied weights survive), its
+    ``state_dict`` keys, its training mode and its hooks (the same hook dicts:
+    handles taken before still remove them; a hook's ``module`` argument is the
+    replacement). A module shared at several paths gets one replacement, shared
+    likewise. A model on the meta device is replaced on it (then ``to_empty`` +
+    ``load_state_dict`` as usual). A candidate is left in place, with the reason
+    in ``report.skipped``, where no spec reproduces it, or where ours would
+    change its state_dict (a scale named other than ``weight``, a persistent
+    buffer).
+
+    A module is measured as it is: replace after casting the model (or cast
+    after, for every norm whose rounding does not depend on its weight's dtype).
+    Hugging Face's ``T5LayerNorm`` is the exception: it casts to a half weight's
+    dtype before the multiply and not to a float32 one, so no spec describes
+    both; in float32 it is the ``t5`` preset, with half weights it is left in
+    place, and one replaced in float32 and then cast to a half dtype rounds
+    differently (15% of a tiny T5's bfloat16 logits identical).
 
     Args:
         model: any module tree (e.g. a Hugging Face model).
@@ -41,22 +131,20 @@ def replace_norms(model: nn.Module, *, infer: bool = True) -> Dict[str, RMSNormS
             only ``torch.nn.RMSNorm`` modules are replaced (their spec is known).
 
     Returns:
-        ``{module path: spec}`` of what was replaced.
+        A :class:`ReplaceReport`: ``{module path: spec}`` of what was replaced,
+        and ``.skipped``, ``{module path: reason}`` of what was not.
     """
-    replaced: Dict[str, RMSNormSpec] = {}
+    report = ReplaceReport()
+    made: Dict[int, Union[Tuple[RMSNorm, RMSNormSpec], str]] = {}
     for name, sub in _candidates(model, infer):
-        try:
-            spec = infer_spec(sub) if infer else torch_norm_spec(sub)
-        except RMSNormError:
-            continue  # not an RMSNorm (a LayerNorm, a norm with other parameters, ...)
-        params = _params(sub)
-        block = tuple(next(iter(params.values())).shape) if params else tuple(sub.normalized_shape)
-        new = RMSNorm.from_spec(spec, block, device=next((p.device for p in params.values()), None))
-        for ours, theirs in (("weight", "scale"), ("bias", "bias")):
-            if theirs in params:
-                setattr(new, ours, params[theirs])  # the same Parameter object
-        new.train(sub.training)
+        if id(sub) not in made:
+            made[id(sub)] = _replacement(sub, infer)
+        outcome = made[id(sub)]
+        if isinstance(outcome, str):
+            report.skipped[name] = outcome
+            continue
+        new, spec = outcome
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-        replaced[name] = spec
-    return replaced
+        report[name] = spec
+    return report

@@ -34,7 +34,12 @@ from rmsnorm_core.spec._dtypes import (
     numpy_dtype,
     promote,
 )
-from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError, RMSNormUsageError
+from rmsnorm_core.spec._errors import (
+    RMSNormError,
+    RMSNormShapeError,
+    RMSNormTypeError,
+    RMSNormUsageError,
+)
 from rmsnorm_core.spec._offsets import with_scale_offset
 from rmsnorm_core.spec._plan import (
     DtypePlan,
@@ -91,6 +96,7 @@ __all__ = [
     "DtypePlan",
     "RMSNormError",
     "RMSNormSpec",
+    "RMSNormShapeError",
     "RMSNormTypeError",
     "RMSNormUsageError",
     "Tolerance",

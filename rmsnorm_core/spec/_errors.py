@@ -3,7 +3,9 @@
 Every error raised on purpose by rmsnorm-bridge is an :class:`RMSNormError`,
 which subclasses :class:`ValueError`, so callers' existing ``except
 ValueError`` handlers keep working. Errors about the *type* of a value are
-:class:`RMSNormTypeError`, which is also a :class:`TypeError`.
+:class:`RMSNormTypeError`, which is also a :class:`TypeError`; a tensor of the
+wrong shape raises :class:`RMSNormShapeError`, also a :class:`RuntimeError`
+(PyTorch's class for it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ class RMSNormError(ValueError):
 
 class RMSNormTypeError(RMSNormError, TypeError):
     """A value given to rmsnorm-bridge has a type that is not accepted."""
+
+
+class RMSNormShapeError(RMSNormError, RuntimeError):
+    """A tensor's shape does not fit the layer or the call (also a :class:`RuntimeError`,
+    what PyTorch raises for the same mistake, so ``except RuntimeError`` written
+    for ``torch.nn.RMSNorm`` catches it too)."""
 
 
 class RMSNormUsageError(RMSNormError):

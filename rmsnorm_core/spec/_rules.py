@@ -14,7 +14,7 @@ and :func:`resolve_dtypes`.
 
 from typing import List, NamedTuple, Optional
 
-from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormShapeError, RMSNormTypeError
 
 
 class Recipe(NamedTuple):
@@ -258,10 +258,10 @@ def check_param_shape(name: str, shape: List[int], expected: List[int]) -> None:
     """Raise unless a parameter has the sizes of the normalized axes.
 
     Raises:
-        RMSNormError: naming ``name``, the shape received and the one expected.
+        RMSNormShapeError: naming ``name``, the shape received and the one expected.
     """
     if shape != expected:
-        raise RMSNormError(
+        raise RMSNormShapeError(
             "{} has shape {}; expected {}, the sizes of the normalized axes in increasing "
             "axis order".format(name, as_tuple(shape), as_tuple(expected))
         )
@@ -278,7 +278,7 @@ def check_unused(name: str, field: str) -> None:
 def check_residual_shape(shape: List[int], x_shape: List[int]) -> None:
     """Raise unless ``residual`` has ``x``'s shape."""
     if shape != x_shape:
-        raise RMSNormError(
+        raise RMSNormShapeError(
             "residual has shape {}; expected the shape of x, {}".format(
                 as_tuple(shape), as_tuple(x_shape)
             )
@@ -290,7 +290,7 @@ def check_normalized_sizes(x_shape: List[int], axes: List[int], sizes: List[int]
     dims = canonical_dims(axes, len(x_shape))
     got = [x_shape[d] for d in dims]
     if got != sizes:
-        raise RMSNormError(
+        raise RMSNormShapeError(
             "x has shape {} but normalized_shape={} expects its axes {} to have sizes {}; "
             "got {}".format(
                 as_tuple(x_shape), as_tuple(sizes), as_tuple(axes), as_tuple(sizes), as_tuple(got)

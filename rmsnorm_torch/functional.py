@@ -1,0 +1,101 @@
+"""``rms_norm`` with ``torch.nn.functional.rms_norm``'s signature, arguments and results.
+
+``rmsnorm_torch.functional.rms_norm(input, normalized_shape, weight=None, eps=None)``
+is a drop-in for ``torch.nn.functional.rms_norm``: the ``torch`` preset over the
+trailing ``normalized_shape``, with torch's defaults and errors:
+
+- ``eps=None`` is the epsilon of the dtype torch computes in: float64's for a
+  float64 input, float32's for float32, bfloat16 and float16 inputs.
+- A shape that does not fit raises :class:`rmsnorm_core.RMSNormShapeError`,
+  a ``RuntimeError`` (as torch's is) and a ``ValueError`` (as ours are), its
+  message opening with torch's words.
+- ``eps <= 0`` (torch's own tests pass -0.5) is outside every spec: a row
+  whose mean square is ``<= -eps`` divides by zero or takes the root of a
+  negative number. Such calls are torch's op itself, so they give what torch
+  gives.
+- Complex inputs, which torch accepts, no spec describes: refused, saying so.
+
+Results are bit-identical to torch's on the CPU (``parity_tests/test_torch_functional_dropin.py``
+runs torch's own OpInfo samples). For specs other than the ``torch`` preset,
+``rmsnorm_torch.rms_norm(x, spec, weight, bias)``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import List, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from rmsnorm_core import RMSNormShapeError, RMSNormSpec, RMSNormTypeError, dtype_name
+from rmsnorm_torch.nn._functional import rms_norm as spec_rms_norm
+
+__all__ = ["rms_norm"]
+
+_FLOAT32_EPS = torch.finfo(torch.float32).eps
+_FLOAT64_EPS = torch.finfo(torch.float64).eps
+
+
+@lru_cache(maxsize=256)
+def _spec(rank: int, eps: float, param_dtype: Optional[str]) -> RMSNormSpec:
+    spec = RMSNormSpec.preset("torch").replace(axes=tuple(range(-rank, 0)), eps=eps)
+    if param_dtype is None:
+        return spec.replace(use_scale=False)
+    return spec.replace(param_dtype=param_dtype)
+
+
+def _check(input: Tensor, shape: List[int], weight: Optional[Tensor]) -> None:
+    """torch's checks, in torch's order, with its words first."""
+    if not shape:
+        raise RMSNormShapeError(
+            "Expected normalized_shape to be at least 1-dimensional, i.e., containing at "
+            "least one element, but got normalized_shape = []"
+        )
+    if weight is not None and list(weight.shape) != shape:
+        raise RMSNormShapeError(
+            "Expected weight to be of same shape as normalized_shape, but got weight of shape "
+            f"{list(weight.shape)} and normalized_shape = {shape}"
+        )
+    if list(input.shape[input.dim() - len(shape) :]) != shape or input.dim() < len(shape):
+        raise RMSNormShapeError(
+            f"Given normalized_shape={shape}, expected input with shape [*, "
+            f"{', '.join(str(d) for d in shape)}], but got input of size {list(input.shape)}"
+        )
+
+
+def rms_norm(
+    input: Tensor,
+    normalized_shape: Union[int, Sequence[int]],
+    weight: Optional[Tensor] = None,
+    eps: Optional[float] = None,
+) -> Tensor:
+    """``torch.nn.functional.rms_norm``, computed as the ``torch`` preset (eps rules above).
+
+    Args:
+        input: a float16, bfloat16, float32 or float64 tensor.
+        normalized_shape: the trailing sizes to normalize over (an int for one).
+        weight: the scale, shaped ``normalized_shape``; None for none.
+        eps: added to the mean square; None for the compute dtype's epsilon.
+
+    Returns:
+        The normalized tensor, in ``input``'s dtype.
+
+    Raises:
+        rmsnorm_core.RMSNormShapeError: a shape that does not fit (a RuntimeError).
+        rmsnorm_core.RMSNormTypeError: a complex or integer input or weight.
+    """
+    shape = [int(normalized_shape)] if isinstance(normalized_shape, int) else list(normalized_shape)
+    for name, t in (("input", input), ("weight", weight)):
+        if t is not None and (t.is_complex() or not t.is_floating_point()):
+            raise RMSNormTypeError(
+                f"{name} has dtype {t.dtype}; rms_norm accepts float16, bfloat16, float32 and "
+                "float64 (no spec describes a complex or integer RMSNorm)"
+            )
+    _check(input, shape, weight)
+    if eps is None:
+        eps = _FLOAT64_EPS if input.dtype == torch.float64 else _FLOAT32_EPS
+    if eps <= 0:  # outside every spec (module docstring): torch's op itself
+        return torch.rms_norm(input, shape, weight, eps)
+    pdtype = None if weight is None else dtype_name(weight.dtype)
+    return spec_rms_norm(input, _spec(len(shape), float(eps), pdtype), weight)

@@ -30,6 +30,7 @@ def test_fields_are_the_ones_other_code_relies_on():
         "use_bias",
         "partial",
         "residual_dtype",
+        "scale_multiplies",
     ]
 
 
@@ -100,11 +101,11 @@ def test_errors_are_value_errors():
         ("[1, 2]", r"spec data must be a JSON object \(dict\), got list"),
         (
             '{"schema_version": 99}',
-            r"schema_version=99 is newer than this library reads \(up to 1\)",
+            r"schema_version=99 is newer than this library reads \(up to 2\)",
         ),
         (
             '{"schema_version": "1"}',
-            r"schema_version='1' is not accepted; expected an int between 1 and 1",
+            r"schema_version='1' is not accepted; expected an int between 1 and 2",
         ),
         ('{"schema_version": 0}', r"schema_version=0 is not accepted"),
         (
@@ -134,7 +135,7 @@ def test_from_json_refuses_non_text():
 
 
 def test_json_carries_schema_version():
-    assert json.loads(RMSNormSpec().to_json())["schema_version"] == SCHEMA_VERSION == 1
+    assert json.loads(RMSNormSpec().to_json())["schema_version"] == SCHEMA_VERSION == 2
 
 
 def test_missing_fields_take_defaults():
@@ -184,3 +185,16 @@ def test_dict_round_trip_preserves_types(spec):
     back = RMSNormSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert back == spec
     assert isinstance(back.axes, tuple) and isinstance(back.eps, float)
+
+
+def test_version_1_data_reads_as_the_normalized_scale_order():
+    old = {"schema_version": 1, "eps": 1e-6, "output_dtype": "promote"}
+    assert RMSNormSpec.from_dict(old).scale_multiplies == "normalized"
+    assert RMSNormSpec.preset("flax").scale_multiplies == "inverse"
+    assert RMSNormSpec.from_json(RMSNormSpec.preset("flax").to_json()) == RMSNormSpec.preset("flax")
+
+
+def test_the_inverse_scale_order_needs_after_scale():
+    with pytest.raises(RMSNormError, match="scale_multiplies='inverse' needs"):
+        RMSNormSpec(scale_multiplies="inverse", cast_order="before_scale")
+    assert RMSNormSpec(scale_multiplies="inverse", eps_placement="outside").recipe.scale_inverse

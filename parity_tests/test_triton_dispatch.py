@@ -26,7 +26,7 @@ def _op_args(x, residual=None, partial_k=None):
     n = x.shape[-1]
     w = torch.rand(n, device=x.device) + 0.5
     return (x, residual, w, None, n, partial_k or n, 1e-6, False, True, x.dtype, x.dtype,
-            x.dtype, 0.0)  # fmt: skip
+            x.dtype, 0.0, False)  # fmt: skip
 
 
 def test_use_kernel_is_scoped_to_the_thread_and_restored():

@@ -23,13 +23,13 @@ from rmsnorm_core.spec._rules import (
     check_param_shape,
     check_residual_shape,
     check_unused,
-    choices,
     float_dtypes,
     is_trailing,
     partial_count,
     promote,
     resolve_dtypes,
 )
+from rmsnorm_core.spec._validation import choices  # noqa: E402 (not TorchScript: spec-only)
 
 Dtypes = DtypePlan
 """The former name of :class:`DtypePlan` (one type; kept so old imports work)."""

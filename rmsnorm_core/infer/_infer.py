@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from rmsnorm_core.infer import _infer_probes as probes
+from rmsnorm_core.infer._infer_order import scale_order
 from rmsnorm_core.spec._dtypes import dtype_name, numpy_dtype
 from rmsnorm_core.spec._errors import RMSNormError
 from rmsnorm_core.spec._spec import RMSNormSpec
@@ -88,8 +89,12 @@ def _infer(impl: Implementation, saved: Mapping[str, np.ndarray]) -> RMSNormSpec
         "partial": 1.0 if k == layout.n else k / layout.n,
         "compute_dtype": "input" if probes.half_statistic(impl.apply, layout) else "float32",
     }
+    if scale is not None and placement == "inside" and found["compute_dtype"] == "float32":
+        found["scale_multiplies"] = scale_order(impl.apply, impl.set_params, layout, offset, scale)
     failures = []
     for cast_order in ("after_scale", "before_scale"):
+        if cast_order == "before_scale" and found.get("scale_multiplies") == "inverse":
+            continue  # the order is read off float32 outputs, where only after_scale has it
         for output_dtype in ("input", "promote"):
             spec = RMSNormSpec(**found, cast_order=cast_order, output_dtype=output_dtype)
             reason = verify(impl, spec, layout, saved)

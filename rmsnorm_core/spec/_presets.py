@@ -9,7 +9,8 @@ exact formula, with ``f = float32``, ``x`` the input, ``w`` the weight and
   dtype (its opmath type): ``y = T(f(x) * rsqrt(mean(f(x)^2) + eps) *
   f(w))``, rounded once after the weight multiply.
 - ``flax``: ``flax.linen.RMSNorm`` / ``flax.nnx.RMSNorm`` (Flax 0.12), eps
-  1e-6: ``y = promote(T, w)(f(x) * (rsqrt(mean(f(x)^2) + eps) * w))``: a
+  1e-6: ``y = promote(T, w)(f(x) * (rsqrt(mean(f(x)^2) + eps) * w))``: the
+  scale multiplies the inverse rms first (``scale_multiplies="inverse"``); a
   bfloat16 input with float32 scale gives a float32 output.
 - ``llama``: Hugging Face ``LlamaRMSNorm`` (transformers 4.x), eps 1e-6:
   ``y = w * T(f(x) * rsqrt(mean(f(x)^2) + eps))``: rounded to the input
@@ -54,7 +55,7 @@ FLOAT32_EPS = 1.1920928955078125e-07
 #: of the package, so the spec can import it without a cycle.
 PRESET_FIELDS: dict[str, dict[str, Any]] = {
     "torch": {"eps": FLOAT32_EPS},
-    "flax": {"eps": 1e-6, "output_dtype": "promote"},
+    "flax": {"eps": 1e-6, "output_dtype": "promote", "scale_multiplies": "inverse"},
     "llama": {"eps": 1e-6, "cast_order": "before_scale", "output_dtype": "promote"},
     "gemma": {"eps": 1e-6, "scale_offset": 1.0},
     "t5": {"eps": 1e-6, "output_dtype": "promote"},

@@ -36,6 +36,7 @@ class Recipe(NamedTuple):
         use_bias: the spec's ``use_bias``.
         partial: the spec's ``partial`` (1.0: the whole block).
         residual_float32: ``residual_dtype == "float32"``.
+        scale_inverse: ``scale_multiplies == "inverse"`` (``y = h * (inv * g)``).
     """
 
     axes: List[int]
@@ -50,6 +51,7 @@ class Recipe(NamedTuple):
     use_bias: bool
     partial: float
     residual_float32: bool
+    scale_inverse: bool
 
 
 class DtypePlan(NamedTuple):
@@ -107,23 +109,6 @@ def _significand_bits(name: str) -> int:
 def float_dtypes() -> List[str]:
     """The floating dtypes an input, a parameter or a result may have."""
     return ["float16", "bfloat16", "float32", "float64"]
-
-
-def choices(field: str) -> List[str]:
-    """The accepted values of a string spec field (empty for other fields)."""
-    if field == "eps_placement":
-        return ["inside", "outside"]
-    if field == "compute_dtype":
-        return ["float32", "float64", "input"]
-    if field == "cast_order":
-        return ["after_scale", "before_scale"]
-    if field == "output_dtype":
-        return ["input", "promote"]
-    if field == "param_dtype":
-        return float_dtypes()
-    if field == "residual_dtype":
-        return ["input", "float32"]
-    return []
 
 
 def as_tuple(values: List[int]) -> str:

@@ -9,17 +9,16 @@ from typing import Any, ClassVar
 
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
 from rmsnorm_core.spec._presets import PRESET_FIELDS
-from rmsnorm_core.spec._rules import Recipe, choices
+from rmsnorm_core.spec._rules import Recipe
+from rmsnorm_core.spec._spec_json import SCHEMA_VERSION, parse_json, spec_from_dict
 from rmsnorm_core.spec._validation import (
     canonical_axes_field,
+    choices,
     require_bool,
     require_choice,
     require_eps,
     require_real,
 )
-
-SCHEMA_VERSION = 1
-"""Version of the JSON layout written by :meth:`RMSNormSpec.to_dict`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +39,9 @@ class RMSNormSpec:
     4. ``g = scale_offset + scale`` formed in float32 (float64 when compute is
        float64), never in half precision; ``g = 1`` without a scale.
     5. ``cast_order="after_scale"`` (Gemma): ``y = cast_out(h*inv*g + b)``,
-       one rounding. ``"before_scale"`` (Llama, ONNX): ``y =
+       one rounding; ``(h*inv)*g`` (``scale_multiplies="normalized"``: torch,
+       Hugging Face) or ``h*(inv*g)`` (``"inverse"``: flax), which round
+       differently in float32 though the formula is one. ``"before_scale"`` (Llama, ONNX): ``y =
        cast_out(cast_in(h*inv)*g + b)``: the normalized value is rounded to
        the input dtype, then the product (and bias) rounded once more.
     6. ``output_dtype="input"`` gives the input dtype; ``"promote"`` promotes
@@ -80,6 +81,9 @@ class RMSNormSpec:
         partial: fraction ``0 < p <= 1`` of the block used for the statistic.
             Default 1.0.
         residual_dtype: ``"input"`` (default) or ``"float32"``.
+        scale_multiplies: ``"normalized"`` (default, ``(h*inv)*g``) or
+            ``"inverse"`` (``h*(inv*g)``, flax's order). ``"inverse"`` needs
+            ``cast_order="after_scale"``.
 
     Raises:
         RMSNormError: a field has a value outside its accepted range.
@@ -98,6 +102,7 @@ class RMSNormSpec:
     use_bias: bool = False
     partial: float = 1.0
     residual_dtype: str = "input"
+    scale_multiplies: str = "normalized"
 
     schema_version: ClassVar[int] = SCHEMA_VERSION
     """The JSON layout version :meth:`to_dict` writes (:data:`SCHEMA_VERSION`)."""
@@ -128,6 +133,13 @@ class RMSNormSpec:
                 f"partial={self.partial!r} is not accepted; partial must satisfy 0 < partial <= 1"
             )
         set_(self, "partial", partial)
+        if self.scale_multiplies == "inverse" and self.cast_order != "after_scale":
+            raise RMSNormError(
+                "scale_multiplies='inverse' needs cast_order='after_scale' (got "
+                f"{self.cast_order!r}): 'before_scale' rounds h*inv before the scale "
+                "multiplies, so there is no inverse to fold it into; use "
+                "scale_multiplies='normalized'"
+            )
 
     @property
     def recipe(self) -> Recipe:
@@ -149,6 +161,7 @@ class RMSNormSpec:
             use_bias=self.use_bias,
             partial=self.partial,
             residual_float32=self.residual_dtype == "float32",
+            scale_inverse=self.scale_multiplies == "inverse",
         )
 
     def replace(self, **changes: Any) -> RMSNormSpec:
@@ -201,29 +214,7 @@ class RMSNormSpec:
             RMSNormError: unknown keys, a schema version newer than this
                 library's, or any field the constructor rejects.
         """
-        if not isinstance(data, dict):
-            raise RMSNormTypeError(
-                f"spec data must be a JSON object (dict), got {type(data).__name__}"
-            )
-        data = dict(data)
-        version = data.pop("schema_version", SCHEMA_VERSION)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise RMSNormError(
-                f"schema_version={version!r} is not accepted; expected an int "
-                f"between 1 and {SCHEMA_VERSION}"
-            )
-        if version > SCHEMA_VERSION:
-            raise RMSNormError(
-                f"schema_version={version} is newer than this library reads "
-                f"(up to {SCHEMA_VERSION}); upgrade rmsnorm-bridge"
-            )
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(str(k) for k in data if k not in known)
-        if unknown:
-            raise RMSNormError(
-                f"unknown spec key(s) {unknown}; accepted keys are {['schema_version', *known]}"
-            )
-        return cls(**data)
+        return spec_from_dict(cls, data)
 
     def to_json(self, *, indent: int | None = None) -> str:
         """Return the spec as JSON text (see :meth:`to_dict`)."""
@@ -236,15 +227,7 @@ class RMSNormSpec:
         Raises:
             RMSNormError: the text is not JSON, or :meth:`from_dict` refuses it.
         """
-        if not isinstance(text, (str, bytes, bytearray)):
-            raise RMSNormTypeError(f"spec JSON must be str or bytes, got {type(text).__name__}")
-        try:
-            data = json.loads(text)
-        except RecursionError:
-            raise RMSNormError("spec JSON is nested too deeply to be a spec") from None
-        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, huge integers
-            raise RMSNormError(f"spec JSON is not valid JSON: {str(err)[:200]}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> RMSNormSpec:
@@ -285,6 +268,7 @@ _STRING_FIELDS = (
     "output_dtype",
     "param_dtype",
     "residual_dtype",
+    "scale_multiplies",
 )
 
 

@@ -7,6 +7,7 @@ import numbers
 from typing import Any
 
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
+from rmsnorm_core.spec._rules import float_dtypes
 
 
 def _quoted(values: tuple[str, ...]) -> str:
@@ -75,3 +76,22 @@ def require_eps(given: Any, compute_dtype: Any) -> float:
             f"{tiny!r}); eps must be >= {tiny!r}"
         )
     return eps
+
+
+def choices(field: str) -> list[str]:
+    """The accepted values of a string spec field (empty for other fields)."""
+    if field == "eps_placement":
+        return ["inside", "outside"]
+    if field == "compute_dtype":
+        return ["float32", "float64", "input"]
+    if field == "cast_order":
+        return ["after_scale", "before_scale"]
+    if field == "output_dtype":
+        return ["input", "promote"]
+    if field == "param_dtype":
+        return float_dtypes()
+    if field == "residual_dtype":
+        return ["input", "float32"]
+    if field == "scale_multiplies":
+        return ["normalized", "inverse"]
+    return []

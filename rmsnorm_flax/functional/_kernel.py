@@ -128,11 +128,13 @@ def forward(
     plan = cfg.plan
     h = x.astype(jnp.dtype(plan.compute))
     ms = mean_square(h, cfg)
-    y = h * inverse_rms(ms, cfg)
-    y = round_to(y, plan.intermediate)
     g = gain(scale, cfg)
-    if g is not None:
-        y = y * g
+    if g is not None and cfg.spec.scale_multiplies == "inverse":
+        y = h * (inverse_rms(ms, cfg) * g)  # flax's order (the spec allows no cast here)
+    else:
+        y = round_to(h * inverse_rms(ms, cfg), plan.intermediate)
+        if g is not None:
+            y = y * g
     b = _param(bias, cfg, jnp.dtype(plan.scale))
     if b is not None:
         y = y + b

@@ -77,6 +77,7 @@ def normalize_blocks(
     in_dtype: torch.dtype,
     out: Tensor,
     inv_all: Tensor,
+    inverse: bool = False,
 ) -> None:
     rows, n = x2.shape
     step = block_rows(n)
@@ -85,7 +86,7 @@ def normalize_blocks(
     for start in range(0, rows, step):
         xb = x2[start : start + step]
         _normalize_block(xb, g, b, eps, before_scale, in_dtype, out[start : start + xb.shape[0]],
-                         inv_all[start : start + xb.shape[0]], buf, low)  # fmt: skip
+                         inv_all[start : start + xb.shape[0]], buf, low, inverse)  # fmt: skip
 
 
 def _normalize_block(
@@ -99,8 +100,10 @@ def _normalize_block(
     invb: Tensor,
     buf: Tensor,
     low: Tensor,
+    inverse: bool = False,
 ) -> None:
-    """One block: the statistic into ``invb``, the output into ``yb``."""
+    """One block: the statistic into ``invb``, the output into ``yb``; ``inverse``
+    (``scale_multiplies="inverse"``): ``h * (inv * g)``, flax's order."""
     m, n = xb.shape
     t = buf[:m]
     xf = xb
@@ -110,6 +113,10 @@ def _normalize_block(
     # row rounds as in torch.nn.RMSNorm and the fused op, whatever the batch size
     torch.sum(torch.pow(xf, 2, out=t), -1, keepdim=True, out=invb)
     invb.div_(n).add_(eps).rsqrt_()
+    if inverse and g is not None:  # inv * g, then times h (commutative: h * (inv * g))
+        torch.mul(invb, g, out=t)
+        _finish(t.mul_(xf), None, b, yb)
+        return
     if not before_scale and g is None and b is None and yb.dtype == torch.float32:
         torch.mul(xf, invb, out=yb)
         return
@@ -168,7 +175,8 @@ def blocked_forward(
     x2 = x.reshape(-1, n)
     out = torch.empty(x.shape, dtype=plan.out_dtype, device=x.device)
     inv = torch.empty((x2.shape[0], 1), dtype=torch.float32, device=x.device)
-    normalize_blocks(x2, g, b, plan.eps, plan.before_scale, plan.in_dtype, out.view(-1, n), inv)
+    normalize_blocks(x2, g, b, plan.eps, plan.before_scale, plan.in_dtype, out.view(-1, n), inv,
+                     plan.scale_inverse)  # fmt: skip
     return out, inv
 
 
@@ -204,7 +212,7 @@ def blocked_residual_forward(
         else:
             sb = torch.add(x2[start:stop], r2[start:stop], out=s2[start:stop])
         _normalize_block(sb, g, b, plan.eps, plan.before_scale, plan.in_dtype, y2[start:stop],
-                         inv[start:stop], buf, low)  # fmt: skip
+                         inv[start:stop], buf, low, plan.scale_inverse)  # fmt: skip
     return out, s, inv
 
 

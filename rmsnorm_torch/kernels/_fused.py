@@ -67,6 +67,7 @@ def fused_kind(
         or not plan.trailing
         or plan.k >= 0
         or plan.eps_outside
+        or plan.scale_inverse
         or bias is not None
         or plan.in_dtype != x.dtype
     ):

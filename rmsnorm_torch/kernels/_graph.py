@@ -93,6 +93,12 @@ def rms_norm_graph(
     # would otherwise emit no-op Casts that cost ONNX Runtime a full copy.
     h = x if x.dtype == plan.compute else x.to(plan.compute)
     ms = _mean_square(h, plan)
+    if plan.scale_inverse and weight is not None:  # flax's h * (inv * g): one op order
+        if plan.eps_outside:
+            inv = 1.0 / _add_eps(_root(ms), plan.eps)
+        else:
+            inv = torch.rsqrt(_add_eps(ms, plan.eps))
+        return _finish(x, plan, h * (inv * _gain(x, plan, weight)), None, bias)
     if plan.eps_outside:
         y = h / _add_eps(_root(ms), plan.eps)
     elif exporting and not _compiling():
@@ -100,20 +106,32 @@ def rms_norm_graph(
         # TorchScript-based exporter traces without dynamo); ORT computes its own way
         y = h / torch.sqrt(_add_eps(ms, plan.eps))
     else:
-        # the spec's rsqrt-multiply: what torch.rms_norm, Hugging Face and flax compute,
+        # the spec's rsqrt-multiply: what torch.rms_norm and Hugging Face compute,
         # so eager, scripted and compiled calls round like the fused path (_fused.py)
         y = h * torch.rsqrt(_add_eps(ms, plan.eps))
     if plan.before_scale and y.dtype != plan.in_dtype:
         if exporting and plan.trailing:
             y = y * torch.ones([x.shape[d] for d in plan.dims], dtype=y.dtype, device=y.device)
         y = y.to(plan.in_dtype)
-    # A trailing block broadcasts the parameters as they are; ONNX Runtime's
-    # fusion wants the scale as the plain 1-D (or block-shaped) initializer.
+    return _finish(x, plan, y, weight, bias)
+
+
+def _gain(x: Tensor, plan: Plan, weight: Tensor) -> Tensor:
+    """``g = offset + w`` in the scale dtype, shaped to broadcast against ``x``. A
+    trailing block broadcasts it as it is; ONNX Runtime's fusion wants the scale as
+    the plain 1-D (or block-shaped) initializer."""
+    g = weight if weight.dtype == plan.scale else weight.to(plan.scale)
+    if plan.scale_offset != 0.0:
+        g = g + plan.scale_offset
+    return g if plan.trailing else g.reshape(_param_view(x, plan.dims))
+
+
+def _finish(
+    x: Tensor, plan: Plan, y: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]
+) -> Tensor:
+    """``y * g + b``, cast to the output dtype."""
     if weight is not None:
-        g = weight if weight.dtype == plan.scale else weight.to(plan.scale)
-        if plan.scale_offset != 0.0:
-            g = g + plan.scale_offset
-        y = y * (g if plan.trailing else g.reshape(_param_view(x, plan.dims)))
+        y = y * _gain(x, plan, weight)
     if bias is not None:
         b = bias if bias.dtype == plan.scale else bias.to(plan.scale)
         y = y + (b if plan.trailing else b.reshape(_param_view(x, plan.dims)))

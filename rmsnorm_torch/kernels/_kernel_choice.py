@@ -164,7 +164,9 @@ def eager_norm(x: Tensor, plan: Plan, weight: Any, bias: Any) -> Optional[Tensor
         ops = _triton_for(x, triton_unfit(x, plan, weight, bias), name == "triton")
         if ops is not None:
             args = _triton_args(x, plan, weight, bias)
-            return ops.triton_forward(x, None, *args, x.dtype, plan.scale_offset)[0]
+            return ops.triton_forward(
+                x, None, *args, x.dtype, plan.scale_offset, plan.scale_inverse
+            )[0]
     if name == "blocked" and not takes_blocked(x, plan, weight, bias, any_size=True):
         raise RMSNormError(_blocked_refusal(x, plan))
     if takes_blocked(x, plan, weight, bias, any_size=name == "blocked"):
@@ -190,7 +192,9 @@ def eager_residual(
         ops = _triton_for(x, triton_unfit(x, plan, weight, bias, residual), name == "triton")
         if ops is not None:
             args = _triton_args(x, plan, weight, bias)
-            y, s, _ = ops.triton_forward(x, residual, *args, store, plan.scale_offset)
+            y, s, _ = ops.triton_forward(
+                x, residual, *args, store, plan.scale_offset, plan.scale_inverse
+            )
             return y, s
     if name == "blocked" and not takes_fused(x, residual, plan, weight, bias, any_size=True):
         raise RMSNormError(_blocked_refusal(x, plan) + " (and a plain contiguous residual)")

@@ -37,6 +37,7 @@ def native_eligible(
         and not plan.eps_outside
         and plan.k < 0
         and plan.scale_offset == 0.0
+        and not plan.scale_inverse
         and bias is None
         and plan.trailing
         and (weight is None or weight.dtype == x.dtype)

@@ -88,13 +88,16 @@ def _source(X, R, S, offs, mask, X_KIND: tl.constexpr, R_KIND: tl.constexpr,
 
 
 @triton.jit
-def _finish(h, inv, W, B, cols, mask, offset, IN_KIND: tl.constexpr,
-            BEFORE: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr):  # fmt: skip
-    y = h * inv
-    if BEFORE:
-        y = round_to(y, IN_KIND)
-    if HAS_W:
-        y = y * (tl.load(W + cols, mask=mask, other=0.0) + offset)
+def _finish(h, inv, W, B, cols, mask, offset, IN_KIND: tl.constexpr, BEFORE: tl.constexpr,
+            HAS_W: tl.constexpr, HAS_B: tl.constexpr, INVERSE: tl.constexpr):  # fmt: skip
+    if INVERSE and HAS_W:  # flax's order, h * (inv * g); the spec has no cast before it
+        y = h * (inv * (tl.load(W + cols, mask=mask, other=0.0) + offset))
+    else:
+        y = h * inv
+        if BEFORE:
+            y = round_to(y, IN_KIND)
+        if HAS_W:
+            y = y * (tl.load(W + cols, mask=mask, other=0.0) + offset)
     if HAS_B:
         y = y + tl.load(B + cols, mask=mask, other=0.0)
     return y
@@ -105,7 +108,8 @@ def forward_kernel(X, R, S, Y, W, B, RSTD, N, K, k, eps, offset,
                    X_KIND: tl.constexpr, R_KIND: tl.constexpr, S_KIND: tl.constexpr,
                    IN_KIND: tl.constexpr, Y_KIND: tl.constexpr, HAS_R: tl.constexpr,
                    HAS_W: tl.constexpr, HAS_B: tl.constexpr, OUTSIDE: tl.constexpr,
-                   BEFORE: tl.constexpr, BLOCK: tl.constexpr, ONE_BLOCK: tl.constexpr):  # fmt: skip
+                   BEFORE: tl.constexpr, INVERSE: tl.constexpr, BLOCK: tl.constexpr,
+                   ONE_BLOCK: tl.constexpr):  # fmt: skip
     """One row: ``s`` (residual), the float32 inverse rms into ``RSTD``, ``y``.
 
     ``K`` is the partial count, the columns that enter the statistic (``N``
@@ -119,7 +123,7 @@ def forward_kernel(X, R, S, Y, W, B, RSTD, N, K, k, eps, offset,
         h = _source(X, R, S, base + cols, mask, X_KIND, R_KIND, S_KIND, HAS_R)
         ss = tl.sum(tl.where(cols < K, h * h, 0.0), axis=0)
         inv = _inverse(ss, k, eps, OUTSIDE)
-        y = _finish(h, inv, W, B, cols, mask, offset, IN_KIND, BEFORE, HAS_W, HAS_B)
+        y = _finish(h, inv, W, B, cols, mask, offset, IN_KIND, BEFORE, HAS_W, HAS_B, INVERSE)
         store_as(Y + base + cols, y, mask, Y_KIND)
     else:
         ss = 0.0
@@ -136,7 +140,7 @@ def forward_kernel(X, R, S, Y, W, B, RSTD, N, K, k, eps, offset,
                 h = load_f32(S + base + cols, mask, S_KIND)
             else:
                 h = load_f32(X + base + cols, mask, X_KIND)
-            y = _finish(h, inv, W, B, cols, mask, offset, IN_KIND, BEFORE, HAS_W, HAS_B)
+            y = _finish(h, inv, W, B, cols, mask, offset, IN_KIND, BEFORE, HAS_W, HAS_B, INVERSE)
             store_as(Y + base + cols, y, mask, Y_KIND)
     tl.store(RSTD + row, inv)
 

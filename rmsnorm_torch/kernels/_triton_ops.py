@@ -82,6 +82,7 @@ def triton_forward(
     x: Tensor, residual: Optional[Tensor], weight: Optional[Tensor], bias: Optional[Tensor],
     n: int, k: int, eps: float, eps_outside: bool, before_scale: bool,
     in_dtype: torch.dtype, out_dtype: torch.dtype, store_dtype: torch.dtype, scale_offset: float,
+    scale_inverse: bool,
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """``(y, s, rstd)`` by the Triton forward kernel (module docstring)."""
     rows = x.numel() // n
@@ -96,7 +97,8 @@ def triton_forward(
             X_KIND=KINDS[x.dtype], R_KIND=KINDS[(x if residual is None else residual).dtype],
             S_KIND=KINDS[store_dtype], IN_KIND=KINDS[in_dtype], Y_KIND=KINDS[out_dtype],
             HAS_R=residual is not None, HAS_W=weight is not None, HAS_B=bias is not None,
-            OUTSIDE=eps_outside, BEFORE=before_scale, BLOCK=block, ONE_BLOCK=one,
+            OUTSIDE=eps_outside, BEFORE=before_scale, INVERSE=scale_inverse, BLOCK=block,
+            ONE_BLOCK=one,
             num_warps=warps,
         )  # fmt: skip
     return y, s, rstd
@@ -152,6 +154,7 @@ def graph_forward(
     x: Tensor, residual: Optional[Tensor], weight: Optional[Tensor], bias: Optional[Tensor],
     n: int, k: int, eps: float, eps_outside: bool, before_scale: bool,
     in_dtype: torch.dtype, out_dtype: torch.dtype, store_dtype: torch.dtype, scale_offset: float,
+    scale_inverse: bool,
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """What :func:`triton_forward` computes, as the graph path's plain ops (the
     decomposition for export, and the differentiable form for double backward)."""
@@ -161,7 +164,8 @@ def graph_forward(
         wide = torch.promote_types(store_dtype, residual.dtype)
         s = h = torch.add(x.to(wide), residual.to(wide)).to(store_dtype)
     plan = Plan([1], True, k if k < n else -1, eps, eps_outside, torch.float32, torch.float32,
-                before_scale, in_dtype, out_dtype, scale_offset)  # fmt: skip
+                before_scale, in_dtype, out_dtype, scale_offset,
+                scale_inverse and weight is not None)  # fmt: skip
     h2 = h.reshape(-1, n)
     y = rms_norm_graph(h2, plan, weight, bias).reshape(x.shape)
     ms = h2.float()[:, :k].pow(2).mean(-1)
@@ -184,7 +188,7 @@ def _setup(ctx: Any, inputs: Tuple[Any, ...], output: Tuple[Tensor, ...]) -> Non
 
 def _backward(ctx: Any, dy: Tensor, ds: Optional[Tensor], _drstd: Any) -> Tuple[Any, ...]:
     x, residual, weight, bias, s, rstd = ctx.saved_tensors
-    n, k, _eps, outside, before, in_dtype, _out, _store, offset = ctx.args
+    n, k, _eps, outside, before, in_dtype, _out, _store, offset, _inverse = ctx.args
     needs = ctx.needs_input_grad
     if torch.is_grad_enabled():  # create_graph=True: differentiate the plain ops
         return _graph_backward(ctx, (x, residual, weight, bias), dy, ds)
@@ -196,7 +200,7 @@ def _backward(ctx: Any, dy: Tensor, ds: Optional[Tensor], _drstd: Any) -> Tuple[
     dx = dh.to(ctx.dtypes[0]) if needs[0] else None
     dr = dh.to(ctx.dtypes[1]) if residual is not None and needs[1] else None
     grads = (dx, dr, dw if needs[2] else None, db if needs[3] else None)
-    return (*grads, *([None] * 9))
+    return (*grads, *([None] * 10))
 
 
 def _graph_backward(ctx: Any, inputs: Tuple[Any, ...], dy: Tensor, ds: Any) -> Tuple[Any, ...]:
@@ -211,7 +215,7 @@ def _graph_backward(ctx: Any, inputs: Tuple[Any, ...], dy: Tensor, ds: Any) -> T
         next(grads) if need and t is not None else None
         for t, need in zip(inputs, needs, strict=True)
     ]
-    return (*got, *([None] * 9))
+    return (*got, *([None] * 10))
 
 
 triton_forward.register_autograd(_backward, setup_context=_setup)

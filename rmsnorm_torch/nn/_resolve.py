@@ -43,7 +43,8 @@ class Plan(NamedTuple):
     ``k`` is core's ``block_count``: the partial count of the flattened block,
     -1 for "the whole block" (so a trace records no shape arithmetic); ``in_dtype`` is the
     dtype the spec's "input" rules refer to (``x``'s own, except in the
-    residual variant, where it is the dtype of ``x`` before the sum).
+    residual variant, where it is the dtype of ``x`` before the sum); ``scale_inverse``:
+    the spec's ``scale_multiplies="inverse"`` and a weight to fold into the inverse rms.
     """
 
     dims: List[int]
@@ -57,6 +58,7 @@ class Plan(NamedTuple):
     in_dtype: torch.dtype
     out_dtype: torch.dtype
     scale_offset: float
+    scale_inverse: bool
 
 
 def _check_param(
@@ -133,4 +135,5 @@ def resolve(
         in_dtype,
         torch_dtype(names.output),
         recipe.scale_offset,
+        recipe.scale_inverse and weight is not None,
     )

@@ -161,14 +161,6 @@ def test_linen_errors(kwargs, exc, match):
         ours_linen.RMSNorm(**kwargs).init(jax.random.key(0), jnp.ones((2, 8)))
 
 
-def test_mask_is_refused():
-    m = ours_linen.RMSNorm()
-    with pytest.raises(RMSNormError, match=r"mask= is not supported"):
-        m.init(jax.random.key(0), jnp.ones((2, 8)), mask=jnp.ones((2, 8), bool))
-    with pytest.raises(RMSNormError, match=r"mask= is not supported"):
-        ours_nnx.RMSNorm(8, rngs=nnx.Rngs(0))(jnp.ones((2, 8)), mask=jnp.ones((2, 8), bool))
-
-
 @pytest.mark.parametrize("api", ["linen", "nnx"])
 def test_residual_modules(api):
     spec = RMSNormSpec(residual_dtype="float32")

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rmsnorm_core import RMSNormError, RMSNormSpec
+from rmsnorm_core import RMSNormSpec
 from rmsnorm_flax.functional._fields import Layer, resolve, scale_init_for
 from rmsnorm_flax.functional._functional import rms_norm, rms_norm_residual
 
@@ -32,7 +32,8 @@ class RMSNorm(nn.Module):
 
     Attributes:
         epsilon: the spec's ``eps``. Default ``1e-6``.
-        dtype: casts the output; None (default) keeps the spec's output dtype.
+        dtype: the output dtype, rounded once from the computation (flax's);
+            None (default) keeps the spec's output dtype.
         param_dtype: dtype of ``scale`` / ``bias``. Default float32.
         use_scale: learn ``scale``. Default True.
         scale_init: initializer of ``scale``. Left at the default (ones), a
@@ -97,11 +98,13 @@ class RMSNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
-        """Normalize ``x`` (formula: ``rmsnorm_core.RMSNormSpec``)."""
-        _refuse_mask(mask)
+        """Normalize ``x`` (formula: ``rmsnorm_core.RMSNormSpec``); ``mask``: booleans
+        broadcastable to ``x``, the statistic over the True elements (flax's)."""
         layer = self._layer()
         scale, bias = self._params(layer, x)
-        return self._cast(rms_norm(x, layer.spec, scale, bias, axis_name=self.axis_name))
+        return rms_norm(
+            x, layer.spec, scale, bias, axis_name=self.axis_name, mask=mask, dtype=self.dtype
+        )
 
 
 class ResidualRMSNorm(RMSNorm):
@@ -114,14 +117,6 @@ class ResidualRMSNorm(RMSNorm):
         scale, bias = self._params(layer, x)
         y, s = rms_norm_residual(x, residual, layer.spec, scale, bias, axis_name=self.axis_name)
         return self._cast(y), s
-
-
-def _refuse_mask(mask: Any) -> None:
-    if mask is not None:
-        raise RMSNormError(
-            "mask= is not supported by rmsnorm_flax's RMSNorm; a masked statistic is not part "
-            "of the spec (use flax.linen.RMSNorm for masked normalization)"
-        )
 
 
 def intercept_norms() -> Any:

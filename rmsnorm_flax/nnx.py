@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn import dtypes as nnx_dtypes
 
-from rmsnorm_core import RMSNormError, RMSNormSpec
+from rmsnorm_core import RMSNormSpec
 from rmsnorm_flax.functional._fields import Layer, resolve, scale_init_for
 from rmsnorm_flax.functional._functional import rms_norm, rms_norm_residual
 
@@ -31,7 +31,7 @@ class RMSNorm(nnx.Module):
     default: both cast to ``dtype``, or to their promoted dtype) before
     normalizing, exactly as flax does. With ``spec`` the spec decides the
     dtypes: ``promote_dtype`` runs only if passed explicitly, and ``dtype``
-    casts the output. ``mask=`` is refused. The arguments mean what
+    is the output dtype. ``mask=`` is flax's. The arguments mean what
     ``rmsnorm_flax.linen.RMSNorm``'s fields of the same names mean, and
     agree with ``spec`` likewise.
 
@@ -95,7 +95,8 @@ class RMSNorm(nnx.Module):
             )
         )
         s = self.layer.spec
-        shape = (num_features,) if len(self.layer.feature_axes) == 1 else tuple(num_features)
+        # an int is flax's flat (num_features,) scale, also over several feature axes
+        shape = (num_features,) if isinstance(num_features, int) else tuple(num_features)
         pdt = jnp.dtype(s.param_dtype)
         self.scale: nnx.Param | None = nnx.data(None)
         self.bias: nnx.Param | None = nnx.data(None)
@@ -124,11 +125,12 @@ class RMSNorm(nnx.Module):
         return y if self.dtype is None else y.astype(self.dtype)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-        """Normalize ``x`` (formula: ``rmsnorm_core.RMSNormSpec``)."""
-        if mask is not None:
-            raise RMSNormError("mask= is not supported by rmsnorm_flax's RMSNorm")
+        """Normalize ``x`` (formula: ``rmsnorm_core.RMSNormSpec``); ``mask``: booleans
+        broadcastable to ``x``, the statistic over the True elements (flax's)."""
         x, scale, bias = self._inputs(x)
-        return self._cast(rms_norm(x, self.layer.spec, scale, bias, axis_name=self.axis_name))
+        return rms_norm(
+            x, self.layer.spec, scale, bias, axis_name=self.axis_name, mask=mask, dtype=self.dtype
+        )
 
 
 class ResidualRMSNorm(RMSNorm):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,6 +55,9 @@ class Layer:
         if p is None:
             return None
         dims, feats = _layout(self, len(x_shape))
+        fshape = tuple(x_shape[d] for d in feats)
+        if p.ndim == 1 and len(fshape) > 1 and p.size == math.prod(fshape):
+            p = p.reshape(fshape)  # flax's flat (num_features,) over several feature axes
         if feats == dims:
             return p
         view = tuple(x_shape[d] if d in feats else 1 for d in dims)
@@ -70,7 +74,8 @@ def _layout(layer: Layer, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     (a pure function of two hashable values; a refusal is raised, never cached)."""
     dims = canonical_axes(layer.spec.axes, rank)
     feats = canonical_axes(layer.feature_axes, rank)
-    if not set(feats) <= set(dims):
+    has_params = layer.spec.use_scale or layer.spec.use_bias  # else feature_axes mean nothing
+    if has_params and not set(feats) <= set(dims):
         raise RMSNormError(
             f"feature_axes={layer.feature_axes} must be among the normalized axes "
             f"{layer.spec.axes} for an input of rank {rank}: a scale over an axis that is "

@@ -33,7 +33,13 @@ from rmsnorm_flax.functional import _kernel
 
 
 def _config(
-    x: jax.Array, spec: RMSNormSpec, scale: Any, bias: Any, axis_name: Any, in_dtype: str
+    x: jax.Array,
+    spec: RMSNormSpec,
+    scale: Any,
+    bias: Any,
+    axis_name: Any,
+    in_dtype: str,
+    out_dtype: str | None = None,
 ) -> _kernel.Config:
     """The call's config, resolved once per spec, shapes and dtypes (a pure function of
     hashable values, memoized: an eager nnx call then costs a dictionary lookup)."""
@@ -41,14 +47,19 @@ def _config(
         raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
     params = (_describe(scale), _describe(bias))
     try:
-        return _resolved(spec, tuple(x.shape), in_dtype, params, axis_name)
+        return _resolved(spec, tuple(x.shape), in_dtype, params, axis_name, out_dtype)
     except TypeError:  # an unhashable axis_name: resolve without the memo
-        return _resolved.__wrapped__(spec, tuple(x.shape), in_dtype, params, axis_name)
+        return _resolved.__wrapped__(spec, tuple(x.shape), in_dtype, params, axis_name, out_dtype)
 
 
 @functools.lru_cache(maxsize=1024)
 def _resolved(
-    spec: RMSNormSpec, shape: tuple, in_dtype: str, params: tuple, axis_name: Any
+    spec: RMSNormSpec,
+    shape: tuple,
+    in_dtype: str,
+    params: tuple,
+    axis_name: Any,
+    out_dtype: str | None = None,
 ) -> _kernel.Config:
     dims = canonical_axes(spec.axes, len(shape))
     pshape = param_shape(spec, shape)
@@ -62,6 +73,8 @@ def _resolved(
             "gather the normalized axis"
         )
     plan = dtype_plan(spec, in_dtype, param_dtype)
+    if out_dtype is not None:  # flax's dtype: the output rounded once, to it
+        plan = plan._replace(output=out_dtype)
     view = tuple(shape[d] if d in dims else 1 for d in range(len(shape)))
     k = block_count(spec.partial, n)  # -1: the whole block (core's one convention)
     return _kernel.Config(spec, dims, len(shape), n, k, plan, view, axis_name)
@@ -123,6 +136,8 @@ def rms_norm(
     bias: Any | None = None,
     *,
     axis_name: Any = None,
+    mask: Any | None = None,
+    dtype: Any | None = None,
 ) -> jax.Array:
     """RMSNorm of ``x`` under ``spec`` (formula: ``rmsnorm_core.RMSNormSpec``).
 
@@ -136,16 +151,45 @@ def rms_norm(
             devices, the mesh axis name: the local sum of squares is
             ``psum``-ed (one all-reduce of a per-row scalar; ``x`` is never
             gathered). Partial statistics are refused then.
+        mask: booleans broadcastable to ``x``: the mean square is taken over the
+            True elements of each block only (flax's ``mask=``; every element is
+            still normalized). Not with a partial statistic or ``axis_name``;
+            gradients are plain autodiff of the masked forward.
+        dtype: the output's dtype instead of the spec's, rounded once from the
+            computation (flax's ``dtype``); None keeps the spec's.
 
     Returns:
-        ``y`` with ``x``'s shape, in the plan's output dtype.
+        ``y`` with ``x``'s shape, in the plan's output dtype (or ``dtype``).
 
     Raises:
         rmsnorm_core.RMSNormError: bad axes, shapes, dtypes or arguments.
     """
     array = jnp.asarray(x)  # its dtype is checked with the rest of the config, once
-    cfg = _config(array, spec, scale, bias, axis_name, array.dtype.name)
+    out = None if dtype is None else jnp.dtype(dtype).name
+    cfg = _config(array, spec, scale, bias, axis_name, array.dtype.name, out)
+    if mask is not None:
+        return _kernel.forward(array, scale, bias, cfg, _mask(mask, array, cfg))[0]
     return _apply(array, cfg, scale, bias)
+
+
+def _mask(mask: Any, x: jax.Array, cfg: _kernel.Config) -> jax.Array:
+    """``mask`` as booleans broadcastable to ``x`` (left unbroadcast, as flax leaves
+    it), or an error naming what does not fit."""
+    if cfg.k >= 0 or cfg.axis_name is not None:
+        raise RMSNormError(
+            f"mask= with partial={cfg.spec.partial} or axis_name={cfg.axis_name!r} is not "
+            "supported: a masked statistic is over the whole local block; use partial=1.0 "
+            "and no axis_name"
+        )
+    m = jnp.asarray(mask, dtype=bool)
+    try:
+        if jnp.broadcast_shapes(m.shape, x.shape) != x.shape:
+            raise ValueError
+        return m
+    except ValueError:
+        raise RMSNormError(
+            f"mask has shape {tuple(m.shape)}, which does not broadcast to x's {tuple(x.shape)}"
+        ) from None
 
 
 def rms_norm_residual(

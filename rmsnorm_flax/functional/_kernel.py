@@ -85,8 +85,11 @@ def _sum_over_block(values: jax.Array, cfg: Config) -> jax.Array:
     return lax.psum(total, cfg.axis_name) if cfg.axis_name is not None else total
 
 
-def mean_square(h: jax.Array, cfg: Config) -> jax.Array:
-    """``mean(h*h)`` over the block (first k elements with partial), keepdims."""
+def mean_square(h: jax.Array, cfg: Config, mask: jax.Array | None = None) -> jax.Array:
+    """``mean(h*h)`` over the block (first k elements with partial), keepdims; with a
+    ``mask`` (broadcastable to x), over its True elements only, as flax's."""
+    if mask is not None:  # flax's very ops (keepdims and a broadcast mask round otherwise)
+        return jnp.expand_dims(jnp.mean(lax.square(h), axis=cfg.dims, where=mask), cfg.dims)
     if cfg.k < 0:
         ss = _sum_over_block(h * h, cfg)
         count = cfg.n * (lax.psum(1, cfg.axis_name) if cfg.axis_name is not None else 1)
@@ -122,12 +125,17 @@ def gain(scale: jax.Array | None, cfg: Config) -> jax.Array | None:
 
 
 def forward(
-    x: jax.Array, scale: jax.Array | None, bias: jax.Array | None, cfg: Config
+    x: jax.Array,
+    scale: jax.Array | None,
+    bias: jax.Array | None,
+    cfg: Config,
+    mask: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """Return ``(y, ms)``: the output and the compute-dtype mean square (keepdims)."""
+    """Return ``(y, ms)``: the output and the compute-dtype mean square (keepdims);
+    ``mask``: the statistic over its True elements (see :func:`mean_square`)."""
     plan = cfg.plan
     h = x.astype(jnp.dtype(plan.compute))
-    ms = mean_square(h, cfg)
+    ms = mean_square(h, cfg, mask)
     g = gain(scale, cfg)
     if g is not None and cfg.spec.scale_multiplies == "inverse":
         y = h * (inverse_rms(ms, cfg) * g)  # flax's order (the spec allows no cast here)

@@ -67,7 +67,6 @@ def intercept_norms() -> Iterator[None]:
             context.method_name != "__call__"
             or type(mod) is not fnn.RMSNorm
             or mod.is_initializing()
-            or kwargs.get("mask") is not None
         ):
             return next_fun(*args, **kwargs)
         (x,) = args
@@ -79,8 +78,10 @@ def intercept_norms() -> Iterator[None]:
             axis_index_groups=mod.axis_index_groups, spec=None,
         )  # fmt: skip
         scale = mod.get_variable("params", "scale") if spec.use_scale else None
-        y = rms_norm(x, layer.spec, layer.expand(scale, x.shape), axis_name=mod.axis_name)
-        return y if mod.dtype is None else y.astype(mod.dtype)
+        return rms_norm(
+            x, layer.spec, layer.expand(scale, x.shape), axis_name=mod.axis_name,
+            mask=kwargs.get("mask"), dtype=mod.dtype,
+        )  # fmt: skip
 
     with fnn.intercept_methods(interceptor):
         yield

@@ -223,3 +223,30 @@ def test_exporting_runners_print_only_verify_output(tmp_path):
         and "passed" not in line
     ]
     assert not noise, noise
+
+
+def test_each_preset_has_a_bit_row_against_its_upstream(capsys):
+    assert main(["verify", "--quick", "--backend", "torch", "--backend", "flax"]) == 0
+    out = capsys.readouterr().out
+    for row in ("torch = torch", "torch = hf-llama", "torch = hf-gemma", "torch = hf-olmo2",
+                "torch = hf-t5", "flax = flax-linen"):  # fmt: skip
+        line = next(ln for ln in out.splitlines() if ln.startswith(row + " "))
+        assert "FAIL" not in line and "bits 100.00%" in line, line
+
+
+def _one_ulp_off(p):
+    """An "upstream" that rounds one element of every output differently."""
+    y, _ = expected_forward(p)
+    y = y.copy()
+    if y.size:
+        y.flat[0] = np.nextafter(y.flat[0], np.inf, dtype=y.dtype)
+    return Outcome(y)
+
+
+def test_a_bit_row_fails_when_one_element_differs(registered, capsys):
+    upstream = Runner("upstream-oracle-ulp", _one_ulp_off, residual=False, upstream="torch")
+    registered(Backend("oracle", runners=(_reference_runner("oracle-exact"), upstream)))
+    assert main(["verify", "--quick", "--preset", "torch", "--backend", "oracle"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL oracle-exact" not in out
+    assert "oracle = oracle-ulp" in out and "of elements identical to ours" in out

@@ -33,6 +33,7 @@ from rmsnorm_core.verify._problems import (
     check_outcome,
     expected_forward,
     make_problem,
+    upstream_takes,
 )
 
 __all__ = [
@@ -58,4 +59,5 @@ __all__ = [
     "save_outcomes",
     "save_problems",
     "serve_problems",
+    "upstream_takes",
 ]

@@ -117,10 +117,14 @@ def _summary(records: list) -> str:
                 row += f"{'-':>24s}"
                 continue
             ok = sum(r.status == "pass" for r in rs)
+            mark = "PASS" if ok == len(rs) else "FAIL"
+            shares = [r.bit_share for r in rs if r.bit_share is not None]
+            if shares:  # an upstream's row: the share of its elements identical to ours
+                row += f"{f'{mark} {ok}/{len(rs)} bits {min(shares):.2%}':>24s}"
+                continue
             # forward and cross-framework errors; gradients' cancelled elements
             # have large relative errors by nature (see the gradient tolerance)
             worst = max((r.max_rel for r in rs if r.check != "gradients"), default=0.0)
-            mark = "PASS" if ok == len(rs) else "FAIL"
             row += f"{f'{mark} {ok}/{len(rs)} rel {worst:.1e}':>24s}"
         lines.append(row)
     return "\n".join(lines)

@@ -46,6 +46,10 @@ class Runner:
             processes once per run); ``rmsnorm verify`` then calls it with
             every problem the runner takes instead of ``run`` per problem.
         distributed: runs only when asked for (``rmsnorm verify --distributed``).
+        upstream: the preset whose upstream implementation this runner runs
+            (``torch.nn.RMSNorm``, a Hugging Face norm, ``flax.linen.RMSNorm``);
+            besides its reference checks, its output is compared bit for bit with
+            its backend's own (the first runner's), a ``bits`` row of the report.
     """
 
     name: str
@@ -56,6 +60,7 @@ class Runner:
     empty: bool = True
     batch: Callable[[list[Problem]], list[Outcome]] | None = None
     distributed: bool = False
+    upstream: str | None = None
 
     def __post_init__(self) -> None:
         allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-")

@@ -177,3 +177,17 @@ def check_outcome(p: Problem, outcome: Outcome) -> list[tuple[str, Check]]:
     if outcome.grads is not None:
         checks.append(("gradients", check_gradients(p, *outcome.grads)))
     return checks
+
+
+def upstream_takes(p: Problem, preset: str) -> bool:
+    """Whether ``p`` is a call the upstream of ``preset`` makes as it stands: the
+    preset with any eps (axes, dtypes, offset and parameters its own), a scale, no
+    bias, no residual. Upstream runners (``Runner.upstream``) raise
+    ``NotApplicable`` for the rest."""
+    base = RMSNormSpec.preset(preset)
+    return (
+        p.residual is None
+        and p.bias is None
+        and p.scale is not None
+        and p.spec.replace(eps=base.eps) == base
+    )

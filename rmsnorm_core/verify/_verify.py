@@ -46,6 +46,7 @@ class Record:
     max_rel: float = 0.0
     seconds: float = 0.0
     reason: str = ""
+    bit_share: float | None = None  # "bits" rows: the share of elements identical
 
 
 def problems_for(specs: dict[str, RMSNormSpec], quick: bool) -> list[Item]:
@@ -133,6 +134,7 @@ def run_matrix(
             spec=label, spec_json=p.spec.to_dict(), case=case.id, dtype=dtype, shape=list(p.x.shape)
         )
         primary: dict[str, np.ndarray] = {}
+        upstream: list[tuple[str, str, np.ndarray]] = []
         for backend, chosen in runners.items():
             for runner in chosen:
                 if (i, runner.name) not in outcomes:
@@ -143,8 +145,12 @@ def run_matrix(
                     continue
                 for check, result in check_outcome(p, outcome):
                     records.append(_record(base, runner.name, check, result, seconds))
-                primary.setdefault(backend, outcome.y)
+                if runner.upstream is not None:
+                    upstream.append((backend, runner.name, outcome.y))
+                else:
+                    primary.setdefault(backend, outcome.y)
         records.extend(_cross_checks(base, p, primary))
+        records.extend(_bit_checks(base, primary, upstream))
     for name, why in skipped.items():
         records.append(
             Record(
@@ -229,6 +235,34 @@ def _run_batches(
                 continue
             seconds = (time.perf_counter() - start) / max(len(taken), 1)
             out[runner.name] = {i: (o, seconds) for i, o in zip(taken, outcomes, strict=True)}
+    return out
+
+
+def _bit_checks(
+    base: dict, primary: dict[str, np.ndarray], upstream: list[tuple[str, str, np.ndarray]]
+) -> list[Record]:
+    """Each upstream runner's output against its backend's own, bit for bit (NaN equal
+    to NaN): passes only when every element is identical."""
+    out = []
+    for backend, name, theirs in upstream:
+        ours = primary.get(backend)
+        if ours is None:
+            continue
+        label = f"{backend} = {name.removeprefix('upstream-')}"  # e.g. "torch = hf-llama"
+        if ours.dtype != theirs.dtype or ours.shape != theirs.shape:
+            reason = f"{name} gives {theirs.dtype}{list(theirs.shape)}, ours {ours.dtype}"
+            out.append(Record(**base, backend=label, check="bits", status="fail", reason=reason))
+            continue
+        a, b = ours.astype(np.float64), theirs.astype(np.float64)
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        share = float(same.mean()) if same.size else 1.0
+        status = "pass" if share == 1.0 else "fail"
+        reason = "" if status == "pass" else f"{share:.4%} of elements identical to ours"
+        out.append(
+            Record(
+                **base, backend=label, check="bits", status=status, reason=reason, bit_share=share
+            )  # fmt: skip
+        )
     return out
 
 

@@ -60,6 +60,12 @@ BACKEND = Backend(
         Runner("flax-linen", _lazy(_RUNNERS, "linen_run")),
         Runner("flax-nnx", _lazy(_RUNNERS, "nnx_run")),
         Runner.distributed_batch("jax-2procs", _lazy(_RUNNERS, "distributed_batch")),
+        Runner(
+            "upstream-flax-linen",
+            _lazy("rmsnorm_flax.plugins._upstream", "flax_linen_run"),
+            residual=False,
+            upstream="flax",
+        ),
     ),
     formats=(
         CheckpointFormat(

@@ -23,6 +23,7 @@ from rmsnorm_torch.export._onnx import export_onnx
 from rmsnorm_torch.interop._bridge import to_numpy, to_tensor
 from rmsnorm_torch.nn._modules import RMSNorm
 from rmsnorm_torch.nn._residual_module import ResidualRMSNorm
+from rmsnorm_torch.plugins._upstream import upstream_runners
 
 
 def _module(p: Problem) -> RMSNorm:
@@ -124,6 +125,7 @@ def runners() -> List[Runner]:
         Runner("ort-dynamo-18", _forward_only(_onnx("dynamo", 18)), only_tag="compile", **export),
         Runner("ort-dynamo-23", _forward_only(_onnx("dynamo", 23)), only_tag="compile", **export),
         Runner.distributed_batch("torch-dtensor-2procs", _distributed_batch),
+        *upstream_runners(),
     ]
 
 

@@ -128,6 +128,7 @@ def test_no_two_files_of_one_name_mean_different_things():
         "_benchmarks.py",
         "_benchmarks_gpu.py",
         "_infer.py",  # each package's infer_spec (core: the neutral prober)
+        "_upstream.py",  # each backend's upstream runners (verify's bit rows)
     }
     names = [p.name for package in PACKAGES for p in _files(package)]
     repeated = {n for n in names if names.count(n) > 1} - same_role

@@ -14,9 +14,16 @@ import pytest
 from rmsnorm_core.backends import backends
 from rmsnorm_core.testing import CASES, DTYPES, check_outcome, distinct_presets
 
-PRESETS = distinct_presets()  # t5 is flax's spec: one row each
+PRESETS = distinct_presets()  # presets that are one spec run once
 # multi-process runners start processes per call: test_distributed.py runs them
-RUNNERS = [(b.name, r) for b in backends().values() for r in b.runners if not r.distributed]
+# upstream runners run other libraries' norms: their bit rows are test_upstream_bits' and
+# test_verify's
+RUNNERS = [
+    (b.name, r)
+    for b in backends().values()
+    for r in b.runners
+    if not r.distributed and r.upstream is None
+]
 # the costly runners (export, compile) are covered for every preset by `rmsnorm
 # verify`'s own test run (test_verify.py); here they take two presets that
 # differ in every rounding rule, to keep the suite inside its budget

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn import dtypes as nnx_dtypes
 
-from rmsnorm_core import RMSNormSpec
+from rmsnorm_core import ReplaceReport, RMSNormSpec
 from rmsnorm_flax.functional._fields import Layer, resolve, scale_init_for
 from rmsnorm_flax.functional._functional import rms_norm, rms_norm_residual
 
@@ -145,15 +145,24 @@ class ResidualRMSNorm(RMSNorm):
         return self._cast(y), s
 
 
-def replace_norms(model: nnx.Module) -> dict[str, RMSNormSpec]:
+def replace_norms(model: nnx.Module) -> ReplaceReport:
     """Replace every RMSNorm-like leaf of ``model`` with ours, in place.
 
-    Every ``flax.nnx.RMSNorm``, and any leaf module with a scale whose spec
-    ``infer_spec`` measures, becomes :class:`RMSNorm` with the measured spec
-    and the *same* ``nnx.Param`` objects (optimizer state survives).
+    Every ``flax.nnx.RMSNorm`` (with or without a scale), and any leaf module
+    whose class name contains "norm" and whose spec ``infer_spec`` measures,
+    becomes :class:`RMSNorm` with the measured spec and the *same*
+    ``nnx.Param`` objects (optimizer state survives, ``nnx.state`` paths do not
+    change). The probes run on ``nnx.clone`` copies, so no module's state sees
+    them (an ``nnx.BatchNorm``'s statistics stay as they were), and a scale of
+    more than ``rmsnorm_core.PROBE_LIMIT`` elements is refused before any probe.
+    A module shared at several paths gets one replacement, shared likewise. A
+    candidate holding state ours would not keep (a variable other than ``scale``
+    and ``bias``), or that no spec reproduces, is left in place, with the reason
+    in ``report.skipped``.
 
     Returns:
-        ``{path: spec}`` of what was replaced.
+        An ``rmsnorm_core.ReplaceReport``: ``{path: spec}`` of what was replaced
+        and ``.skipped``, ``{path: reason}`` of what was not.
     """
     from rmsnorm_flax.interop._swap import replace_norms as replace
 

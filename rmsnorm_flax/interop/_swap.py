@@ -11,50 +11,87 @@ from typing import Any
 import flax.linen as fnn
 from flax import nnx as fnnx
 
-from rmsnorm_core import RMSNormError, RMSNormSpec
+from rmsnorm_core import ReplaceReport, RMSNormError, RMSNormSpec, check_probe_size
 from rmsnorm_flax.functional._fields import flax_norm_spec, resolve
 from rmsnorm_flax.functional._functional import rms_norm
 from rmsnorm_flax.interop._infer import infer_spec
 
 
-def replace_norms(model: fnnx.Module, ours: type) -> dict[str, RMSNormSpec]:
+def _edges(model: fnnx.Module) -> list[tuple[str, fnnx.Module, str, fnnx.Module]]:
+    """``(path, parent, attribute, child)`` for every edge to a submodule: a module shared
+    at several paths appears at each; each module's own edges are listed once."""
+    out: list[tuple[str, fnnx.Module, str, fnnx.Module]] = []
+    expanded: set[int] = set()
+
+    def walk(node: fnnx.Module, prefix: str) -> None:
+        if id(node) in expanded:
+            return
+        expanded.add(id(node))
+        for key, child in list(vars(node).items()):
+            if isinstance(child, fnnx.Module):
+                path = f"{prefix}.{key}" if prefix else str(key)
+                out.append((path, node, key, child))
+                walk(child, path)
+
+    walk(model, "")
+    return out
+
+
+def _is_candidate(node: fnnx.Module, ours: type) -> bool:
+    leaf = not any(isinstance(v, fnnx.Module) for v in vars(node).values())
+    return leaf and not isinstance(node, ours) and "norm" in type(node).__name__.lower()
+
+
+def _replacement(node: fnnx.Module, ours: type) -> tuple[Any, RMSNormSpec] | str:
+    """Ours for ``node`` with its spec (the same Param objects), or why it stays."""
+    state = dict(fnnx.to_flat_state(fnnx.state(node)))
+    kept = {("scale",), ("bias",)}
+    other = sorted(".".join(map(str, k)) for k in state if k not in kept)
+    if other or not all(isinstance(v, fnnx.Param) for v in state.values()):
+        return f"it holds state {other or sorted(map(str, state))} that ours would not keep"
+    scale = getattr(node, "scale", None)
+    try:
+        if scale is not None:
+            check_probe_size("scale", scale[...].size, tuple(scale[...].shape))
+        features = getattr(node, "num_features", None)
+        spec = infer_spec(fnnx.clone(node), normalized_shape=None if scale else features)
+    except RMSNormError as err:  # not an RMSNorm any spec describes (a LayerNorm, ...)
+        return str(err)
+    if scale is not None:
+        features = scale[...].shape[0] if len(spec.axes) == 1 else tuple(scale[...].shape)
+    new = ours(features, spec=spec, rngs=fnnx.Rngs(0))
+    if scale is not None:
+        new.scale = scale  # the same Param object
+    if getattr(node, "bias", None) is not None:
+        new.bias = node.bias
+    return new, spec
+
+
+def replace_norms(model: fnnx.Module, ours: type) -> ReplaceReport:
     """Replace every RMSNorm-like leaf of an nnx ``model`` with ``ours``, in place.
 
     ``ours`` is ``rmsnorm_flax.nnx.RMSNorm``, passed in by ``nnx.replace_norms``
-    so that this module does not import the public module that imports it.
-
-    Returns:
-        ``{path: spec}`` of what was replaced (paths joined with ``.``).
+    so that this module does not import the public module that imports it. The
+    contract is ``nnx.replace_norms``'.
     """
-    found = []
-    for path, node in fnnx.iter_graph(model):
-        if not path or isinstance(node, ours) or not isinstance(node, fnnx.Module):
+    report = ReplaceReport()
+    made: dict[int, tuple[Any, RMSNormSpec] | str] = {}
+    for path, parent, key, node in _edges(model):
+        if not _is_candidate(node, ours):
             continue
-        if "norm" in type(node).__name__.lower() and isinstance(
-            getattr(node, "scale", None), fnnx.Param
-        ):
-            found.append((path, node))
-    replaced: dict[str, RMSNormSpec] = {}
-    for path, node in found:
-        try:
-            spec = infer_spec(node)
-        except RMSNormError:
-            continue  # not an RMSNorm any spec describes (a LayerNorm, ...)
-        scale = node.scale
-        features = scale[...].shape[0] if len(spec.axes) == 1 else tuple(scale[...].shape)
-        new = ours(features, spec=spec, rngs=fnnx.Rngs(0))
-        new.scale = scale  # the same Param object
-        if getattr(node, "bias", None) is not None:
-            new.bias = node.bias
-        parent = model
-        for key in path[:-1]:
-            parent = parent[key] if isinstance(key, int) else getattr(parent, key)
-        if isinstance(path[-1], int):
-            parent[path[-1]] = new
+        if id(node) not in made:
+            made[id(node)] = _replacement(node, ours)
+        outcome = made[id(node)]
+        if isinstance(outcome, str):
+            report.skipped[path] = outcome
+            continue
+        new, spec = outcome
+        if isinstance(parent, fnnx.List):
+            parent[int(key)] = new
         else:
-            setattr(parent, path[-1], new)
-        replaced[".".join(str(p) for p in path)] = spec
-    return replaced
+            setattr(parent, key, new)
+        report[path] = spec
+    return report
 
 
 @contextlib.contextmanager

@@ -11,7 +11,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rmsnorm_core import Implementation, RMSNormError, RMSNormSpec, RMSNormTypeError
+from rmsnorm_core import (
+    Implementation,
+    RMSNormError,
+    RMSNormSpec,
+    RMSNormTypeError,
+    check_probe_size,
+)
 from rmsnorm_core import infer_spec as core_infer_spec
 from rmsnorm_torch.interop._bridge import to_numpy, to_tensor
 
@@ -36,11 +42,6 @@ def _params(module: nn.Module) -> Dict[str, nn.Parameter]:
         )
     return found
 
-
-#: The largest scale (elements) a probe accepts: 1 Mi covers every hidden size and
-#: per-head block in use; a head's [vocab, hidden] weight (a Baichuan ``NormHead``,
-#: 16 MB and more) is refused before any probe input is built.
-PROBE_LIMIT = 1 << 20
 
 _HOOKS = (
     "_forward_hooks",
@@ -76,14 +77,10 @@ def probe_copy(module: nn.Module) -> nn.Module:
     return twin
 
 
-def check_probe_size(params: Mapping[str, Tensor]) -> None:
-    """Refuse a scale too large to be a norm's before any probe runs (:data:`PROBE_LIMIT`)."""
+def check_probe_sizes(params: Mapping[str, Tensor]) -> None:
+    """Refuse a scale too large to be a norm's before any probe runs (core's bound)."""
     for name, p in params.items():
-        if p.numel() > PROBE_LIMIT:
-            raise RMSNormError(
-                f"its {name} has {p.numel()} elements (shape {tuple(p.shape)}), more than a "
-                f"norm's scale ({PROBE_LIMIT} at most): not probed"
-            )
+        check_probe_size(name, p.numel(), tuple(p.shape))
 
 
 def implementation(
@@ -96,7 +93,7 @@ def implementation(
     called as it is."""
     params: Dict[str, nn.Parameter] = {}
     if isinstance(module_or_fn, nn.Module):
-        check_probe_size(_params(module_or_fn))
+        check_probe_sizes(_params(module_or_fn))
         module_or_fn = probe_copy(module_or_fn)
         params = _params(module_or_fn)
         if normalized_shape is None and not params:
@@ -144,7 +141,7 @@ def infer_spec(
     tolerance table and bit for bit (the table's share) in bfloat16 and float16.
     A module is probed through a copy (hooks left out; a meta-device module
     materialized on the CPU): the module's parameters, buffers and hooks never
-    see a probe. A scale of more than :data:`PROBE_LIMIT` elements is refused
+    see a probe. A scale of more than ``rmsnorm_core.PROBE_LIMIT`` elements is refused
     before any probe. ``normalized_shape`` defaults to the scale's shape, or
     the module's ``normalized_shape`` (an affine-free ``torch.nn.RMSNorm``).
 

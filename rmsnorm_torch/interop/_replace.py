@@ -7,9 +7,9 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from torch import nn
 
-from rmsnorm_core import RMSNormError, RMSNormSpec
+from rmsnorm_core import ReplaceReport, RMSNormError, RMSNormSpec
 from rmsnorm_torch.interop._bridge import torch_norm_spec
-from rmsnorm_torch.interop._infer import _HOOKS, _params, check_probe_size, infer_spec
+from rmsnorm_torch.interop._infer import _HOOKS, _params, check_probe_sizes, infer_spec
 from rmsnorm_torch.nn._modules import RMSNorm
 
 #: Hook dicts of ``nn.Module`` carried to the replacement (shared, so that the
@@ -20,19 +20,6 @@ _STATE_HOOKS = (
     "_load_state_dict_pre_hooks",
     "_load_state_dict_post_hooks",
 )
-
-
-class ReplaceReport(Dict[str, RMSNormSpec]):
-    """``{module path: spec}`` of what was replaced (a dict, as before), and why the
-    other candidates were left in place.
-
-    Attributes:
-        skipped: ``{module path: reason}`` of candidates left in place.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.skipped: Dict[str, str] = {}
 
 
 def _candidates(model: nn.Module, infer: bool) -> List[Tuple[str, nn.Module]]:
@@ -76,7 +63,7 @@ def _replacement(sub: nn.Module, infer: bool) -> Union[Tuple[RMSNorm, RMSNormSpe
         return reason
     try:
         params = _params(sub)
-        check_probe_size(params)
+        check_probe_sizes(params)
         spec = infer_spec(sub) if infer else torch_norm_spec(sub)
     except RMSNormError as err:  # not an RMSNorm (a LayerNorm, a head, ...)
         return str(err)

@@ -1,0 +1,38 @@
+"""What ``replace_norms`` (torch and nnx) returns, and the probe bound both apply."""
+
+from __future__ import annotations
+
+from rmsnorm_core.spec._errors import RMSNormError
+from rmsnorm_core.spec._spec import RMSNormSpec
+
+PROBE_LIMIT = 1 << 20
+"""The largest scale (elements) ``infer_spec`` and ``replace_norms`` probe: 1 Mi
+covers every hidden size and per-head block in use; a head's [vocab, hidden]
+weight (a Baichuan ``NormHead``, 16 MB and more) is refused before any probe
+input is built."""
+
+
+def check_probe_size(name: str, size: int, shape: tuple[int, ...]) -> None:
+    """Refuse a parameter too large to be a norm's scale, before any probe runs.
+
+    Raises:
+        RMSNormError: naming the parameter, its size and shape, and the limit.
+    """
+    if size > PROBE_LIMIT:
+        raise RMSNormError(
+            f"its {name} has {size} elements (shape {shape}), more than a norm's scale "
+            f"({PROBE_LIMIT} at most): not probed"
+        )
+
+
+class ReplaceReport(dict[str, RMSNormSpec]):
+    """``{module path: spec}`` of what ``replace_norms`` replaced (a dict, as before), and
+    why the other candidates were left in place.
+
+    Attributes:
+        skipped: ``{module path: reason}`` of candidates left in place.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: dict[str, str] = {}

@@ -40,6 +40,7 @@ from rmsnorm_core.spec._errors import (
     RMSNormShapeError,
     RMSNormTypeError,
     RMSNormUsageError,
+    RMSNormWarning,
 )
 from rmsnorm_core.spec._offsets import with_scale_offset
 from rmsnorm_core.spec._plan import (
@@ -103,6 +104,7 @@ __all__ = [
     "RMSNormShapeError",
     "RMSNormTypeError",
     "RMSNormUsageError",
+    "RMSNormWarning",
     "Tolerance",
     "__version__",
     "assert_close",

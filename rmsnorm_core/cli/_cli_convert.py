@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,7 @@ from rmsnorm_core.io._names import NAME_MAPS
 from rmsnorm_core.io._neutral import NeutralLayer
 from rmsnorm_core.io._safetensors import read_file, read_header, serialize
 from rmsnorm_core.registry import _backends
-from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError, RMSNormWarning
 from rmsnorm_core.spec._spec import RMSNormSpec, preset
 
 
@@ -224,7 +226,14 @@ def run(args: argparse.Namespace) -> int:
             f"input {str(src)!r} is a folder; {src_fmt.name!r} files are single files"
         )
     spec, infer = _spec(args, src_fmt.spec_from_file) if src_fmt.needs_spec else (None, INFERRED)
-    layers = src_fmt.read(src, spec, args.pattern, infer)
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always")
+        layers = src_fmt.read(src, spec, args.pattern, infer)
+    for note in notes:  # what the reader left out, and why: one line each
+        if issubclass(note.category, RMSNormWarning):
+            print(f"note: {note.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(note.message, note.category, note.filename, note.lineno)
     if src_fmt is not NEUTRAL:  # record where each layer came from
         layers = {
             n: dataclasses.replace(la, source=la.source or f"{src_fmt.naming or src_fmt.name}:{n}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from rmsnorm_core.io._layouts import (
 )
 from rmsnorm_core.io._neutral import NeutralLayer
 from rmsnorm_core.io._safetensors import open_regular, read_file, serialize
-from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError, RMSNormWarning
 from rmsnorm_core.spec._spec import RMSNormSpec
 
 INDEX = "model.safetensors.index.json"
@@ -106,32 +107,93 @@ def spec_from_config(folder: Path) -> RMSNormSpec:
     return spec.replace(eps=float(eps))
 
 
+#: config.json's sub-model fields -> the key segments of their tensors
+SUB_MODELS = {
+    "vision_config": ("vision_tower", "vision_model"),
+    "audio_config": ("audio_tower", "audio_model"),
+}
+
+
+def _foreign_segments(folder: Path) -> dict[str, str]:
+    """Key segments of sub-models whose ``model_type`` is not a known RMSNorm family
+    (Gemma3's SigLIP vision tower: LayerNorms) -> that model_type."""
+    if not (folder / "config.json").exists():
+        return {}
+    config = _json(folder / "config.json", "config")
+    out: dict[str, str] = {}
+    for field, segments in SUB_MODELS.items():
+        sub = config.get(field) if isinstance(config, dict) else None
+        if isinstance(sub, dict) and sub.get("model_type") not in MODEL_TYPES:
+            out.update(dict.fromkeys(segments, str(sub.get("model_type"))))
+    return out
+
+
+def _shard(folder: Path, shard: Any, key: str) -> Path:
+    """The shard file an index entry names: a plain file name in the folder."""
+    if not isinstance(shard, str) or "\0" in shard or not shard or Path(shard).name != shard:
+        raise RMSNormError(
+            f"index maps {key!r} to shard {shard!r}; expected a file name inside the "
+            "checkpoint folder"
+        )
+    return folder / shard
+
+
 def read_layers(
     path: Path, spec: RMSNormSpec | None, pattern: str | None, infer: Collection[str]
 ) -> dict[str, NeutralLayer]:
-    """The norms of a sharded checkpoint folder (module docstring)."""
+    """The norms of a sharded checkpoint folder (module docstring).
+
+    Each tensor's owner decides: tensors of a sub-model whose norms are not
+    RMSNorms (config.json's ``vision_config`` of a Gemma3 image-text model, a
+    SigLIP tower of LayerNorms) are left out, and so, where config.json decides
+    the spec, is a norm with a bias its model type's norms do not have; each is
+    named in one warning. A tensor the index maps to a shard that lacks it is an
+    error naming both.
+    """
     folder = _folder(path)
     index = _json(folder / INDEX, "index")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
         raise RMSNormError(f"index {str(folder / INDEX)!r} has no weight_map object")
+    from_config = spec is None
+    spec = spec or spec_from_config(folder)
+    foreign = _foreign_segments(folder)
     regex = compile_pattern(pattern or HF_NORM_KEYS)
-    wanted: dict[str, set[str]] = {}
+    wanted: dict[Path, set[str]] = {}
+    left_out: dict[str, str] = {}
     for key in weight_map:
         match = regex.match(key) if isinstance(key, str) else None
-        if match:
-            for name in (key, f"{match.group('layer')}.bias"):
-                if name in weight_map:
-                    wanted.setdefault(str(weight_map[name]), set()).add(name)
+        if not match:
+            continue
+        layer = match.group("layer")
+        owner = next((foreign[s] for s in key.split(".") if s in foreign), None)
+        if owner is not None:
+            left_out[layer] = f"a {owner} sub-model's norm"
+            continue
+        if from_config and not spec.use_bias and f"{layer}.bias" in weight_map:
+            left_out[layer] = "it has a bias, which this model type's RMSNorms do not"
+            continue
+        for name in (key, f"{layer}.bias"):
+            if name in weight_map:
+                wanted.setdefault(_shard(folder, weight_map[name], name), set()).add(name)
+    if left_out:
+        warnings.warn(
+            f"left out {len(left_out)} norm(s) that are not RMSNorms of this model: "
+            + "; ".join(f"{name} ({why})" for name, why in sorted(left_out.items())),
+            RMSNormWarning,
+            stacklevel=2,
+        )
     arrays: dict[str, Any] = {}
-    for shard, keys in sorted(wanted.items()):
-        shard_path = folder / shard
-        if Path(shard).name != shard:
-            raise RMSNormError(f"index names shard {shard!r} outside the checkpoint folder")
-        arrays.update(read_file(shard_path, keys.__contains__)[1])
-    return layers_from_state_arrays(
-        arrays, spec or spec_from_config(folder), pattern=pattern or HF_NORM_KEYS, infer=infer
-    )
+    for shard_path, keys in sorted(wanted.items()):
+        got = read_file(shard_path, keys.__contains__)[1]
+        missing = sorted(keys - set(got))
+        if missing:
+            raise RMSNormError(
+                f"index maps {missing[0]!r} to shard {shard_path.name!r}, which does not "
+                f"hold it ({len(missing)} tensor(s) missing)"
+            )
+        arrays.update(got)
+    return layers_from_state_arrays(arrays, spec, pattern=pattern or HF_NORM_KEYS, infer=infer)
 
 
 def write_layers(path: Path, layers: Mapping[str, NeutralLayer]) -> None:

@@ -29,5 +29,10 @@ class RMSNormShapeError(RMSNormError, RuntimeError):
     for ``torch.nn.RMSNorm`` catches it too)."""
 
 
+class RMSNormWarning(UserWarning):
+    """Something was left out or assumed, and the result is still right (a reader that
+    skipped tensors which are not RMSNorms names them in one of these)."""
+
+
 class RMSNormUsageError(RMSNormError):
     """A command-line argument is missing, contradictory or malformed (exit code 2)."""

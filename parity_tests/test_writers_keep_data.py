@@ -6,12 +6,13 @@ clear message and that every file that was there before is there after, byte for
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
 import pytest
 
-from rmsnorm_core import RMSNormSpec, neutral_layer, save
+from rmsnorm_core import NeutralLayer, RMSNormSpec, load, neutral_layer, save
 from rmsnorm_core.cli._cli import main
 
 
@@ -86,3 +87,52 @@ def test_convert_refuses_to_overwrite_its_input(tmp_path, capsys):
     assert main(["convert", str(src), str(src)]) == 2
     assert "DST" in capsys.readouterr().err
     assert _snapshot(tmp_path) == before
+
+
+def _neutral(tmp_path):
+    rng = np.random.default_rng(3)
+    layers = {
+        "model.layers.0.input_layernorm": NeutralLayer(
+            RMSNormSpec.preset("gemma", eps=1e-5), rng.standard_normal(16).astype(np.float32)
+        ),
+        "model.norm": NeutralLayer(
+            RMSNormSpec.preset("llama", eps=3e-6), rng.standard_normal(16).astype(np.float32)
+        ),
+    }
+    save(tmp_path / "n.safetensors", layers)
+    return tmp_path / "n.safetensors", layers
+
+
+def test_to_hf_refuses_a_model_folder_and_changes_nothing(tmp_path, capsys):
+    src, _ = _neutral(tmp_path)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model-00001-of-00001.safetensors").write_bytes(b"model weights")
+    index = json.dumps({"weight_map": {"lm_head.weight": "model-00001-of-00001.safetensors"}})
+    (model / "model.safetensors.index.json").write_text(index)
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    assert main(["convert", str(src), str(model), "--to", "hf"]) == 1
+    assert "holds files this writer did not write" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+
+
+def test_to_hf_output_reads_back_with_every_layer_spec_and_can_be_rewritten(tmp_path):
+    src, layers = _neutral(tmp_path)
+    out = tmp_path / "hf"
+    assert main(["convert", str(src), str(out), "--to", "hf"]) == 0
+    assert not (out / "config.json").exists()  # the per-layer specs travel in their own file
+    assert main(["convert", str(out), str(tmp_path / "back.safetensors")]) == 0
+    back = load(tmp_path / "back.safetensors")
+    assert set(back) == set(layers)
+    for name, layer in layers.items():
+        assert back[name].spec == layer.spec and back[name].scale.tobytes() == layer.scale.tobytes()
+    assert main(["convert", str(src), str(out), "--to", "hf"]) == 0  # over its own output
+
+
+def test_to_hf_refuses_a_layer_without_a_scale(tmp_path, capsys):
+    free = NeutralLayer(RMSNormSpec(use_scale=False))
+    save(tmp_path / "n.safetensors", {"free": free})
+    assert (
+        main(["convert", str(tmp_path / "n.safetensors"), str(tmp_path / "hf"), "--to", "hf"]) == 1
+    )
+    assert "have no scale" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rmsnorm_core.io._atomic import write_atomic
+from rmsnorm_core.io._hf_sidecar import SIDECAR, read_sidecar, sidecar_bytes, writable_target
 from rmsnorm_core.io._layouts import (
     HF_NORM_KEYS,
     compile_pattern,
@@ -138,6 +139,18 @@ def _shard(folder: Path, shard: Any, key: str) -> Path:
     return folder / shard
 
 
+def _read_shard(folder: Path, shard: str, keys: set[str]) -> dict[str, Any]:
+    """The ``keys`` of one shard; an error if the shard lacks one the index promised."""
+    got = read_file(_shard(folder, shard, min(keys)), keys.__contains__)[1]
+    missing = sorted(keys - set(got))
+    if missing:
+        raise RMSNormError(
+            f"index maps {missing[0]!r} to shard {shard!r}, which does not hold it "
+            f"({len(missing)} tensor(s) missing)"
+        )
+    return got
+
+
 def read_layers(
     path: Path, spec: RMSNormSpec | None, pattern: str | None, infer: Collection[str]
 ) -> dict[str, NeutralLayer]:
@@ -155,6 +168,10 @@ def read_layers(
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
         raise RMSNormError(f"index {str(folder / INDEX)!r} has no weight_map object")
+    if spec is None and (folder / SIDECAR).is_file():  # our own --to hf output
+        return read_sidecar(
+            folder, weight_map, _json, lambda shard, keys: _read_shard(folder, shard, keys)
+        )
     from_config = spec is None
     spec = spec or spec_from_config(folder)
     foreign = _foreign_segments(folder)
@@ -185,20 +202,22 @@ def read_layers(
         )
     arrays: dict[str, Any] = {}
     for shard_path, keys in sorted(wanted.items()):
-        got = read_file(shard_path, keys.__contains__)[1]
-        missing = sorted(keys - set(got))
-        if missing:
-            raise RMSNormError(
-                f"index maps {missing[0]!r} to shard {shard_path.name!r}, which does not "
-                f"hold it ({len(missing)} tensor(s) missing)"
-            )
-        arrays.update(got)
+        arrays.update(_read_shard(folder, shard_path.name, keys))
     return layers_from_state_arrays(arrays, spec, pattern=pattern or HF_NORM_KEYS, infer=infer)
 
 
 def write_layers(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
-    """Shards and an index holding the norms (``<layer>.weight``, ``<layer>.bias``)."""
+    """Shards and an index holding the norms (``<layer>.weight``, ``<layer>.bias``), and
+    ``rmsnorm_layers.json`` with each layer's spec; into a new or empty folder or over a
+    previous output of this writer, never into a model folder (``_hf_sidecar.py``)."""
     folder = _folder(path)
+    stale = writable_target(folder, INDEX, _json)
+    missing = sorted(n for n, la in layers.items() if la.scale is None)
+    if missing:
+        raise RMSNormError(
+            f"--to hf: layer(s) {missing} have no scale; a Hugging Face folder holds their "
+            "tensors only (write a neutral checkpoint instead)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     tensors = state_arrays_from_layers(layers)
     shards: list[dict[str, Any]] = [{}]
@@ -214,6 +233,9 @@ def write_layers(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
         name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
         write_atomic(folder / name, serialize(shard, {"format": "pt"}))
         weight_map.update(dict.fromkeys(shard, name))
+    write_atomic(folder / SIDECAR, sidecar_bytes(layers))
     total = sum(a.nbytes for a in tensors.values())
     doc = {"metadata": {"total_size": total}, "weight_map": weight_map}
     write_atomic(folder / INDEX, json.dumps(doc, indent=2, sort_keys=True).encode())
+    for name in stale - set(weight_map.values()):  # the previous write's extra shards
+        (folder / name).unlink(missing_ok=True)

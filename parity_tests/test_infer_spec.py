@@ -171,3 +171,33 @@ def test_maxtext_with_bfloat16_weights_is_llama_with_bfloat16_params():
     # for float32 inputs MaxText still returns its dtype (bfloat16): no spec does that
     with pytest.raises(RMSNormError, match=r"float32: dtype bfloat16 != spec's float32"):
         flax_infer(_MaxTextNorm(32))
+
+
+def _clamped_torch(x):
+    import torch
+
+    ms = x.float().pow(2).mean(-1, keepdim=True).clamp(min=1e-5)
+    return (x.float() * torch.rsqrt(ms)).to(x.dtype)
+
+
+def _clamped_jax(x):
+    from jax import lax
+
+    h = x.astype(jnp.float32)
+    return (h * lax.rsqrt(jnp.maximum(jnp.mean(h * h, -1, keepdims=True), 1e-5))).astype(x.dtype)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_a_clamped_statistic_is_refused_not_read_as_eps_inside(framework):
+    """x * rsqrt(max(ms, eps)) matches the spec at |x| ~ 3 (it once came back as eps
+    9.45e-6 inside, 5% off at std 1e-2); rows where eps matters refuse it."""
+    if framework == "torch":
+        from rmsnorm_torch import infer_spec as infer
+
+        fn = _clamped_torch
+    else:
+        from rmsnorm_flax import infer_spec as infer
+
+        fn = _clamped_jax
+    with pytest.raises(RMSNormError, match="no spec reproduces"):
+        infer(fn, normalized_shape=64)

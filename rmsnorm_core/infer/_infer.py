@@ -17,6 +17,7 @@ raises :class:`RMSNormError` saying what it found.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -125,7 +126,11 @@ def _offset(impl: Implementation, layout: probes.Layout, scale: np.ndarray) -> f
 def verify(
     impl: Implementation, spec: RMSNormSpec, layout: probes.Layout, saved: Mapping[str, np.ndarray]
 ) -> str | None:
-    """None if ``spec`` reproduces ``impl`` in float32, bfloat16 and float16, else why not."""
+    """None if ``spec`` reproduces ``impl`` in float32, bfloat16 and float16 (rows of
+    |x| ~ 3), and in float32 at the magnitudes where eps decides the output (rows
+    whose rms is 3x, 1x and 1/3x the eps scale, ``sqrt(eps)`` inside the root and
+    ``eps`` outside, each with a zero row), else why not: a clamp ``max(ms, eps)``
+    or an eps elsewhere matches the spec at |x| ~ 3 and departs from it there."""
     rng = np.random.default_rng(7)
     params = {}
     for name, value in saved.items():
@@ -134,8 +139,13 @@ def verify(
         params[name] = fresh.astype(value.dtype)
     impl.set_params(params)
     layout = layout.with_rows(-(-4096 // layout.n))  # enough elements for the bit-for-bit share
-    for dtype in ("float32", "bfloat16", "float16"):
-        rows = rng.standard_normal((*layout.batch, layout.n)) * 3.0
+    unit = spec.eps if spec.eps_placement == "outside" else math.sqrt(spec.eps)
+    runs = [(dtype, 3.0) for dtype in ("float32", "bfloat16", "float16")]
+    runs += [("float32", unit * k) for k in (3.0, 1.0, 1.0 / 3.0)]
+    for dtype, magnitude in runs:
+        rows = rng.standard_normal((*layout.batch, layout.n)) * magnitude
+        if magnitude != 3.0:
+            rows.reshape(-1, layout.n)[0] = 0.0  # a zero row: zeros, whatever eps is
         x = layout.place(rows.astype(numpy_dtype(dtype)))
         try:
             y = np.asarray(impl.apply(x))
@@ -145,7 +155,8 @@ def verify(
         problem = Problem(spec, x, scale, bias, np.zeros_like(x))
         result = check_forward(problem, y)
         if not result.passed:
-            return f"{dtype}: {result.reason}"
+            where = "" if magnitude == 3.0 else f" at rms ~ {magnitude:.2g}, where eps matters"
+            return f"{dtype}{where}: {result.reason}"
     return None
 
 

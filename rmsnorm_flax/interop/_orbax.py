@@ -10,6 +10,7 @@ an existing folder is replaced only once the new one is whole).
 from __future__ import annotations
 
 import shutil
+import stat
 import tempfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -39,17 +40,85 @@ def is_orbax(path: Path) -> bool:
     return path.is_dir() and any((path / n).exists() for n in ("_CHECKPOINT_METADATA", "_METADATA"))
 
 
+#: Orbax's JSON metadata files: read whole by Orbax, so bounded here first.
+METADATA_FILES = ("_METADATA", "_CHECKPOINT_METADATA", "_sharding")
+MAX_METADATA_BYTES = 16 * 1024 * 1024
+MAX_ENTRIES = 100_000
+
+
+def check_folder(path: Path) -> None:
+    """Refuse what Orbax would hang on or read without bound, before it opens anything:
+    a FIFO, device or socket anywhere in the folder (a link is judged by its target),
+    metadata files over :data:`MAX_METADATA_BYTES`, more than :data:`MAX_ENTRIES`
+    entries."""
+    for count, entry in enumerate(path.rglob("*")):
+        if count >= MAX_ENTRIES:
+            raise RMSNormError(f"input {str(path)!r} holds more than {MAX_ENTRIES} entries")
+        try:
+            info = entry.stat()  # follows links: a link to /dev/zero is a device
+        except OSError as err:
+            raise RMSNormError(f"input {str(path)!r}: cannot read {entry.name!r}: {err}") from None
+        if stat.S_ISDIR(info.st_mode):
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            raise RMSNormError(
+                f"input {str(path)!r}: {str(entry.relative_to(path))!r} is not a regular file "
+                "(a FIFO, device or socket); refusing to read it"
+            )
+        if entry.name in METADATA_FILES and info.st_size > MAX_METADATA_BYTES:
+            raise RMSNormError(
+                f"input {str(path)!r}: {entry.name} holds {info.st_size} bytes, more than "
+                f"{MAX_METADATA_BYTES}; refusing to read it"
+            )
+
+
+def _norm_subtree(tree: Any) -> Any:
+    """The part of a metadata tree holding norms (dicts of just ``scale`` / ``bias``), or
+    None: those leaves alone are restored."""
+    if not isinstance(tree, Mapping):
+        return None
+    if tree and set(tree) <= {"scale", "bias"}:
+        return dict(tree)
+    kept = {k: sub for k, v in tree.items() if (sub := _norm_subtree(v)) is not None}
+    return kept or None
+
+
+def _restore_norms(path: Path) -> Any:
+    """Restore the norm arrays only (an embedding beside them is never read)."""
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    meta = _checkpointer().metadata(path).item_metadata
+    wanted = _norm_subtree(dict(meta.tree) if hasattr(meta, "tree") else meta)
+    if wanted is None:
+        return {}
+    item = _tree_map(lambda m: np.zeros(m.shape, m.dtype), wanted)
+    args = _tree_map(lambda m: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
+    restore = ocp.args.PyTreeRestore(item=item, restore_args=args, partial_restore=True)
+    return ocp.PyTreeCheckpointer().restore(path, args=restore)
+
+
+def _tree_map(fn: Any, tree: Any) -> Any:
+    """``fn`` over the leaves of a tree of dicts (Orbax's metadata leaves are not pytrees)."""
+    if isinstance(tree, Mapping):
+        return {k: _tree_map(fn, v) for k, v in tree.items()}
+    return fn(tree)
+
+
 def read_layers(
     path: Path, spec: RMSNormSpec, pattern: Any, infer: Collection[str]
 ) -> dict[str, NeutralLayer]:
-    """The norms of an Orbax checkpoint of Flax params, as ``spec``."""
+    """The norms of an Orbax checkpoint of Flax params, as ``spec``: the folder checked
+    by :func:`check_folder`, then the norm arrays restored and nothing else."""
     from rmsnorm_flax.interop._bridge import layers_from_params  # imports jax: only when read
 
     if not is_orbax(path):
         raise RMSNormError(f"input {str(path)!r} is not an Orbax checkpoint folder")
-    checkpointer = _checkpointer()
+    check_folder(path)
     try:
-        tree = checkpointer.restore(path.resolve())
+        tree = _restore_norms(path.resolve())
+    except RMSNormUsageError:
+        raise
     except Exception as err:  # orbax raises many types for a damaged folder
         raise RMSNormError(
             f"input {str(path)!r} cannot be restored by Orbax: {str(err)[:200]}"

@@ -103,3 +103,26 @@ def test_python_m_benchmarks_is_rmsnorm_bench():
         timeout=120,
     )
     assert r.returncode == 0 and "core.reference.forward" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-5", "fast"])
+def test_peak_gbps_must_be_a_number_above_zero(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--gpu", "--smoke", "--peak-gbps", value])
+    assert exit_info.value.code == 2
+    assert "expected a number > 0" in capsys.readouterr().err
+
+
+def test_the_report_path_is_checked_before_any_benchmark_runs(tmp_path, capsys):
+    argv = ["bench", "-k", "core.*", "--repeat", "1", "--warmup", "0", "--json"]
+    assert main([*argv, str(tmp_path / "missing" / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "[1/1]" not in err  # refused before running
+    notes = tmp_path / "notes.json"
+    notes.write_text("my notes")
+    assert main([*argv, str(notes)]) == 2
+    assert "is not an earlier bench report" in capsys.readouterr().err
+    assert notes.read_text() == "my notes"
+    report = tmp_path / "b.json"
+    assert main([*argv, str(report)]) == 0
+    assert main([*argv, str(report)]) == 0  # an earlier report is replaced

@@ -136,3 +136,10 @@ def test_to_hf_refuses_a_layer_without_a_scale(tmp_path, capsys):
         main(["convert", str(tmp_path / "n.safetensors"), str(tmp_path / "hf"), "--to", "hf"]) == 1
     )
     assert "have no scale" in capsys.readouterr().err
+
+
+def test_convert_to_a_json_path_without_to_is_refused(tmp_path, capsys):
+    src, _ = _neutral(tmp_path)
+    assert main(["convert", str(src), str(tmp_path / "out.json")]) == 2
+    assert "names no format" in capsys.readouterr().err
+    assert not (tmp_path / "out.json").exists()

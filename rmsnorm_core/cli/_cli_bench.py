@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,36 @@ def collect() -> tuple[list[Benchmark], list[Any]]:
     return benches, sweeps
 
 
+def _peak(text: str) -> float:
+    """``--peak-gbps``: a finite number > 0 (nan, inf and 0 made every fraction meaningless)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted; expected a number > 0")
+    return value
+
+
+def check_report_path(path: str, flag: str) -> None:
+    """Before any benchmark runs: the report's folder exists, and a file already there
+    is an earlier report of this command (never a file it did not write)."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise RMSNormUsageError(f"{flag} {path!r}: folder {str(target.parent)!r} does not exist")
+    if target.exists():
+        doc = None
+        if target.is_file() and target.stat().st_size < 64 * 1024 * 1024:
+            try:
+                doc = json.loads(target.read_text())
+            except (ValueError, UnicodeDecodeError):
+                doc = None
+        if not (isinstance(doc, dict) and {"machine", "results"} <= set(doc)):
+            raise RMSNormUsageError(
+                f"{flag} {path!r} exists and is not an earlier bench report; choose another path"
+            )
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
@@ -80,7 +112,9 @@ def add_parser(sub: Any) -> None:
     gpu = p.add_argument_group("accelerator bandwidth: GB/s, fraction of peak, ratio to the peer")
     gpu.add_argument("--gpu", action="store_true", help="achieved bandwidth on the GPU instead")
     gpu.add_argument("--smoke", action="store_true", help="with --gpu: a tiny shape, end to end")
-    gpu.add_argument("--peak-gbps", type=float, help="with --gpu: the device's peak, GB/s")
+    gpu.add_argument(
+        "--peak-gbps", type=_peak, help="with --gpu: the device's peak, GB/s (a number > 0)"
+    )
     gpu.add_argument("--out", default="benchmarks/results", help="with --gpu: results folder")
     p.set_defaults(func=run)
 
@@ -118,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         raise RMSNormUsageError("--smoke and --peak-gbps go with --gpu")
     if args.plots and not Path(args.plots).is_dir():
         raise RMSNormUsageError(f"--plots {args.plots!r}: folder does not exist")
+    if not args.list:
+        check_report_path(args.json, "--json")
     benches, sweeps = collect()
     chosen = [b for b in benches if fnmatch.fnmatch(b.name, args.filter)]
     if args.list:

@@ -134,6 +134,11 @@ def _pick(path: Path, given: str | None, reading: bool) -> _backends.CheckpointF
         for fmt in _detecting(path):
             if fmt.detect is not None and fmt.detect(path):
                 return fmt
+    if given is None and not reading and path.suffix == ".json":
+        raise RMSNormUsageError(
+            f"DST {str(path)!r}: a .json output names no format (it would become a Hugging "
+            "Face folder called so); pass --to hf with a folder path, or a .safetensors file"
+        )
     if path.suffix == ".safetensors" and given in (None, "neutral", "torch"):
         # built in: no backend (and no framework import) needed to tell or read them
         if given == "torch" or (

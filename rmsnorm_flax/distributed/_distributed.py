@@ -36,6 +36,7 @@ def init() -> Any:
     from jax.sharding import Mesh
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    _gloo_on_loopback()
     jax.distributed.initialize(
         f"127.0.0.1:{os.environ['RMSNORM_PORT']}",
         num_processes=int(os.environ["RMSNORM_WORLD"]),
@@ -43,6 +44,21 @@ def init() -> Any:
         initialization_timeout=120,
     )
     return Mesh(np.array(jax.devices()), ("p",))
+
+
+def _gloo_on_loopback() -> None:
+    """Bind gloo's collectives to 127.0.0.1, as the launch binds everything else.
+
+    JAX creates them with no address, so gloo resolves the machine's hostname, which a
+    container started with ``--network none`` cannot (``device.cc:99 rv == 0. -3 vs 0``).
+    These ranks are ours (launched processes, never user code): the factory JAX calls
+    gets the loopback hostname. Where jaxlib's factory lacks the argument, nothing
+    changes."""
+    from jax._src import xla_bridge
+
+    make = xla_bridge._jax.make_gloo_tcp_collectives
+    if "hostname" in (getattr(make, "__doc__", None) or ""):  # jaxlib's factory takes it
+        xla_bridge._jax.make_gloo_tcp_collectives = functools.partial(make, hostname="127.0.0.1")
 
 
 def layout(p: Problem) -> tuple[str, int | None]:

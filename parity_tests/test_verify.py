@@ -250,3 +250,29 @@ def test_a_bit_row_fails_when_one_element_differs(registered, capsys):
     out = capsys.readouterr().out
     assert "FAIL oracle-exact" not in out
     assert "oracle = oracle-ulp" in out and "of elements identical to ours" in out
+
+
+def test_a_runner_whose_module_is_missing_is_skipped_saying_so(monkeypatch, capsys):
+    import importlib.util
+
+    from rmsnorm_core.cli import _cli_verify
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        _cli_verify.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else real(name, *a),
+    )
+    assert main(["verify", "--quick", "--preset", "llama", "--backend", "torch"]) == 0
+    out = capsys.readouterr().out
+    assert "ort-torchscript-17" in out and "needs onnxruntime (pip install '.[onnx]')" in out
+    assert "0 failed" in out
+
+
+def test_with_no_backend_installed_verify_says_which_to_install(monkeypatch, capsys):
+    from rmsnorm_core.registry import _backends
+
+    monkeypatch.setattr(_backends, "backends", lambda: {})
+    monkeypatch.setattr(_backends, "unavailable", lambda: {})
+    assert main(["verify", "--quick", "--preset", "llama"]) == 2
+    assert "no backend is installed" in capsys.readouterr().err

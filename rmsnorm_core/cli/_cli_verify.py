@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -149,6 +150,10 @@ def _specs(args: argparse.Namespace) -> dict[str, RMSNormSpec]:
         raise RMSNormUsageError(f"--preset: {err}") from None
 
 
+ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
+"""What the ``onnx`` extra installs."""
+
+
 def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
     """The runners by backend and the skipped backends; unknown names are a usage error."""
     from rmsnorm_core.verify._verify import select_runners
@@ -165,7 +170,17 @@ def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
                 f"accepted: {', '.join(sorted(known))}"
             )
         skipped = {k: v for k, v in skipped.items() if k in args.backend}
-    return select_runners(available, args.backend, args.distributed), skipped
+    chosen = select_runners(available, args.backend, args.distributed)
+    for backend, runners in list(chosen.items()):
+        for runner in list(runners):
+            missing = [m for m in runner.requires if importlib.util.find_spec(m) is None]
+            if missing:  # a partial install: skipped, saying what it needs
+                runners.remove(runner)
+                hint = " (pip install '.[onnx]')" if set(missing) <= set(ONNX_MODULES) else ""
+                skipped[runner.name] = f"needs {', '.join(missing)}{hint}"
+        if not runners:
+            del chosen[backend]
+    return chosen, skipped
 
 
 def run(args: argparse.Namespace) -> int:
@@ -192,8 +207,13 @@ def run(args: argparse.Namespace) -> int:
         what = (
             "the checkpoint holds no layers"
             if args.weights and not items
-            else ("no selected runner takes any of the problems")
+            else "no selected runner takes any of the problems"
         )
+        if not _backends.backends():
+            what = (
+                "no backend is installed; install one: pip install 'rmsnorm-bridge[torch]' "
+                "(PyTorch), '[flax]' (JAX/Flax) or '[all]'"
+            )
         raise RMSNormUsageError(f"nothing was checked: {what}")
     failed = [r for r in records if r.status == "fail"]
     print(_summary(records))

@@ -50,6 +50,9 @@ class Runner:
             (``torch.nn.RMSNorm``, a Hugging Face norm, ``flax.linen.RMSNorm``);
             besides its reference checks, its output is compared bit for bit with
             its backend's own (the first runner's), a ``bits`` row of the report.
+        requires: modules the runner imports beyond its backend's framework
+            (``onnxruntime``); where one is missing the runner is skipped, saying
+            which, never failed.
     """
 
     name: str
@@ -61,6 +64,7 @@ class Runner:
     batch: Callable[[list[Problem]], list[Outcome]] | None = None
     distributed: bool = False
     upstream: str | None = None
+    requires: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-")

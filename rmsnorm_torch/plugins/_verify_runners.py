@@ -107,6 +107,10 @@ def _onnx(exporter: str, opset: int) -> Callable[[RMSNorm, torch.Tensor], Callab
     return build
 
 
+DYNAMO_ONNX = ("onnx", "onnxruntime", "onnxscript")
+"""What the dynamo ONNX exporter's runners import besides torch."""
+
+
 def runners() -> List[Runner]:
     """The torch runners, in the order the summary lists them."""
     export = {"quick": False, "residual": False, "empty": False}
@@ -121,9 +125,22 @@ def runners() -> List[Runner]:
             only_tag="export",
             residual=False,
             empty=False,
+            requires=("onnx", "onnxruntime"),
         ),
-        Runner("ort-dynamo-18", _forward_only(_onnx("dynamo", 18)), only_tag="compile", **export),
-        Runner("ort-dynamo-23", _forward_only(_onnx("dynamo", 23)), only_tag="compile", **export),
+        Runner(
+            "ort-dynamo-18",
+            _forward_only(_onnx("dynamo", 18)),
+            only_tag="compile",
+            requires=DYNAMO_ONNX,
+            **export,
+        ),  # fmt: skip
+        Runner(
+            "ort-dynamo-23",
+            _forward_only(_onnx("dynamo", 23)),
+            only_tag="compile",
+            requires=DYNAMO_ONNX,
+            **export,
+        ),  # fmt: skip
         Runner.distributed_batch("torch-dtensor-2procs", _distributed_batch),
         *upstream_runners(),
     ]

@@ -201,3 +201,30 @@ def test_a_clamped_statistic_is_refused_not_read_as_eps_inside(framework):
         fn = _clamped_jax
     with pytest.raises(RMSNormError, match="no spec reproduces"):
         infer(fn, normalized_shape=64)
+
+
+FUNCTIONS = """
+import torch
+import jax.numpy as jnp
+from jax import lax
+
+
+def torch_norm(x):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
+
+
+def jax_norm(x):
+    h = x.astype(jnp.float32)
+    return (h * lax.rsqrt(jnp.mean(h * h, -1, keepdims=True) + 1e-5)).astype(x.dtype)
+"""
+
+
+@pytest.mark.parametrize("name", ["torch_norm", "jax_norm"])
+def test_rmsnorm_infer_measures_a_function(name, tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_functions.py").write_text(FUNCTIONS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["infer", f"my_functions:{name}", "--shape", "8"]) == 0
+    spec = RMSNormSpec.from_json(capsys.readouterr().out)
+    assert spec.eps == 1e-5 and not spec.use_scale
+    assert main(["infer", f"my_functions:{name}"]) == 1  # no --shape: said so
+    assert "a function needs --shape" in capsys.readouterr().err

@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         if spec is not None:
             print(spec.to_json(indent=2))
             return 0
+    hint = " (a function needs --shape)" if callable(subject) and shape is None else ""
     raise RMSNormError(
-        f"no installed backend recognizes a {type(subject).__name__} "
+        f"no installed backend recognizes a {type(subject).__name__}{hint} "
         f"(backends: {', '.join(_backends.backends()) or 'none'})"
     )

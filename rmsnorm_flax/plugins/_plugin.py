@@ -51,6 +51,12 @@ def _infer(obj: Any, shape: Any) -> Any:
             )
         variables = obj.init(jax.random.key(0), jnp.ones((2, *shape)))
         return infer_spec(obj, variables)
+    if callable(obj) and not isinstance(obj, type) and shape is not None:
+        try:  # a function of JAX arrays if a JAX array comes back
+            out = obj(jnp.ones((2, *shape)))
+        except Exception:
+            return None
+        return infer_spec(obj, normalized_shape=shape) if isinstance(out, jax.Array) else None
     return None
 
 

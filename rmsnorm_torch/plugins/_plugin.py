@@ -25,10 +25,16 @@ def _infer(obj: Any, shape: Any) -> Any:
     """``rmsnorm infer``: torch modules and functions of tensors are ours to measure."""
     import torch
 
-    if isinstance(obj, torch.nn.Module):
-        from rmsnorm_torch.interop._infer import infer_spec
+    from rmsnorm_torch.interop._infer import infer_spec
 
+    if isinstance(obj, torch.nn.Module):
         return infer_spec(obj, shape)
+    if callable(obj) and not isinstance(obj, type) and shape is not None:
+        try:  # a function of tensors if a tensor comes back (a JAX function is flax's)
+            out = obj(torch.ones((2, *shape)))
+        except Exception:
+            return None
+        return infer_spec(obj, shape) if isinstance(out, torch.Tensor) else None
     return None
 
 

@@ -121,3 +121,34 @@ def test_a_failing_rank_fails_the_launch_with_its_output(tmp_path):
         RMSNormError, match=r"rank 1 exited with code 3: rank 1 cannot bind port \d+"
     ):
         launch(str(script), timeout=30)
+
+
+NOT_UTF8 = """
+import os, sys
+sys.stdout.buffer.write(b"before \\xff\\xfe bytes that are not UTF-8\\n")
+sys.stdout.flush()
+if os.environ["RMSNORM_RANK"] == "1":
+    sys.exit(4)
+"""
+
+
+def test_a_rank_printing_bytes_that_are_not_utf8_fails_with_its_output(tmp_path):
+    script = tmp_path / "bytes.py"
+    script.write_text(NOT_UTF8)
+    with pytest.raises(RMSNormError, match=r"rank 1 exited with code 4: before \ufffd\ufffd bytes"):
+        launch(str(script), timeout=30)
+
+
+def test_launch_problems_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    from rmsnorm_core import RMSNormSpec
+    from rmsnorm_core.testing import launch_problems, make_problem
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    problem = make_problem(RMSNormSpec.preset("llama"), "float32", (4, 16))
+    outcomes = launch_problems(
+        "rmsnorm_torch.distributed._distributed", [problem], world=2, timeout=300
+    )
+    assert len(outcomes) == 1
+    assert not list(tmp_path.glob("rmsnorm-problems-*")), list(tmp_path.iterdir())

@@ -24,6 +24,9 @@ from pathlib import Path
 
 from rmsnorm_core.spec._errors import RMSNormError
 
+OUTPUT_KEPT = 1024 * 1024
+"""Bytes of each rank's output the launch keeps in memory (its last ones)."""
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -97,7 +100,8 @@ def _launch_once(
             RMSNORM_RANK=str(rank), RMSNORM_WORLD=str(world), RMSNORM_PORT=str(port),
             RMSNORM_OUT=str(out), PYTHONUNBUFFERED="1",
         )  # fmt: skip
-        log = open(out / "output.txt", "w+")  # noqa: SIM115 (closed below)
+        # any bytes a rank prints are kept (decoded with replacement, not an error)
+        log = open(out / "output.txt", "w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         logs.append(log)
         procs.append(
             subprocess.Popen(
@@ -129,9 +133,11 @@ def _launch_once(
                 p.kill()
             p.wait()
         outputs = []
-        for log in logs:
-            log.seek(0)
-            outputs.append(log.read())
+        for log in logs:  # the last OUTPUT_KEPT bytes of each: a rank printing GBs costs none
+            raw = log.buffer  # bytes: the ranks wrote to the file, never this wrapper
+            size = raw.seek(0, os.SEEK_END)
+            raw.seek(max(0, size - OUTPUT_KEPT))
+            outputs.append(raw.read().decode("utf-8", errors="replace"))
             log.close()
     if failed is not None:
         rank = next((i for i, p in enumerate(procs) if p.returncode not in (0, -9)), 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -108,10 +109,13 @@ def launch_problems(
         timeout: seconds the whole group may take (see ``backends.launch``).
     """
     folder = Path(tempfile.mkdtemp(prefix="rmsnorm-problems-"))
-    save_problems(folder, problems)
-    ranks = folder / "ranks"
-    done = launch(module, [str(folder)], world=world, timeout=timeout, env=env, folder=ranks)
-    return load_outcomes(done.rank_folder(0), len(problems))
+    try:  # the problems, the ranks' folders and their output: removed whatever happens
+        save_problems(folder, problems)
+        ranks = folder / "ranks"
+        done = launch(module, [str(folder)], world=world, timeout=timeout, env=env, folder=ranks)
+        return load_outcomes(done.rank_folder(0), len(problems))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def serve_problems(folder: str | Path, run: Callable[[Problem], Outcome]) -> None:

@@ -4,7 +4,12 @@ Imports NumPy, ml_dtypes and safetensors only; never torch, never jax.
 """
 
 from rmsnorm_core.infer._infer import Implementation, infer_spec
-from rmsnorm_core.infer._report import PROBE_LIMIT, ReplaceReport, check_probe_size
+from rmsnorm_core.infer._report import (
+    PROBE_LIMIT,
+    ReplaceReport,
+    check_probe_size,
+    replace_each,
+)
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import FORMAT_VERSION, load, save
 from rmsnorm_core.io._layouts import (
@@ -71,6 +76,7 @@ __all__ = [
     "infer_spec",
     "PROBE_LIMIT",
     "ReplaceReport",
+    "replace_each",
     "check_probe_size",
     "INFERRED",
     "Recipe",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from rmsnorm_core.spec._errors import RMSNormError
 from rmsnorm_core.spec._spec import RMSNormSpec
 
@@ -36,3 +39,25 @@ class ReplaceReport(dict[str, RMSNormSpec]):
     def __init__(self) -> None:
         super().__init__()
         self.skipped: dict[str, str] = {}
+
+
+def replace_each(
+    candidates: Iterable[tuple[str, Any, Callable[[Any], None]]],
+    replacement: Callable[[Any], tuple[Any, RMSNormSpec] | str],
+) -> ReplaceReport:
+    """The loop both ``replace_norms`` share: for each ``(path, module, put)`` candidate,
+    ``replacement(module)`` once per module object (a module shared at several paths
+    gets one replacement, put at each), then ``put(new)`` and the spec recorded, or the
+    reason it returned recorded in ``skipped``."""
+    report = ReplaceReport()
+    made: dict[int, tuple[Any, RMSNormSpec] | str] = {}
+    for path, module, put in candidates:
+        if id(module) not in made:
+            made[id(module)] = replacement(module)
+        outcome = made[id(module)]
+        if isinstance(outcome, str):
+            report.skipped[path] = outcome
+            continue
+        put(outcome[0])
+        report[path] = outcome[1]
+    return report

@@ -11,7 +11,7 @@ from typing import Any
 import flax.linen as fnn
 from flax import nnx as fnnx
 
-from rmsnorm_core import ReplaceReport, RMSNormError, RMSNormSpec, check_probe_size
+from rmsnorm_core import ReplaceReport, RMSNormError, RMSNormSpec, check_probe_size, replace_each
 from rmsnorm_flax.functional._fields import flax_norm_spec, resolve
 from rmsnorm_flax.functional._functional import rms_norm
 from rmsnorm_flax.interop._infer import infer_spec
@@ -74,24 +74,18 @@ def replace_norms(model: fnnx.Module, ours: type) -> ReplaceReport:
     so that this module does not import the public module that imports it. The
     contract is ``nnx.replace_norms``'.
     """
-    report = ReplaceReport()
-    made: dict[int, tuple[Any, RMSNormSpec] | str] = {}
-    for path, parent, key, node in _edges(model):
-        if not _is_candidate(node, ours):
-            continue
-        if id(node) not in made:
-            made[id(node)] = _replacement(node, ours)
-        outcome = made[id(node)]
-        if isinstance(outcome, str):
-            report.skipped[path] = outcome
-            continue
-        new, spec = outcome
+
+    def put_at(parent: fnnx.Module, key: str) -> Any:
         if isinstance(parent, fnnx.List):
-            parent[int(key)] = new
-        else:
-            setattr(parent, key, new)
-        report[path] = spec
-    return report
+            return lambda new: parent.__setitem__(int(key), new)
+        return lambda new: setattr(parent, key, new)
+
+    candidates = [
+        (path, node, put_at(parent, key))
+        for path, parent, key, node in _edges(model)
+        if _is_candidate(node, ours)
+    ]
+    return replace_each(candidates, lambda node: _replacement(node, ours))
 
 
 @contextlib.contextmanager

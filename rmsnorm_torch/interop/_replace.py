@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple, Union
+from collections.abc import Callable
+from typing import List, Optional, Tuple, Union
 
 from torch import nn
 
-from rmsnorm_core import ReplaceReport, RMSNormError, RMSNormSpec
+from rmsnorm_core import ReplaceReport, RMSNormError, RMSNormSpec, replace_each
 from rmsnorm_torch.interop._bridge import torch_norm_spec
 from rmsnorm_torch.interop._infer import _HOOKS, _params, check_probe_sizes, infer_spec
 from rmsnorm_torch.nn._modules import RMSNorm
@@ -121,17 +122,11 @@ def replace_norms(model: nn.Module, *, infer: bool = True) -> ReplaceReport:
         A :class:`ReplaceReport`: ``{module path: spec}`` of what was replaced,
         and ``.skipped``, ``{module path: reason}`` of what was not.
     """
-    report = ReplaceReport()
-    made: Dict[int, Union[Tuple[RMSNorm, RMSNormSpec], str]] = {}
-    for name, sub in _candidates(model, infer):
-        if id(sub) not in made:
-            made[id(sub)] = _replacement(sub, infer)
-        outcome = made[id(sub)]
-        if isinstance(outcome, str):
-            report.skipped[name] = outcome
-            continue
-        new, spec = outcome
+
+    def put_at(name: str) -> Callable[[nn.Module], None]:
         parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-        report[name] = spec
-    return report
+        parent = model.get_submodule(parent_name) if parent_name else model
+        return lambda new: setattr(parent, child, new)
+
+    candidates = [(name, sub, put_at(name)) for name, sub in _candidates(model, infer)]
+    return replace_each(candidates, lambda sub: _replacement(sub, infer))

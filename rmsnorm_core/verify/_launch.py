@@ -6,18 +6,33 @@ that was free when chosen) and ``RMSNORM_OUT`` (a folder for its results) in
 its environment. A process that fails, or a peer that hangs past
 ``timeout``, ends the whole group: every process is killed and the error
 names which rank failed and the tail of its output, so nothing waits
-forever and CI never hangs. A port taken between choosing and binding fails
-that launch with the peer's message; callers may retry.
+forever and CI never hangs.
+
+Each rank runs in its own process group (its own session), so "killed"
+includes whatever the rank started itself; a launch ends with every rank's
+group killed, whether it passed, failed, timed out or was interrupted.
+SIGTERM to the launching process (what ``timeout`` and CI send) and SIGINT
+(Ctrl-C, which no longer reaches ranks outside the terminal's group) kill
+the ranks' groups first, then take their usual course (the handler that was
+in place before runs, or the default: the process ends by that signal).
+Signal handlers can only be set from the main thread; a launch from another
+thread still kills the groups on timeout and failure.
+
+A port taken between choosing and binding fails that launch with the peer's
+message; callers may retry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -75,11 +90,52 @@ def launch(
     root = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="rmsnorm-launch-"))
     for attempt in range(3):
         try:
-            return _launch_once(module, args, world, timeout, env, root)
+            with _signals_kill_ranks():
+                return _launch_once(module, args, world, timeout, env, root)
         except RMSNormError as err:
             if attempt == 2 or not any(text in str(err) for text in _PORT_TAKEN):
                 raise
     raise AssertionError("unreachable")
+
+
+class _Signalled(BaseException):
+    """Raised in the launching process by SIGTERM/SIGINT so the ranks' groups are killed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_kill_ranks():
+    """While a launch runs, SIGTERM and SIGINT unwind it (its ``finally`` kills the ranks'
+    groups); afterwards the previous handlers are back and the signal is delivered again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = (signal.SIGTERM, signal.SIGINT)
+
+    def unwind(signum: int, frame: object) -> None:
+        raise _Signalled(signum)
+
+    before = {sig: signal.signal(sig, unwind) for sig in caught}
+    try:
+        yield
+    except _Signalled as sig:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        signal.raise_signal(sig.signum)  # its usual course, now the ranks are gone
+        name = signal.Signals(sig.signum).name  # the handler before returned (or ignores it)
+        raise RMSNormError(f"launch interrupted by {name}; its ranks were killed") from None
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill ``proc``'s process group: the rank and anything it started that is still there."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _launch_once(
@@ -109,6 +165,7 @@ def _launch_once(
                 env=child_env,
                 stdout=log,
                 stderr=log,
+                start_new_session=True,  # its own group: killed with everything it starts
             )
         )
     deadline = time.monotonic() + timeout
@@ -128,9 +185,8 @@ def _launch_once(
         if failed is None and bad:
             failed = f"rank {bad[0]} exited with code {procs[bad[0]].returncode}"
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+        for p in procs:  # the group even after a clean exit: nothing a rank started outlives it
+            _kill_group(p)
             p.wait()
         outputs = []
         for log in logs:  # the last OUTPUT_KEPT bytes of each: a rank printing GBs costs none

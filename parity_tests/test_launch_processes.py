@@ -1,0 +1,119 @@
+"""The launcher leaves no process behind (issue 22 item 11).
+
+A rank's own children die with it on a timeout; SIGTERM or SIGINT to the
+launching process kills every rank and what it started before that process
+ends. Each rank writes its pid and its child's pid; the test then checks
+that none of them is still alive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from rmsnorm_core import RMSNormError
+from rmsnorm_core.backends import launch
+
+# a rank that starts a long-lived child of its own, records both pids, then hangs
+HANGS = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+out = os.environ["RMSNORM_OUT"]
+with open(os.path.join(out, "pids.tmp"), "w") as f:
+    f.write(f"{os.getpid()} {child.pid}")
+os.replace(os.path.join(out, "pids.tmp"), os.path.join(out, "pids"))
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead: only its parent's wait is missing
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+
+
+def _pids(folder: Path, world: int, wait: float = 60.0) -> list[int]:
+    files = [folder / f"rank{r}" / "pids" for r in range(world)]
+    deadline = time.monotonic() + wait
+    while not all(f.exists() for f in files):
+        assert time.monotonic() < deadline, "ranks never started"
+        time.sleep(0.05)
+    return [int(pid) for f in files for pid in f.read_text().split()]
+
+
+def _all_dead(pids: list[int], wait: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + wait
+    while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def test_a_timeout_kills_what_each_rank_started(tmp_path):
+    script = tmp_path / "hangs.py"
+    script.write_text(HANGS)
+    with pytest.raises(RMSNormError, match="still running after 8 s"):
+        launch(str(script), timeout=8, folder=tmp_path / "run")
+    pids = _pids(tmp_path / "run", 2, wait=0)
+    assert len(pids) == 4
+    assert not _all_dead(pids), "a rank or its child outlived the timeout"
+
+
+PARENT = """
+import sys
+from pathlib import Path
+from rmsnorm_core.backends import launch
+launch({script!r}, timeout=300, folder=Path({folder!r}))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_launching_process_kills_every_rank_and_its_children(tmp_path, signum):
+    script = tmp_path / "hangs.py"
+    script.write_text(HANGS)
+    folder = tmp_path / "run"
+    code = textwrap.dedent(PARENT.format(script=str(script), folder=str(folder)))
+    log = tmp_path / "parent.log"
+    with log.open("w") as err:
+        parent = subprocess.Popen([sys.executable, "-c", code], stderr=err)
+    try:
+        pids = _pids(folder, 2)
+        parent.send_signal(signum)
+        parent.wait(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    # the parent ends as that signal would end it (an uncaught KeyboardInterrupt too ends
+    # Python by SIGINT)
+    assert parent.returncode == -signum, log.read_text()
+    assert not _all_dead(pids), "a rank or its child outlived the launching process"
+
+
+def test_a_signal_handler_in_place_before_still_runs(tmp_path):
+    script = tmp_path / "hangs.py"
+    script.write_text(HANGS)
+    folder = tmp_path / "run"
+    code = textwrap.dedent(PARENT.format(script=str(script), folder=str(folder)))
+    code = "import signal, sys\nsignal.signal(signal.SIGTERM, lambda s, f: sys.exit(7))\n" + code
+    log = tmp_path / "parent.log"
+    with log.open("w") as err:
+        parent = subprocess.Popen([sys.executable, "-c", code], stderr=err)
+    try:
+        pids = _pids(folder, 2)
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 7, log.read_text()
+    assert not _all_dead(pids)

@@ -114,6 +114,15 @@ def test_a_layernorm_is_named_and_refused():
         infer_spec(torch.nn.LayerNorm(32))
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_a_short_rmsnorm_is_not_taken_for_a_layernorm(n):
+    # one element: y = sign(x) * w, unchanged by a shift that keeps the sign (issue 22 item 14)
+    spec = infer_spec(torch.nn.RMSNorm(n, eps=1e-5))
+    assert spec == RMSNormSpec.preset("torch", eps=1e-5)
+    with pytest.raises(RMSNormError, match=r"this is a LayerNorm"):
+        infer_spec(torch.nn.LayerNorm(n + 1))
+
+
 def test_eps_outside_is_measured_as_what_it_is():
     def paper(x):  # the authors' code: eps added to the rms, computed in float32
         h = x.float()
@@ -148,6 +157,8 @@ def test_cli_prints_the_spec_as_json(capsys):
         == 0
     )
     assert RMSNormSpec.from_json(capsys.readouterr().out) == RMSNormSpec.preset("torch", eps=1e-5)
+    assert main(["infer", "torch.nn:RMSNorm", "--init", "normalized_shape=1"]) == 0
+    assert RMSNormSpec.from_json(capsys.readouterr().out) == RMSNormSpec.preset("torch")
     assert main(["infer", "torch.nn:LayerNorm", "--init", "normalized_shape=16"]) == 1
     assert "this is a LayerNorm" in capsys.readouterr().err
     assert main(["infer", "torch.nn.RMSNorm"]) == 2

@@ -104,12 +104,18 @@ def find_layout(apply: Apply, block: tuple[int, ...]) -> Layout:
 
 
 def mean_centred(apply: Apply, layout: Layout) -> bool:
-    """A LayerNorm's output does not move when a constant is added to a row."""
+    """A LayerNorm's output does not move when a constant is added to a row, of either sign.
+
+    Both signs: an RMSNorm of one element is about ``sign(x) * g``, so one shift that keeps
+    every sign (a row of standard normals plus 5) leaves it unchanged too; ``- 5`` flips it.
+    """
     rng = np.random.default_rng(1)
     row = rng.standard_normal((1, layout.n)).astype(np.float32)
     y0 = layout.rows(apply(rows_of(layout, row, "float32")))
-    y1 = layout.rows(apply(rows_of(layout, row + 5.0, "float32")))
-    return bool(np.allclose(y0, y1, rtol=1e-4, atol=1e-5))
+    return all(
+        np.allclose(y0, layout.rows(apply(rows_of(layout, row + c, "float32"))), 1e-4, 1e-5)
+        for c in (5.0, -5.0)
+    )
 
 
 def measure_eps(apply: Apply, layout: Layout) -> tuple[float, str]:

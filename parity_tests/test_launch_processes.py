@@ -117,3 +117,43 @@ def test_a_signal_handler_in_place_before_still_runs(tmp_path):
             parent.kill()
     assert parent.returncode == 7, log.read_text()
     assert not _all_dead(pids)
+
+
+LOUD = """
+import os, sys
+block = b"x" * 1023 + b"\\n"
+for _ in range(20 * 1024):  # 20 MiB of output
+    sys.stdout.buffer.write(block)
+sys.stdout.buffer.write(b"the end\\n")
+sys.stdout.flush()
+sys.exit(int(os.environ["RMSNORM_RANK"]) * 3)
+"""
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def test_rank_output_is_capped_in_memory_and_never_written_to_disk(tmp_path):
+    from rmsnorm_core.verify._launch import OUTPUT_KEPT
+
+    script = tmp_path / "loud.py"
+    script.write_text(LOUD)
+    with pytest.raises(RMSNormError, match="rank 1 exited with code 3: the end"):
+        launch(str(script), timeout=60, folder=tmp_path / "run")
+    assert _size(tmp_path / "run") == 0
+    done = launch(str(script), world=1, timeout=60, folder=tmp_path / "one")
+    assert len(done.outputs[0]) == OUTPUT_KEPT and done.outputs[0].endswith("the end\n")
+    assert _size(tmp_path / "one") == 0
+
+
+def test_a_failed_launch_removes_the_temporary_folder_it_made(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    script = tmp_path / "loud.py"
+    script.write_text(LOUD)
+    with pytest.raises(RMSNormError, match="rank 1 exited"):
+        launch(str(script), timeout=60)
+    assert not list((tmp_path / "tmp").iterdir())

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,19 +84,51 @@ def launch(
     processes; return when all exit 0. A launch whose port was taken meanwhile
     is retried (twice) on a new port.
 
+    Without ``folder``, a fresh temporary folder is made: the caller's to remove once
+    returned, removed here when the launch fails. Each rank's output (stdout and stderr
+    together) is kept in memory, its last ``OUTPUT_KEPT`` bytes; nothing is written to disk.
+
     Raises:
         RMSNormError: a process exited non-zero, or the group ran past ``timeout``
             seconds (naming the rank and the tail of its output).
     """
     root = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="rmsnorm-launch-"))
-    for attempt in range(3):
-        try:
-            with _signals_kill_ranks():
-                return _launch_once(module, args, world, timeout, env, root)
-        except RMSNormError as err:
-            if attempt == 2 or not any(text in str(err) for text in _PORT_TAKEN):
-                raise
-    raise AssertionError("unreachable")
+    try:
+        for attempt in range(3):
+            try:
+                with _signals_kill_ranks():
+                    return _launch_once(module, args, world, timeout, env, root)
+            except RMSNormError as err:
+                if attempt == 2 or not any(text in str(err) for text in _PORT_TAKEN):
+                    raise
+        raise AssertionError("unreachable")
+    except BaseException:  # a folder it made is the caller's only once it is returned
+        if folder is None:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+class _Tail:
+    """The last ``OUTPUT_KEPT`` bytes a rank writes to its pipe, read as they come by a
+    thread: a rank printing gigabytes costs that much memory here and nothing on disk."""
+
+    def __init__(self, pipe) -> None:
+        self._pipe, self._kept = pipe, bytearray()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while chunk := self._pipe.read1(1 << 16):
+            self._kept += chunk
+            if len(self._kept) > 2 * OUTPUT_KEPT:  # trimmed now and then, not per chunk
+                del self._kept[:-OUTPUT_KEPT]
+
+    def text(self) -> str:
+        """What was kept, decoded with replacement (any bytes a rank prints are not an error).
+        Waits for the pipe to close: the caller has killed the rank's group."""
+        self._thread.join(timeout=10)  # a process that left the group may hold the pipe open
+        self._pipe.close()
+        return bytes(self._kept[-OUTPUT_KEPT:]).decode("utf-8", errors="replace")
 
 
 class _Signalled(BaseException):
@@ -156,18 +189,15 @@ def _launch_once(
             RMSNORM_RANK=str(rank), RMSNORM_WORLD=str(world), RMSNORM_PORT=str(port),
             RMSNORM_OUT=str(out), PYTHONUNBUFFERED="1",
         )  # fmt: skip
-        # any bytes a rank prints are kept (decoded with replacement, not an error)
-        log = open(out / "output.txt", "w+", encoding="utf-8", errors="replace")  # noqa: SIM115
-        logs.append(log)
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, *([module] if module.endswith(".py") else ["-m", module]), *args],
-                env=child_env,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,  # its own group: killed with everything it starts
-            )
+        proc = subprocess.Popen(
+            [sys.executable, *([module] if module.endswith(".py") else ["-m", module]), *args],
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: killed with everything it starts
         )
+        procs.append(proc)
+        logs.append(_Tail(proc.stdout))
     deadline = time.monotonic() + timeout
     failed: str | None = None
     try:
@@ -188,13 +218,7 @@ def _launch_once(
         for p in procs:  # the group even after a clean exit: nothing a rank started outlives it
             _kill_group(p)
             p.wait()
-        outputs = []
-        for log in logs:  # the last OUTPUT_KEPT bytes of each: a rank printing GBs costs none
-            raw = log.buffer  # bytes: the ranks wrote to the file, never this wrapper
-            size = raw.seek(0, os.SEEK_END)
-            raw.seek(max(0, size - OUTPUT_KEPT))
-            outputs.append(raw.read().decode("utf-8", errors="replace"))
-            log.close()
+        outputs = [log.text() for log in logs]
     if failed is not None:
         rank = next((i for i, p in enumerate(procs) if p.returncode not in (0, -9)), 0)
         lines = outputs[rank].strip().splitlines() or ["(no output)"]

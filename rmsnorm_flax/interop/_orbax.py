@@ -5,13 +5,24 @@ target: the tree comes back as NumPy arrays, no model needed; the norms are
 its subtrees of just ``scale`` (and ``bias``). Written as ``{"params": tree}``
 of the layers (orbax writes a temporary folder and renames it when complete;
 an existing folder is replaced only once the new one is whole).
+
+Orbax stores no checksum of array data: a damaged data file can restore as
+other numbers, silently. A checkpoint written here therefore carries, in
+Orbax's custom metadata, the SHA-256 of each array's bytes
+(``{"rmsnorm_bridge": {"sha256": {"params/layers_0/norm/scale": ...}}}``);
+reading checks every restored array that has one and refuses a mismatch. A
+checkpoint written elsewhere has none, and is read as Orbax gives it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import stat
+import sys
 import tempfile
+import time
+import traceback
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -88,14 +99,44 @@ def _restore_norms(path: Path) -> Any:
     import numpy as np
     import orbax.checkpoint as ocp
 
-    meta = _checkpointer().metadata(path).item_metadata
+    step = _checkpointer().metadata(path)
+    meta = step.item_metadata
+    if meta is None:  # Orbax logs why and returns none: a damaged tree store, usually
+        raise RMSNormError(
+            f"input {str(path)!r}: Orbax cannot read the checkpoint's tree metadata "
+            "(a damaged or partly written checkpoint)"
+        )
     wanted = _norm_subtree(dict(meta.tree) if hasattr(meta, "tree") else meta)
     if wanted is None:
         return {}
     item = _tree_map(lambda m: np.zeros(m.shape, m.dtype), wanted)
     args = _tree_map(lambda m: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
     restore = ocp.args.PyTreeRestore(item=item, restore_args=args, partial_restore=True)
-    return ocp.PyTreeCheckpointer().restore(path, args=restore)
+    tree = ocp.PyTreeCheckpointer().restore(path, args=restore)
+    written = (step.custom_metadata or {}).get(_OURS, {}).get("sha256", {})
+    for name, array in _leaves(tree):
+        if name in written and _digest(array) != written[name]:
+            raise RMSNormError(
+                f"input {str(path)!r}: array {name!r} does not match the SHA-256 written with "
+                "it; the checkpoint's data is damaged"
+            )
+    return tree
+
+
+_OURS = "rmsnorm_bridge"
+
+
+def _digest(array: Any) -> str:
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``("params/layers_0/norm/scale", array)`` for each leaf of a tree of dicts."""
+    if isinstance(tree, Mapping):
+        return [leaf for k, v in tree.items() for leaf in _leaves(v, f"{prefix}{k}/")]
+    return [(prefix[:-1], tree)]
 
 
 def _tree_map(fn: Any, tree: Any) -> Any:
@@ -115,15 +156,47 @@ def read_layers(
     if not is_orbax(path):
         raise RMSNormError(f"input {str(path)!r} is not an Orbax checkpoint folder")
     check_folder(path)
+    _drop_closed_loop_callbacks()
     try:
         tree = _restore_norms(path.resolve())
     except RMSNormUsageError:
         raise
     except Exception as err:  # orbax raises many types for a damaged folder
+        time.sleep(0.1)  # the in-flight reads land while the hook is there (see below)
+        if isinstance(err, RMSNormError):  # ours already names the input
+            raise
         raise RMSNormError(
             f"input {str(path)!r} cannot be restored by Orbax: {str(err)[:200]}"
         ) from None
     return layers_from_params(tree, spec, infer=infer)
+
+
+def _drop_closed_loop_callbacks() -> None:
+    """When a read fails, the reads Orbax still had in flight finish on a thread of
+    TensorStore's and hand their results to Orbax's event loop, closed by then: each raises
+    ``RuntimeError: Event loop is closed``, which Python prints as an "Exception ignored"
+    traceback around our one-line error (up to a millisecond after the failure, measured).
+    Those callbacks are dropped by a hook installed once, before the first read; every
+    other unraisable exception goes on to the hook that was there before."""
+    global _hook_installed
+    if not _hook_installed:
+        before = sys.unraisablehook
+
+        def hook(unraisable: Any) -> None:
+            exc, tb = unraisable.exc_value, unraisable.exc_traceback
+            frames = traceback.extract_tb(tb) if tb is not None else []
+            if not (
+                isinstance(exc, RuntimeError)
+                and str(exc) == "Event loop is closed"
+                and any(f.name == "call_soon_threadsafe" for f in frames)
+            ):
+                before(unraisable)
+
+        sys.unraisablehook = hook
+        _hook_installed = True
+
+
+_hook_installed = False
 
 
 def save_orbax(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
@@ -142,7 +215,9 @@ def save_orbax(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         checkpointer = _checkpointer()
-        checkpointer.save(staging / "ck", {"params": param_tree_from_layers(layers)})
+        tree = {"params": param_tree_from_layers(layers)}
+        digests = {name: _digest(array) for name, array in _leaves(tree)}
+        checkpointer.save(staging / "ck", tree, custom_metadata={_OURS: {"sha256": digests}})
         checkpointer.wait_until_finished()
         if target.exists():
             old = staging / "old"

@@ -189,6 +189,16 @@ BAD_FILES = [
         lambda t: _edit_layers(t, lambda m: m["enc.norm"]["spec"].update(use_bias=False)),
         r"layer 'enc.norm': a bias tensor is present but the spec has use_bias=False",
     ),
+    (  # one payload byte flipped: safetensors has no checksum, our digests catch it
+        "payload-damaged",
+        lambda t: _raw(t)[:-3] + bytes([_raw(t)[-3] ^ 0x40]) + _raw(t)[-2:],
+        r"tensor '.*' does not match the SHA-256 written with it; the file is damaged",
+    ),
+    (
+        "digests-not-json",
+        lambda t: _edit_meta(t, lambda h: h["__metadata__"].update(sha256="[oops")),
+        r"the 'sha256' metadata is not JSON",
+    ),
 ]
 
 
@@ -199,6 +209,13 @@ def test_bad_files_are_refused_with_a_clear_error(tmp_path, case_id, make, match
     with pytest.raises(RMSNormError, match=match) as err:
         load(path)
     assert "bad.safetensors" in str(err.value)
+
+
+def test_a_file_written_before_digests_loads_unchecked(tmp_path):
+    path = tmp_path / "old.safetensors"
+    path.write_bytes(_edit_meta(tmp_path, lambda h: h["__metadata__"].pop("sha256")))
+    back = load(path)
+    assert all(back[n].equals(layer) for n, layer in _layers().items())
 
 
 def test_missing_file_and_folder(tmp_path):

@@ -6,6 +6,7 @@ in :func:`load`'s: those are the reference's entries.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -35,7 +36,10 @@ def save(path: str | os.PathLike[str], layers: Mapping[str, NeutralLayer]) -> Pa
     each spec says) and the metadata ``format = "rmsnorm-bridge"``,
     ``format_version`` (:data:`FORMAT_VERSION`) and ``layers``, the JSON
     ``{layer: {"spec": RMSNormSpec.to_dict(), "param_shape": [...],
-    "source": "<format>:<path>"}}`` (``source`` only when known). It is
+    "source": "<format>:<path>"}}`` (``source`` only when known), and ``sha256``,
+    the JSON ``{tensor: hex digest of its bytes}``: safetensors keeps no checksum,
+    so :func:`load` checks these and a damaged payload is an error, never other
+    numbers (a file without them, as written before, is read unchecked). It is
     written to a temporary file in the same folder and then moved over
     ``path``, so an existing file is replaced whole or not at all.
 
@@ -66,6 +70,7 @@ def save(path: str | os.PathLike[str], layers: Mapping[str, NeutralLayer]) -> Pa
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "layers": json.dumps(meta, sort_keys=True),
+        "sha256": json.dumps({k: _digest(v) for k, v in tensors.items()}, sort_keys=True),
     }
     return write_atomic(path, serialize(tensors, metadata))
 
@@ -107,6 +112,7 @@ def _read(path: Path) -> dict[str, NeutralLayer]:
         ) from None
     if not isinstance(layers_meta, dict):
         raise RMSNormError(f"checkpoint {file!r}: the 'layers' metadata must be a JSON object")
+    _check_digests(file, meta.get("sha256"), tensors)
     layers = {name: _layer(file, name, entry, tensors) for name, entry in layers_meta.items()}
     if tensors:
         raise RMSNormError(f"checkpoint {file!r} holds tensors no layer claims: {sorted(tensors)}")
@@ -155,3 +161,28 @@ def _layer(file: str, name: str, entry: Any, tensors: dict[str, Any]) -> Neutral
         return neutral_layer(name, spec, candidate.scale, candidate.bias, source)
     except RMSNormError as err:
         raise type(err)(f"checkpoint {file!r}: {err}") from None
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _check_digests(file: str, recorded: str | None, tensors: Mapping[str, np.ndarray]) -> None:
+    """Each tensor's bytes against the digest written with it (a file without digests,
+    written before they were, is not checked)."""
+    if recorded is None:
+        return
+    try:
+        digests = json.loads(recorded)
+    except json.JSONDecodeError as err:
+        raise RMSNormError(
+            f"checkpoint {file!r}: the 'sha256' metadata is not JSON: {err}"
+        ) from None
+    if not isinstance(digests, dict):
+        raise RMSNormError(f"checkpoint {file!r}: the 'sha256' metadata must be a JSON object")
+    for name, array in tensors.items():
+        if name in digests and _digest(array) != digests[name]:
+            raise RMSNormError(
+                f"checkpoint {file!r}: tensor {name!r} does not match the SHA-256 written with "
+                "it; the file is damaged"
+            )

@@ -12,15 +12,15 @@ from rmsnorm_core import RMSNormError, RMSNormTypeError
 
 # Spec fields that the constructor, from_dict and from_json must all refuse.
 SPEC_ERRORS = [
+    # eps=0 is accepted, as every upstream accepts it (test_eps_zero.py)
     (
-        "eps-zero",
-        {"eps": 0.0},
+        "eps-negative",
+        {"eps": -1e-6},
         RMSNormError,
-        r"eps=0\.0 is not accepted; eps must be a finite float > 0",
+        r"eps=-1e-06 is not accepted; eps must be a finite float >= 0",
     ),
-    ("eps-negative", {"eps": -1e-6}, RMSNormError, r"eps=-1e-06 is not accepted.*finite float > 0"),
-    ("eps-nan", {"eps": math.nan}, RMSNormError, r"eps=nan is not accepted.*finite float > 0"),
-    ("eps-inf", {"eps": math.inf}, RMSNormError, r"eps=inf is not accepted.*finite float > 0"),
+    ("eps-nan", {"eps": math.nan}, RMSNormError, r"eps=nan is not accepted.*finite float >= 0"),
+    ("eps-inf", {"eps": math.inf}, RMSNormError, r"eps=inf is not accepted.*finite float >= 0"),
     (
         "eps-string",
         {"eps": "1e-6"},

@@ -29,7 +29,7 @@ def test_spec_prints_valid_json_with_overrides(capsys):
 @pytest.mark.parametrize(
     "argv,match",
     [
-        (["spec", "--set", "eps=0"], r"rmsnorm spec: error: eps=0 is not accepted"),
+        (["spec", "--set", "eps=-1"], r"rmsnorm spec: error: eps=-1 is not accepted"),
         (["spec", "mistral"], r"preset='mistral' is not a preset"),
         (["spec", "--set", "eps"], r"--set 'eps' is not accepted; expected FIELD=VALUE"),
     ],

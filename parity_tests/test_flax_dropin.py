@@ -144,7 +144,7 @@ def test_linen_spec_decides_and_gemma_initializes_to_identity():
             RMSNormError,
             r"feature_axes=\(0,\) must be among the normalized axes \(-1,\)",
         ),
-        ({"epsilon": 0.0}, RMSNormError, r"eps=0\.0 is not accepted"),
+        ({"epsilon": -1.0}, RMSNormError, r"eps=-1\.0 is not accepted"),
     ],
     ids=[
         "eps-conflict",
@@ -153,7 +153,7 @@ def test_linen_spec_decides_and_gemma_initializes_to_identity():
         "spec-str",
         "index-groups",
         "feature-not-normalized",
-        "eps-zero",
+        "eps-negative",
     ],
 )
 def test_linen_errors(kwargs, exc, match):
@@ -184,3 +184,14 @@ def test_nnx_takes_every_argument_flax_takes():
     theirs = set(inspect.signature(nnx.RMSNorm.__init__).parameters)
     ours = set(inspect.signature(ours_nnx.RMSNorm.__init__).parameters)
     assert theirs <= ours, theirs - ours
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_epsilon_zero_is_flaxs(dtype):
+    # flax accepts epsilon=0: a row of zeros then gives NaN (issue 21 item 2), bit for bit
+    x = (jax.random.normal(jax.random.key(0), (4, 32)) * 3).astype(dtype).at[0].set(0)
+    theirs, ours = fnn.RMSNorm(epsilon=0.0), ours_linen.RMSNorm(epsilon=0.0)
+    params = theirs.init(jax.random.key(1), x)
+    want, got = jax.jit(theirs.apply)(params, x), jax.jit(ours.apply)(params, x)
+    assert np.isnan(np.asarray(got[0], np.float32)).all()
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))  # NaNs at the same places

@@ -123,6 +123,10 @@ def test_a_short_rmsnorm_is_not_taken_for_a_layernorm(n):
         infer_spec(torch.nn.LayerNorm(n + 1))
 
 
+def test_eps_zero_is_measured_as_zero():
+    assert infer_spec(torch.nn.RMSNorm(8, eps=0.0)) == RMSNormSpec.preset("torch", eps=0.0)
+
+
 def test_eps_outside_is_measured_as_what_it_is():
     def paper(x):  # the authors' code: eps added to the rms, computed in float32
         h = x.float()

@@ -53,8 +53,8 @@ def test_preset_is_documented_with_source_and_formula(name):
 
 def test_preset_overrides_are_validated():
     assert RMSNormSpec.preset("llama", eps=1e-5).eps == 1e-5
-    with pytest.raises(RMSNormError, match=r"eps=0\.0 is not accepted"):
-        RMSNormSpec.preset("llama", eps=0.0)
+    with pytest.raises(RMSNormError, match=r"eps=-1\.0 is not accepted"):
+        RMSNormSpec.preset("llama", eps=-1.0)
 
 
 def test_unknown_preset_lists_the_accepted_ones():

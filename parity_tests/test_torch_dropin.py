@@ -119,7 +119,7 @@ def test_from_spec_nchw_over_c():
             r"normalized_shape=\(2, 8\) has 2 dims but the spec normalizes 1 axes",
         ),
         ({"normalized_shape": -3}, RMSNormError, r"normalized_shape=-3 is not accepted"),
-        ({"normalized_shape": 8, "eps": 0.0}, RMSNormError, r"eps=0\.0 is not accepted"),
+        ({"normalized_shape": 8, "eps": -1.0}, RMSNormError, r"eps=-1\.0 is not accepted"),
         ({"normalized_shape": 8, "eps": "small"}, RMSNormTypeError, r"eps='small' is not accepted"),
         (
             {"normalized_shape": 8, "spec": {"eps": 1e-6}},
@@ -134,7 +134,7 @@ def test_from_spec_nchw_over_c():
         "dtype-conflict",
         "shape-vs-axes",
         "negative-shape",
-        "eps-zero",
+        "eps-negative",
         "eps-string",
         "spec-dict",
     ],

@@ -9,7 +9,8 @@ trailing ``normalized_shape``, with torch's defaults and errors:
 - A shape that does not fit raises :class:`rmsnorm_core.RMSNormShapeError`,
   a ``RuntimeError`` (as torch's is) and a ``ValueError`` (as ours are), its
   message opening with torch's words.
-- ``eps <= 0`` (torch's own tests pass -0.5) is outside every spec: a row
+- ``eps=0`` is a spec's (a row of zeros gives NaN, as torch's does).
+  ``eps < 0`` (torch's own tests pass -0.5) is outside every spec: a row
   whose mean square is ``<= -eps`` divides by zero or takes the root of a
   negative number. Such calls are torch's op itself, so they give what torch
   gives.
@@ -95,7 +96,7 @@ def rms_norm(
     _check(input, shape, weight)
     if eps is None:
         eps = _FLOAT64_EPS if input.dtype == torch.float64 else _FLOAT32_EPS
-    if eps <= 0:  # outside every spec (module docstring): torch's op itself
+    if eps < 0:  # outside every spec (module docstring): torch's op itself
         return torch.rms_norm(input, shape, weight, eps)
     pdtype = None if weight is None else dtype_name(weight.dtype)
     return spec_rms_norm(input, _spec(len(shape), float(eps), pdtype), weight)

@@ -131,6 +131,8 @@ def measure_eps(apply: Apply, layout: Layout) -> tuple[float, str]:
         outs.append(y[: len(chunk), 0])
     y = np.concatenate(outs).astype(np.float64)
     usable = (y > 0.05) & (y < 0.95)
+    if not usable.any() and np.all(np.abs(y - 1) < 1e-5):
+        return 0.0, "inside"  # no eps down to rows of 3e-9: eps=0 (verified across magnitudes)
     if not usable.any():
         raise RMSNormError("eps could not be measured: no constant row gave 0.05 < y < 0.95")
     t, y = ts[usable], y[usable]

@@ -66,7 +66,8 @@ class RMSNormSpec:
     Attributes:
         axes: the normalized axes, any non-empty set of distinct ints;
             negative values count from the end. Default ``(-1,)``.
-        eps: finite float > 0. Default ``1e-6``.
+        eps: finite float >= 0 (0 as upstream: a row of zeros gives NaN). Default
+            ``1e-6``.
         eps_placement: ``"inside"`` (default) or ``"outside"``.
         compute_dtype: ``"float32"`` (default), ``"float64"`` or ``"input"``.
         cast_order: ``"after_scale"`` (default) or ``"before_scale"``.

@@ -63,17 +63,24 @@ _TINY = {"float32": 1.1754943508222875e-38, "float64": 2.2250738585072014e-308}
 
 
 def require_eps(given: Any, compute_dtype: Any) -> float:
-    """``eps`` as a float: finite, > 0, and not below the compute dtype's smallest
-    normal (there it flushes to 0 in the backends, and a zero row divides by 0,
-    while the float64 reference keeps it)."""
+    """``eps`` as a float: finite, >= 0, and not between 0 and the compute dtype's
+    smallest normal (there it flushes to 0 in the backends, and a zero row divides by 0,
+    while the float64 reference keeps it).
+
+    0 is accepted because every upstream accepts it (``torch.nn.RMSNorm(eps=0)``,
+    ``flax.linen.RMSNorm(epsilon=0)``, Hugging Face's norms): then a row whose mean
+    square is 0 divides by 0 and gives NaN, in the reference as upstream. A negative
+    eps (torch's functional tests pass -0.5) divides by 0 or takes the root of a
+    negative number on rows no spec can say in advance: refused (the torch backend's
+    functional drop-in hands it to torch's own op)."""
     eps = require_real("eps", given)
-    if not (math.isfinite(eps) and eps > 0):
-        raise RMSNormError(f"eps={given!r} is not accepted; eps must be a finite float > 0")
+    if not (math.isfinite(eps) and eps >= 0):
+        raise RMSNormError(f"eps={given!r} is not accepted; eps must be a finite float >= 0")
     tiny = _TINY["float64" if compute_dtype == "float64" else "float32"]
-    if eps < tiny:
+    if 0 < eps < tiny:
         raise RMSNormError(
             f"eps={given!r} is not accepted; it underflows the compute dtype (smallest normal "
-            f"{tiny!r}); eps must be >= {tiny!r}"
+            f"{tiny!r}); eps must be 0 or >= {tiny!r}"
         )
     return eps
 

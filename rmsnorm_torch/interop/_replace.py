@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple, Union
 
 from torch import nn
 
-from rmsnorm_core import ReplaceReport, RMSNormError, RMSNormSpec, replace_each
+from rmsnorm_core import FLOAT32_EPS, ReplaceReport, RMSNormError, RMSNormSpec, replace_each
 from rmsnorm_torch.interop._bridge import torch_norm_spec
 from rmsnorm_torch.interop._infer import _HOOKS, _params, check_probe_sizes, infer_spec
 from rmsnorm_torch.nn._modules import RMSNorm
@@ -74,6 +74,8 @@ def _replacement(sub: nn.Module, infer: bool) -> Union[Tuple[RMSNorm, RMSNormSpe
         block = tuple(getattr(sub, "normalized_shape", ()))
     device = next((p.device for p in params.values()), None)
     new = RMSNorm.from_spec(spec, block, device=device)
+    if isinstance(sub, nn.RMSNorm) and sub.eps is None and spec.eps == FLOAT32_EPS:
+        new._follow_dtype_eps()  # float64 inputs: float64's epsilon, as torch's eps=None
     for ours, theirs in (("weight", "scale"), ("bias", "bias")):
         if theirs in params:
             setattr(new, ours, params[theirs])  # the same Parameter object

@@ -66,7 +66,7 @@ class CallCache:
                     module._check_input(x)  # raises, naming the shapes
             return plan
         module._check_input(x)
-        plan = resolve(module._recipe, x, weight, bias, x.dtype)
+        plan = resolve(module._recipe_for(x), x, weight, bias, x.dtype)
         self.plans[key] = plan
         kind = fused_kind(x, plan, weight, bias)
         if (

@@ -79,7 +79,7 @@ def forward_eager(self: Any, x: Tensor) -> Tensor:
         weight, bias = self.weight, self.bias
     if _is_compiling() or _is_tracing():  # in this order: see __call__
         self._check_input(x)
-        return norm(x, self._recipe, weight, bias, x.dtype, self._onnx_mode)
+        return norm(x, self._recipe_for(x), weight, bias, x.dtype, self._onnx_mode)
     fused = self._fused.get(x.dtype)  # never filled in ONNX mode: see below
     if fused is not None and type(x) is Tensor and x.is_cpu and x.numel() < FUSED_LIMIT:
         shape, eps, weight_dtype, kind, plan = fused  # unpacked: cheaper than lookups
@@ -95,8 +95,11 @@ def forward_eager(self: Any, x: Tensor) -> Tensor:
         return tracer.create_proxy("call_module", tracer.path_of_module(self), (x,), {})
     if self._onnx_mode is not _OFF:  # export_onnx's private copy (a deep copy: no
         self._check_input(x)  # fused entries), run eagerly to check its example input
-        return norm(x, self._recipe, weight, bias, x.dtype, self._onnx_mode)
+        return norm(x, self._recipe_for(x), weight, bias, x.dtype, self._onnx_mode)
     plan = self._calls.plan(self, x, weight, bias)
     if plan is None:  # the call was just resolved and the fused op takes it
         return self._forward_eager(x)
-    return run(x, self._recipe, plan, weight, bias)
+    recipe = self._recipe64  # inline _recipe_for: one project call fewer per call
+    if recipe is None or x.dtype is not torch.float64:
+        recipe = self._recipe
+    return run(x, recipe, plan, weight, bias)

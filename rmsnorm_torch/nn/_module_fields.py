@@ -80,7 +80,10 @@ def spec_field(name: str) -> property:
         return getattr(self.spec, name)
 
     def set_(self: Any, value: Any) -> None:
-        self.spec = self.spec.replace(**{name: value})
+        spec = self.spec.replace(**{name: value})  # validated before anything changes
+        if name == "eps":  # an eps set by hand is every dtype's, even float32's own
+            self._eps_follows_dtype = False
+        self.spec = spec
 
     what = "fixed: it shapes the parameters" if name in STRUCTURAL else "assigning replaces it"
     return property(get, set_, doc=f"The spec's ``{name}`` ({what}).")

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from rmsnorm_core import (
+    FLOAT32_EPS,
     FLOAT_DTYPES,
     RMSNormError,
     RMSNormSpec,
@@ -45,15 +46,21 @@ from rmsnorm_torch.nn._module_fields import (
 from rmsnorm_torch.nn._resolve import OnnxExport
 from rmsnorm_torch.nn._torch_dtypes import torch_dtype
 
+FLOAT64_EPS = float(torch.finfo(torch.float64).eps)
+
 
 class RMSNorm(nn.Module):
     """RMSNorm over any axes; a drop-in for ``torch.nn.RMSNorm``.
 
     Same positional arguments, defaults and ``state_dict`` keys as
     ``torch.nn.RMSNorm`` (``weight``; ``bias`` when enabled), so its calls
-    and state dicts work unchanged. ``eps=None`` means float32's machine
-    epsilon, what PyTorch uses for float16, bfloat16 and float32 inputs (for
-    float64 inputs PyTorch uses float64's epsilon; a spec has one eps).
+    and state dicts work unchanged. ``eps=None`` means the epsilon of the dtype
+    PyTorch computes in, as ``torch.nn.RMSNorm`` resolves it per call: float32's
+    for float16, bfloat16 and float32 inputs, float64's for float64 inputs. A spec
+    has one eps: ``.spec`` (and so a checkpoint or an export) records float32's,
+    and float64 calls use float64's until eps is set (``m.eps = ...`` or a new
+    spec with another eps). ``eps=0`` is accepted, as torch accepts it (a row of
+    zeros then gives NaN, as torch's does).
 
     Args:
         normalized_shape: sizes of the normalized axes: the trailing dims
@@ -72,6 +79,7 @@ class RMSNorm(nn.Module):
     """
 
     _recipe: Recipe
+    _recipe64: Optional[Recipe]  # float64 calls' recipe where eps=None follows the dtype
     _sizes: List[int]
     _onnx_mode: OnnxExport
     __jit_ignored_attributes__ = ["_calls", "_fused"]  # eager calls' plans (_calls.py)
@@ -99,6 +107,8 @@ class RMSNorm(nn.Module):
         resolved = resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
         self._sizes = list(shape)
         self._onnx_mode = OnnxExport.OFF  # changed on export_onnx's private copy only
+        # eps=None: float64 inputs use float64's epsilon, as torch.nn.RMSNorm's do
+        self._eps_follows_dtype = eps is None and spec is None
         factory = {"device": device, "dtype": torch_dtype(resolved.param_dtype)}
         for name, used in (("weight", resolved.use_scale), ("bias", resolved.use_bias)):
             if used:
@@ -142,12 +152,34 @@ class RMSNorm(nn.Module):
                 f"cannot change {', '.join(changed)} on an existing module: they decide its "
                 "parameters; build a new one with RMSNorm.from_spec(spec, normalized_shape)"
             )
+        if spec.eps != current.eps:  # an eps set by hand is every dtype's
+            self._eps_follows_dtype = False
         self._set_spec(spec)
 
     def _set_spec(self, spec: RMSNormSpec) -> None:
         object.__setattr__(self, "_spec", spec)  # not a submodule or parameter
         self._new_calls()  # plans of the old spec are void
         self._recipe = spec.recipe
+        follows = self.__dict__.get("_eps_follows_dtype", False)
+        self._recipe64 = spec.replace(eps=FLOAT64_EPS).recipe if follows else None
+
+    @torch.jit.unused
+    def _follow_dtype_eps(self) -> None:
+        """Make this module's eps follow the input dtype as ``eps=None`` does (for
+        ``replace_norms`` of a ``torch.nn.RMSNorm(eps=None)``); its spec must hold
+        float32's epsilon."""
+        if self._spec.eps != FLOAT32_EPS:
+            raise RMSNormError(f"eps={self._spec.eps!r} is set: it cannot follow the dtype")
+        self._eps_follows_dtype = True
+        self._set_spec(self._spec)
+
+    def _recipe_for(self, x: Tensor) -> Recipe:
+        """The recipe of a call on ``x``: the spec's, or, where eps=None follows the input
+        dtype, the spec's with float64's epsilon for a float64 ``x``."""
+        recipe64 = self._recipe64
+        if recipe64 is not None and x.dtype == torch.float64:
+            return recipe64
+        return self._recipe
 
     @torch.jit.unused
     def _new_calls(self) -> None:
@@ -166,7 +198,10 @@ class RMSNorm(nn.Module):
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        """Restore, then bind the eager forward again (see :meth:`_bind_eager_forward`)."""
+        """Restore, then bind the eager forward again (see :meth:`_bind_eager_forward`).
+        A module pickled before eps=None followed the dtype keeps its one eps."""
+        state.setdefault("_eps_follows_dtype", False)
+        state.setdefault("_recipe64", None)
         super().__setstate__(state)
         self._bind_eager_forward()
 
@@ -259,7 +294,7 @@ class RMSNorm(nn.Module):
         if not torch.jit.is_scripting():
             return self._forward_eager(x)
         self._check_input(x)
-        return norm(x, self._recipe, self.weight, self.bias, x.dtype, self._onnx_mode)
+        return norm(x, self._recipe_for(x), self.weight, self.bias, x.dtype, self._onnx_mode)
 
     def _apply(self, fn: Any, recurse: bool = True) -> "RMSNorm":
         """``to`` / ``half`` / ``cuda`` ...: the parameters change, so do the cached plans."""

@@ -21,4 +21,5 @@ class ResidualRMSNorm(RMSNorm):
     def forward(self, x: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
         """Return ``(y, s)``."""
         self._check_input(x)
-        return norm_residual(x, residual, self._recipe, self.weight, self.bias, self._onnx_mode)
+        recipe = self._recipe_for(x)
+        return norm_residual(x, residual, recipe, self.weight, self.bias, self._onnx_mode)

@@ -29,9 +29,14 @@ from typing import Any
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.io._safetensors import open_regular
+from rmsnorm_core.oracle._tolerance import ROUNDING_AGREEMENT, TOLERANCES
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 from rmsnorm_core.spec._spec import RMSNormSpec, preset, presets
+from rmsnorm_core.verify._table import summary
+
+#: 2: each record carries its tolerance entry, bit-exact share and output digest.
+REPORT_VERSION = 2
 
 #: A spec file is a few hundred bytes; anything past this is refused unread.
 MAX_SPEC_BYTES = 1 << 20
@@ -100,37 +105,6 @@ def _progress(done: int, total: int, what: str) -> None:
         print(line.strip(), file=sys.stderr, flush=True)
 
 
-def _summary(records: list) -> str:
-    """backend x dtype: passed/total and the worst relative error."""
-    cells: dict[tuple[str, str], list] = {}
-    for r in records:
-        cells.setdefault((r.backend, r.dtype), []).append(r)
-    backends = list(dict.fromkeys(r.backend for r in records))
-    dtypes = [d for d in ("float32", "bfloat16", "float16") if any(k[1] == d for k in cells)]
-    lines = [f"{'backend':20s}" + "".join(f"{d:>24s}" for d in dtypes)]
-    for b in backends:
-        row = f"{b:20s}"
-        if (b, "*") in cells:
-            row += f"{'skipped: ' + cells[(b, '*')][0].reason:>24s}"
-        for d in dtypes:
-            rs = cells.get((b, d), [])
-            if not rs:
-                row += f"{'-':>24s}"
-                continue
-            ok = sum(r.status == "pass" for r in rs)
-            mark = "PASS" if ok == len(rs) else "FAIL"
-            shares = [r.bit_share for r in rs if r.bit_share is not None]
-            if shares:  # an upstream's row: the share of its elements identical to ours
-                row += f"{f'{mark} {ok}/{len(rs)} bits {min(shares):.2%}':>24s}"
-                continue
-            # forward and cross-framework errors; gradients' cancelled elements
-            # have large relative errors by nature (see the gradient tolerance)
-            worst = max((r.max_rel for r in rs if r.check != "gradients"), default=0.0)
-            row += f"{f'{mark} {ok}/{len(rs)} rel {worst:.1e}':>24s}"
-        lines.append(row)
-    return "\n".join(lines)
-
-
 def _specs(args: argparse.Namespace) -> dict[str, RMSNormSpec]:
     if args.spec:
         fd = open_regular(Path(args.spec), "--spec")
@@ -190,8 +164,16 @@ def run(args: argparse.Namespace) -> int:
         raise RMSNormUsageError(
             "--spec and --weights are exclusive: a checkpoint carries its specs"
         )
-    if args.report and not Path(args.report).resolve().parent.is_dir():
-        raise RMSNormUsageError(f"--report {args.report!r}: its folder does not exist")
+    if args.report:  # its folder is made now: a bad path fails before the run, not after
+        parent = Path(args.report).resolve().parent
+        try:
+            if parent.exists() and not parent.is_dir():
+                raise NotADirectoryError(0, f"{str(parent)!r} is not a folder")
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RMSNormUsageError(
+                f"--report {args.report!r}: cannot create its folder: {err.strerror}"
+            ) from None
     start = time.perf_counter()
     if args.weights:
         items = _verify.problems_for_weights(load(args.weights), args.quick)
@@ -216,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
             )
         raise RMSNormUsageError(f"nothing was checked: {what}")
     failed = [r for r in records if r.status == "fail"]
-    print(_summary(records))
+    print(summary(records))
     for r in failed[:20]:
         print(f"FAIL {r.backend} {r.check} {r.dtype} {r.spec} {r.case} {r.shape}: {r.reason}")
     counts = {s: sum(r.status == s for r in records) for s in ("pass", "fail", "skipped")}
@@ -227,9 +209,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.report:
         doc = {
+            "report_version": REPORT_VERSION,
             "versions": _versions(),
             "seconds": seconds,
             "counts": counts,
+            "tolerances": {k: dataclasses.asdict(t) for k, t in TOLERANCES.items()},
+            "rounding_agreement": ROUNDING_AGREEMENT,
             "records": [dataclasses.asdict(r) for r in records],
         }
         write_atomic(args.report, json.dumps(doc, indent=1, allow_nan=True).encode())

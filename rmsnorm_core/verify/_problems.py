@@ -70,12 +70,18 @@ class Check:
         max_abs: the largest absolute error.
         max_rel: the largest relative error.
         reason: why it failed, in words; empty when it passed.
+        key: the tolerance table's entry it was judged by (None: not compared,
+            e.g. a wrong dtype).
+        bit_share: the share of output elements equal to the reference bit for
+            bit (forward checks; the floor applies to half-precision outputs).
     """
 
     passed: bool
     max_abs: float
     max_rel: float
     reason: str = ""
+    key: str | None = None
+    bit_share: float | None = None
 
 
 def make_problem(
@@ -115,13 +121,14 @@ def check_forward(p: Problem, y: np.ndarray, s: np.ndarray | None = None) -> Che
             False, float("inf"), float("inf"), f"dtype {y.dtype} != spec's {expected.dtype}"
         )
     plan = _plan(p)
-    result = compare(y, expected, plan.precision)
+    key = plan.precision
+    result = compare(y, expected, key)
+    agreement = rounding_agreement(y, expected)
     if not result.passed:
-        return Check(False, result.max_abs, result.max_rel, result.reason)
+        return Check(False, result.max_abs, result.max_rel, result.reason, key, agreement)
     # Bit-for-bit agreement is meaningful where the last rounding is to a half
     # dtype (a float32 output carries float32 arithmetic-order differences).
     if plan.output in ("bfloat16", "float16") and plan.compute != plan.input and y.size >= 256:
-        agreement = rounding_agreement(y, expected)
         if agreement < ROUNDING_AGREEMENT:
             return Check(
                 False,
@@ -130,15 +137,22 @@ def check_forward(p: Problem, y: np.ndarray, s: np.ndarray | None = None) -> Che
                 f"only {agreement:.1%} of elements equal the reference bit for bit; "
                 "the backend rounds at other points than the spec (cast_order="
                 f"{p.spec.cast_order!r}?)",
+                key,
+                agreement,
             )
     if expected_s is not None and (
         s is None
         or not np.array_equal(np.asarray(s).astype(np.float64), expected_s.astype(np.float64))
     ):
         return Check(
-            False, result.max_abs, result.max_rel, "residual sum differs from x + residual"
+            False,
+            result.max_abs,
+            result.max_rel,
+            "residual sum differs from x + residual",
+            key,
+            agreement,
         )
-    return Check(True, result.max_abs, result.max_rel)
+    return Check(True, result.max_abs, result.max_rel, "", key, agreement)
 
 
 def _narrowest(key: str, dtype: np.dtype) -> str:
@@ -167,8 +181,8 @@ def check_gradients(
         result = compare(np.asarray(got), want, got_key, gradient=True)
         worst_abs, worst_rel = max(worst_abs, result.max_abs), max(worst_rel, result.max_rel)
         if not result.passed:
-            return Check(False, worst_abs, worst_rel, f"{label}: {result.reason}")
-    return Check(True, worst_abs, worst_rel)
+            return Check(False, worst_abs, worst_rel, f"{label}: {result.reason}", key)
+    return Check(True, worst_abs, worst_rel, "", key)
 
 
 def check_outcome(p: Problem, outcome: Outcome) -> list[tuple[str, Check]]:

@@ -20,33 +20,21 @@ from typing import Any
 import numpy as np
 
 from rmsnorm_core.io._neutral import NeutralLayer
-from rmsnorm_core.oracle._tolerance import compare
 from rmsnorm_core.registry._backends import Backend, NotApplicable, Runner
-from rmsnorm_core.spec._plan import dtype_plan, sample_shape
+from rmsnorm_core.spec._plan import sample_shape
 from rmsnorm_core.spec._spec import RMSNormSpec
 from rmsnorm_core.verify._case_table import CHECKPOINT, DTYPES, QUICK_DTYPES, Case, cases
 from rmsnorm_core.verify._problems import Problem, check_outcome, make_problem
+from rmsnorm_core.verify._records import (
+    Record,
+    bit_checks,
+    cross_checks,
+    digest,
+    failure,
+    record,
+)
 
 Item = tuple[str, Case, Problem]
-
-
-@dataclasses.dataclass
-class Record:
-    """One row of the report."""
-
-    spec: str
-    spec_json: dict
-    case: str
-    dtype: str
-    shape: list
-    backend: str
-    check: str  # "forward", "gradients", "<backend> vs <backend>"
-    status: str  # "pass", "fail", "skipped"
-    max_abs: float = 0.0
-    max_rel: float = 0.0
-    seconds: float = 0.0
-    reason: str = ""
-    bit_share: float | None = None  # "bits" rows: the share of elements identical
 
 
 def problems_for(specs: dict[str, RMSNormSpec], quick: bool) -> list[Item]:
@@ -92,30 +80,6 @@ def select_runners(
     return out
 
 
-def _failure(base: dict, name: str, err: Exception) -> Record:
-    return Record(
-        **base,
-        backend=name,
-        check="forward",
-        status="fail",
-        reason=f"{type(err).__name__}: {err}"[:300],
-    )
-
-
-def _record(base: dict, backend: str, check: str, result: Any, seconds: float = 0.0) -> Record:
-    """A record from a ``Check`` or ``Comparison`` (both have passed/max_abs/max_rel/reason)."""
-    return Record(
-        **base,
-        backend=backend,
-        check=check,
-        status="pass" if result.passed else "fail",
-        max_abs=result.max_abs,
-        max_rel=result.max_rel,
-        seconds=seconds,
-        reason=result.reason,
-    )
-
-
 def run_matrix(
     items: list[Item],
     runners: dict[str, list[Runner]],
@@ -141,16 +105,18 @@ def run_matrix(
                     continue  # not taken, or not applicable
                 outcome, seconds = outcomes[(i, runner.name)]
                 if isinstance(outcome, Exception):  # reported, never hidden: a crash fails
-                    records.append(_failure(base, runner.name, outcome))
+                    records.append(failure(base, runner.name, outcome))
                     continue
                 for check, result in check_outcome(p, outcome):
-                    records.append(_record(base, runner.name, check, result, seconds))
+                    arrays = (outcome.y, outcome.s) if check == "forward" else outcome.grads
+                    out = digest(*arrays)
+                    records.append(record(base, runner.name, check, result, seconds, None, out))
                 if runner.upstream is not None:
                     upstream.append((backend, runner.name, outcome.y))
                 else:
                     primary.setdefault(backend, outcome.y)
-        records.extend(_cross_checks(base, p, primary))
-        records.extend(_bit_checks(base, primary, upstream))
+        records.extend(cross_checks(base, p, primary))
+        records.extend(bit_checks(base, primary, upstream))
     for name, why in skipped.items():
         records.append(
             Record(
@@ -236,49 +202,3 @@ def _run_batches(
             seconds = (time.perf_counter() - start) / max(len(taken), 1)
             out[runner.name] = {i: (o, seconds) for i, o in zip(taken, outcomes, strict=True)}
     return out
-
-
-def _bit_checks(
-    base: dict, primary: dict[str, np.ndarray], upstream: list[tuple[str, str, np.ndarray]]
-) -> list[Record]:
-    """Each upstream runner's output against its backend's own, bit for bit (NaN equal
-    to NaN): passes only when every element is identical."""
-    out = []
-    for backend, name, theirs in upstream:
-        ours = primary.get(backend)
-        if ours is None:
-            continue
-        label = f"{backend} = {name.removeprefix('upstream-')}"  # e.g. "torch = hf-llama"
-        if ours.dtype != theirs.dtype or ours.shape != theirs.shape:
-            reason = f"{name} gives {theirs.dtype}{list(theirs.shape)}, ours {ours.dtype}"
-            out.append(Record(**base, backend=label, check="bits", status="fail", reason=reason))
-            continue
-        a, b = ours.astype(np.float64), theirs.astype(np.float64)
-        same = (a == b) | (np.isnan(a) & np.isnan(b))
-        share = float(same.mean()) if same.size else 1.0
-        status = "pass" if share == 1.0 else "fail"
-        reason = "" if status == "pass" else f"{share:.4%} of elements identical to ours"
-        out.append(
-            Record(
-                **base, backend=label, check="bits", status=status, reason=reason, bit_share=share
-            )  # fmt: skip
-        )
-    return out
-
-
-def _cross_checks(base: dict, p: Problem, outputs: dict[str, np.ndarray]) -> list[Record]:
-    """The first backend's output against each other backend's, under the tolerance table."""
-    names = list(outputs)
-    if len(names) < 2:
-        return []
-    key = dtype_plan(p.spec, p.x.dtype, None if p.scale is None else p.scale.dtype).precision
-    first = names[0]
-    return [
-        _record(
-            base,
-            f"{first} vs {other}",
-            f"{first} vs {other}",
-            compare(outputs[other], outputs[first], key),
-        )
-        for other in names[1:]
-    ]

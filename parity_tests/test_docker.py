@@ -11,9 +11,9 @@ yaml = pytest.importorskip("yaml")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_compose_file_has_the_test_and_verify_services():
+def test_compose_file_has_the_test_verify_and_compare_services():
     doc = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    assert set(doc) == {"services"} and set(doc["services"]) == {"test", "verify"}
+    assert set(doc) == {"services"} and set(doc["services"]) == {"test", "verify", "compare"}
     for name, service in doc["services"].items():
         assert service["build"] == "." and service["image"] == "rmsnorm-bridge", name
         assert isinstance(service["command"], list) and all(
@@ -27,6 +27,19 @@ def test_compose_file_has_the_test_and_verify_services():
     assert any(
         report.startswith(inside + "/") and outside == "./reports" for outside, inside in mounts
     )
+    # compare: verify against a baseline report in ./reports, the diff written beside it
+    compare = doc["services"]["compare"]["command"]
+    assert compare[:2] == ["rmsnorm", "verify"] and doc["services"]["compare"]["volumes"] == [
+        "./reports:/reports"
+    ]
+    for flag in ("--baseline", "--report", "--diff"):
+        assert compare[compare.index(flag) + 1].startswith("/reports/"), flag
+    # the command parses as rmsnorm verify's arguments (compose fills in ${BASELINE:-...})
+    from rmsnorm_core.cli._cli import build_parser
+
+    args = [c.replace("${BASELINE:-baseline.json}", "baseline.json") for c in compare[1:]]
+    parsed = build_parser().parse_args(args)
+    assert parsed.baseline == "/reports/baseline.json" and parsed.diff == "/reports/diff.json"
 
 
 def test_dockerfile_runs_the_suite_with_a_compiler_and_the_readme_install():

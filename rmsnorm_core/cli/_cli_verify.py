@@ -8,8 +8,11 @@ parameters. ``--quick``: float32 and bfloat16, two axes cases, no compile,
 export or dynamo ONNX. ``--distributed`` adds the multi-process runners
 (``torch-dtensor-2procs``: 2 gloo processes, x sharded along a normalized dim
 where it divides; ``jax-2procs``: 2 processes joined by
-``jax.distributed.initialize``). Exit 0 when every check passes, 1 on any
-failure, 2 on bad usage.
+``jax.distributed.initialize``). ``--baseline OLD.json`` compares the run
+with an earlier report check by check: regressions, fixes, changed errors and
+outputs whose bits changed (by digest). Exit 0 when every check passes, 1 on
+any failure (or, with ``--baseline``, a regression or a bit change unless
+``--allow-bit-changes``), 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from typing import Any
 
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import load
-from rmsnorm_core.io._safetensors import open_regular
+from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.oracle._tolerance import ROUNDING_AGREEMENT, TOLERANCES
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 from rmsnorm_core.spec._spec import RMSNormSpec, preset, presets
+from rmsnorm_core.verify import _baseline
 from rmsnorm_core.verify._table import summary
 
 #: 2: each record carries its tolerance entry, bit-exact share and output digest.
@@ -71,6 +75,18 @@ def add_parser(sub: Any) -> None:
         metavar="NAME",
         help="only these runners (e.g. torch-eager) or backends (e.g. torch); repeatable",
     )
+    p.add_argument(
+        "--baseline",
+        metavar="OLD.json",
+        help="compare this run with an earlier --report, check by check (exit 1 on a "
+        "regression or changed output bits)",
+    )
+    p.add_argument(
+        "--allow-bit-changes",
+        action="store_true",
+        help="with --baseline: outputs whose bits changed do not fail the run",
+    )
+    p.add_argument("--diff", metavar="FILE.json", help="with --baseline: write the JSON diff here")
     p.set_defaults(func=run)
 
 
@@ -107,15 +123,7 @@ def _progress(done: int, total: int, what: str) -> None:
 
 def _specs(args: argparse.Namespace) -> dict[str, RMSNormSpec]:
     if args.spec:
-        fd = open_regular(Path(args.spec), "--spec")
-        try:
-            text = os.read(fd, MAX_SPEC_BYTES + 1)
-        finally:
-            os.close(fd)
-        if len(text) > MAX_SPEC_BYTES:
-            raise RMSNormError(
-                f"--spec {args.spec!r} is larger than a spec ({MAX_SPEC_BYTES} bytes)"
-            )
+        text = read_regular(Path(args.spec), "--spec", MAX_SPEC_BYTES)
         return {Path(args.spec).stem: RMSNormSpec.from_json(text)}
     names = args.preset or list(presets())
     try:
@@ -174,6 +182,14 @@ def run(args: argparse.Namespace) -> int:
             raise RMSNormUsageError(
                 f"--report {args.report!r}: cannot create its folder: {err.strerror}"
             ) from None
+    if (args.diff or args.allow_bit_changes) and not args.baseline:
+        raise RMSNormUsageError("--diff and --allow-bit-changes go with --baseline OLD.json")
+    if args.diff and any(
+        other and Path(other).resolve() == Path(args.diff).resolve()
+        for other in (args.report, args.baseline)
+    ):
+        raise RMSNormUsageError(f"--diff {args.diff!r} is also --report or --baseline")
+    before = _baseline.load_report(args.baseline) if args.baseline else None  # before the run
     start = time.perf_counter()
     if args.weights:
         items = _verify.problems_for_weights(load(args.weights), args.quick)
@@ -207,6 +223,15 @@ def run(args: argparse.Namespace) -> int:
         f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['skipped']} skipped "
         f"in {seconds:.0f} s"
     )
+    dicts = [dataclasses.asdict(r) for r in records]
+    regressed = False
+    if before is not None:
+        diff = _baseline.compare_reports(before, dicts, _versions())
+        print("\n" + _baseline.describe(diff, args.allow_bit_changes))
+        regressed = diff.failed(args.allow_bit_changes)
+        if args.diff:
+            write_atomic(args.diff, json.dumps(_baseline.as_json(diff), indent=1).encode())
+            print(f"diff written to {args.diff}")
     if args.report:
         doc = {
             "report_version": REPORT_VERSION,
@@ -215,8 +240,8 @@ def run(args: argparse.Namespace) -> int:
             "counts": counts,
             "tolerances": {k: dataclasses.asdict(t) for k, t in TOLERANCES.items()},
             "rounding_agreement": ROUNDING_AGREEMENT,
-            "records": [dataclasses.asdict(r) for r in records],
+            "records": dicts,
         }
         write_atomic(args.report, json.dumps(doc, indent=1, allow_nan=True).encode())
         print(f"report written to {args.report}")
-    return 1 if failed else 0
+    return 1 if failed or regressed else 0

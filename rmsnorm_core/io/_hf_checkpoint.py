@@ -13,7 +13,6 @@ most :data:`SHARD_BYTES` and an index.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -28,7 +27,7 @@ from rmsnorm_core.io._layouts import (
     state_arrays_from_layers,
 )
 from rmsnorm_core.io._neutral import NeutralLayer
-from rmsnorm_core.io._safetensors import open_regular, read_file, serialize
+from rmsnorm_core.io._safetensors import read_file, read_regular, serialize
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError, RMSNormWarning
 from rmsnorm_core.spec._spec import RMSNormSpec
 
@@ -62,23 +61,9 @@ MAX_JSON_BYTES = 16 * 1024 * 1024
 def _json(path: Path, what: str) -> Any:
     """Parse a small JSON file: a regular file only (a FIFO would block, ``/dev/zero``
     never ends), at most :data:`MAX_JSON_BYTES` read."""
-    fd = open_regular(path, what)
+    raw = read_regular(path, what, MAX_JSON_BYTES)
     try:
-        chunks, size = [], 0
-        while size <= MAX_JSON_BYTES:
-            chunk = os.read(fd, MAX_JSON_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    if size > MAX_JSON_BYTES:
-        raise RMSNormError(
-            f"{what} {str(path)!r} is larger than {MAX_JSON_BYTES} bytes; refusing to read it"
-        )
-    try:
-        return json.loads(b"".join(chunks))
+        return json.loads(raw)
     except (ValueError, RecursionError) as err:
         raise RMSNormError(f"{what} {str(path)!r} is not valid JSON: {str(err)[:120]}") from None
 

@@ -93,6 +93,27 @@ def open_regular(path: Path, what: str = "checkpoint") -> int:
     return fd
 
 
+def read_regular(path: Path, what: str, limit: int) -> bytes:
+    """The bytes of a regular file (see :func:`open_regular`), at most ``limit`` of
+    them: a larger file is refused, naming it as ``what``, before more is read."""
+    fd = open_regular(path, what)
+    try:
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise RMSNormError(
+            f"{what} {str(path)!r} is larger than {limit} bytes; refusing to read it"
+        )
+    return b"".join(chunks)
+
+
 class Header:
     """A validated safetensors header: metadata and tensor entries, nothing read yet.
 

@@ -1,0 +1,169 @@
+"""``rmsnorm verify --baseline OLD.json``: this run against an earlier report, check by check.
+
+The evaluation the Docker workflow is for: run the matrix on one version of the code
+(or of torch, JAX, ONNX Runtime), keep its report, run it again on another, and see
+what changed. A check is identified by its spec label and spec, case, dtype, shape,
+runner and kind; for every check in both reports:
+
+- **regression**: it passed before and fails now;
+- **fixed**: it failed before and passes now;
+- **error changed**: it fails in both, for another reason;
+- **bits changed**: the output's digest differs (same status): the numbers moved,
+  even where both are within tolerance. A report written before digests existed
+  (``report_version`` 1) has none, and no bit change can be seen (said so).
+
+Checks only one report has are counted and listed, not judged: narrowing a run with
+``--backend`` or ``--preset`` leaves the others out on purpose. The exit status is 1
+on a regression, or on a bit change unless ``--allow-bit-changes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rmsnorm_core.io._safetensors import read_regular
+from rmsnorm_core.spec._errors import RMSNormError
+
+MAX_REPORT_BYTES = 256 * 1024 * 1024
+"""A full report is about a megabyte; a larger --baseline is refused unread."""
+
+KINDS = ("regression", "fixed", "error changed", "bits changed")
+
+
+@dataclasses.dataclass
+class Diff:
+    """What changed between a baseline report and this run.
+
+    Attributes:
+        changes: ``{"kind", "check", "before", "after"}`` per changed check, where
+            ``check`` names it and ``before`` / ``after`` hold status, reason and digest.
+        only_before: checks in the baseline only; ``only_now``: in this run only.
+        versions: ``{name: [before, after]}`` for each framework whose version differs.
+        digests: whether both reports carry digests (else bit changes are unseen).
+    """
+
+    changes: list[dict]
+    only_before: list[str]
+    only_now: list[str]
+    versions: dict[str, list[str]]
+    digests: bool
+
+    def count(self, kind: str) -> int:
+        """How many changes of ``kind`` (one of :data:`KINDS`)."""
+        return sum(c["kind"] == kind for c in self.changes)
+
+    def failed(self, allow_bit_changes: bool) -> bool:
+        """A regression, or a bit change that is not allowed."""
+        return self.count("regression") > 0 or (
+            not allow_bit_changes and self.count("bits changed") > 0
+        )
+
+
+def load_report(path: str | Path) -> dict:
+    """An earlier ``--report``: a regular file of bounded size, JSON with records."""
+    raw = read_regular(Path(path), "--baseline", MAX_REPORT_BYTES)
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as err:
+        raise RMSNormError(f"--baseline {str(path)!r} is not JSON: {str(err)[:120]}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
+        raise RMSNormError(
+            f"--baseline {str(path)!r} is not an rmsnorm verify report (no 'records' list)"
+        )
+    return doc
+
+
+def _key(r: dict) -> str:
+    spec = json.dumps(r.get("spec_json", {}), sort_keys=True)
+    return f"{r.get('backend')} {r.get('check')} {r.get('dtype')} {r.get('spec')} " + (
+        f"{r.get('case')} {r.get('shape')} {spec}"
+    )
+
+
+def _name(r: dict) -> str:
+    return f"{r['backend']} {r['check']} {r['dtype']} {r['spec']} {r['case']} {r['shape']}"
+
+
+def _side(r: dict) -> dict:
+    return {"status": r.get("status"), "reason": r.get("reason", ""), "digest": r.get("digest")}
+
+
+def compare_reports(before: dict, records: Sequence[dict], versions: dict[str, str]) -> Diff:
+    """The :class:`Diff` of this run's ``records`` (as written to a report) against
+    ``before`` (a loaded report)."""
+    old = {}
+    for r in before["records"]:
+        if not isinstance(r, dict):
+            raise RMSNormError("--baseline: a record is not a JSON object")
+        old[_key(r)] = r
+    new = {_key(r): r for r in records}
+    digests = before.get("report_version", 1) >= 2
+    changes = []
+    for key in old.keys() & new.keys():
+        a, b = old[key], new[key]
+        kind = None
+        if a["status"] == "pass" and b["status"] == "fail":
+            kind = "regression"
+        elif a["status"] == "fail" and b["status"] == "pass":
+            kind = "fixed"
+        elif a["status"] == b["status"] == "fail" and a.get("reason") != b.get("reason"):
+            kind = "error changed"
+        elif a.get("digest") and b.get("digest") and a["digest"] != b["digest"]:
+            kind = "bits changed"
+        if kind is not None:
+            changes.append({"kind": kind, "check": _name(b), "before": _side(a), "after": _side(b)})
+    changes.sort(key=lambda c: (KINDS.index(c["kind"]), c["check"]))
+    old_versions = before.get("versions", {}) if isinstance(before.get("versions"), dict) else {}
+    moved = {
+        k: [str(old_versions.get(k)), v] for k, v in versions.items() if old_versions.get(k, v) != v
+    }
+    return Diff(
+        changes,
+        sorted(_name(old[k]) for k in old.keys() - new.keys()),
+        sorted(_name(new[k]) for k in new.keys() - old.keys()),
+        moved,
+        digests,
+    )
+
+
+def describe(diff: Diff, allow_bit_changes: bool, shown: int = 20) -> str:
+    """The comparison as text: a count per kind, then the first ``shown`` changes."""
+    lines = ["against the baseline:"]
+    for kind in KINDS:
+        note = ""
+        if kind == "bits changed" and not diff.digests:
+            note = " (the baseline has no digests: bit changes cannot be seen)"
+        elif kind == "bits changed" and allow_bit_changes:
+            note = " (allowed)"
+        lines.append(f"  {kind:14s} {diff.count(kind)}{note}")
+    lines.append(f"  {'only before':14s} {len(diff.only_before)}  (not judged)")
+    lines.append(f"  {'only now':14s} {len(diff.only_now)}  (not judged)")
+    for name, (was, now) in sorted(diff.versions.items()):
+        lines.append(f"  version {name}: {was} -> {now}")
+    for c in diff.changes[:shown]:
+        was, now = c["before"], c["after"]
+        what = f"{was['status']} -> {now['status']}"
+        if c["kind"] == "error changed":
+            what = f"{was['reason'][:80]!r} -> {now['reason'][:80]!r}"
+        elif c["kind"] == "regression":
+            what += f": {now['reason'][:120]}"
+        lines.append(f"{c['kind'].upper()} {c['check']}: {what}")
+    if len(diff.changes) > shown:
+        lines.append(f"... and {len(diff.changes) - shown} more (the JSON diff has all)")
+    return "\n".join(lines)
+
+
+def as_json(diff: Diff) -> dict[str, Any]:
+    """The JSON diff: counts, every change, the checks only one side has, versions."""
+    return {
+        "counts": {kind: diff.count(kind) for kind in KINDS},
+        "digests_compared": diff.digests,
+        "changes": diff.changes,
+        "only_before": diff.only_before,
+        "only_now": diff.only_now,
+        "versions": diff.versions,
+    }

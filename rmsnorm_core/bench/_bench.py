@@ -143,8 +143,15 @@ def run_sweep(sweep: Sweep, dtype: str, *, warmup: int = 2, repeat: int = 7) -> 
             "columns": list(SWEEP_COLUMNS), "ours_ms": ours, "peer_ms": peer}  # fmt: skip
 
 
+LEGEND = """\
+ratio: median time of ours / median time of the peer, both timed in this run, alternately,
+  after warm-up (lower is faster; absolute times drift on a shared machine, ratios hold).
+target: the ratio a case should stay at or under; "over target" marks one above it
+  (reported; --check makes it exit 1)."""
+
+
 def format_table(results: Sequence[Result]) -> str:
-    """A plain-text table of the results."""
+    """A plain-text table of the results, then :data:`LEGEND`."""
     head = (
         f"{'benchmark':46s} {'baseline':40s} {'ours ms':>9s} {'peer ms':>9s} "
         f"{'ratio':>7s} {'target':>7s}  status"
@@ -156,7 +163,7 @@ def format_table(results: Sequence[Result]) -> str:
             f"{r.name:46s} {r.baseline[:40]:40s} {r.candidate_ms:9.3f} {r.baseline_ms:9.3f} "
             f"{r.ratio:7.3f} {target:>7s}  {r.status}"
         )
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + LEGEND
 
 
 def write_json(results: Sequence[Result], path: str | Path, sweeps: Sequence[dict] = ()) -> None:

@@ -3,11 +3,13 @@
 Every case a backend registers (``rmsnorm_core.backends``), plus core's own,
 timed against its peer in this process: warm-up, then both run alternately,
 ratio of the medians. Prints a table (progress on stderr while it runs),
-writes a JSON file, and with ``--plots DIR`` two PNGs: the ratios
-(``ratios.png``) and time against row length from 64 to 65536 columns at a
-fixed total size (``sweep.png``; matplotlib, ``pip install
-'rmsnorm-bridge[bench]'``). Ratios, never absolute times, are the result:
-these machines are shared and noisy.
+writes a JSON file, and with ``--plots DIR`` (created if missing) two PNGs: the
+ratios (``ratios.png``) and time against row length from 64 to 65536 columns at
+a fixed total size (``sweep.png``; matplotlib, ``pip install
+'rmsnorm-bridge[bench]'``). ``-k`` selects benchmarks and sweeps by name; a plot
+that is not written is named, with why. ``--check`` exits 1 when a ratio is over
+its target. Ratios, never absolute times, are the result: these machines are
+shared and noisy.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ def add_parser(sub: Any) -> None:
         help="dtype of the row-length sweep, or none (default float32)",
     )  # fmt: skip
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    p.add_argument("--check", action="store_true", help="exit 1 when a ratio is over its target")
     gpu = p.add_argument_group("accelerator bandwidth: GB/s, fraction of peak, ratio to the peer")
     gpu.add_argument("--gpu", action="store_true", help="achieved bandwidth on the GPU instead")
     gpu.add_argument("--smoke", action="store_true", help="with --gpu: a tiny shape, end to end")
@@ -150,15 +153,20 @@ def run(args: argparse.Namespace) -> int:
         return run_gpu(args)
     if args.smoke or args.peak_gbps is not None:
         raise RMSNormUsageError("--smoke and --peak-gbps go with --gpu")
-    if args.plots and not Path(args.plots).is_dir():
-        raise RMSNormUsageError(f"--plots {args.plots!r}: folder does not exist")
     if not args.list:
         check_report_path(args.json, "--json")
+    if args.plots and not args.list:
+        from rmsnorm_core.bench._bench_plots import check_plot_folder
+
+        check_plot_folder(args.plots)
     benches, sweeps = collect()
     chosen = [b for b in benches if fnmatch.fnmatch(b.name, args.filter)]
+    sweeps = [w for w in sweeps if fnmatch.fnmatch(w.name, args.filter)]
     if args.list:
         for b in chosen:
             print(f"{b.name:46s} vs {b.baseline}")
+        for w in sweeps:
+            print(f"{w.name:46s} vs {w.baseline} (sweep)")
         return 0
     if not chosen:
         raise RMSNormUsageError(f"-k {args.filter!r} matches no benchmark (see --list)")
@@ -167,12 +175,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{i}/{len(chosen)}] {bench.name} ...", file=sys.stderr, flush=True)
         results.append(run_one(bench, warmup=args.warmup, repeat=args.repeat))
         print(f"[{i}/{len(chosen)}] {bench.name}: ratio {results[-1].ratio:.3f}", file=sys.stderr)
-    swept = []
-    if args.sweep != "none" and args.filter == "*":
+    swept, unswept = [], "--sweep none"
+    if args.sweep != "none":
+        unswept = f"-k {args.filter!r} matches no sweep (see --list)" if not sweeps else ""
         for j, sweep in enumerate(sweeps, 1):
-            if missing(sweep.requires) is None:
-                print(f"[sweep {j}/{len(sweeps)}] {sweep.name}", file=sys.stderr, flush=True)
-                swept.append(run_sweep(sweep, args.sweep, repeat=max(3, args.repeat // 2)))
+            absent = missing(sweep.requires)
+            if absent is not None:
+                unswept = f"{sweep.name} needs {absent}, which is not installed"
+                continue
+            print(f"[sweep {j}/{len(sweeps)}] {sweep.name}", file=sys.stderr, flush=True)
+            swept.append(run_sweep(sweep, args.sweep, repeat=max(3, args.repeat // 2)))
     print(format_table(results))
     write_json(results, args.json, swept)
     print(f"\nwrote {args.json}")
@@ -182,4 +194,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {plot_ratios(results, Path(args.plots) / 'ratios.png')}")
         if swept:
             print(f"wrote {plot_sweeps(swept, Path(args.plots) / 'sweep.png')}")
+        else:
+            print(f"sweep.png not written: {unswept}")
+    over = [r.name for r in results if r.status == "over target"]
+    if args.check and over:
+        print(f"--check: {len(over)} over target: {', '.join(over)}", file=sys.stderr)
+        return 1
     return 0

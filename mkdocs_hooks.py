@@ -6,11 +6,17 @@ docstring), ``{{ cli_help }}`` the ``--help`` of ``rmsnorm`` and every
 subcommand, ``{{ verify_table }}`` the summary table of a real (small)
 ``rmsnorm verify`` run. Generated, so they cannot drift from the code; a
 preset without a documented source fails the build.
+
+Math is rendered when the site is built: each ``\\( ... \\)`` / ``\\[ ... \\]``
+that ``pymdownx.arithmatex`` marks becomes MathML (``latex2mathml``), which
+browsers draw with no script and no network; the site loads nothing from
+elsewhere (the theme's web fonts are off too).
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import re
@@ -83,3 +89,20 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
         if token in markdown:
             markdown = markdown.replace(token, make())
     return markdown
+
+
+_MATH = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)
+
+
+def _mathml(match: re.Match) -> str:
+    from latex2mathml.converter import convert
+
+    tag, tex = match.group(1), html.unescape(match.group(2)).strip()
+    if tex[:2] in ("\\(", "\\[") and tex[-2:] in ("\\)", "\\]"):
+        tex = tex[2:-2]
+    return convert(tex, display="block" if tag == "div" else "inline")
+
+
+def on_page_content(content: str, page: Any, config: Any, files: Any) -> str:
+    """Replace each arithmatex span or block with MathML (see the module docstring)."""
+    return _MATH.sub(_mathml, content)

@@ -207,4 +207,88 @@ def test_readme_links_every_guide():
     assert all(f"guides/{g.name}" in nav for g in GUIDES)
     from rmsnorm_core.cli._cli import build_parser
 
-    assert "Documentation: the guides and reference in docs/" in build_parser().format_help()
+    # pip users have no mkdocs and no docs/ path to open: the help names `rmsnorm docs`
+    assert "Documentation: `rmsnorm docs`" in build_parser().format_help()
+
+
+def _text(html: str) -> str:
+    """A page's text outside code: what a reader sees as prose."""
+    html = re.sub(r"<(pre|code|script|style)\b.*?</\1>", "", html, flags=re.S)
+    return re.sub(r"<[^>]+>", "", html)
+
+
+def test_the_site_needs_no_network_and_shows_no_raw_markup(site):
+    pages = list(site.rglob("*.html"))
+    for page in pages:
+        html = page.read_text()
+        remote = re.findall(r'<(?:script|link)\b[^>]*(?:src|href)="(?:https?:)?//[^"]*"', html)
+        assert not remote, f"{page.relative_to(site)}: {remote[:2]}"  # no CDN, no web fonts
+        text = _text(html)
+        raw = re.findall(r".{0,30}(?:\\\(|\\\[|\$\$|``).{0,30}", text)
+        assert not raw, f"{page.relative_to(site)}: raw LaTeX or reST: {raw[:3]}"
+    spec = (site / "reference" / "spec" / "index.html").read_text()
+    assert spec.count("<math") >= 5  # the formula, rendered at build time as MathML
+
+
+def test_the_reference_shows_no_dunder_or_private_names(site):
+    for page in (site / "reference").glob("*/index.html"):
+        ids = re.findall(r'id="(rmsnorm_[\w.]+)"', page.read_text())  # the objects' entries
+        # __version__ is public (in __all__); methods and attributes with _ are not
+        bad = [i for i in ids if re.search(r"\._", i) and not i.endswith(".__version__")]
+        assert not bad, f"{page.parent.name}: {bad[:5]}"  # __init__, __jit_unused_properties__
+
+
+def test_cli_help_has_no_rest_markup_or_private_files():
+    from rmsnorm_core.cli._cli import build_parser
+
+    parser = build_parser(with_backends=True)
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, command in [("rmsnorm", parser), *sub.choices.items()]:
+        text = command.format_help()
+        assert "``" not in text and not re.search(r"\b_\w+\.py\b", text), name
+    assert "rmsnorm docs" in parser.format_help()  # where pip users find the docs
+
+
+EXTRAS = {"torch": "torch", "jax": "flax", "flax": "flax", "onnxruntime": "onnx",
+          "onnx": "onnx", "transformers": "hf", "orbax": "orbax"}  # fmt: skip
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=[g.stem for g in GUIDES])
+def test_each_guide_names_the_extras_it_needs(guide):
+    text = guide.read_text()
+    line = re.search(r"^Install: (.*?)(?:\n\n)", text, re.M | re.S)
+    assert line, f"{guide.name}: no 'Install:' line"
+    named = (
+        set(re.findall(r"\.\[([\w,]+)\]", line.group(1))[0].split(","))
+        if "[" in line.group(1)
+        else set()
+    )
+    if "all" in named:
+        named |= {"torch", "flax", "onnx"}
+    imported = set(re.findall(r"^(?:import|from) (\w+)", text, re.M))
+    needed = {EXTRAS[m] for m in imported if m in EXTRAS}
+    assert needed <= named, f"{guide.name} imports need {needed - named}"
+
+
+def test_rmsnorm_docs_without_the_docs_extra_says_where_the_markdown_is(monkeypatch, capsys):
+    import importlib.util
+
+    from rmsnorm_core.cli._cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mkdocs" else real(name, *a)
+    )
+    assert main(["docs"]) == 0
+    assert f"Markdown in {ROOT / 'docs'}" in capsys.readouterr().out
+
+
+def test_rmsnorm_docs_builds_the_site_and_replaces_only_a_site(tmp_path, capsys):
+    from rmsnorm_core.cli._cli import main
+
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["docs", "--build", str(tmp_path)]) == 2
+    assert "not a built site" in capsys.readouterr().err and (tmp_path / "notes.txt").exists()
+    out = tmp_path / "site"
+    assert main(["docs", "--build", str(out)]) == 0
+    assert "<math" in (out / "reference" / "spec" / "index.html").read_text()

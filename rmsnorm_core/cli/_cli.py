@@ -38,9 +38,9 @@ def build_parser(*, with_backends: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rmsnorm",
         description="One RMSNorm, specified once, run identically in JAX/Flax and PyTorch.",
-        epilog="Documentation: the guides and reference in docs/ (docs/index.md; build the "
-        "site with `pip install -e '.[docs]' && mkdocs serve`). `rmsnorm COMMAND --help` "
-        "for each command.",
+        epilog="Documentation: `rmsnorm docs` serves the guides and reference locally "
+        "(offline; without the docs extra it says where the Markdown is). "
+        "`rmsnorm COMMAND --help` for each command.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("presets", help="list the presets and their specs")
@@ -55,13 +55,21 @@ def build_parser(*, with_backends: bool = False) -> argparse.ArgumentParser:
         help="override a field; VALUE is read as JSON, else as a string",
     )
     p.set_defaults(func=_cmd_spec)
-    from rmsnorm_core.cli import _cli_bench, _cli_convert, _cli_export, _cli_infer, _cli_verify
+    from rmsnorm_core.cli import (
+        _cli_bench,
+        _cli_convert,
+        _cli_docs,
+        _cli_export,
+        _cli_infer,
+        _cli_verify,
+    )
 
     _cli_verify.add_parser(sub)
     _cli_bench.add_parser(sub)
     _cli_infer.add_parser(sub)
     _cli_convert.add_parser(sub)
     _cli_export.add_parser(sub, with_backends=with_backends)
+    _cli_docs.add_parser(sub)
     return parser
 
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from rmsnorm_core.spec._errors import RMSNormUsageError
+
+
+def help_text(doc: str | None) -> str:
+    """A command module's docstring as its ``--help`` description: reST's ````code````
+    becomes ```code```, which reads the same in a terminal and on the docs' CLI page
+    (where the help is shown verbatim)."""
+    return re.sub(r"``(.+?)``", r"`\1`", doc or "", flags=re.S)
+
 
 #: Longest ``--set`` value read (no spec field needs more).
 MAX_VALUE = 256

@@ -32,6 +32,7 @@ from rmsnorm_core.bench._bench import (
     run_sweep,
     write_json,
 )
+from rmsnorm_core.cli._cli_args import help_text
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormUsageError
 
@@ -98,7 +99,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
         help="ratio benchmarks against the peers (table, JSON, plots)",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-k", "--filter", default="*", help="glob over benchmark names")

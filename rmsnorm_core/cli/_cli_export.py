@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import refuse_collisions
+from rmsnorm_core.cli._cli_args import help_text, refuse_collisions
 from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
@@ -36,7 +36,7 @@ def add_parser(sub: Any, *, with_backends: bool) -> None:
     p = sub.add_parser(
         "export",
         help="export a neutral checkpoint to deployment artifacts (TorchScript, ONNX, ...)",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", help="neutral checkpoint (.safetensors)")

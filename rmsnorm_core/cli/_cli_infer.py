@@ -16,7 +16,7 @@ import argparse
 import importlib
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import parse_overrides
+from rmsnorm_core.cli._cli_args import help_text, parse_overrides
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 
@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "infer",
         help="measure the spec of an RMSNorm implementation (prints JSON)",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

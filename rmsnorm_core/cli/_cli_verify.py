@@ -1,4 +1,4 @@
-"""``rmsnorm verify``: the cross-framework parity matrix (see ``_verify.py``).
+"""``rmsnorm verify``: the cross-framework parity matrix.
 
 With no arguments: every preset x float32/bfloat16/float16 x axes cases
 (trailing, non-trailing, several axes, partial, residual, empty batch) x every
@@ -29,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rmsnorm_core.cli._cli_args import help_text
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.io._safetensors import read_regular
@@ -50,7 +51,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "verify",
         help="run the cross-framework parity matrix",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--preset", action="append", metavar="NAME", help="preset(s) to verify")

@@ -1,0 +1,89 @@
+"""``rmsnorm docs``: the documentation, offline.
+
+The guides and the reference are the ``docs/`` folder of the source tree (the
+folder ``pip install`` was run from). With the ``docs`` extra (``pip install
+'.[docs]'``), ``rmsnorm docs`` builds the site from them and serves it on
+http://127.0.0.1:8000 until Ctrl-C; ``--build DIR`` only builds it into DIR
+(open ``DIR/index.html``). The site needs no network: math is rendered to MathML
+when it is built and nothing is loaded from elsewhere. Without the extra, the
+command says where the Markdown is (it reads well as it is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rmsnorm_core.cli._cli_args import help_text
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+
+SOURCE = Path(__file__).resolve().parents[2]
+"""The source tree this package was installed from (``mkdocs.yml`` and ``docs/``)."""
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "docs",
+        help="build the documentation site and serve it locally (offline)",
+        description=help_text(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--build", metavar="DIR", help="only build the site into DIR")
+    p.add_argument("--port", type=int, default=8000, help="port to serve on (default 8000)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    docs = SOURCE / "docs"
+    if not (SOURCE / "mkdocs.yml").is_file() or not docs.is_dir():
+        raise RMSNormError(
+            "the documentation is not installed with this copy of rmsnorm-bridge: it is the "
+            "docs/ folder of the source tree (its guides read well as Markdown)"
+        )
+    if importlib.util.find_spec("mkdocs") is None:
+        print(
+            f"The documentation is Markdown in {docs} (start at {docs / 'index.md'}).\n"
+            "For the rendered site: pip install -e '.[docs]' in that source tree, then "
+            "rmsnorm docs."
+        )
+        return 0
+    if args.build:
+        return _build(docs, Path(args.build), args.build)
+    site = Path(tempfile.mkdtemp(prefix="rmsnorm-docs-"))
+    try:  # a site built to serve is removed when serving stops
+        _build(docs, site, None)
+        print(f"serving {site} on http://127.0.0.1:{args.port} (Ctrl-C stops)", flush=True)
+        try:
+            return subprocess.call(
+                [sys.executable, "-m", "http.server", str(args.port), "--bind", "127.0.0.1",
+                 "--directory", str(site)],
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            return 0
+    finally:
+        shutil.rmtree(site, ignore_errors=True)
+
+
+def _build(docs: Path, site: Path, given: str | None) -> int:
+    """Build the site into ``site`` (a folder that is empty, absent or a built site)."""
+    if site.exists() and any(site.iterdir()) and not (site / "sitemap.xml").exists():
+        # mkdocs empties its site folder first: only a folder it built may be replaced
+        raise RMSNormUsageError(
+            f"--build {given!r} holds files that are not a built site; choose another folder"
+        )
+    print(f"building the site from {docs} into {site} ...", file=sys.stderr, flush=True)
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--site-dir", str(site.resolve())],
+        cwd=SOURCE, capture_output=True, text=True,
+    )  # fmt: skip
+    if built.returncode != 0:
+        raise RMSNormError(f"the site did not build:\n{built.stderr[-2000:]}")
+    if given is not None:
+        print(f"built: open {site / 'index.html'}")
+    return 0

@@ -94,12 +94,21 @@ def test_hugging_face_norms(module_name, cls, kwargs, expected):
     assert infer_spec(_hf(module_name, cls, 64, **kwargs)) == expected
 
 
-def test_t5_with_a_half_weight_is_refused_saying_why():
-    # T5LayerNorm casts to the *weight's* dtype before multiplying: a float32 input
-    # comes out bfloat16, which no spec describes (they cast to the input dtype)
-    t5 = _hf("t5", "T5LayerNorm", 64).to(torch.bfloat16)
-    with pytest.raises(RMSNormError, match=r"float32: dtype bfloat16 != spec's float32"):
-        infer_spec(t5)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_t5_with_a_half_weight_is_the_t5_preset_bit_for_bit(dtype):
+    # T5LayerNorm rounds to the *weight's* dtype before multiplying: a float32 input
+    # comes out in that dtype (output_dtype="param"; refused before it existed)
+    t5 = _hf("t5", "T5LayerNorm", 64).to(dtype)
+    with torch.no_grad():
+        t5.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(3))
+    spec = infer_spec(t5)
+    assert spec == RMSNormSpec.preset("t5", param_dtype=str(dtype).split(".")[1])
+    ours = RMSNorm.from_spec(spec, 64)
+    with torch.no_grad():
+        ours.weight.copy_(t5.weight)
+        for x_dtype in (torch.float32, torch.bfloat16, torch.float16):
+            x = (torch.randn(9, 64, generator=torch.Generator().manual_seed(4)) * 3).to(x_dtype)
+            assert torch.equal(ours(x), t5(x)) and ours(x).dtype == t5(x).dtype == dtype
 
 
 def test_half_precision_statistics_are_detected():
@@ -182,10 +191,18 @@ class _MaxTextNorm(fnnx.Module):
         return y * jnp.asarray(self.scale[...], jnp.bfloat16)
 
 
-def test_maxtext_with_bfloat16_weights_is_llama_with_bfloat16_params():
-    # for float32 inputs MaxText still returns its dtype (bfloat16): no spec does that
-    with pytest.raises(RMSNormError, match=r"float32: dtype bfloat16 != spec's float32"):
-        flax_infer(_MaxTextNorm(32))
+def test_maxtext_with_bfloat16_weights_is_the_t5_rule_with_bfloat16_params():
+    # for float32 inputs MaxText returns its weights' dtype (bfloat16): output_dtype="param"
+    theirs = _MaxTextNorm(32)
+    spec = flax_infer(theirs)
+    assert spec == RMSNormSpec.preset("t5", param_dtype="bfloat16")
+    ours = nnx.RMSNorm(32, spec=spec, rngs=fnnx.Rngs(0))
+    ours.scale[...] = jnp.linspace(0.5, 1.5, 32).astype(jnp.bfloat16)
+    theirs.scale[...] = ours.scale[...]
+    for x_dtype in (jnp.float32, jnp.bfloat16):
+        x = (jnp.arange(5 * 32).reshape(5, 32) / 17.0 - 4).astype(x_dtype)
+        a, b = ours(x), theirs(x)
+        assert a.dtype == b.dtype == jnp.bfloat16 and bool((a == b).all())
 
 
 def _clamped_torch(x):

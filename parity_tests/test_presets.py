@@ -24,7 +24,7 @@ EXPECTED = {
     "flax": dict(eps=1e-6, cast_order="after_scale", output_dtype="promote", scale_offset=0.0),
     "llama": dict(eps=1e-6, cast_order="before_scale", output_dtype="promote", scale_offset=0.0),
     "gemma": dict(eps=1e-6, cast_order="after_scale", output_dtype="input", scale_offset=1.0),
-    "t5": dict(eps=1e-6, cast_order="after_scale", output_dtype="promote", scale_offset=0.0),
+    "t5": dict(eps=1e-6, cast_order="before_scale", output_dtype="param", scale_offset=0.0),
     "paper": dict(eps=1e-8, eps_placement="outside", scale_offset=0.0),
     "onnx": dict(eps=1e-5, cast_order="before_scale", output_dtype="promote"),
 }

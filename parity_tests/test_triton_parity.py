@@ -50,7 +50,7 @@ def _random_spec(rng: random.Random) -> RMSNormSpec:
         eps=10 ** rng.uniform(-8, -2),
         eps_placement=rng.choice(["inside", "outside"]),
         cast_order=rng.choice(["after_scale", "before_scale"]),
-        output_dtype=rng.choice(["input", "promote"]),
+        output_dtype=rng.choice(["input", "promote", "param"]),
         param_dtype=rng.choice(["float16", "bfloat16", "float32", "float64"]),
         use_scale=use_scale,
         scale_offset=rng.choice([0.0, 1.0]) if use_scale else 0.0,

@@ -40,12 +40,15 @@ class Implementation:
         block: the shape of the normalized block (the parameters' shape).
         params: the current ``{"scale": ..., "bias": ...}`` (the ones it has).
         set_params: sets some of them (same shapes and dtypes).
+        recast: ``dtype -> `` a copy of the implementation with its parameters in that
+            dtype (a module cast with ``.to``), or None where there is none (a function).
     """
 
     apply: Callable[[np.ndarray], np.ndarray]
     block: tuple[int, ...]
     params: Mapping[str, np.ndarray]
     set_params: Callable[[Mapping[str, np.ndarray]], None]
+    recast: Callable[[str], Implementation] | None = None
 
 
 def infer_spec(impl: Implementation) -> RMSNormSpec:
@@ -92,20 +95,41 @@ def _infer(impl: Implementation, saved: Mapping[str, np.ndarray]) -> RMSNormSpec
     }
     if scale is not None and placement == "inside" and found["compute_dtype"] == "float32":
         found["scale_multiplies"] = scale_order(impl.apply, impl.set_params, layout, offset, scale)
-    failures = []
+    failures, fits = [], []
     for cast_order in ("after_scale", "before_scale"):
         if cast_order == "before_scale" and found.get("scale_multiplies") == "inverse":
             continue  # the order is read off float32 outputs, where only after_scale has it
-        for output_dtype in ("input", "promote"):
+        for output_dtype in ("input", "promote", "param"):
             spec = RMSNormSpec(**found, cast_order=cast_order, output_dtype=output_dtype)
             reason = verify(impl, spec, layout, saved)
             if reason is None:
-                return spec
-            failures.append(f"{cast_order}/{output_dtype}: {reason}")
+                fits.append(spec)
+            else:
+                failures.append(f"{cast_order}/{output_dtype}: {reason}")
+    if fits:
+        return _tell_apart(impl, fits, layout)
     raise RMSNormError(
         f"no spec reproduces this implementation. Found: {found}; then {'; '.join(failures)}"
         + _hint(found)
     )
+
+
+def _tell_apart(
+    impl: Implementation, fits: list[RMSNormSpec], layout: probes.Layout
+) -> RMSNormSpec:
+    """The first spec that reproduces ``impl``, and, where several do, the first that also
+    reproduces it with bfloat16 parameters. With float32 weights, T5's "round to the
+    weight's dtype" (``before_scale``, ``output_dtype="param"``) and a promoting norm
+    (``after_scale``, ``"promote"``) give the same bits; cast to bfloat16 they differ, and
+    a copy cast so tells which one a model keeps being after ``model.to(bfloat16)``."""
+    if len(fits) == 1 or impl.recast is None or not impl.params:
+        return fits[0]
+    half = impl.recast("bfloat16")
+    saved = {k: np.array(v, copy=True) for k, v in half.params.items()}
+    for spec in fits:
+        if verify(half, spec.replace(param_dtype="bfloat16"), layout, saved) is None:
+            return spec
+    return fits[0]  # none holds after a cast: the first describes the module as it is
 
 
 def _offset(impl: Implementation, layout: probes.Layout, scale: np.ndarray) -> float:

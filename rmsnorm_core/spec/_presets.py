@@ -18,10 +18,11 @@ exact formula, with ``f = float32``, ``x`` the input, ``w`` the weight and
 - ``gemma``: Hugging Face ``GemmaRMSNorm`` (transformers 4.x), eps 1e-6:
   ``y = T(f(x) * rsqrt(mean(f(x)^2) + eps) * (1 + f(w)))``: the offset is
   added and multiplied in float32, one rounding; weights start at zero.
-- ``t5``: Hugging Face ``T5LayerNorm`` (transformers 4.x) with a float32
-  weight, eps 1e-6: ``y = w * (x * rsqrt(mean(f(x)^2) + eps))`` in float32:
-  the output is promoted (float32). With a half-precision weight T5 casts
-  before the multiply, which is the ``llama`` preset.
+- ``t5``: Hugging Face ``T5LayerNorm`` (transformers 4.x-5.x), eps 1e-6:
+  ``y = w * T_w(x * rsqrt(mean(f(x)^2) + eps))``: the normalized value is
+  rounded to the *weight's* dtype (a no-op for a float32 weight), the product
+  taken and the output given in that dtype (a float32 input to bfloat16
+  weights gives bfloat16).
 - ``paper``: Zhang & Sennrich (2019), the authors' PyTorch code, eps 1e-8
   added to the rms, outside the root: ``y = w * x / (||x||/sqrt(n) + eps)``,
   computed in float32 here.
@@ -58,7 +59,7 @@ PRESET_FIELDS: dict[str, dict[str, Any]] = {
     "flax": {"eps": 1e-6, "output_dtype": "promote", "scale_multiplies": "inverse"},
     "llama": {"eps": 1e-6, "cast_order": "before_scale", "output_dtype": "promote"},
     "gemma": {"eps": 1e-6, "scale_offset": 1.0},
-    "t5": {"eps": 1e-6, "output_dtype": "promote"},
+    "t5": {"eps": 1e-6, "cast_order": "before_scale", "output_dtype": "param"},
     "paper": {"eps": 1e-8, "eps_placement": "outside"},
     "onnx": {"eps": 1e-5, "cast_order": "before_scale", "output_dtype": "promote"},
     "olmo2": {"eps": 1e-6},

@@ -30,6 +30,7 @@ class Recipe(NamedTuple):
         compute_dtype: the spec's ``compute_dtype`` (``"input"`` included).
         before_scale: ``cast_order == "before_scale"``.
         promote_output: ``output_dtype == "promote"``.
+        param_output: ``output_dtype == "param"``.
         param_dtype: the spec's ``param_dtype``.
         use_scale: the spec's ``use_scale``.
         scale_offset: the spec's ``scale_offset``.
@@ -45,6 +46,7 @@ class Recipe(NamedTuple):
     compute_dtype: str
     before_scale: bool
     promote_output: bool
+    param_output: bool
     param_dtype: str
     use_scale: bool
     scale_offset: float
@@ -64,7 +66,8 @@ class DtypePlan(NamedTuple):
         scale: dtype in which ``g = scale_offset + scale`` is formed and
             multiplied (float32, or float64 when compute is float64).
         intermediate: dtype ``h*inv`` is rounded to before the scale
-            (``before_scale``: the input dtype), or None (``after_scale``).
+            (``before_scale``: the input dtype; the output dtype with
+            ``output_dtype="param"``), or None (``after_scale``).
         output: dtype of ``y``.
         residual: dtype of the residual sum ``s``.
 
@@ -227,9 +230,11 @@ def resolve_dtypes(recipe: Recipe, input: str, params: str) -> DtypePlan:
     output = input
     if recipe.promote_output and params != "":
         output = promote(input, params)
+    if recipe.param_output and params != "":
+        output = params
     intermediate: Optional[str] = None
-    if recipe.before_scale:
-        intermediate = input
+    if recipe.before_scale:  # "param": rounded to the parameters' dtype, as T5 casts
+        intermediate = output if recipe.param_output else input
     residual = input
     if recipe.residual_float32:
         residual = promote(input, "float32")

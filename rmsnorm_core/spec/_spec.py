@@ -46,7 +46,11 @@ class RMSNormSpec:
        the input dtype, then the product (and bias) rounded once more.
     6. ``output_dtype="input"`` gives the input dtype; ``"promote"`` promotes
        the input dtype with the dtypes of the parameters present (flax's rule:
-       bfloat16 x float32 -> float32; no parameters -> the input dtype).
+       bfloat16 x float32 -> float32; no parameters -> the input dtype);
+       ``"param"`` gives the parameters' dtype (T5's ``w * h.to(w.dtype)``:
+       a float32 input to bfloat16 weights gives bfloat16; no parameters -> the
+       input dtype), and with ``before_scale`` ``h*inv`` is rounded to that
+       dtype, not the input's, before the scale.
     7. Residual variant: ``s = x + residual`` rounded to ``residual_dtype``
        (the input dtype, or float32 as flash-attn's ``residual_in_fp32``); the
        norm is computed from the stored ``s`` and returns ``(y, s)``; the
@@ -71,7 +75,7 @@ class RMSNormSpec:
         eps_placement: ``"inside"`` (default) or ``"outside"``.
         compute_dtype: ``"float32"`` (default), ``"float64"`` or ``"input"``.
         cast_order: ``"after_scale"`` (default) or ``"before_scale"``.
-        output_dtype: ``"input"`` (default) or ``"promote"``.
+        output_dtype: ``"input"`` (default), ``"promote"`` or ``"param"``.
         param_dtype: dtype parameters are created in; one of float16,
             bfloat16, float32 (default), float64.
         use_scale: learn a scale (gamma) over the normalized axes. Default True.
@@ -156,6 +160,7 @@ class RMSNormSpec:
             compute_dtype=self.compute_dtype,
             before_scale=self.cast_order == "before_scale",
             promote_output=self.output_dtype == "promote",
+            param_output=self.output_dtype == "param",
             param_dtype=self.param_dtype,
             use_scale=self.use_scale,
             scale_offset=self.scale_offset,

@@ -94,7 +94,7 @@ def choices(field: str) -> list[str]:
     if field == "cast_order":
         return ["after_scale", "before_scale"]
     if field == "output_dtype":
-        return ["input", "promote"]
+        return ["input", "promote", "param"]
     if field == "param_dtype":
         return float_dtypes()
     if field == "residual_dtype":

@@ -126,8 +126,12 @@ def implementation(
             for name, value in values.items():
                 params[name].copy_(to_tensor(value))
 
+    def recast(dtype: str) -> Implementation:  # a copy with its parameters in ``dtype``
+        return implementation(copy.deepcopy(probed).to(getattr(torch, dtype)), normalized_shape)
+
     current = {name: to_numpy(p) for name, p in params.items()}
-    return Implementation(apply, block, current, set_params)
+    is_module = isinstance(probed, nn.Module)
+    return Implementation(apply, block, current, set_params, recast if is_module else None)
 
 
 def infer_spec(

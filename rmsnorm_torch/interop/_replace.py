@@ -107,13 +107,11 @@ def replace_norms(model: nn.Module, *, infer: bool = True) -> ReplaceReport:
     change its state_dict (a scale named other than ``weight``, a persistent
     buffer).
 
-    A module is measured as it is: replace after casting the model (or cast
-    after, for every norm whose rounding does not depend on its weight's dtype).
-    Hugging Face's ``T5LayerNorm`` is the exception: it casts to a half weight's
-    dtype before the multiply and not to a float32 one, so no spec describes
-    both; in float32 it is the ``t5`` preset, with half weights it is left in
-    place, and one replaced in float32 and then cast to a half dtype rounds
-    differently (15% of a tiny T5's bfloat16 logits identical).
+    A module is measured as it is, and also through a copy cast to bfloat16
+    where its float32 weights leave two specs equal (Hugging Face's
+    ``T5LayerNorm`` rounds to its weight's dtype, a promoting norm does not: the
+    same bits in float32), so replacing before or after casting the model gives
+    the same model.
 
     Args:
         model: any module tree (e.g. a Hugging Face model).

@@ -53,6 +53,7 @@ def fits(x: Tensor, plan: Plan) -> bool:
         and not plan.eps_outside
         and plan.k < 0
         and plan.compute == torch.float32
+        and plan.mid == plan.in_dtype  # output_dtype="param" rounds elsewhere: the graph's
     )
 
 

@@ -70,6 +70,7 @@ def fused_kind(
         or plan.scale_inverse
         or bias is not None
         or plan.in_dtype != x.dtype
+        or plan.mid != plan.in_dtype  # output_dtype="param" rounds elsewhere: the graph's
     ):
         return FusedKind.UNFIT
     w: Optional[torch.dtype] = None

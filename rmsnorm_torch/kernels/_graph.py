@@ -109,10 +109,10 @@ def rms_norm_graph(
         # the spec's rsqrt-multiply: what torch.rms_norm and Hugging Face compute,
         # so eager, scripted and compiled calls round like the fused path (_fused.py)
         y = h * torch.rsqrt(_add_eps(ms, plan.eps))
-    if plan.before_scale and y.dtype != plan.in_dtype:
+    if plan.before_scale and y.dtype != plan.mid:
         if exporting and plan.trailing:
             y = y * torch.ones([x.shape[d] for d in plan.dims], dtype=y.dtype, device=y.device)
-        y = y.to(plan.in_dtype)
+        y = y.to(plan.mid)
     return _finish(x, plan, y, weight, bias)
 
 

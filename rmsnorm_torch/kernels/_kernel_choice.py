@@ -146,7 +146,7 @@ def _flat(p: Optional[Tensor]) -> Optional[Tensor]:
 def _triton_args(x: Tensor, plan: Plan, weight: Any, bias: Any) -> Tuple[Any, ...]:
     n = math.prod(x.shape[x.dim() - len(plan.dims) :])
     return (_flat(weight), _flat(bias), n, plan.k if plan.k >= 0 else n, plan.eps,
-            plan.eps_outside, plan.before_scale, plan.in_dtype, plan.out_dtype)  # fmt: skip
+            plan.eps_outside, plan.before_scale, plan.mid, plan.out_dtype)  # fmt: skip
 
 
 def eager_norm(x: Tensor, plan: Plan, weight: Any, bias: Any) -> Optional[Tensor]:

@@ -32,6 +32,7 @@ def native_eligible(
     """Whether ``RMSNormalization`` equals the spec for this call (module docstring)."""
     return (
         x.dtype == plan.in_dtype
+        and plan.mid == plan.in_dtype
         and x.dtype in (torch.float16, torch.float32)  # ONNX Runtime's CPU has no bf16 Mul
         and plan.compute == torch.float32
         and not plan.eps_outside

@@ -8,7 +8,8 @@ scale and bias flattened, in float32 (the spec forms ``g`` in float32; the
 cast outside the op carries the gradient back to the parameters' dtype). The
 forward returns ``(y, s, rstd)``: ``s`` is the stored residual sum (an empty
 tensor without a residual), ``rstd`` the float32 inverse rms per row, saved for
-the backward.
+the backward. ``mid_dtype`` is where ``before_scale`` rounds ``h * inv`` (the input
+dtype, or the parameters' for ``output_dtype="param"``: the plan's ``mid``).
 
 Traced, compiled and exported code never reaches these ops through
 ``rms_norm`` (it records the graph path); called directly they still work
@@ -81,7 +82,7 @@ def _launch_scope(x: Tensor) -> Any:
 def triton_forward(
     x: Tensor, residual: Optional[Tensor], weight: Optional[Tensor], bias: Optional[Tensor],
     n: int, k: int, eps: float, eps_outside: bool, before_scale: bool,
-    in_dtype: torch.dtype, out_dtype: torch.dtype, store_dtype: torch.dtype, scale_offset: float,
+    mid_dtype: torch.dtype, out_dtype: torch.dtype, store_dtype: torch.dtype, scale_offset: float,
     scale_inverse: bool,
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """``(y, s, rstd)`` by the Triton forward kernel (module docstring)."""
@@ -95,7 +96,7 @@ def triton_forward(
             _ptr(x, rstd), _ptr(residual, rstd), _ptr(s, rstd), _ptr(y, rstd),
             _ptr(weight, rstd), _ptr(bias, rstd), rstd, n, k, float(k), eps, scale_offset,
             X_KIND=KINDS[x.dtype], R_KIND=KINDS[(x if residual is None else residual).dtype],
-            S_KIND=KINDS[store_dtype], IN_KIND=KINDS[in_dtype], Y_KIND=KINDS[out_dtype],
+            S_KIND=KINDS[store_dtype], IN_KIND=KINDS[mid_dtype], Y_KIND=KINDS[out_dtype],
             HAS_R=residual is not None, HAS_W=weight is not None, HAS_B=bias is not None,
             OUTSIDE=eps_outside, BEFORE=before_scale, INVERSE=scale_inverse, BLOCK=block,
             ONE_BLOCK=one,
@@ -116,7 +117,7 @@ def _forward_fake(x: Tensor, residual: Optional[Tensor], *args: Any) -> Tuple[Te
 def triton_backward(
     dy: Tensor, h: Tensor, rstd: Tensor, ds: Optional[Tensor], weight: Optional[Tensor],
     has_bias: bool, n: int, k: int, eps_outside: bool, before_scale: bool,
-    in_dtype: torch.dtype, scale_offset: float,
+    mid_dtype: torch.dtype, scale_offset: float,
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """``(dh, dweight, dbias)`` by the Triton backward kernel; ``dh`` in ``h``'s dtype
     (plus ``ds``), the parameter gradients in float32 (empty where absent)."""
@@ -134,7 +135,7 @@ def triton_backward(
             _ptr(dy, rstd), _ptr(h, rstd), _ptr(ds, rstd), _ptr(dh, rstd), _ptr(weight, rstd),
             rstd, dw_part, db_part, rows, n, k, float(k), scale_offset,
             -(-rows // programs), X_KIND=KINDS[h.dtype], DY_KIND=KINDS[dy.dtype],
-            DX_KIND=KINDS[h.dtype], IN_KIND=KINDS[in_dtype], HAS_DS=ds is not None,
+            DX_KIND=KINDS[h.dtype], IN_KIND=KINDS[mid_dtype], HAS_DS=ds is not None,
             HAS_W=weight is not None, HAS_B=has_bias, OUTSIDE=eps_outside, BEFORE=before_scale,
             BLOCK=block, ONE_BLOCK=one, num_warps=warps,
         )  # fmt: skip
@@ -153,7 +154,7 @@ def _backward_fake(dy: Tensor, h: Tensor, rstd: Tensor, ds: Any, weight: Any, ha
 def graph_forward(
     x: Tensor, residual: Optional[Tensor], weight: Optional[Tensor], bias: Optional[Tensor],
     n: int, k: int, eps: float, eps_outside: bool, before_scale: bool,
-    in_dtype: torch.dtype, out_dtype: torch.dtype, store_dtype: torch.dtype, scale_offset: float,
+    mid_dtype: torch.dtype, out_dtype: torch.dtype, store_dtype: torch.dtype, scale_offset: float,
     scale_inverse: bool,
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """What :func:`triton_forward` computes, as the graph path's plain ops (the
@@ -164,7 +165,7 @@ def graph_forward(
         wide = torch.promote_types(store_dtype, residual.dtype)
         s = h = torch.add(x.to(wide), residual.to(wide)).to(store_dtype)
     plan = Plan([1], True, k if k < n else -1, eps, eps_outside, torch.float32, torch.float32,
-                before_scale, in_dtype, out_dtype, scale_offset,
+                before_scale, mid_dtype, out_dtype, mid_dtype, scale_offset,
                 scale_inverse and weight is not None)  # fmt: skip
     h2 = h.reshape(-1, n)
     y = rms_norm_graph(h2, plan, weight, bias).reshape(x.shape)
@@ -188,14 +189,14 @@ def _setup(ctx: Any, inputs: Tuple[Any, ...], output: Tuple[Tensor, ...]) -> Non
 
 def _backward(ctx: Any, dy: Tensor, ds: Optional[Tensor], _drstd: Any) -> Tuple[Any, ...]:
     x, residual, weight, bias, s, rstd = ctx.saved_tensors
-    n, k, _eps, outside, before, in_dtype, _out, _store, offset, _inverse = ctx.args
+    n, k, _eps, outside, before, mid_dtype, _out, _store, offset, _inverse = ctx.args
     needs = ctx.needs_input_grad
     if torch.is_grad_enabled():  # create_graph=True: differentiate the plain ops
         return _graph_backward(ctx, (x, residual, weight, bias), dy, ds)
     h = s if residual is not None else x
     ds = ds if residual is not None and ds is not None and ds.numel() else None
     dh, dw, db = triton_backward(
-        dy, h, rstd, ds, weight, bias is not None, n, k, outside, before, in_dtype, offset
+        dy, h, rstd, ds, weight, bias is not None, n, k, outside, before, mid_dtype, offset
     )
     dx = dh.to(ctx.dtypes[0]) if needs[0] else None
     dr = dh.to(ctx.dtypes[1]) if residual is not None and needs[1] else None

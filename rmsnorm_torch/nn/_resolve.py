@@ -43,7 +43,10 @@ class Plan(NamedTuple):
     ``k`` is core's ``block_count``: the partial count of the flattened block,
     -1 for "the whole block" (so a trace records no shape arithmetic); ``in_dtype`` is the
     dtype the spec's "input" rules refer to (``x``'s own, except in the
-    residual variant, where it is the dtype of ``x`` before the sum); ``scale_inverse``:
+    residual variant, where it is the dtype of ``x`` before the sum); ``mid``: the dtype
+    ``before_scale`` rounds ``h*inv`` to (core's ``DtypePlan.intermediate``: ``in_dtype``,
+    or the parameters' dtype for ``output_dtype="param"``; only the graph path rounds to
+    another than ``in_dtype``, the other kernels leave such a call to it); ``scale_inverse``:
     the spec's ``scale_multiplies="inverse"`` and a weight to fold into the inverse rms.
     """
 
@@ -57,6 +60,7 @@ class Plan(NamedTuple):
     before_scale: bool
     in_dtype: torch.dtype
     out_dtype: torch.dtype
+    mid: torch.dtype
     scale_offset: float
     scale_inverse: bool
 
@@ -123,6 +127,10 @@ def resolve(
     if b != "":
         params = b if params == "" else _rules.promote(params, b)
     names = _rules.resolve_dtypes(recipe, dtype_name(in_dtype), params)
+    mid = in_dtype  # before_scale's rounding point (TorchScript refines a local, not a field)
+    intermediate = names.intermediate
+    if intermediate is not None:
+        mid = torch_dtype(intermediate)
     return Plan(
         dims,
         _rules.is_trailing(dims, x.dim()),
@@ -134,6 +142,7 @@ def resolve(
         recipe.before_scale,
         in_dtype,
         torch_dtype(names.output),
+        mid,
         recipe.scale_offset,
         recipe.scale_inverse and weight is not None,
     )

@@ -1,4 +1,5 @@
-"""Suite-wide set-up: hypothesis profiles and the shared case tables' path.
+"""Suite-wide set-up: hypothesis profiles, the shared case tables' path, and the
+``registered`` fixture (a backend registered for one test).
 
 ``RMSNORM_FUZZ=long`` selects the long fuzzing profile; the default ``ci``
 profile keeps the README's test command under ten minutes.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -17,3 +19,19 @@ settings.register_profile(
     "long", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("RMSNORM_FUZZ", "ci"))
+
+
+@pytest.fixture
+def registered():
+    """``registered(backend)`` registers a backend for this test; it is unregistered after."""
+    from rmsnorm_core.backends import register_backend, unregister_backend
+
+    names = []
+
+    def add(backend):
+        register_backend(backend)
+        names.append(backend.name)
+
+    yield add
+    for name in names:
+        unregister_backend(name)

@@ -22,7 +22,6 @@ import torch
 from torch import Tensor, nn
 
 from rmsnorm_core import (
-    FLOAT32_EPS,
     FLOAT_DTYPES,
     RMSNormError,
     RMSNormSpec,
@@ -162,16 +161,6 @@ class RMSNorm(nn.Module):
         self._recipe = spec.recipe
         follows = self.__dict__.get("_eps_follows_dtype", False)
         self._recipe64 = spec.replace(eps=FLOAT64_EPS).recipe if follows else None
-
-    @torch.jit.unused
-    def _follow_dtype_eps(self) -> None:
-        """Make this module's eps follow the input dtype as ``eps=None`` does (for
-        ``replace_norms`` of a ``torch.nn.RMSNorm(eps=None)``); its spec must hold
-        float32's epsilon."""
-        if self._spec.eps != FLOAT32_EPS:
-            raise RMSNormError(f"eps={self._spec.eps!r} is set: it cannot follow the dtype")
-        self._eps_follows_dtype = True
-        self._set_spec(self._spec)
 
     def _recipe_for(self, x: Tensor) -> Recipe:
         """The recipe of a call on ``x``: the spec's, or, where eps=None follows the input

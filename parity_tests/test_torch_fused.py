@@ -48,7 +48,7 @@ def test_torch_preset_equals_torch_nn_rmsnorm(dtype, shape):
 @pytest.mark.parametrize("grad", [False, True], ids=["no-grad", "grad"])
 @pytest.mark.parametrize("param_dtype", ["float32", "input"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
-@pytest.mark.parametrize("preset", ["torch", "llama", "gemma", "olmo2", "flax", "onnx"])
+@pytest.mark.parametrize("preset", ["torch", "llama", "gemma", "olmo2", "flax", "onnx", "t5"])
 def test_fused_equals_graph_and_blocked(preset, dtype, param_dtype, grad):
     """The three CPU paths round alike: the fused op (auto at this size), the graph
     path and the blocked kernel, each forced."""
@@ -63,6 +63,23 @@ def test_fused_equals_graph_and_blocked(preset, dtype, param_dtype, grad):
     assert auto.dtype == graph.dtype == blocked.dtype
     assert torch.equal(auto, graph)
     assert torch.equal(auto, blocked)
+
+
+@pytest.mark.parametrize("weight_dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_t5_half_weights_round_alike_on_every_cpu_path(weight_dtype):
+    """output_dtype="param": a float32 input rounds to the weights' half dtype before the
+    scale; the graph path and the blocked kernel (each forced) and auto agree bit for bit,
+    and in that dtype."""
+    m = _module("t5", 96, weight_dtype)
+    x = torch.randn(4, 3, 96, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        auto = m(x)
+        with use_kernel("graph"):
+            graph = m(x)
+        with use_kernel("blocked"):
+            blocked = m(x)
+    assert auto.dtype == graph.dtype == blocked.dtype == weight_dtype
+    assert torch.equal(auto, graph) and torch.equal(graph, blocked)
 
 
 def test_wrong_size_on_the_hot_path_names_the_sizes():

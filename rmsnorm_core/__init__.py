@@ -12,6 +12,7 @@ from rmsnorm_core.infer._report import (
 )
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import FORMAT_VERSION, load, save
+from rmsnorm_core.io._digest import array_digest
 from rmsnorm_core.io._layouts import (
     HF_NORM_KEYS,
     INFERRED,
@@ -91,6 +92,7 @@ __all__ = [
     "state_arrays_from_layers",
     "testing",
     "write_atomic",
+    "array_digest",
     "NAME_MAPS",
     "NeutralLayer",
     "flax_to_torch",

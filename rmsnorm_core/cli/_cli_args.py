@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -17,6 +18,17 @@ def help_text(doc: str | None) -> str:
     becomes ```code```, which reads the same in a terminal and on the docs' CLI page
     (where the help is shown verbatim)."""
     return re.sub(r"``(.+?)``", r"`\1`", doc or "", flags=re.S)
+
+
+def command_parser(sub: Any, name: str, summary: str, doc: str | None) -> argparse.ArgumentParser:
+    """The subcommand ``name``: ``summary`` in ``rmsnorm --help``, its module docstring
+    ``doc`` (through :func:`help_text`, line breaks kept) as its own ``--help``."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=help_text(doc),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 #: Longest ``--set`` value read (no spec field needs more).

@@ -32,7 +32,7 @@ from rmsnorm_core.bench._bench import (
     run_sweep,
     write_json,
 )
-from rmsnorm_core.cli._cli_args import help_text
+from rmsnorm_core.cli._cli_args import command_parser
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormUsageError
 
@@ -96,11 +96,8 @@ def check_report_path(path: str, flag: str) -> None:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="ratio benchmarks against the peers (table, JSON, plots)",
-        description=help_text(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = command_parser(
+        sub, "bench", "ratio benchmarks against the peers (table, JSON, plots)", __doc__
     )
     p.add_argument("-k", "--filter", default="*", help="glob over benchmark names")
     p.add_argument("--repeat", type=int, default=15, help="timed runs of each side (default 15)")

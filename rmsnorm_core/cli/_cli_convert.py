@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import help_text, parse_overrides, refuse_collisions
+from rmsnorm_core.cli._cli_args import command_parser, parse_overrides, refuse_collisions
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import load, save
 from rmsnorm_core.io._hf_checkpoint import is_hf_folder
@@ -82,11 +82,11 @@ TORCH_SAFETENSORS = _backends.CheckpointFormat(
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
+    p = command_parser(
+        sub,
         "convert",
-        help="convert norm weights between the neutral checkpoint, Flax and torch files",
-        description=help_text(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "convert norm weights between the neutral checkpoint, Flax and torch files",
+        __doc__,
     )
     p.add_argument("src", help="input file")
     p.add_argument("dst", help="output file (written atomically)")

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import help_text
+from rmsnorm_core.cli._cli_args import command_parser
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 
 SOURCE = Path(__file__).resolve().parents[2]
@@ -28,11 +28,8 @@ SOURCE = Path(__file__).resolve().parents[2]
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "docs",
-        help="build the documentation site and serve it locally (offline)",
-        description=help_text(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = command_parser(
+        sub, "docs", "build the documentation site and serve it locally (offline)", __doc__
     )
     p.add_argument("--build", metavar="DIR", help="only build the site into DIR")
     p.add_argument("--port", type=int, default=8000, help="port to serve on (default 8000)")

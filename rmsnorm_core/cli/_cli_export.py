@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import help_text, refuse_collisions
+from rmsnorm_core.cli._cli_args import command_parser, refuse_collisions
 from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
@@ -33,11 +33,11 @@ def _exporters() -> dict[str, _backends.Exporter]:
 def add_parser(sub: Any, *, with_backends: bool) -> None:
     """Add ``export``; its artifact flags come from the backends when ``with_backends``
     (loading them imports the frameworks, so only ``rmsnorm export`` does)."""
-    p = sub.add_parser(
+    p = command_parser(
+        sub,
         "export",
-        help="export a neutral checkpoint to deployment artifacts (TorchScript, ONNX, ...)",
-        description=help_text(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "export a neutral checkpoint to deployment artifacts (TorchScript, ONNX, ...)",
+        __doc__,
     )
     p.add_argument("checkpoint", help="neutral checkpoint (.safetensors)")
     p.add_argument(

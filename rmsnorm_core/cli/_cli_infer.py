@@ -16,17 +16,14 @@ import argparse
 import importlib
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import help_text, parse_overrides
+from rmsnorm_core.cli._cli_args import command_parser, parse_overrides
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "infer",
-        help="measure the spec of an RMSNorm implementation (prints JSON)",
-        description=help_text(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = command_parser(
+        sub, "infer", "measure the spec of an RMSNorm implementation (prints JSON)", __doc__
     )
     p.add_argument(
         "target", metavar="PACKAGE.MODULE:CLASS", help="the class (or function) to measure"

@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import help_text
+from rmsnorm_core.cli._cli_args import command_parser
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.io._safetensors import read_regular
@@ -48,12 +48,7 @@ MAX_SPEC_BYTES = 1 << 20
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "verify",
-        help="run the cross-framework parity matrix",
-        description=help_text(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(sub, "verify", "run the cross-framework parity matrix", __doc__)
     p.add_argument("--preset", action="append", metavar="NAME", help="preset(s) to verify")
     p.add_argument("--spec", metavar="FILE.json", help="verify one spec from a JSON file")
     p.add_argument("--weights", metavar="CKPT", help="verify the layers of a neutral checkpoint")

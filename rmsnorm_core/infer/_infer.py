@@ -95,6 +95,9 @@ def _infer(impl: Implementation, saved: Mapping[str, np.ndarray]) -> RMSNormSpec
     }
     if scale is not None and placement == "inside" and found["compute_dtype"] == "float32":
         found["scale_multiplies"] = scale_order(impl.apply, impl.set_params, layout, offset, scale)
+    # float32 weights can leave several specs equal (see _tell_apart); otherwise the
+    # first that fits is the answer and the rest are not tried
+    ambiguous = pdt == "float32" and scale is not None and impl.recast is not None
     failures, fits = [], []
     for cast_order in ("after_scale", "before_scale"):
         if cast_order == "before_scale" and found.get("scale_multiplies") == "inverse":
@@ -102,6 +105,8 @@ def _infer(impl: Implementation, saved: Mapping[str, np.ndarray]) -> RMSNormSpec
         for output_dtype in ("input", "promote", "param"):
             spec = RMSNormSpec(**found, cast_order=cast_order, output_dtype=output_dtype)
             reason = verify(impl, spec, layout, saved)
+            if reason is None and not ambiguous:
+                return spec
             if reason is None:
                 fits.append(spec)
             else:
@@ -122,7 +127,7 @@ def _tell_apart(
     weight's dtype" (``before_scale``, ``output_dtype="param"``) and a promoting norm
     (``after_scale``, ``"promote"``) give the same bits; cast to bfloat16 they differ, and
     a copy cast so tells which one a model keeps being after ``model.to(bfloat16)``."""
-    if len(fits) == 1 or impl.recast is None or not impl.params:
+    if len(fits) == 1 or impl.recast is None:
         return fits[0]
     half = impl.recast("bfloat16")
     saved = {k: np.array(v, copy=True) for k, v in half.params.items()}

@@ -6,7 +6,6 @@ in :func:`load`'s: those are the reference's entries.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from rmsnorm_core.io._atomic import write_atomic
+from rmsnorm_core.io._digest import array_digest
 from rmsnorm_core.io._neutral import NeutralLayer, check_layer, check_layer_name, neutral_layer
 from rmsnorm_core.io._safetensors import read_file, serialize
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
@@ -70,7 +70,7 @@ def save(path: str | os.PathLike[str], layers: Mapping[str, NeutralLayer]) -> Pa
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "layers": json.dumps(meta, sort_keys=True),
-        "sha256": json.dumps({k: _digest(v) for k, v in tensors.items()}, sort_keys=True),
+        "sha256": json.dumps({k: array_digest(v) for k, v in tensors.items()}, sort_keys=True),
     }
     return write_atomic(path, serialize(tensors, metadata))
 
@@ -104,15 +104,9 @@ def _read(path: Path) -> dict[str, NeutralLayer]:
             f"checkpoint {file!r} has format_version={version!r}; this library "
             f"reads versions {', '.join(_READS)} (upgrade rmsnorm-bridge for newer)"
         )
-    try:
-        layers_meta = json.loads(meta.get("layers", ""))
-    except json.JSONDecodeError as err:
-        raise RMSNormError(
-            f"checkpoint {file!r}: the 'layers' metadata is not JSON: {err}"
-        ) from None
-    if not isinstance(layers_meta, dict):
-        raise RMSNormError(f"checkpoint {file!r}: the 'layers' metadata must be a JSON object")
-    _check_digests(file, meta.get("sha256"), tensors)
+    layers_meta = _json_object(file, meta, "layers")
+    if "sha256" in meta:  # a file written before digests were is not checked
+        _check_digests(file, _json_object(file, meta, "sha256"), tensors)
     layers = {name: _layer(file, name, entry, tensors) for name, entry in layers_meta.items()}
     if tensors:
         raise RMSNormError(f"checkpoint {file!r} holds tensors no layer claims: {sorted(tensors)}")
@@ -163,25 +157,25 @@ def _layer(file: str, name: str, entry: Any, tensors: dict[str, Any]) -> Neutral
         raise type(err)(f"checkpoint {file!r}: {err}") from None
 
 
-def _digest(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
-
-
-def _check_digests(file: str, recorded: str | None, tensors: Mapping[str, np.ndarray]) -> None:
-    """Each tensor's bytes against the digest written with it (a file without digests,
-    written before they were, is not checked)."""
-    if recorded is None:
-        return
+def _json_object(file: str, meta: Mapping[str, str], key: str) -> dict:
+    """The metadata entry ``key`` read as a JSON object (a missing one reads as "")."""
     try:
-        digests = json.loads(recorded)
+        value = json.loads(meta.get(key, ""))
     except json.JSONDecodeError as err:
         raise RMSNormError(
-            f"checkpoint {file!r}: the 'sha256' metadata is not JSON: {err}"
+            f"checkpoint {file!r}: the {key!r} metadata is not JSON: {err}"
         ) from None
-    if not isinstance(digests, dict):
-        raise RMSNormError(f"checkpoint {file!r}: the 'sha256' metadata must be a JSON object")
+    if not isinstance(value, dict):
+        raise RMSNormError(f"checkpoint {file!r}: the {key!r} metadata must be a JSON object")
+    return value
+
+
+def _check_digests(
+    file: str, digests: Mapping[str, str], tensors: Mapping[str, np.ndarray]
+) -> None:
+    """Each tensor's bytes against the digest written with it."""
     for name, array in tensors.items():
-        if name in digests and _digest(array) != digests[name]:
+        if name in digests and array_digest(array) != digests[name]:
             raise RMSNormError(
                 f"checkpoint {file!r}: tensor {name!r} does not match the SHA-256 written with "
                 "it; the file is damaged"

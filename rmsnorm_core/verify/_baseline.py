@@ -101,7 +101,8 @@ def compare_reports(before: dict, records: Sequence[dict], versions: dict[str, s
             raise RMSNormError("--baseline: a record is not a JSON object")
         old[_key(r)] = r
     new = {_key(r): r for r in records}
-    digests = before.get("report_version", 1) >= 2
+    version = before.get("report_version", 1)  # 2 and later record digests
+    digests = isinstance(version, int) and not isinstance(version, bool) and version >= 2
     changes = []
     for key in old.keys() & new.keys():
         a, b = old[key], new[key]

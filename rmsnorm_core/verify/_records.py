@@ -10,11 +10,11 @@ output's bytes, so two reports can be compared check by check
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Any
 
 import numpy as np
 
+from rmsnorm_core.io._digest import array_digest
 from rmsnorm_core.oracle._tolerance import TOLERANCES, compare
 from rmsnorm_core.spec._plan import dtype_plan
 from rmsnorm_core.verify._problems import Problem
@@ -41,20 +41,6 @@ class Record:
     bit_share: float | None = None
     tolerance: dict | None = None  # {"key", "rtol", "atol"} of the table entry applied
     digest: str | None = None  # SHA-256 of the output's bytes (forward: y and s; grads)
-
-
-def digest(*arrays: np.ndarray | None) -> str:
-    """SHA-256 over each array's dtype, shape and bytes (None counts as absent): two
-    runs produced the same bits exactly when their digests are equal."""
-    h = hashlib.sha256()
-    for a in arrays:
-        if a is None:
-            h.update(b"none;")
-            continue
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{list(a.shape)};".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def _tolerance(key: str | None, gradient: bool = False) -> dict | None:
@@ -126,7 +112,7 @@ def bit_checks(
         reason = "" if status == "pass" else f"{share:.4%} of elements identical to ours"
         out.append(
             Record(**base, backend=label, check="bits", status=status, reason=reason,
-                   bit_share=share, digest=digest(theirs))  # upstream's bits, for --baseline
+                   bit_share=share, digest=array_digest(theirs))  # upstream's bits, for --baseline
         )  # fmt: skip
     return out
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rmsnorm_core.io._digest import array_digest
 from rmsnorm_core.io._neutral import NeutralLayer
 from rmsnorm_core.registry._backends import Backend, NotApplicable, Runner
 from rmsnorm_core.spec._plan import sample_shape
@@ -29,7 +30,6 @@ from rmsnorm_core.verify._records import (
     Record,
     bit_checks,
     cross_checks,
-    digest,
     failure,
     record,
 )
@@ -109,7 +109,7 @@ def run_matrix(
                     continue
                 for check, result in check_outcome(p, outcome):
                     arrays = (outcome.y, outcome.s) if check == "forward" else outcome.grads
-                    out = digest(*arrays)
+                    out = array_digest(*arrays)
                     records.append(record(base, runner.name, check, result, seconds, None, out))
                 if runner.upstream is not None:
                     upstream.append((backend, runner.name, outcome.y))

@@ -16,7 +16,6 @@ checkpoint written elsewhere has none, and is read as Orbax gives it.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import stat
 import sys
@@ -32,6 +31,7 @@ from rmsnorm_core import (
     RMSNormError,
     RMSNormSpec,
     RMSNormUsageError,
+    array_digest,
     param_tree_from_layers,
 )
 
@@ -115,7 +115,7 @@ def _restore_norms(path: Path) -> Any:
     tree = ocp.PyTreeCheckpointer().restore(path, args=restore)
     written = (step.custom_metadata or {}).get(_OURS, {}).get("sha256", {})
     for name, array in _leaves(tree):
-        if name in written and _digest(array) != written[name]:
+        if name in written and array_digest(array) != written[name]:
             raise RMSNormError(
                 f"input {str(path)!r}: array {name!r} does not match the SHA-256 written with "
                 "it; the checkpoint's data is damaged"
@@ -124,12 +124,6 @@ def _restore_norms(path: Path) -> Any:
 
 
 _OURS = "rmsnorm_bridge"
-
-
-def _digest(array: Any) -> str:
-    import numpy as np
-
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -216,7 +210,7 @@ def save_orbax(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
     try:
         checkpointer = _checkpointer()
         tree = {"params": param_tree_from_layers(layers)}
-        digests = {name: _digest(array) for name, array in _leaves(tree)}
+        digests = {name: array_digest(array) for name, array in _leaves(tree)}
         checkpointer.save(staging / "ck", tree, custom_metadata={_OURS: {"sha256": digests}})
         checkpointer.wait_until_finished()
         if target.exists():

@@ -53,7 +53,6 @@ def fits(x: Tensor, plan: Plan) -> bool:
         and not plan.eps_outside
         and plan.k < 0
         and plan.compute == torch.float32
-        and plan.mid == plan.in_dtype  # output_dtype="param" rounds elsewhere: the graph's
     )
 
 
@@ -75,7 +74,7 @@ def normalize_blocks(
     b: Optional[Tensor],
     eps: float,
     before_scale: bool,
-    in_dtype: torch.dtype,
+    mid: torch.dtype,
     out: Tensor,
     inv_all: Tensor,
     inverse: bool = False,
@@ -83,10 +82,10 @@ def normalize_blocks(
     rows, n = x2.shape
     step = block_rows(n)
     buf = _buffer(min(step, rows), n, x2.dtype)
-    low = torch.empty((min(step, rows), n), dtype=in_dtype) if before_scale else buf
+    low = torch.empty((min(step, rows), n), dtype=mid) if before_scale else buf
     for start in range(0, rows, step):
         xb = x2[start : start + step]
-        _normalize_block(xb, g, b, eps, before_scale, in_dtype, out[start : start + xb.shape[0]],
+        _normalize_block(xb, g, b, eps, before_scale, mid, out[start : start + xb.shape[0]],
                          inv_all[start : start + xb.shape[0]], buf, low, inverse)  # fmt: skip
 
 
@@ -96,7 +95,7 @@ def _normalize_block(
     b: Optional[Tensor],
     eps: float,
     before_scale: bool,
-    in_dtype: torch.dtype,
+    mid: torch.dtype,
     yb: Tensor,
     invb: Tensor,
     buf: Tensor,
@@ -122,8 +121,9 @@ def _normalize_block(
         torch.mul(xf, invb, out=yb)
         return
     torch.mul(xf, invb, out=t)
-    if before_scale and in_dtype != torch.float32:
-        # the spec's rounding of h * inv to the input dtype, and back (exact)
+    if before_scale and mid != torch.float32:
+        # the spec's rounding of h * inv to the plan's mid dtype (the input's, or the
+        # parameters' for output_dtype="param"), and back (exact)
         t.copy_(low[:m].copy_(t))
     _finish(t, g, b, yb)
 
@@ -176,7 +176,7 @@ def blocked_forward(
     x2 = x.reshape(-1, n)
     out = torch.empty(x.shape, dtype=plan.out_dtype, device=x.device)
     inv = torch.empty((x2.shape[0], 1), dtype=torch.float32, device=x.device)
-    normalize_blocks(x2, g, b, plan.eps, plan.before_scale, plan.in_dtype, out.view(-1, n), inv,
+    normalize_blocks(x2, g, b, plan.eps, plan.before_scale, plan.mid, out.view(-1, n), inv,
                      plan.scale_inverse)  # fmt: skip
     return out, inv
 
@@ -200,7 +200,7 @@ def blocked_residual_forward(
     y2, s2 = out.view(-1, n), s.view(-1, n)
     step = block_rows(n)
     buf = _buffer(min(step, rows), n, store)
-    low = torch.empty((min(step, rows), n), dtype=plan.in_dtype) if plan.before_scale else buf
+    low = torch.empty((min(step, rows), n), dtype=plan.mid) if plan.before_scale else buf
     # the sum is taken in promote(store, residual) (the unfused path's rule): where that
     # is wider than both inputs (residual_dtype="float32"), widen x first, exactly
     widen = torch.promote_types(x.dtype, residual.dtype) != torch.promote_types(
@@ -212,7 +212,7 @@ def blocked_residual_forward(
             sb = s2[start:stop].copy_(x2[start:stop]).add_(r2[start:stop])
         else:
             sb = torch.add(x2[start:stop], r2[start:stop], out=s2[start:stop])
-        _normalize_block(sb, g, b, plan.eps, plan.before_scale, plan.in_dtype, y2[start:stop],
+        _normalize_block(sb, g, b, plan.eps, plan.before_scale, plan.mid, y2[start:stop],
                          inv[start:stop], buf, low, plan.scale_inverse)  # fmt: skip
     return out, s, inv
 

@@ -45,8 +45,8 @@ class Plan(NamedTuple):
     dtype the spec's "input" rules refer to (``x``'s own, except in the
     residual variant, where it is the dtype of ``x`` before the sum); ``mid``: the dtype
     ``before_scale`` rounds ``h*inv`` to (core's ``DtypePlan.intermediate``: ``in_dtype``,
-    or the parameters' dtype for ``output_dtype="param"``; only the graph path rounds to
-    another than ``in_dtype``, the other kernels leave such a call to it); ``scale_inverse``:
+    or the parameters' dtype for ``output_dtype="param"``; the fused op and the native ONNX
+    op round only to ``in_dtype`` and leave other calls to the rest); ``scale_inverse``:
     the spec's ``scale_multiplies="inverse"`` and a weight to fold into the inverse rms.
     """
 

@@ -127,19 +127,15 @@ def runners() -> List[Runner]:
             empty=False,
             requires=("onnx", "onnxruntime"),
         ),
-        Runner(
-            "ort-dynamo-18",
-            _forward_only(_onnx("dynamo", 18)),
-            only_tag="compile",
-            requires=DYNAMO_ONNX,
-            **export,
-        ),  # fmt: skip
-        Runner(
-            "ort-dynamo-23",
-            _forward_only(_onnx("dynamo", 23)),
-            only_tag="compile",
-            requires=DYNAMO_ONNX,
-            **export,
+        *(
+            Runner(
+                f"ort-dynamo-{opset}",
+                _forward_only(_onnx("dynamo", opset)),
+                only_tag="compile",
+                requires=DYNAMO_ONNX,
+                **export,
+            )
+            for opset in (18, 23)
         ),  # fmt: skip
         Runner.distributed_batch("torch-dtensor-2procs", _distributed_batch),
         *upstream_runners(),

@@ -63,8 +63,10 @@ def applies(x: Tensor, plan: Plan) -> bool:
 
 
 def _buffer(rows: int, n: int, dtype: torch.dtype) -> Tensor:
-    """The float32 work block: the squares, then the normalized values; for a
-    half-precision input twice as many rows, the second half its float32 copy."""
+    """The float32 work block: the squares (then, for a float32 input, the
+    normalized values); for a half-precision input twice as many rows, the second
+    half its float32 copy, normalized in place (one op fewer than into the first
+    half: [4096, 4096] bf16 forward over ``x.clone()`` 1.457 -> 1.414, one run)."""
     return torch.empty((rows if dtype == torch.float32 else 2 * rows, n), dtype=torch.float32)
 
 
@@ -107,11 +109,14 @@ def _normalize_block(
     m, n = xb.shape
     t = buf[:m]
     xf = xb
+    h = t  # where h * inv goes: the float32 copy when there is one (normalized in place)
     if xb.dtype != torch.float32:  # the float32 copy lives in the buffer's second half
         xf = buf[m : 2 * m].copy_(xb)
-    # torch's own statistic (pow, sum, / n: what torch.rms_norm's mean does), so each
-    # row rounds as in torch.nn.RMSNorm and the fused op, whatever the batch size
-    torch.sum(torch.pow(xf, 2, out=t), -1, keepdim=True, out=invb)
+        h = xf
+    # torch's own statistic (x * x, which is what its pow(x, 2) computes; sum; / n: what
+    # torch.rms_norm's mean does), so each row rounds as in torch.nn.RMSNorm and the
+    # fused op, whatever the batch size; mul streams faster than pow's dispatch to it
+    torch.sum(torch.mul(xf, xf, out=t), -1, keepdim=True, out=invb)
     invb.div_(n).add_(eps).rsqrt_()
     if inverse and g is not None:  # inv * g, then times h (commutative: h * (inv * g))
         torch.mul(invb, g, out=t)
@@ -120,12 +125,12 @@ def _normalize_block(
     if not before_scale and g is None and b is None and yb.dtype == torch.float32:
         torch.mul(xf, invb, out=yb)
         return
-    torch.mul(xf, invb, out=t)
+    torch.mul(xf, invb, out=h)
     if before_scale and mid != torch.float32:
         # the spec's rounding of h * inv to the plan's mid dtype (the input's, or the
         # parameters' for output_dtype="param"), and back (exact)
-        t.copy_(low[:m].copy_(t))
-    _finish(t, g, b, yb)
+        h.copy_(low[:m].copy_(h))
+    _finish(h, g, b, yb)
 
 
 def _finish(t: Tensor, g: Optional[Tensor], b: Optional[Tensor], yb: Tensor) -> None:

@@ -14,6 +14,8 @@ verify`` imports all. An entry point that fails to load (its framework is
 not installed) is listed by :func:`unavailable` with the reason, and
 ``rmsnorm verify`` reports it as skipped, never as passed.
 :func:`register_backend` adds a backend in-process (tests, notebooks).
+:func:`lazy` and :func:`lazy_exports` let a backend declare everything without
+importing its framework: it is imported when a command uses it.
 :func:`launch` runs a module as local processes (for multi-process runners
 and tests), bounded in time.
 """
@@ -35,6 +37,7 @@ from rmsnorm_core.registry._backends import (
     unavailable,
     unregister_backend,
 )
+from rmsnorm_core.registry._lazy import lazy, lazy_exports
 from rmsnorm_core.verify._launch import Launch, free_port, launch
 
 __all__ = [
@@ -42,6 +45,8 @@ __all__ = [
     "Launch",
     "free_port",
     "launch",
+    "lazy",
+    "lazy_exports",
     "Artifact",
     "Backend",
     "Benchmark",

@@ -9,8 +9,9 @@ for every command, imports neither jax nor flax.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rmsnorm_core.backends import lazy_exports
 
 if TYPE_CHECKING:  # what the names are, for type checkers and the reference docs
     from rmsnorm_flax.functional._fields import flax_norm_spec
@@ -38,22 +39,7 @@ _WHERE = {
     "infer_spec": "rmsnorm_flax.interop._infer",
 }
 _SUBMODULES = ("linen", "nnx")
-
-
-def __getattr__(name: str) -> Any:
-    """Import a public name (or the ``linen`` / ``nnx`` module) on first use."""
-    if name in _SUBMODULES:
-        return importlib.import_module(f"rmsnorm_flax.{name}")
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value  # later reads skip this function
-        return value
-    raise AttributeError(f"module 'rmsnorm_flax' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE, *_SUBMODULES])
-
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, _SUBMODULES)
 
 __all__ = [
     "flax_norm_spec",

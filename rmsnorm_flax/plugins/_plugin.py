@@ -6,27 +6,13 @@ it through that entry point and never imports this package by name.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from typing import Any
 
 from rmsnorm_core import RMSNormUsageError
-from rmsnorm_core.backends import Backend, CheckpointFormat, Runner
+from rmsnorm_core.backends import Backend, CheckpointFormat, Runner, lazy
 from rmsnorm_flax.interop._orbax import is_orbax
 from rmsnorm_flax.plugins._benchmarks import benchmarks, sweeps
 from rmsnorm_flax.plugins._benchmarks_gpu import gpu_benchmarks
-
-
-def _lazy(module: str, name: str) -> Callable[..., Any]:
-    """``module.name``, imported on the first call: registering the backend (which every
-    ``rmsnorm`` command that lists backends does) imports neither jax nor flax."""
-
-    def call(*args: Any) -> Any:
-        return getattr(importlib.import_module(module), name)(*args)
-
-    call.__name__ = call.__qualname__ = name
-    return call
-
 
 _RUNNERS = "rmsnorm_flax.plugins._verify_runners"
 _MSGPACK = "rmsnorm_flax.interop._msgpack"
@@ -63,12 +49,12 @@ def _infer(obj: Any, shape: Any) -> Any:
 BACKEND = Backend(
     name="flax",
     runners=(
-        Runner("flax-linen", _lazy(_RUNNERS, "linen_run")),
-        Runner("flax-nnx", _lazy(_RUNNERS, "nnx_run")),
-        Runner.distributed_batch("jax-2procs", _lazy(_RUNNERS, "distributed_batch")),
+        Runner("flax-linen", lazy(_RUNNERS, "linen_run")),
+        Runner("flax-nnx", lazy(_RUNNERS, "nnx_run")),
+        Runner.distributed_batch("jax-2procs", lazy(_RUNNERS, "distributed_batch")),
         Runner(
             "upstream-flax-linen",
-            _lazy("rmsnorm_flax.plugins._upstream", "flax_linen_run"),
+            lazy("rmsnorm_flax.plugins._upstream", "flax_linen_run"),
             residual=False,
             upstream="flax",
         ),
@@ -78,15 +64,15 @@ BACKEND = Backend(
             "flax",
             (".msgpack",),
             "flax",
-            _lazy(_MSGPACK, "read_layers"),
-            _lazy(_MSGPACK, "save_msgpack"),
+            lazy(_MSGPACK, "read_layers"),
+            lazy(_MSGPACK, "save_msgpack"),
         ),
         CheckpointFormat(
             "orbax",
             (),
             "flax",
-            _lazy(_ORBAX, "read_layers"),
-            _lazy(_ORBAX, "save_orbax"),
+            lazy(_ORBAX, "read_layers"),
+            lazy(_ORBAX, "save_orbax"),
             detect=is_orbax,
         ),
     ),

@@ -1,24 +1,76 @@
 """The torch backend as core sees it: verify runners, state-dict files, TorchScript/ONNX.
 
 Registered in ``pyproject.toml`` under ``rmsnorm_bridge.backends``; core finds
-it through that entry point and never imports this package by name.
+it through that entry point and never imports this package by name. Every
+capability is declared here without importing torch (``rmsnorm_core.backends.lazy``):
+a command imports torch when it uses one.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from functools import partial
 from typing import Any
 
-from rmsnorm_core.backends import Backend, CheckpointFormat, Exporter
-from rmsnorm_torch.export._artifacts import (
-    add_onnx_arguments,
-    check_onnx_arguments,
-    export_onnx_files,
-    export_torchscript,
-)
-from rmsnorm_torch.interop._statedict_files import read_layers, save_state_dict
+from rmsnorm_core.backends import Backend, CheckpointFormat, Exporter, Runner, lazy
 from rmsnorm_torch.plugins._benchmarks import benchmarks, sweeps
 from rmsnorm_torch.plugins._benchmarks_gpu import gpu_benchmarks
-from rmsnorm_torch.plugins._verify_runners import runners
+
+_ARTIFACTS = "rmsnorm_torch.export._artifacts"
+_STATE_DICTS = "rmsnorm_torch.interop._statedict_files"
+_RUNNERS = "rmsnorm_torch.plugins._verify_runners"
+_UPSTREAM = "rmsnorm_torch.plugins._upstream"
+
+DYNAMO_ONNX = ("onnx", "onnxruntime", "onnxscript")
+"""What the dynamo ONNX exporter's runners import besides torch."""
+
+HF = {
+    "llama": "transformers.models.llama.modeling_llama:LlamaRMSNorm",
+    "gemma": "transformers.models.gemma.modeling_gemma:GemmaRMSNorm",
+    "olmo2": "transformers.models.olmo2.modeling_olmo2:Olmo2RMSNorm",
+    "t5": "transformers.models.t5.modeling_t5:T5LayerNorm",
+}
+"""preset -> the Hugging Face class (``module:name``) its ``upstream-hf-<preset>`` runner runs."""
+
+
+def runners() -> list[Runner]:
+    """The torch runners, in the order the summary lists them (``_verify_runners.py``
+    runs them, ``_upstream.py`` the upstream ones): declared without importing torch."""
+    export = {"quick": False, "residual": False, "empty": False}
+    onnx = lazy(_RUNNERS, "onnx_run")
+    upstream = [
+        Runner("upstream-torch", lazy(_UPSTREAM, "torch_run"), residual=False, upstream="torch")
+    ]
+    if importlib.util.find_spec("transformers") is not None:
+        for preset, path in HF.items():
+            run = partial(lazy(_UPSTREAM, "hf_run"), preset, path)
+            upstream.append(Runner(f"upstream-hf-{preset}", run, residual=False, upstream=preset))
+    return [
+        Runner("torch-eager", lazy(_RUNNERS, "eager_run")),
+        Runner("torch-script", lazy(_RUNNERS, "script_run")),
+        Runner("torch-compile", lazy(_RUNNERS, "compile_run"), only_tag="compile", **export),
+        Runner("torch-export", lazy(_RUNNERS, "export_run"), only_tag="export", **export),
+        Runner(
+            "ort-torchscript-17",
+            partial(onnx, "torchscript", 17),
+            only_tag="export",
+            residual=False,
+            empty=False,
+            requires=("onnx", "onnxruntime"),
+        ),
+        *(
+            Runner(
+                f"ort-dynamo-{opset}",
+                partial(onnx, "dynamo", opset),
+                only_tag="compile",
+                requires=DYNAMO_ONNX,
+                **export,
+            )
+            for opset in (18, 23)
+        ),  # fmt: skip
+        Runner.distributed_batch("torch-dtensor-2procs", lazy(_RUNNERS, "distributed_batch")),
+        *upstream,
+    ]
 
 
 def _infer(obj: Any, shape: Any) -> Any:
@@ -42,20 +94,30 @@ BACKEND = Backend(
     name="torch",
     runners=tuple(runners()),
     formats=(
-        CheckpointFormat("torch", (".pt", ".pth", ".bin"), "torch", read_layers, save_state_dict),
+        CheckpointFormat(
+            "torch",
+            (".pt", ".pth", ".bin"),
+            "torch",
+            lazy(_STATE_DICTS, "read_layers"),
+            lazy(_STATE_DICTS, "save_state_dict"),
+        ),
     ),
     benchmarks=benchmarks,
     sweeps=sweeps,
     gpu_benchmarks=gpu_benchmarks,
     infer=_infer,
     exporters=(
-        Exporter("torchscript", "TorchScript output path (OUT.pt)", export_torchscript),
+        Exporter(
+            "torchscript",
+            "TorchScript output path (OUT.pt)",
+            lazy(_ARTIFACTS, "export_torchscript"),
+        ),
         Exporter(
             "onnx",
             "ONNX output path (OUT.onnx); see --opset and --exporter",
-            export_onnx_files,
-            add_onnx_arguments,
-            check_onnx_arguments,
+            lazy(_ARTIFACTS, "export_onnx_files"),
+            lazy(_ARTIFACTS, "add_onnx_arguments"),
+            lazy(_ARTIFACTS, "check_onnx_arguments"),
         ),
     ),
 )

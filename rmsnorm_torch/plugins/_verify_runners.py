@@ -16,14 +16,12 @@ import numpy as np
 import torch
 
 from rmsnorm_core import canonical_axes, dtype_plan, numpy_dtype, param_shape
-from rmsnorm_core.backends import Runner
 from rmsnorm_core.testing import Outcome, Problem
 from rmsnorm_torch.export._compile import COMPILE_OPTIONS
 from rmsnorm_torch.export._onnx import export_onnx
 from rmsnorm_torch.interop._bridge import to_numpy, to_tensor
 from rmsnorm_torch.nn._modules import RMSNorm
 from rmsnorm_torch.nn._residual_module import ResidualRMSNorm
-from rmsnorm_torch.plugins._upstream import upstream_runners
 
 
 def _module(p: Problem) -> RMSNorm:
@@ -107,42 +105,33 @@ def _onnx(exporter: str, opset: int) -> Callable[[RMSNorm, torch.Tensor], Callab
     return build
 
 
-DYNAMO_ONNX = ("onnx", "onnxruntime", "onnxscript")
-"""What the dynamo ONNX exporter's runners import besides torch."""
+def eager_run(p: Problem) -> Outcome:
+    """``torch-eager``: the module, forward and gradients."""
+    return _autograd(p, lambda m: m)
 
 
-def runners() -> List[Runner]:
-    """The torch runners, in the order the summary lists them."""
-    export = {"quick": False, "residual": False, "empty": False}
-    return [
-        Runner("torch-eager", lambda p: _autograd(p, lambda m: m)),
-        Runner("torch-script", lambda p: _autograd(p, torch.jit.script)),
-        Runner("torch-compile", _forward_only(_compiled), only_tag="compile", **export),
-        Runner("torch-export", _forward_only(_exported), only_tag="export", **export),
-        Runner(
-            "ort-torchscript-17",
-            _forward_only(_onnx("torchscript", 17)),
-            only_tag="export",
-            residual=False,
-            empty=False,
-            requires=("onnx", "onnxruntime"),
-        ),
-        *(
-            Runner(
-                f"ort-dynamo-{opset}",
-                _forward_only(_onnx("dynamo", opset)),
-                only_tag="compile",
-                requires=DYNAMO_ONNX,
-                **export,
-            )
-            for opset in (18, 23)
-        ),  # fmt: skip
-        Runner.distributed_batch("torch-dtensor-2procs", _distributed_batch),
-        *upstream_runners(),
-    ]
+def script_run(p: Problem) -> Outcome:
+    """``torch-script``: the module under ``torch.jit.script``, forward and gradients."""
+    return _autograd(p, torch.jit.script)
 
 
-def _distributed_batch(problems: List[Problem]) -> List[Outcome]:
+def compile_run(p: Problem) -> Outcome:
+    """``torch-compile``: ``torch.compile(fullgraph=True, dynamic=True)``, forward."""
+    return _forward_only(_compiled)(p)
+
+
+def export_run(p: Problem) -> Outcome:
+    """``torch-export``: ``torch.export`` with dynamic batch dims, forward."""
+    return _forward_only(_exported)(p)
+
+
+def onnx_run(exporter: str, opset: int, p: Problem) -> Outcome:
+    """``ort-<exporter>-<opset>``: exported to ONNX, run by ONNX Runtime, forward."""
+    return _forward_only(_onnx(exporter, opset))(p)
+
+
+def distributed_batch(problems: List[Problem]) -> List[Outcome]:
+    """``torch-dtensor-2procs``: every problem on two gloo processes (DTensor)."""
     from rmsnorm_torch.distributed._distributed import run_all
 
     return run_all(problems)

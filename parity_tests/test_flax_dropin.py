@@ -178,6 +178,27 @@ def test_residual_modules(api):
     assert np.array_equal(np.asarray(y), np.asarray(plain.astype(jnp.bfloat16)))
 
 
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+def test_residual_dtype_rounds_once_as_the_plain_module_does(api):
+    # dtype=float32 on bfloat16 input: the output comes from the float32 computation,
+    # never from a bfloat16 output widened afterwards
+    spec = RMSNormSpec()
+    x = jax.random.normal(jax.random.key(0), (3, 16)).astype(jnp.bfloat16)
+    r = jax.random.normal(jax.random.key(1), (3, 16)).astype(jnp.bfloat16)
+    if api == "linen":
+        m = ours_linen.ResidualRMSNorm(spec=spec, dtype=jnp.float32)
+        (y, s), v = m.init_with_output(jax.random.key(0), x, r)
+        plain = ours_linen.RMSNorm(spec=spec, dtype=jnp.float32).apply(v, s)
+    else:
+        kw = {"spec": spec, "dtype": jnp.float32, "rngs": nnx.Rngs(0)}
+        y, s = ours_nnx.ResidualRMSNorm(16, **kw)(x, r)
+        plain = ours_nnx.RMSNorm(16, **kw)(s)
+    assert y.dtype == plain.dtype == jnp.float32
+    assert np.array_equal(np.asarray(y), np.asarray(plain))
+    widened = np.asarray(y.astype(jnp.bfloat16).astype(jnp.float32))
+    assert not np.array_equal(np.asarray(y), widened)  # float32 values, not bfloat16 ones
+
+
 def test_nnx_takes_every_argument_flax_takes():
     import inspect
 

@@ -93,9 +93,6 @@ class RMSNorm(nn.Module):
             bias = layer.expand(self.param("bias", self.bias_init, shape, dtype), x.shape)
         return scale, bias
 
-    def _cast(self, y: jax.Array) -> jax.Array:
-        return y if self.dtype is None else y.astype(self.dtype)
-
     @nn.compact
     def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
         """Normalize ``x`` (formula: ``rmsnorm_core.RMSNormSpec``); ``mask``: booleans
@@ -115,8 +112,9 @@ class ResidualRMSNorm(RMSNorm):
         """Return ``(y, s)``; fused equals unfused (``y`` is computed from ``s``)."""
         layer = self._layer()
         scale, bias = self._params(layer, x)
-        y, s = rms_norm_residual(x, residual, layer.spec, scale, bias, axis_name=self.axis_name)
-        return self._cast(y), s
+        return rms_norm_residual(
+            x, residual, layer.spec, scale, bias, axis_name=self.axis_name, dtype=self.dtype
+        )
 
 
 def intercept_norms() -> Any:

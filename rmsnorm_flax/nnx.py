@@ -121,9 +121,6 @@ class RMSNorm(nnx.Module):
             x, scale = self.promote_dtype((x, scale), dtype=self.dtype)
         return x, self.layer.expand(scale, x.shape), self.layer.expand(bias, x.shape)
 
-    def _cast(self, y: jax.Array) -> jax.Array:
-        return y if self.dtype is None else y.astype(self.dtype)
-
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         """Normalize ``x`` (formula: ``rmsnorm_core.RMSNormSpec``); ``mask``: booleans
         broadcastable to ``x``, the statistic over the True elements (flax's)."""
@@ -139,10 +136,10 @@ class ResidualRMSNorm(RMSNorm):
     def __call__(self, x: jax.Array, residual: jax.Array) -> tuple[jax.Array, jax.Array]:  # type: ignore[override]
         """Return ``(y, s)``; fused equals unfused (``y`` is computed from ``s``)."""
         x, scale, bias = self._inputs(x)
-        y, s = rms_norm_residual(
-            x, residual, self.layer.spec, scale, bias, axis_name=self.axis_name
+        spec = self.layer.spec
+        return rms_norm_residual(
+            x, residual, spec, scale, bias, axis_name=self.axis_name, dtype=self.dtype
         )
-        return self._cast(y), s
 
 
 def replace_norms(model: nnx.Module) -> ReplaceReport:

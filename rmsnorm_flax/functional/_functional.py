@@ -200,6 +200,7 @@ def rms_norm_residual(
     bias: Any | None = None,
     *,
     axis_name: Any = None,
+    dtype: Any | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """``s = x + residual`` stored in the plan's residual dtype; ``y = rms_norm(s)``.
 
@@ -213,6 +214,8 @@ def rms_norm_residual(
         scale: as in :func:`rms_norm`.
         bias: as in :func:`rms_norm`.
         axis_name: as in :func:`rms_norm`.
+        dtype: ``y``'s dtype instead of the spec's, as in :func:`rms_norm` (one
+            rounding); ``s`` keeps the residual dtype.
 
     Returns:
         ``(y, s)``.
@@ -220,7 +223,8 @@ def rms_norm_residual(
     array = _as_input(x)
     res = _as_input(residual, "residual")
     check_residual(res.shape, res.dtype, array.shape)
-    cfg = _config(array, spec, scale, bias, axis_name, array.dtype.name)
+    out = None if dtype is None else jnp.dtype(dtype).name
+    cfg = _config(array, spec, scale, bias, axis_name, array.dtype.name, out)
     store = cfg.plan.residual
     wide = jnp.promote_types(jnp.promote_types(store, res.dtype), jnp.float32)
     exact = array.astype(wide) + res.astype(wide)

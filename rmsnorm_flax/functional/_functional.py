@@ -32,7 +32,7 @@ from rmsnorm_core.rules import block_count
 from rmsnorm_flax.functional import _kernel
 
 
-def _config(
+def _call_plan(
     x: jax.Array,
     spec: RMSNormSpec,
     scale: Any,
@@ -40,8 +40,8 @@ def _config(
     axis_name: Any,
     in_dtype: str,
     out_dtype: str | None = None,
-) -> _kernel.Config:
-    """The call's config, resolved once per spec, shapes and dtypes (a pure function of
+) -> _kernel.Plan:
+    """The call's plan, resolved once per spec, shapes and dtypes (a pure function of
     hashable values, memoized: an eager nnx call then costs a dictionary lookup)."""
     if not isinstance(spec, RMSNormSpec):
         raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
@@ -60,7 +60,7 @@ def _resolved(
     params: tuple,
     axis_name: Any,
     out_dtype: str | None = None,
-) -> _kernel.Config:
+) -> _kernel.Plan:
     dims = canonical_axes(spec.axes, len(shape))
     pshape = param_shape(spec, shape)
     arrays = [None if p is None else _Described(*p) for p in params]
@@ -77,7 +77,7 @@ def _resolved(
         plan = plan._replace(output=out_dtype)
     view = tuple(shape[d] if d in dims else 1 for d in range(len(shape)))
     k = block_count(spec.partial, n)  # -1: the whole block (core's one convention)
-    return _kernel.Config(spec, dims, len(shape), n, k, plan, view, axis_name)
+    return _kernel.Plan(spec, dims, len(shape), n, k, plan, view, axis_name)
 
 
 def _describe(p: Any) -> tuple | None:
@@ -108,7 +108,7 @@ def _forward_mode(*arrays: Any) -> bool:
     return False
 
 
-def _apply(x: jax.Array, cfg: _kernel.Config, scale: Any, bias: Any) -> jax.Array:
+def _apply(x: jax.Array, cfg: _kernel.Plan, scale: Any, bias: Any) -> jax.Array:
     """The analytic custom VJP (reverse mode: saves only the per-row statistic), or plain
     autodiff of the same forward where that rule cannot serve.
 
@@ -164,15 +164,15 @@ def rms_norm(
     Raises:
         rmsnorm_core.RMSNormError: bad axes, shapes, dtypes or arguments.
     """
-    array = jnp.asarray(x)  # its dtype is checked with the rest of the config, once
+    array = jnp.asarray(x)  # its dtype is checked with the rest of the plan, once
     out = None if dtype is None else jnp.dtype(dtype).name
-    cfg = _config(array, spec, scale, bias, axis_name, array.dtype.name, out)
+    cfg = _call_plan(array, spec, scale, bias, axis_name, array.dtype.name, out)
     if mask is not None:
         return _kernel.forward(array, scale, bias, cfg, _mask(mask, array, cfg))[0]
     return _apply(array, cfg, scale, bias)
 
 
-def _mask(mask: Any, x: jax.Array, cfg: _kernel.Config) -> jax.Array:
+def _mask(mask: Any, x: jax.Array, cfg: _kernel.Plan) -> jax.Array:
     """``mask`` as booleans broadcastable to ``x`` (left unbroadcast, as flax leaves
     it), or an error naming what does not fit."""
     if cfg.k >= 0 or cfg.axis_name is not None:
@@ -224,7 +224,7 @@ def rms_norm_residual(
     res = _as_input(residual, "residual")
     check_residual(res.shape, res.dtype, array.shape)
     out = None if dtype is None else jnp.dtype(dtype).name
-    cfg = _config(array, spec, scale, bias, axis_name, array.dtype.name, out)
+    cfg = _call_plan(array, spec, scale, bias, axis_name, array.dtype.name, out)
     store = cfg.plan.residual
     wide = jnp.promote_types(jnp.promote_types(store, res.dtype), jnp.float32)
     exact = array.astype(wide) + res.astype(wide)

@@ -25,8 +25,10 @@ from rmsnorm_core import DtypePlan, RMSNormSpec
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """Everything static about one call (hashable, so jit and custom_vjp can key on it)."""
+class Plan:
+    """Everything static about one call (hashable, so jit and custom_vjp can key on it):
+    core's dtype plan and the call's geometry, the role torch's ``nn._resolve.Plan`` has
+    there (which maps the same ``DtypePlan`` onto torch dtypes for TorchScript)."""
 
     spec: RMSNormSpec
     dims: tuple[int, ...]  # canonical normalized axes
@@ -68,7 +70,7 @@ def round_to(v: jax.Array, name: str | None) -> jax.Array:
     return jnp.where(jnp.abs(v) < jnp.asarray(info.tiny, v.dtype), subnormal, normal)
 
 
-def _partial_view(h: jax.Array, cfg: Config) -> jax.Array:
+def _partial_view(h: jax.Array, cfg: Plan) -> jax.Array:
     """The first ``k`` elements of each flattened block, shape (batch..., k)."""
     order = cfg.batch_dims + cfg.dims
     moved = jnp.transpose(h, order) if order != tuple(range(h.ndim)) else h
@@ -76,16 +78,16 @@ def _partial_view(h: jax.Array, cfg: Config) -> jax.Array:
     return flat[..., : cfg.k]
 
 
-def _keepdims_shape(h: jax.Array, cfg: Config) -> tuple[int, ...]:
+def _keepdims_shape(h: jax.Array, cfg: Plan) -> tuple[int, ...]:
     return tuple(1 if d in cfg.dims else h.shape[d] for d in range(h.ndim))
 
 
-def _sum_over_block(values: jax.Array, cfg: Config) -> jax.Array:
+def _sum_over_block(values: jax.Array, cfg: Plan) -> jax.Array:
     total = jnp.sum(values, axis=cfg.dims, keepdims=True)
     return lax.psum(total, cfg.axis_name) if cfg.axis_name is not None else total
 
 
-def mean_square(h: jax.Array, cfg: Config, mask: jax.Array | None = None) -> jax.Array:
+def mean_square(h: jax.Array, cfg: Plan, mask: jax.Array | None = None) -> jax.Array:
     """``mean(h*h)`` over the block (first k elements with partial), keepdims; with a
     ``mask`` (broadcastable to x), over its True elements only, as flax's."""
     if mask is not None:  # flax's very ops (keepdims and a broadcast mask round otherwise)
@@ -99,7 +101,7 @@ def mean_square(h: jax.Array, cfg: Config, mask: jax.Array | None = None) -> jax
     return (ss / cfg.k).reshape(_keepdims_shape(h, cfg))
 
 
-def inverse_rms(ms: jax.Array, cfg: Config) -> jax.Array:
+def inverse_rms(ms: jax.Array, cfg: Plan) -> jax.Array:
     """``rsqrt(ms + eps)``, or ``1 / (sqrt(ms) + eps)`` with a root whose gradient at 0
     is 0 (plain autodiff, ``compute_dtype="input"``, would give NaN for zero rows)."""
     eps = jnp.asarray(cfg.spec.eps, ms.dtype)
@@ -110,13 +112,13 @@ def inverse_rms(ms: jax.Array, cfg: Config) -> jax.Array:
     return 1.0 / (root + eps)
 
 
-def _param(p: jax.Array | None, cfg: Config, dtype: Any) -> jax.Array | None:
+def _param(p: jax.Array | None, cfg: Plan, dtype: Any) -> jax.Array | None:
     if p is None:
         return None
     return p.astype(dtype).reshape(cfg.param_view)
 
 
-def gain(scale: jax.Array | None, cfg: Config) -> jax.Array | None:
+def gain(scale: jax.Array | None, cfg: Plan) -> jax.Array | None:
     """``g = scale_offset + scale`` formed in the plan's scale dtype."""
     g = _param(scale, cfg, jnp.dtype(cfg.plan.scale))
     if g is not None and cfg.spec.scale_offset != 0.0:
@@ -128,7 +130,7 @@ def forward(
     x: jax.Array,
     scale: jax.Array | None,
     bias: jax.Array | None,
-    cfg: Config,
+    cfg: Plan,
     mask: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Return ``(y, ms)``: the output and the compute-dtype mean square (keepdims);
@@ -151,7 +153,7 @@ def forward(
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def rms_norm_vjp(
-    x: jax.Array, scale: jax.Array | None, bias: jax.Array | None, cfg: Config
+    x: jax.Array, scale: jax.Array | None, bias: jax.Array | None, cfg: Plan
 ) -> jax.Array:
     """:func:`forward` with the analytic backward of the module docstring."""
     return forward(x, scale, bias, cfg)[0]
@@ -216,7 +218,7 @@ def _match_vma(grad: jax.Array, primal: jax.Array) -> jax.Array:
     return lax.psum(grad, tuple(sorted(extra))) if extra else grad
 
 
-def _trailing(cfg: Config) -> bool:
+def _trailing(cfg: Plan) -> bool:
     return cfg.dims == tuple(range(cfg.rank - len(cfg.dims), cfg.rank))
 
 
@@ -247,7 +249,7 @@ def _reductions(h, d, g, inv, cfg):
     return dot, dscale
 
 
-def _partial_mask(h: jax.Array, cfg: Config) -> jax.Array:
+def _partial_mask(h: jax.Array, cfg: Plan) -> jax.Array:
     """1 where an element enters the partial statistic, laid out like ``h``."""
     block = tuple(h.shape[d] for d in cfg.dims)
     flat = (jnp.arange(cfg.n) < cfg.k).astype(h.dtype).reshape(block)

@@ -151,10 +151,9 @@ def _pick(path: Path, given: str | None, reading: bool) -> _backends.CheckpointF
         return NEUTRAL
     table = _formats()
     if given is not None and given not in table:
-        missing = _backends.unavailable()
-        hint = f" (backends not installed: {', '.join(sorted(missing))})" if missing else ""
         raise RMSNormUsageError(
-            f"{flag} {given!r} is not a known format; accepted: {', '.join(sorted(table))}{hint}"
+            f"{flag} {given!r} is not a known format; accepted: {', '.join(sorted(table))}"
+            f"{_backends.not_installed_hint()}"
         )
     names = [given] if given else list(table)
     matches = [f for n in names for f in table[n] if path.suffix in f.extensions]
@@ -163,7 +162,7 @@ def _pick(path: Path, given: str | None, reading: bool) -> _backends.CheckpointF
     if not matches:
         raise RMSNormUsageError(
             f"cannot tell the format of {str(path)!r} from its extension; pass "
-            f"{flag} {{{','.join(sorted(table))}}}"
+            f"{flag} {{{','.join(sorted(table))}}}{_backends.not_installed_hint()}"
         )
     return matches[0]
 

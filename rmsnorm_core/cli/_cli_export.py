@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
     wanted = {name: path for name, path in wanted.items() if path is not None}
     if not wanted:
         flags = " and/or ".join(f"--{n} OUT" for n in exporters) or "an artifact flag"
-        missing = _backends.unavailable()
-        hint = f" (backends not installed: {', '.join(sorted(missing))})" if missing else ""
+        hint = _backends.not_installed_hint()
         raise RMSNormUsageError(f"nothing to export: pass {flags}{hint}")
     outputs = {name: _output(path, name) for name, path in wanted.items()}
     refuse_collisions(

@@ -6,6 +6,7 @@ backends are the model.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
@@ -189,6 +190,10 @@ class Backend:
             ``rmsnorm bench --gpu``.
         infer: ``(object, block shape or None) -> spec``, or None when the
             object is not this framework's (``rmsnorm infer``).
+        requires: the modules the backend's framework is (``("jax", "flax")``).
+            Its entry point imports none of them (declare capabilities with
+            :func:`rmsnorm_core.backends.lazy`), so where one is not installed the
+            backend is listed by :func:`unavailable`, never loaded half-working.
     """
 
     name: str
@@ -199,6 +204,7 @@ class Backend:
     sweeps: Callable[[], Sequence[Sweep]] = lambda: ()
     gpu_benchmarks: Callable[[Any, Any, bool], Sequence[GpuCase]] = lambda sh, dt, smoke: ()
     infer: Callable[[Any, Any], Any] = lambda obj, shape: None
+    requires: tuple[str, ...] = ()
 
 
 _LOCK = threading.Lock()
@@ -220,6 +226,10 @@ def _load_entry_points() -> dict[str, Backend]:
                     continue
                 if not isinstance(backend, Backend):
                     _UNAVAILABLE[ep.name] = f"entry point {ep.value!r} is not a Backend"
+                    continue
+                missing = [m for m in backend.requires if importlib.util.find_spec(m) is None]
+                if missing:  # found without importing it: the entry point imports no framework
+                    _UNAVAILABLE[ep.name] = f"not installed ({', '.join(missing)})"
                     continue
                 loaded[ep.name] = backend
             _LOADED = loaded
@@ -266,6 +276,12 @@ def unavailable() -> dict[str, str]:
     """Entry-point backends that could not be loaded, with the reason."""
     _load_entry_points()
     return dict(_UNAVAILABLE)
+
+
+def not_installed_hint() -> str:
+    """`` (backends not installed: flax)`` for an error message, or "" when all load."""
+    missing = unavailable()
+    return f" (backends not installed: {', '.join(sorted(missing))})" if missing else ""
 
 
 def runners() -> dict[str, Runner]:

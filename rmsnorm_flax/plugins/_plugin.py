@@ -48,6 +48,7 @@ def _infer(obj: Any, shape: Any) -> Any:
 
 BACKEND = Backend(
     name="flax",
+    requires=("jax", "flax"),
     runners=(
         Runner("flax-linen", lazy(_RUNNERS, "linen_run")),
         Runner("flax-nnx", lazy(_RUNNERS, "nnx_run")),

@@ -92,6 +92,7 @@ def _infer(obj: Any, shape: Any) -> Any:
 
 BACKEND = Backend(
     name="torch",
+    requires=("torch",),
     runners=tuple(runners()),
     formats=(
         CheckpointFormat(

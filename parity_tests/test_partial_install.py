@@ -1,0 +1,51 @@
+"""A partial install: a backend whose framework is missing is skipped, saying so.
+
+Both entry points import no framework (their capabilities load lazily), so the
+registry tells a missing framework from ``Backend.requires`` without importing
+it. The framework is hidden in a fresh interpreter (``sys.modules[name] =
+None`` makes it unimportable and unfindable, as an uninstalled package is).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(hidden: tuple[str, ...], argv: list[str], cwd=None) -> subprocess.CompletedProcess:
+    code = (
+        "import sys\n"
+        f"for name in {hidden!r}:\n    sys.modules[name] = None\n"
+        "from rmsnorm_core.cli._cli import main\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    run = subprocess.run
+    return run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize(
+    "hidden,preset,skipped",
+    [(("jax", "flax"), "llama", "flax"), (("torch",), "flax", "torch")],
+    ids=["without-jax", "without-torch"],
+)
+def test_verify_skips_a_backend_whose_framework_is_missing(hidden, preset, skipped):
+    pytest.importorskip("torch")
+    pytest.importorskip("flax")
+    out = _run(hidden, ["verify", "--quick", "--preset", preset])
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    reason = f"not installed ({', '.join(hidden)})"
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert [skipped, "-", "-", "skipped", *reason.split()] in rows, out.stdout[-2000:]
+    assert " 0 failed, 1 skipped" in out.stdout
+
+
+def test_convert_says_which_backend_a_file_would_need(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save({"model.norm.weight": torch.ones(8)}, tmp_path / "m.pt")
+    out = _run(("torch",), ["convert", "m.pt", "o.safetensors", "--preset", "llama"], tmp_path)
+    assert out.returncode == 2
+    assert "cannot tell the format of 'm.pt'" in out.stderr
+    assert "(backends not installed: torch)" in out.stderr
+    assert not (tmp_path / "o.safetensors").exists()

@@ -49,3 +49,18 @@ def test_convert_says_which_backend_a_file_would_need(tmp_path):
     assert "cannot tell the format of 'm.pt'" in out.stderr
     assert "(backends not installed: torch)" in out.stderr
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_onnx_export_without_onnx_runtime_is_refused_before_writing(tmp_path):
+    torch = pytest.importorskip("torch")
+    from rmsnorm_core.cli._cli import main
+
+    torch.save({"model.norm.weight": torch.ones(8)}, tmp_path / "m.pt")
+    assert main(["convert", str(tmp_path / "m.pt"), str(tmp_path / "n.safetensors"),
+                 "--preset", "llama"]) == 0  # fmt: skip
+    argv = ["export", "n.safetensors", "--onnx", "n.onnx", "--torchscript", "n.pt"]
+    out = _run(("onnx", "onnxruntime"), argv, tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "--onnx with --exporter dynamo needs onnx, onnxruntime, not installed" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "n.onnx").exists() and not (tmp_path / "n.pt").exists()

@@ -9,6 +9,7 @@ error against core's reference is reported as an ``Artifact``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, List, Optional
@@ -29,6 +30,7 @@ from rmsnorm_core import (
 from rmsnorm_core.backends import Artifact
 from rmsnorm_torch.export._onnx import DYNAMO_OPSETS, EXPORTERS, TORCHSCRIPT_OPSETS, export_onnx
 from rmsnorm_torch.interop._bridge import modules_from_layers, to_numpy, to_tensor
+from rmsnorm_torch.plugins._plugin import ONNX_REQUIRES
 
 
 def per_layer_path(base: Path, name: str, count: int) -> Path:
@@ -103,10 +105,18 @@ def add_onnx_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_onnx_arguments(options: Any) -> None:
-    """Refuse an opset the chosen exporter cannot write, before anything is written."""
+    """Refuse an opset the chosen exporter cannot write, or an exporter whose packages
+    are not installed, before anything is written."""
     valid = TORCHSCRIPT_OPSETS if options.exporter == "torchscript" else DYNAMO_OPSETS
     if options.opset not in valid:
         raise RMSNormUsageError(
             f"--opset {options.opset} is not accepted with --exporter {options.exporter}; "
             f"expected {valid.start} to {valid.stop - 1}"
+        )
+    needs = ONNX_REQUIRES[options.exporter]
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if missing:
+        raise RMSNormUsageError(
+            f"--onnx with --exporter {options.exporter} needs {', '.join(missing)}, not "
+            "installed: pip install 'rmsnorm-bridge[onnx]'"
         )

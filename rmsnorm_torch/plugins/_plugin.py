@@ -21,8 +21,12 @@ _STATE_DICTS = "rmsnorm_torch.interop._statedict_files"
 _RUNNERS = "rmsnorm_torch.plugins._verify_runners"
 _UPSTREAM = "rmsnorm_torch.plugins._upstream"
 
-DYNAMO_ONNX = ("onnx", "onnxruntime", "onnxscript")
-"""What the dynamo ONNX exporter's runners import besides torch."""
+ONNX_REQUIRES = {
+    "torchscript": ("onnx", "onnxruntime"),
+    "dynamo": ("onnx", "onnxruntime", "onnxscript"),
+}
+"""What exporting to ONNX and running the result imports besides torch, per exporter
+(verify's ONNX Runtime runners, ``rmsnorm export --onnx --exporter ...``)."""
 
 HF = {
     "llama": "transformers.models.llama.modeling_llama:LlamaRMSNorm",
@@ -56,14 +60,14 @@ def runners() -> list[Runner]:
             only_tag="export",
             residual=False,
             empty=False,
-            requires=("onnx", "onnxruntime"),
+            requires=ONNX_REQUIRES["torchscript"],
         ),
         *(
             Runner(
                 f"ort-dynamo-{opset}",
                 partial(onnx, "dynamo", opset),
                 only_tag="compile",
-                requires=DYNAMO_ONNX,
+                requires=ONNX_REQUIRES["dynamo"],
                 **export,
             )
             for opset in (18, 23)

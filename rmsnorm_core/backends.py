@@ -10,8 +10,9 @@ in its ``pyproject.toml``; a third backend is a new package plus this line::
 
 Core never imports a backend package. :func:`backends` loads the entry points
 once, on first use: ``rmsnorm spec`` imports no framework, ``rmsnorm
-verify`` imports all. An entry point that fails to load (its framework is
-not installed) is listed by :func:`unavailable` with the reason, and
+verify`` imports all. An entry point that fails to load, or whose
+``Backend.requires`` (its framework) is not installed, is listed by
+:func:`unavailable` with the reason, and
 ``rmsnorm verify`` reports it as skipped, never as passed.
 :func:`register_backend` adds a backend in-process (tests, notebooks).
 :func:`lazy` and :func:`lazy_exports` let a backend declare everything without

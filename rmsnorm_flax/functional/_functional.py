@@ -39,10 +39,12 @@ def _call_plan(
     bias: Any,
     axis_name: Any,
     in_dtype: str,
-    out_dtype: str | None = None,
+    dtype: Any | None = None,
 ) -> _kernel.Plan:
     """The call's plan, resolved once per spec, shapes and dtypes (a pure function of
-    hashable values, memoized: an eager nnx call then costs a dictionary lookup)."""
+    hashable values, memoized: an eager nnx call then costs a dictionary lookup);
+    ``dtype``: flax's output dtype, or None for the spec's."""
+    out_dtype = None if dtype is None else jnp.dtype(dtype).name
     if not isinstance(spec, RMSNormSpec):
         raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
     params = (_describe(scale), _describe(bias))
@@ -165,8 +167,7 @@ def rms_norm(
         rmsnorm_core.RMSNormError: bad axes, shapes, dtypes or arguments.
     """
     array = jnp.asarray(x)  # its dtype is checked with the rest of the plan, once
-    out = None if dtype is None else jnp.dtype(dtype).name
-    cfg = _call_plan(array, spec, scale, bias, axis_name, array.dtype.name, out)
+    cfg = _call_plan(array, spec, scale, bias, axis_name, array.dtype.name, dtype)
     if mask is not None:
         return _kernel.forward(array, scale, bias, cfg, _mask(mask, array, cfg))[0]
     return _apply(array, cfg, scale, bias)
@@ -223,8 +224,7 @@ def rms_norm_residual(
     array = _as_input(x)
     res = _as_input(residual, "residual")
     check_residual(res.shape, res.dtype, array.shape)
-    out = None if dtype is None else jnp.dtype(dtype).name
-    cfg = _call_plan(array, spec, scale, bias, axis_name, array.dtype.name, out)
+    cfg = _call_plan(array, spec, scale, bias, axis_name, array.dtype.name, dtype)
     store = cfg.plan.residual
     wide = jnp.promote_types(jnp.promote_types(store, res.dtype), jnp.float32)
     exact = array.astype(wide) + res.astype(wide)

@@ -131,4 +131,7 @@ def test_diff_needs_a_baseline_and_its_own_path(tmp_path, capsys):
     assert "go with --baseline" in capsys.readouterr().err
     same = str(tmp_path / "r.json")
     assert main(["verify", "--baseline", same, "--diff", same]) == 2
-    assert "is also --report or --baseline" in capsys.readouterr().err
+    assert f"--diff {same!r} is the same file as --baseline" in capsys.readouterr().err
+    report = str(tmp_path / "n.json")
+    assert main(["verify", "--baseline", same, "--report", report, "--diff", report]) == 2
+    assert f"--diff {report!r} is the same file as --report" in capsys.readouterr().err

@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import command_parser
+from rmsnorm_core.cli._cli_args import command_parser, refuse_collisions
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.io._safetensors import read_regular
@@ -180,11 +180,9 @@ def run(args: argparse.Namespace) -> int:
             ) from None
     if (args.diff or args.allow_bit_changes) and not args.baseline:
         raise RMSNormUsageError("--diff and --allow-bit-changes go with --baseline OLD.json")
-    if args.diff and any(
-        other and Path(other).resolve() == Path(args.diff).resolve()
-        for other in (args.report, args.baseline)
-    ):
-        raise RMSNormUsageError(f"--diff {args.diff!r} is also --report or --baseline")
+    if args.diff:  # the diff never lands on the report or the baseline it compares
+        given = {"--baseline": args.baseline, "--report": args.report}
+        refuse_collisions({k: Path(v) for k, v in given.items() if v}, {"--diff": Path(args.diff)})
     before = _baseline.load_report(args.baseline) if args.baseline else None  # before the run
     start = time.perf_counter()
     if args.weights:

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import shutil
 import stat
-import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from rmsnorm_core import (
     array_digest,
     param_tree_from_layers,
 )
+from rmsnorm_flax.interop._orbax_noise import quiet_reads_of
 
 
 def _checkpointer() -> Any:
@@ -150,47 +149,19 @@ def read_layers(
     if not is_orbax(path):
         raise RMSNormError(f"input {str(path)!r} is not an Orbax checkpoint folder")
     check_folder(path)
-    _drop_closed_loop_callbacks()
+    quiet_reads_of(path.resolve())
     try:
         tree = _restore_norms(path.resolve())
     except RMSNormUsageError:
         raise
     except Exception as err:  # orbax raises many types for a damaged folder
-        time.sleep(0.1)  # the in-flight reads land while the hook is there (see below)
+        time.sleep(0.1)  # the in-flight reads land now, not during shutdown (_orbax_noise)
         if isinstance(err, RMSNormError):  # ours already names the input
             raise
         raise RMSNormError(
             f"input {str(path)!r} cannot be restored by Orbax: {str(err)[:200]}"
         ) from None
     return layers_from_params(tree, spec, infer=infer)
-
-
-def _drop_closed_loop_callbacks() -> None:
-    """When a read fails, the reads Orbax still had in flight finish on a thread of
-    TensorStore's and hand their results to Orbax's event loop, closed by then: each raises
-    ``RuntimeError: Event loop is closed``, which Python prints as an "Exception ignored"
-    traceback around our one-line error (up to a millisecond after the failure, measured).
-    Those callbacks are dropped by a hook installed once, before the first read; every
-    other unraisable exception goes on to the hook that was there before."""
-    global _hook_installed
-    if not _hook_installed:
-        before = sys.unraisablehook
-
-        def hook(unraisable: Any) -> None:
-            exc, tb = unraisable.exc_value, unraisable.exc_traceback
-            frames = traceback.extract_tb(tb) if tb is not None else []
-            if not (
-                isinstance(exc, RuntimeError)
-                and str(exc) == "Event loop is closed"
-                and any(f.name == "call_soon_threadsafe" for f in frames)
-            ):
-                before(unraisable)
-
-        sys.unraisablehook = hook
-        _hook_installed = True
-
-
-_hook_installed = False
 
 
 def save_orbax(path: Path, layers: Mapping[str, NeutralLayer]) -> None:

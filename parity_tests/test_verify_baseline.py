@@ -104,14 +104,24 @@ def test_narrowing_the_run_leaves_checks_unjudged(oracle, tmp_path, capsys):
     assert "only now       4  (not judged)" in capsys.readouterr().out
 
 
+NAMES = ("backend", "check", "dtype", "spec", "case", "shape")  # what names a check
+
+
 @pytest.mark.parametrize(
     "content,code,match",
     [
         ("{oops", 1, "--baseline '.*old.json' is not JSON"),
         ('{"records": 3}', 1, "is not an rmsnorm verify report"),
         (None, 1, "is not a regular file"),
+        ('{"records": [3]}', 1, "record 0 is not a JSON object"),
+        ('{"records": [{"backend": "torch", "check": "forward"}]}', 1, "record 0 lacks 'dtype'"),
+        (
+            json.dumps({"records": [dict.fromkeys(NAMES, "x") | {"status": None}]}),
+            1,
+            "record 0 has a 'status' that is not a string",
+        ),
     ],
-    ids=["not-json", "not-a-report", "fifo"],
+    ids=["not-json", "not-a-report", "fifo", "record-not-object", "record-unnamed", "status"],
 )
 def test_a_bad_baseline_is_refused_before_the_run(tmp_path, capsys, content, code, match):
     import re

@@ -74,7 +74,21 @@ def load_report(path: str | Path) -> dict:
         raise RMSNormError(
             f"--baseline {str(path)!r} is not an rmsnorm verify report (no 'records' list)"
         )
+    for i, r in enumerate(doc["records"]):
+        if not isinstance(r, dict):
+            raise RMSNormError(f"--baseline {str(path)!r}: record {i} is not a JSON object")
+        missing = [k for k in (*NAMED_BY, "status") if k not in r]
+        if missing or not isinstance(r["status"], str):
+            what = f"lacks {missing[0]!r}" if missing else "has a 'status' that is not a string"
+            raise RMSNormError(
+                f"--baseline {str(path)!r}: record {i} {what}; accepted: records of an "
+                "rmsnorm verify --report"
+            )
     return doc
+
+
+#: The fields that name a check (a report's record has each).
+NAMED_BY = ("backend", "check", "dtype", "spec", "case", "shape")
 
 
 def _key(r: dict) -> str:
@@ -85,7 +99,7 @@ def _key(r: dict) -> str:
 
 
 def _name(r: dict) -> str:
-    return f"{r['backend']} {r['check']} {r['dtype']} {r['spec']} {r['case']} {r['shape']}"
+    return " ".join(str(r[k]) for k in NAMED_BY)
 
 
 def _side(r: dict) -> dict:
@@ -94,12 +108,8 @@ def _side(r: dict) -> dict:
 
 def compare_reports(before: dict, records: Sequence[dict], versions: dict[str, str]) -> Diff:
     """The :class:`Diff` of this run's ``records`` (as written to a report) against
-    ``before`` (a loaded report)."""
-    old = {}
-    for r in before["records"]:
-        if not isinstance(r, dict):
-            raise RMSNormError("--baseline: a record is not a JSON object")
-        old[_key(r)] = r
+    ``before`` (a report as :func:`load_report` checked it)."""
+    old = {_key(r): r for r in before["records"]}
     new = {_key(r): r for r in records}
     version = before.get("report_version", 1)  # 2 and later record digests
     digests = isinstance(version, int) and not isinstance(version, bool) and version >= 2

@@ -119,6 +119,40 @@ def test_a_signal_handler_in_place_before_still_runs(tmp_path):
     assert not _all_dead(pids)
 
 
+# the signal comes while the last rank is being started (after its Popen, before the
+# launch waits on its ranks): on a loaded machine, a rank's start can take that long
+SIGNAL_AT_START = """
+import os, signal, time
+from pathlib import Path
+from rmsnorm_core.verify import _launch
+
+class _SignalWhileStarting(_launch._Tail):
+    def __init__(self, pipe):
+        super().__init__(pipe)
+        files = [Path({folder!r}) / f"rank{{r}}" / "pids" for r in range(2)]
+        if (Path({folder!r}) / "rank1").exists():  # the last rank's
+            while not all(f.exists() for f in files):
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)  # the handler runs here
+
+_launch._Tail = _SignalWhileStarting
+_launch.launch({script!r}, timeout=300, folder=Path({folder!r}))
+"""
+
+
+def test_a_signal_while_ranks_start_still_kills_every_one(tmp_path):
+    script = tmp_path / "hangs.py"
+    script.write_text(HANGS)
+    folder = tmp_path / "run"
+    code = textwrap.dedent(SIGNAL_AT_START.format(script=str(script), folder=str(folder)))
+    parent = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert parent.returncode == -signal.SIGTERM, parent.stderr[-2000:]
+    assert not _all_dead(_pids(folder, 2, wait=0)), "a rank outlived the launching process"
+
+
 LOUD = """
 import os, sys
 block = b"x" * 1023 + b"\\n"

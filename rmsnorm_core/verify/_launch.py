@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from rmsnorm_core.spec._errors import RMSNormError
@@ -96,8 +96,8 @@ def launch(
     try:
         for attempt in range(3):
             try:
-                with _signals_kill_ranks():
-                    return _launch_once(module, args, world, timeout, env, root)
+                with _signals_kill_ranks() as stop:
+                    return _launch_once(module, args, world, timeout, env, root, stop)
             except RMSNormError as err:
                 if attempt == 2 or not any(text in str(err) for text in _PORT_TAKEN):
                     raise
@@ -131,38 +131,40 @@ class _Tail:
         return bytes(self._kept[-OUTPUT_KEPT:]).decode("utf-8", errors="replace")
 
 
-class _Signalled(BaseException):
-    """Raised in the launching process by SIGTERM/SIGINT so the ranks' groups are killed."""
+class _Stop:
+    """The first SIGTERM or SIGINT a launch received (``signum`` None: none yet)."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+    signum: int | None = None
 
 
 @contextlib.contextmanager
-def _signals_kill_ranks():
-    """While a launch runs, SIGTERM and SIGINT unwind it (its ``finally`` kills the ranks'
-    groups); afterwards the previous handlers are back and the signal is delivered again."""
+def _signals_kill_ranks() -> Iterator[_Stop]:
+    """While a launch runs, SIGTERM and SIGINT are noted, not raised: the launch sees the
+    note, stops starting ranks and kills the groups of those it started; afterwards the
+    previous handlers are back and the signal is delivered again.
+
+    Noted, because an exception raised by a handler lands wherever the main thread is:
+    between starting a rank and the ``try`` that kills it (a loaded machine left both
+    ranks of a test running that way), or inside that cleanup, if a second signal came."""
+    stop = _Stop()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
-    caught = (signal.SIGTERM, signal.SIGINT)
 
-    def unwind(signum: int, frame: object) -> None:
-        raise _Signalled(signum)
+    def note(signum: int, frame: object) -> None:
+        if stop.signum is None:
+            stop.signum = signum
 
-    before = {sig: signal.signal(sig, unwind) for sig in caught}
+    before = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
-    except _Signalled as sig:
-        for s, handler in before.items():
-            signal.signal(s, handler)
-        signal.raise_signal(sig.signum)  # its usual course, now the ranks are gone
-        name = signal.Signals(sig.signum).name  # the handler before returned (or ignores it)
-        raise RMSNormError(f"launch interrupted by {name}; its ranks were killed") from None
+        yield stop
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+        if stop.signum is not None:
+            signal.raise_signal(stop.signum)  # its usual course, now the ranks are gone
+            name = signal.Signals(stop.signum).name  # the handler before returned (or ignores it)
+            raise RMSNormError(f"launch interrupted by {name}; its ranks were killed") from None
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -178,30 +180,37 @@ def _launch_once(
     timeout: float,
     env: Mapping[str, str] | None,
     root: Path,
+    stop: _Stop,
 ) -> Launch:
     port = free_port()
-    procs, logs = [], []
-    for rank in range(world):
-        out = root / f"rank{rank}"
-        out.mkdir(parents=True, exist_ok=True)
-        child_env = dict(os.environ, **(env or {}))
-        child_env.update(
-            RMSNORM_RANK=str(rank), RMSNORM_WORLD=str(world), RMSNORM_PORT=str(port),
-            RMSNORM_OUT=str(out), PYTHONUNBUFFERED="1",
-        )  # fmt: skip
-        proc = subprocess.Popen(
-            [sys.executable, *([module] if module.endswith(".py") else ["-m", module]), *args],
-            env=child_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: killed with everything it starts
-        )
-        procs.append(proc)
-        logs.append(_Tail(proc.stdout))
-    deadline = time.monotonic() + timeout
+    procs: list[subprocess.Popen] = []
+    logs: list[_Tail] = []
     failed: str | None = None
-    try:
+    try:  # from the first rank on: every rank started is killed, whatever happens
+        for rank in range(world):
+            if stop.signum is not None:
+                break
+            out = root / f"rank{rank}"
+            out.mkdir(parents=True, exist_ok=True)
+            child_env = dict(os.environ, **(env or {}))
+            child_env.update(
+                RMSNORM_RANK=str(rank), RMSNORM_WORLD=str(world), RMSNORM_PORT=str(port),
+                RMSNORM_OUT=str(out), PYTHONUNBUFFERED="1",
+            )  # fmt: skip
+            proc = subprocess.Popen(
+                [sys.executable, *([module] if module.endswith(".py") else ["-m", module]), *args],
+                env=child_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: killed with everything it starts
+            )
+            procs.append(proc)
+            logs.append(_Tail(proc.stdout))
+        deadline = time.monotonic() + timeout
         while any(p.poll() is None for p in procs):
+            if stop.signum is not None:
+                failed = f"interrupted by signal {stop.signum}"
+                break
             bad = [i for i, p in enumerate(procs) if p.poll() not in (None, 0)]
             if bad:
                 failed = f"rank {bad[0]} exited with code {procs[bad[0]].returncode}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,8 +33,31 @@ def add_parser(sub: Any) -> None:
         sub, "docs", "build the documentation site and serve it locally (offline)", __doc__
     )
     p.add_argument("--build", metavar="DIR", help="only build the site into DIR")
-    p.add_argument("--port", type=int, default=8000, help="port to serve on (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port to serve on (default 8000)")
     p.set_defaults(func=run)
+
+
+def _port(text: str) -> int:
+    """A TCP port to serve on: 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted; expected a port, 1 to 65535")
+    return value
+
+
+def _check_free(port: int) -> None:
+    """Before the site is built (a minute): the port can be served on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as err:
+            raise RMSNormUsageError(
+                f"--port {port}: cannot serve on 127.0.0.1:{port} ({err.strerror}); "
+                "choose another port"
+            ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.build:
         return _build(docs, Path(args.build), args.build)
+    _check_free(args.port)
     site = Path(tempfile.mkdtemp(prefix="rmsnorm-docs-"))
     try:  # a site built to serve is removed when serving stops
         _build(docs, site, None)

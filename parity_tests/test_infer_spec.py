@@ -260,3 +260,25 @@ def test_rmsnorm_infer_measures_a_function(name, tmp_path, monkeypatch, capsys):
     assert spec.eps == 1e-5 and not spec.use_scale
     assert main(["infer", f"my_functions:{name}"]) == 1  # no --shape: said so
     assert "a function needs --shape" in capsys.readouterr().err
+
+
+def _rms(x):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
+
+
+def _jax_rms(x):
+    return x * jax.lax.rsqrt((x * x).mean(-1, keepdims=True) + 1e-5)
+
+
+@pytest.mark.parametrize("shape", [(0,), (-3,), (8, 0), (1 << 21,)], ids=str)
+def test_a_block_no_probe_can_be_built_for_is_refused_naming_it(shape):
+    with pytest.raises(RMSNormError, match=r"normalized_shape=.* is not accepted; expected whole"):
+        infer_spec(_rms, shape)
+    with pytest.raises(RMSNormError, match=r"normalized_shape=.* is not accepted; expected whole"):
+        flax_infer(_jax_rms, normalized_shape=shape)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "2097152"])
+def test_cli_shape_outside_a_norms_block_is_a_usage_error(value, capsys):
+    assert main(["infer", "torch.nn:RMSNorm", "--shape", value]) == 2
+    assert f"--shape=({value},) is not accepted" in capsys.readouterr().err

@@ -17,6 +17,7 @@ import importlib
 from typing import Any
 
 from rmsnorm_core.cli._cli_args import command_parser, parse_overrides
+from rmsnorm_core.infer._report import check_block
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 
@@ -33,6 +34,17 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--shape", type=int, nargs="+", metavar="N", help="the normalized block's shape")
     p.set_defaults(func=run)
+
+
+def _block(shape: list[int] | None) -> tuple[int, ...] | None:
+    """``--shape`` as a tuple, checked before anything is imported."""
+    if shape is None:
+        return None
+    try:
+        check_block(tuple(shape), "--shape")
+    except RMSNormError as err:
+        raise RMSNormUsageError(str(err)) from None
+    return tuple(shape)
 
 
 def _load(target: str) -> Any:
@@ -54,6 +66,7 @@ def _load(target: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    shape = _block(args.shape)
     factory = _load(args.target)
     kwargs = parse_overrides(args.init)
     try:
@@ -62,7 +75,6 @@ def run(args: argparse.Namespace) -> int:
         raise RMSNormUsageError(
             f"{args.target}(**{kwargs}) failed: {type(err).__name__}: {err}"
         ) from None
-    shape = tuple(args.shape) if args.shape else None
     for backend in _backends.backends().values():
         spec = backend.infer(subject, shape)
         if spec is not None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from rmsnorm_core.infer import _infer_probes as probes
 from rmsnorm_core.infer._infer_order import scale_order
+from rmsnorm_core.infer._report import check_block
 from rmsnorm_core.spec._dtypes import dtype_name, numpy_dtype
 from rmsnorm_core.spec._errors import RMSNormError
 from rmsnorm_core.spec._spec import RMSNormSpec
@@ -58,6 +59,7 @@ def infer_spec(impl: Implementation) -> RMSNormSpec:
         RMSNormError: what it found, when it is not an RMSNorm any spec describes
             (a LayerNorm, a norm over other rows, a rounding no spec has).
     """
+    check_block(impl.block)
     saved = {k: np.array(v, copy=True) for k, v in impl.params.items()}
     try:
         return _infer(impl, saved)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -25,6 +27,21 @@ def check_probe_size(name: str, size: int, shape: tuple[int, ...]) -> None:
         raise RMSNormError(
             f"its {name} has {size} elements (shape {shape}), more than a norm's scale "
             f"({PROBE_LIMIT} at most): not probed"
+        )
+
+
+def check_block(shape: tuple[int, ...], name: str = "normalized_shape") -> None:
+    """Refuse a normalized block no probe can be built for: a dimension that is not a
+    whole number >= 1, or more than :data:`PROBE_LIMIT` elements.
+
+    Raises:
+        RMSNormError: naming ``name``, the shape and what is accepted.
+    """
+    ok = all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in shape)
+    if not shape or not ok or math.prod(shape) > PROBE_LIMIT:
+        raise RMSNormError(
+            f"{name}={tuple(shape)} is not accepted; expected whole numbers >= 1 with "
+            f"{PROBE_LIMIT} elements at most in all (a norm's block)"
         )
 
 

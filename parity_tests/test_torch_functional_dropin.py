@@ -114,3 +114,13 @@ def test_what_no_spec_expresses_is_refused_saying_so(dtype):
     x = torch.ones(2, 4, dtype=dtype)
     with pytest.raises(RMSNormTypeError, match="no spec describes"):
         rms_norm(x, [4])
+
+
+def test_the_functional_module_is_an_attribute_of_the_package():
+    import subprocess
+    import sys
+
+    # a fresh interpreter: here the import above has already set the attribute
+    code = "import rmsnorm_torch; print(rmsnorm_torch.functional.rms_norm.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "rmsnorm_torch.functional", out.stderr[-1000:]

@@ -51,7 +51,8 @@ _WHERE = {
     "RMSNorm": "rmsnorm_torch.nn._modules",
     "ResidualRMSNorm": "rmsnorm_torch.nn._residual_module",
 }
-__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
+# rmsnorm_torch.functional after `import rmsnorm_torch`, as torch.nn.functional is
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, ("functional",))
 
 __all__ = [
     "COMPILE_OPTIONS",

@@ -3,7 +3,8 @@
 The guides and the reference are the ``docs/`` folder of the source tree (the
 folder ``pip install`` was run from). With the ``docs`` extra (``pip install
 '.[docs]'``), ``rmsnorm docs`` builds the site from them and serves it on
-http://127.0.0.1:8000 until Ctrl-C; ``--build DIR`` only builds it into DIR
+http://127.0.0.1:8000 from this process until Ctrl-C or SIGTERM (either removes the
+built site); ``--build DIR`` only builds it into DIR
 (open ``DIR/index.html``). The site needs no network: math is rendered to MathML
 when it is built and nothing is loaded from elsewhere. Without the extra, the
 command says where the Markdown is (it reads well as it is).
@@ -12,9 +13,11 @@ command says where the Markdown is (it reads well as it is).
 from __future__ import annotations
 
 import argparse
+import functools
+import http.server
 import importlib.util
 import shutil
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,16 +51,47 @@ def _port(text: str) -> int:
     return value
 
 
-def _check_free(port: int) -> None:
-    """Before the site is built (a minute): the port can be served on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError as err:
-            raise RMSNormUsageError(
-                f"--port {port}: cannot serve on 127.0.0.1:{port} ({err.strerror}); "
-                "choose another port"
-            ) from None
+def _server(port: int) -> http.server.ThreadingHTTPServer:
+    """The server, bound now: a port in use is refused before the build (a minute)."""
+    try:
+        return http.server.ThreadingHTTPServer(
+            ("127.0.0.1", port), http.server.SimpleHTTPRequestHandler
+        )
+    except OSError as err:
+        raise RMSNormUsageError(
+            f"--port {port}: cannot serve on 127.0.0.1:{port} ({err.strerror}); choose another port"
+        ) from None
+
+
+class _Terminated(Exception):
+    """SIGTERM while serving: unwinds the serving loop so the site is removed."""
+
+
+def _serve(server: http.server.ThreadingHTTPServer, site: Path) -> int:
+    """Serve ``site`` in this process until Ctrl-C or SIGTERM (no server process that
+    could outlive the command); SIGTERM then takes its usual course."""
+    server.RequestHandlerClass = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(site)
+    )
+
+    def terminated(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    before = signal.signal(signal.SIGTERM, terminated)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        return 0
+    except _Terminated:
+        signal.signal(signal.SIGTERM, before)
+        shutil.rmtree(site, ignore_errors=True)
+        server.server_close()
+        signal.raise_signal(signal.SIGTERM)
+        return 143  # the handler before returned
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        server.server_close()
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,19 +110,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.build:
         return _build(docs, Path(args.build), args.build)
-    _check_free(args.port)
+    server = _server(args.port)
     site = Path(tempfile.mkdtemp(prefix="rmsnorm-docs-"))
     try:  # a site built to serve is removed when serving stops
         _build(docs, site, None)
         print(f"serving {site} on http://127.0.0.1:{args.port} (Ctrl-C stops)", flush=True)
-        try:
-            return subprocess.call(
-                [sys.executable, "-m", "http.server", str(args.port), "--bind", "127.0.0.1",
-                 "--directory", str(site)],
-            )  # fmt: skip
-        except KeyboardInterrupt:
-            return 0
+        return _serve(server, site)
     finally:
+        server.server_close()
         shutil.rmtree(site, ignore_errors=True)
 
 

@@ -52,7 +52,7 @@ def _port(text: str) -> int:
 
 
 def _server(port: int) -> http.server.ThreadingHTTPServer:
-    """The server, bound now: a port in use is refused before the build (a minute)."""
+    """The server, bound now: a port in use is refused before the site is built."""
     try:
         return http.server.ThreadingHTTPServer(
             ("127.0.0.1", port), http.server.SimpleHTTPRequestHandler

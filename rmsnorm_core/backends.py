@@ -33,6 +33,7 @@ from rmsnorm_core.registry._backends import (
     NotApplicable,
     Runner,
     backends,
+    missing_modules,
     register_backend,
     runners,
     unavailable,
@@ -63,6 +64,7 @@ __all__ = [
     "backends",
     "register_backend",
     "runners",
+    "missing_modules",
     "unavailable",
     "unregister_backend",
 ]

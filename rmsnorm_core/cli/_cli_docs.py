@@ -67,9 +67,9 @@ class _Terminated(Exception):
     """SIGTERM while serving: unwinds the serving loop so the site is removed."""
 
 
-def _serve(server: http.server.ThreadingHTTPServer, site: Path) -> int:
+def _serve(server: http.server.ThreadingHTTPServer, site: Path) -> bool:
     """Serve ``site`` in this process until Ctrl-C or SIGTERM (no server process that
-    could outlive the command); SIGTERM then takes its usual course."""
+    could outlive the command); True when SIGTERM stopped it."""
     server.RequestHandlerClass = functools.partial(
         http.server.SimpleHTTPRequestHandler, directory=str(site)
     )
@@ -81,17 +81,12 @@ def _serve(server: http.server.ThreadingHTTPServer, site: Path) -> int:
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        return 0
+        return False
     except _Terminated:
-        signal.signal(signal.SIGTERM, before)
-        shutil.rmtree(site, ignore_errors=True)
-        server.server_close()
-        signal.raise_signal(signal.SIGTERM)
-        return 143  # the handler before returned
+        return True
     finally:
         signal.signal(signal.SIGTERM, before)
-        server.server_close()
-    return 0
+    return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,10 +110,14 @@ def run(args: argparse.Namespace) -> int:
     try:  # a site built to serve is removed when serving stops
         _build(docs, site, None)
         print(f"serving {site} on http://127.0.0.1:{args.port} (Ctrl-C stops)", flush=True)
-        return _serve(server, site)
+        terminated = _serve(server, site)
     finally:
         server.server_close()
         shutil.rmtree(site, ignore_errors=True)
+    if terminated:  # its usual course, now the site is gone
+        signal.raise_signal(signal.SIGTERM)
+        return 128 + signal.SIGTERM  # the handler in place before returned
+    return 0
 
 
 def _build(docs: Path, site: Path, given: str | None) -> int:

@@ -40,11 +40,12 @@ def _block(shape: list[int] | None) -> tuple[int, ...] | None:
     """``--shape`` as a tuple, checked before anything is imported."""
     if shape is None:
         return None
+    block = tuple(shape)
     try:
-        check_block(tuple(shape), "--shape")
+        check_block(block, "--shape")
     except RMSNormError as err:
         raise RMSNormUsageError(str(err)) from None
-    return tuple(shape)
+    return block
 
 
 def _load(target: str) -> Any:

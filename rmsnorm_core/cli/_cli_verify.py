@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import platform
@@ -151,7 +150,7 @@ def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
     chosen = select_runners(available, args.backend, args.distributed)
     for backend, runners in list(chosen.items()):
         for runner in list(runners):
-            missing = [m for m in runner.requires if importlib.util.find_spec(m) is None]
+            missing = _backends.missing_modules(runner.requires)
             if missing:  # a partial install: skipped, saying what it needs
                 runners.remove(runner)
                 hint = " (pip install '.[onnx]')" if set(missing) <= set(ONNX_MODULES) else ""

@@ -227,7 +227,7 @@ def _load_entry_points() -> dict[str, Backend]:
                 if not isinstance(backend, Backend):
                     _UNAVAILABLE[ep.name] = f"entry point {ep.value!r} is not a Backend"
                     continue
-                missing = [m for m in backend.requires if importlib.util.find_spec(m) is None]
+                missing = missing_modules(backend.requires)
                 if missing:  # found without importing it: the entry point imports no framework
                     _UNAVAILABLE[ep.name] = f"not installed ({', '.join(missing)})"
                     continue
@@ -270,6 +270,12 @@ def backends() -> dict[str, Backend]:
     with _LOCK:
         found.update(_EXTRA)
     return found
+
+
+def missing_modules(names: Sequence[str]) -> list[str]:
+    """Those of ``names`` (top-level modules) that are not installed, found without
+    importing any: what a backend's or a runner's ``requires`` lacks."""
+    return [m for m in names if importlib.util.find_spec(m) is None]
 
 
 def unavailable() -> dict[str, str]:

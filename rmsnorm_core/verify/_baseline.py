@@ -63,6 +63,10 @@ class Diff:
         )
 
 
+#: The fields that name a check (a report's record has each).
+NAMED_BY = ("backend", "check", "dtype", "spec", "case", "shape")
+
+
 def load_report(path: str | Path) -> dict:
     """An earlier ``--report``: a regular file of bounded size, JSON with records."""
     raw = read_regular(Path(path), "--baseline", MAX_REPORT_BYTES)
@@ -87,15 +91,9 @@ def load_report(path: str | Path) -> dict:
     return doc
 
 
-#: The fields that name a check (a report's record has each).
-NAMED_BY = ("backend", "check", "dtype", "spec", "case", "shape")
-
-
 def _key(r: dict) -> str:
-    spec = json.dumps(r.get("spec_json", {}), sort_keys=True)
-    return f"{r.get('backend')} {r.get('check')} {r.get('dtype')} {r.get('spec')} " + (
-        f"{r.get('case')} {r.get('shape')} {spec}"
-    )
+    """A check's name and its spec's fields: two specs of one label stay apart."""
+    return f"{_name(r)} {json.dumps(r.get('spec_json', {}), sort_keys=True)}"
 
 
 def _name(r: dict) -> str:

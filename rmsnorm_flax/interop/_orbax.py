@@ -149,9 +149,10 @@ def read_layers(
     if not is_orbax(path):
         raise RMSNormError(f"input {str(path)!r} is not an Orbax checkpoint folder")
     check_folder(path)
-    quiet_reads_of(path.resolve())
+    where = path.resolve()
+    quiet_reads_of(where)
     try:
-        tree = _restore_norms(path.resolve())
+        tree = _restore_norms(where)
     except RMSNormUsageError:
         raise
     except Exception as err:  # orbax raises many types for a damaged folder

@@ -9,7 +9,6 @@ error against core's reference is reported as an ``Artifact``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, List, Optional
@@ -27,7 +26,7 @@ from rmsnorm_core import (
     sample_shape,
     write_atomic,
 )
-from rmsnorm_core.backends import Artifact
+from rmsnorm_core.backends import Artifact, missing_modules
 from rmsnorm_torch.export._onnx import DYNAMO_OPSETS, EXPORTERS, TORCHSCRIPT_OPSETS, export_onnx
 from rmsnorm_torch.interop._bridge import modules_from_layers, to_numpy, to_tensor
 from rmsnorm_torch.plugins._plugin import ONNX_REQUIRES
@@ -113,8 +112,7 @@ def check_onnx_arguments(options: Any) -> None:
             f"--opset {options.opset} is not accepted with --exporter {options.exporter}; "
             f"expected {valid.start} to {valid.stop - 1}"
         )
-    needs = ONNX_REQUIRES[options.exporter]
-    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    missing = missing_modules(ONNX_REQUIRES[options.exporter])
     if missing:
         raise RMSNormUsageError(
             f"--onnx with --exporter {options.exporter} needs {', '.join(missing)}, not "

@@ -34,22 +34,31 @@ def project_calls(fn) -> collections.Counter:
     return calls
 
 
-@pytest.mark.parametrize(
-    "shape", [(1, 4096), (8, 4096), (2, 3, 96)], ids=["1x4096", "8x4096", "2x3x96"]
-)
-@pytest.mark.parametrize("preset", ["torch", "llama", "gemma", "paper"])
-def test_torch_forward_makes_at_most_20_project_calls(preset, shape):
+# Each side of every size threshold (CPU_OP_MIN = 8 x 4096 elements, FUSED_LIMIT =
+# 48 x 4096; test_cpu_op.py asserts both), decode shapes, and a rank-3 input.
+SHAPES = [(1, 4096), (7, 4096), (8, 4096), (47, 4096), (48, 4096), (2, 3, 96), (4, 64, 1024)]
+TORCH_PRESETS = ["torch", "llama", "gemma", "flax", "t5", "olmo2", "paper"]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("preset", TORCH_PRESETS)
+def test_torch_forward_makes_at_most_20_project_calls(preset, dtype, shape):
     torch = pytest.importorskip("torch")
     from rmsnorm_core import RMSNormSpec
     from rmsnorm_torch import RMSNorm
 
     m = RMSNorm.from_spec(RMSNormSpec.preset(preset), shape[-1])
-    x = torch.randn(shape)
+    x = torch.randn(shape).to(getattr(torch, dtype))
+    other_rank = x.reshape(-1, shape[-1])[:1].unsqueeze(0).unsqueeze(0)
     with torch.no_grad():
         first = project_calls(lambda: m(x))
         calls = project_calls(lambda: m(x))
+        m(other_rank)  # a call at another rank in between: both plans stay cached
+        again = project_calls(lambda: m(x))
     assert sum(first.values()) > sum(calls.values())  # the counter sees the plan being built
     assert sum(calls.values()) <= 20, calls.most_common()
+    assert again == calls
 
 
 @pytest.mark.parametrize("preset", ["flax", "gemma", "paper"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
 import platform
 import statistics
 import time
@@ -74,6 +75,7 @@ class Result:
     ratio: float
     target: float | None
     status: str  # "ok", "over target", "skipped: <why>", "failed: <why>"
+    spread: tuple[float, float] = (float("nan"), float("nan"))  # quartiles of pair ratios
 
 
 def _time_ms(fn: Callable[[], object]) -> float:
@@ -101,10 +103,10 @@ def missing(requires: Sequence[str]) -> str | None:
     return None
 
 
-def time_pair(
+def time_pairs(
     candidate: Callable, baseline: Callable, warmup: int, repeat: int
-) -> tuple[float, float]:
-    """Medians (ms) of both, warmed up, run alternately so drift hits both alike."""
+) -> tuple[list[float], list[float]]:
+    """Times (ms) of both, warmed up, run alternately so drift hits both alike."""
     for _ in range(warmup):
         _block(candidate())
         _block(baseline())
@@ -112,7 +114,22 @@ def time_pair(
     for _ in range(repeat):
         cand.append(_time_ms(candidate))
         base.append(_time_ms(baseline))
+    return cand, base
+
+
+def time_pair(
+    candidate: Callable, baseline: Callable, warmup: int, repeat: int
+) -> tuple[float, float]:
+    """Medians (ms) of both (:func:`time_pairs`)."""
+    cand, base = time_pairs(candidate, baseline, warmup, repeat)
     return statistics.median(cand), statistics.median(base)
+
+
+def _quartiles(values: Sequence[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return (values[0], values[0]) if values else (float("nan"), float("nan"))
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
 
 
 def run_one(bench: Benchmark, *, warmup: int = 3, repeat: int = 15) -> Result:
@@ -123,13 +140,15 @@ def run_one(bench: Benchmark, *, warmup: int = 3, repeat: int = 15) -> Result:
         status = f"skipped: {absent} is not installed"
         return Result(bench.name, bench.baseline, nan, nan, nan, bench.target, status)
     try:
-        cand, base = time_pair(*bench.setup(), warmup, repeat)
+        cands, bases = time_pairs(*bench.setup(), warmup, repeat)
     except Exception as err:  # reported in the table, never hidden
         status = f"failed: {type(err).__name__}: {str(err)[:120]}"
         return Result(bench.name, bench.baseline, nan, nan, nan, bench.target, status)
+    cand, base = statistics.median(cands), statistics.median(bases)
     ratio = cand / base
+    spread = _quartiles([c / b for c, b in zip(cands, bases, strict=True)])
     status = "ok" if bench.target is None or ratio <= bench.target else "over target"
-    return Result(bench.name, bench.baseline, cand, base, ratio, bench.target, status)
+    return Result(bench.name, bench.baseline, cand, base, ratio, bench.target, status, spread)
 
 
 def run_sweep(sweep: Sweep, dtype: str, *, warmup: int = 2, repeat: int = 7) -> dict[str, Any]:
@@ -146,30 +165,37 @@ def run_sweep(sweep: Sweep, dtype: str, *, warmup: int = 2, repeat: int = 7) -> 
 LEGEND = """\
 ratio: median time of ours / median time of the peer, both timed in this run, alternately,
   after warm-up (lower is faster; absolute times drift on a shared machine, ratios hold).
+spread: the quartiles of the ratios of the alternating pairs (ours_i / peer_i).
 target: the ratio a case should stay at or under; "over target" marks one above it
   (reported; --check makes it exit 1)."""
 
 
-def format_table(results: Sequence[Result]) -> str:
-    """A plain-text table of the results, then :data:`LEGEND`."""
+def format_table(results: Sequence[Result], load: int = 0) -> str:
+    """A plain-text table of the results, then :data:`LEGEND` (and the load, if any)."""
     head = (
         f"{'benchmark':46s} {'baseline':40s} {'ours ms':>9s} {'peer ms':>9s} "
-        f"{'ratio':>7s} {'target':>7s}  status"
+        f"{'ratio':>7s} {'spread':>13s} {'target':>7s}  status"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         target = f"{r.target:.2f}" if r.target is not None else "-"
+        spread = f"{r.spread[0]:.3f}-{r.spread[1]:.3f}"
         lines.append(
             f"{r.name:46s} {r.baseline[:40]:40s} {r.candidate_ms:9.3f} {r.baseline_ms:9.3f} "
-            f"{r.ratio:7.3f} {target:>7s}  {r.status}"
+            f"{r.ratio:7.3f} {spread:>13s} {target:>7s}  {r.status}"
         )
-    return "\n".join(lines) + "\n\n" + LEGEND
+    loaded = f"\nload: {load} busy process(es) ran beside every case (--load)." if load else ""
+    return "\n".join(lines) + "\n\n" + LEGEND + loaded
 
 
-def write_json(results: Sequence[Result], path: str | Path, sweeps: Sequence[dict] = ()) -> None:
-    """Write the results, the sweeps and the machine's description as JSON."""
+def write_json(
+    results: Sequence[Result], path: str | Path, sweeps: Sequence[dict] = (), load: int = 0
+) -> None:
+    """Write the results, the sweeps and the machine's description (with the number of
+    competing processes, ``load``) as JSON."""
+    machine = {"python": platform.python_version(), "platform": platform.platform()}
     doc = {
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "machine": {**machine, "cpus": os.cpu_count(), "load": load},
         "results": [dataclasses.asdict(r) for r in results],
         "sweeps": list(sweeps),
     }

@@ -32,6 +32,7 @@ from rmsnorm_core.bench._bench import (
     run_sweep,
     write_json,
 )
+from rmsnorm_core.bench._load import MAX_LOAD, competing_processes
 from rmsnorm_core.cli._cli_args import command_parser
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormUsageError
@@ -108,6 +109,13 @@ def add_parser(sub: Any) -> None:
         "--sweep", choices=["float32", "bfloat16", "none"], default="float32",
         help="dtype of the row-length sweep, or none (default float32)",
     )  # fmt: skip
+    p.add_argument(
+        "--load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N busy processes beside the cases (another workload on the cores)",
+    )
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     p.add_argument("--check", action="store_true", help="exit 1 when a ratio is over its target")
     gpu = p.add_argument_group("accelerator bandwidth: GB/s, fraction of peak, ratio to the peer")
@@ -147,6 +155,8 @@ def run_gpu(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.repeat < 1 or args.warmup < 0:
         raise RMSNormUsageError("--repeat must be >= 1 and --warmup >= 0")
+    if not 0 <= args.load <= MAX_LOAD:
+        raise RMSNormUsageError(f"--load {args.load}: must be between 0 and {MAX_LOAD}")
     if args.gpu:
         return run_gpu(args)
     if args.smoke or args.peak_gbps is not None:
@@ -168,6 +178,27 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not chosen:
         raise RMSNormUsageError(f"-k {args.filter!r} matches no benchmark (see --list)")
+    with competing_processes(args.load):
+        results, swept, unswept = _run_cases(args, chosen, sweeps)
+    print(format_table(results, load=args.load))
+    write_json(results, args.json, swept, load=args.load)
+    print(f"\nwrote {args.json}")
+    if args.plots:
+        from rmsnorm_core.bench._bench_plots import plot_ratios, plot_sweeps
+
+        print(f"wrote {plot_ratios(results, Path(args.plots) / 'ratios.png')}")
+        if swept:
+            print(f"wrote {plot_sweeps(swept, Path(args.plots) / 'sweep.png')}")
+        else:
+            print(f"sweep.png not written: {unswept}")
+    over = [r.name for r in results if r.status == "over target"]
+    if args.check and over:
+        print(f"--check: {len(over)} over target: {', '.join(over)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_cases(args: argparse.Namespace, chosen: list, sweeps: list) -> tuple:
     results = []
     for i, bench in enumerate(chosen, 1):
         print(f"[{i}/{len(chosen)}] {bench.name} ...", file=sys.stderr, flush=True)
@@ -183,19 +214,4 @@ def run(args: argparse.Namespace) -> int:
                 continue
             print(f"[sweep {j}/{len(sweeps)}] {sweep.name}", file=sys.stderr, flush=True)
             swept.append(run_sweep(sweep, args.sweep, repeat=max(3, args.repeat // 2)))
-    print(format_table(results))
-    write_json(results, args.json, swept)
-    print(f"\nwrote {args.json}")
-    if args.plots:
-        from rmsnorm_core.bench._bench_plots import plot_ratios, plot_sweeps
-
-        print(f"wrote {plot_ratios(results, Path(args.plots) / 'ratios.png')}")
-        if swept:
-            print(f"wrote {plot_sweeps(swept, Path(args.plots) / 'sweep.png')}")
-        else:
-            print(f"sweep.png not written: {unswept}")
-    over = [r.name for r in results if r.status == "over target"]
-    if args.check and over:
-        print(f"--check: {len(over)} over target: {', '.join(over)}", file=sys.stderr)
-        return 1
-    return 0
+    return results, swept, unswept

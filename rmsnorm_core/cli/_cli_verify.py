@@ -103,6 +103,8 @@ def _versions() -> dict[str, str]:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
+    for backend in _backends.backends().values():
+        out.update(backend.details())
     return out
 
 

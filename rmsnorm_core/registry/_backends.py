@@ -190,6 +190,8 @@ class Backend:
             ``rmsnorm bench --gpu``.
         infer: ``(object, block shape or None) -> spec``, or None when the
             object is not this framework's (``rmsnorm infer``).
+        details: ``() -> {name: value}`` for ``rmsnorm verify``'s versions: what the
+            backend runs that no package version tells (e.g. which CPU kernel).
         requires: the modules the backend's framework is (``("jax", "flax")``).
             Its entry point imports none of them (declare capabilities with
             :func:`rmsnorm_core.backends.lazy`), so where one is not installed the
@@ -204,6 +206,7 @@ class Backend:
     sweeps: Callable[[], Sequence[Sweep]] = lambda: ()
     gpu_benchmarks: Callable[[Any, Any, bool], Sequence[GpuCase]] = lambda sh, dt, smoke: ()
     infer: Callable[[Any, Any], Any] = lambda obj, shape: None
+    details: Callable[[], dict[str, str]] = lambda: {}
     requires: tuple[str, ...] = ()
 
 

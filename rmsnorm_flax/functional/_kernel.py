@@ -27,7 +27,7 @@ from rmsnorm_core import DtypePlan, RMSNormSpec
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """Everything static about one call (hashable, so jit and custom_vjp can key on it):
-    core's dtype plan and the call's geometry, the role torch's ``nn._resolve.Plan`` has
+    core's dtype plan and the call's geometry, the role torch's ``kernels._resolve.Plan`` has
     there (which maps the same ``DtypePlan`` onto torch dtypes for TorchScript)."""
 
     spec: RMSNormSpec

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from rmsnorm_core import RMSNormError
 from rmsnorm_core.rules import Recipe
-from rmsnorm_torch.nn._resolve import Plan
+from rmsnorm_torch.kernels._resolve import Plan
 
 
 def _dtensor_class() -> Any:
@@ -86,7 +86,7 @@ def dtensor_norm(
             )
         if placement.is_shard():
             sharded.append(placement.dim % x.dim())
-    if any(d in plan.dims for d in sharded):
+    if any(d % x.dim() in [p % x.dim() for p in plan.dims] for d in sharded):
         if recipe.partial < 1.0:
             raise RMSNormError(
                 f"partial={recipe.partial} with x sharded along a normalized dim "

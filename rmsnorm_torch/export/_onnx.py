@@ -39,8 +39,8 @@ import torch
 from torch import Tensor, nn
 
 from rmsnorm_core import RMSNormError, write_atomic
+from rmsnorm_torch.kernels._resolve import OnnxExport
 from rmsnorm_torch.nn._modules import RMSNorm
-from rmsnorm_torch.nn._resolve import OnnxExport
 
 TORCHSCRIPT_OPSETS = range(17, 21)
 DYNAMO_OPSETS = range(17, 24)

@@ -27,7 +27,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from rmsnorm_torch.nn._resolve import Plan
+from rmsnorm_torch.kernels._resolve import Plan
 
 
 class FusedKind(Enum):

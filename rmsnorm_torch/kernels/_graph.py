@@ -13,20 +13,20 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
-from rmsnorm_torch.nn._resolve import Plan
+from rmsnorm_torch.kernels._resolve import Plan, is_dim
 
 
 def _keepdim_shape(x: Tensor, dims: List[int]) -> List[int]:
     shape: List[int] = []
     for i in range(x.dim()):
-        shape.append(1 if i in dims else x.shape[i])
+        shape.append(1 if is_dim(i, dims, x.dim()) else x.shape[i])
     return shape
 
 
 def _param_view(x: Tensor, dims: List[int]) -> List[int]:
     shape: List[int] = []
     for i in range(x.dim()):
-        shape.append(x.shape[i] if i in dims else 1)
+        shape.append(x.shape[i] if is_dim(i, dims, x.dim()) else 1)
     return shape
 
 
@@ -35,11 +35,11 @@ def _mean_square(h: Tensor, plan: Plan) -> Tensor:
     if plan.k < 0:
         return h.pow(2).mean(dims, keepdim=True)
     if plan.trailing:
-        flat = h.flatten(h.dim() - len(dims))
+        flat = h.flatten(-len(dims))
     else:
         kept: List[int] = []
         for i in range(h.dim()):
-            if i not in dims:
+            if not is_dim(i, dims, h.dim()):
                 kept.append(i)
         flat = h.permute(kept + dims).flatten(len(kept))
     part = flat.narrow(-1, 0, plan.k)

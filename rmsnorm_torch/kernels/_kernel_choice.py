@@ -1,53 +1,79 @@
-"""Which kernel computes an eager call: ``use_kernel`` and the dispatch it steers.
+"""Which kernel computes a call: ``use_kernel`` and :func:`decide`, the one function that
+chooses.
 
-``"auto"`` (the default) picks from the input and the plan alone: a CPU
-call below ``_fused.limit()`` elements that ``torch.rms_norm`` computes
-exactly runs that op (``_fused.py``); a CUDA
-tensor whose normalized block is trailing and contiguous runs the Triton
-kernel (when ``triton`` is installed; without it, the paths below, with no
-error); a large enough CPU tensor on that layout the blocked kernel; anything
-else the graph path. ``use_kernel(name)`` forces ``"graph"``, ``"blocked"``
-or ``"triton"`` for the calling thread or asyncio task only (a
-``contextvars.ContextVar``, restored on exit, never process-global): other
-threads and asyncio tasks keep their own choice. A generator runs in its
-caller's context (PEP 567), so a ``with`` block suspended at a ``yield`` is
-seen by the caller until the generator resumes past it or is closed. A
-forced kernel that cannot run the call is an error that says why, never a
-silent fallback. Forcing ``"triton"`` on CPU tensors runs the same kernel
-source under the Triton interpreter, which needs ``TRITON_INTERPRET=1`` in
-the environment before the kernels are first used.
+``"auto"`` (the default) picks from the input and the plan alone: a call of fewer than
+``FUSED_LIMIT`` elements that ``torch.rms_norm`` computes exactly runs that op
+(``_fused.py``); a CUDA tensor whose normalized block is trailing and contiguous runs
+the Triton kernel (when ``triton`` is installed; without it, the paths below, with no
+error); a CPU tensor of ``CPU_OP_MIN`` elements or more on that layout the CPU operator
+(``_cpu_op.py``: one native call per forward and per backward); anything else the graph
+path. ``use_kernel(name)`` forces ``"graph"``, ``"blocked"`` (the CPU operator, at any
+size) or ``"triton"`` for the calling thread or asyncio task only (a
+``contextvars.ContextVar``, restored on exit, never process-global): other threads and
+asyncio tasks keep their own choice. A generator runs in its caller's context (PEP 567),
+so a ``with`` block suspended at a ``yield`` is seen by the caller until the generator
+resumes past it or is closed. A forced kernel that cannot run the call is an error that
+says why, never a silent fallback. Forcing ``"triton"`` on CPU tensors runs the same
+kernel source under the Triton interpreter, which needs ``TRITON_INTERPRET=1`` in the
+environment before the kernels are first used.
 
-The choice governs eager calls on plain tensors. Code being traced, compiled
-or exported (dynamo, ``jit.trace``, FakeTensors, ``torch.func`` transforms)
-records the graph path whatever the thread's choice, so an exported artifact
-does not depend on it; scripted modules run their own TorchScript dispatch.
+The choice governs eager calls on plain tensors. Code being traced, compiled or exported
+(dynamo, ``jit.trace``, FakeTensors, ``torch.func`` transforms) records the graph path
+whatever the thread's choice, so an exported artifact does not depend on it. Scripted
+modules run the fused op or the graph path: a saved TorchScript file then holds only
+torch's own ops and loads in any process with torch alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
-import importlib.util
-import math
 from collections.abc import Iterator
-from typing import Any, Optional, Tuple
+from enum import Enum
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from rmsnorm_core import RMSNormError
-from rmsnorm_torch.kernels._eager import _plain, blocked_rms_norm, takes_blocked
-from rmsnorm_torch.kernels._fused import FusedKind, fused_kind, fused_norm, limit
-from rmsnorm_torch.nn._resolve import Plan
+from rmsnorm_torch.kernels._fused import FusedKind, fused_kind, limit
+from rmsnorm_torch.kernels._native import native_eligible
+from rmsnorm_torch.kernels._resolve import OnnxExport, Plan
 from rmsnorm_torch.nn._torch_dtypes import dtype_name
 
 KERNELS = ("auto", "graph", "blocked", "triton")
 """The names ``use_kernel`` accepts."""
-_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 FUSED_LIMIT = limit()
-"""Eager calls below this many elements may take the fused op (``_fused.limit``)."""
+"""Calls below this many elements may take the fused op (``_fused.limit``)."""
+
+
+def cpu_op_min() -> int:
+    """From this many elements on, the CPU operator takes a call the fused op does not:
+    below it, the graph path's few ops cost less than the operator's setup."""
+    return 32768
+
+
+CPU_OP_MIN = cpu_op_min()
+"""``cpu_op_min()``, for eager code."""
 _CHOICE: contextvars.ContextVar[str] = contextvars.ContextVar("rmsnorm_kernel", default="auto")
+
+
+class Kernel(Enum):
+    """What computes a call (an enum TorchScript compiles).
+
+    Attributes:
+        GRAPH: plain differentiable ops (``_graph.py``), on any tensor.
+        FUSED: ``torch.rms_norm`` where it computes the spec exactly (``_fused.py``).
+        CPU_OP: the native CPU operator (``_cpu_op.py``).
+        TRITON: the Triton kernels (``_triton_ops.py``).
+        ONNX_NATIVE: ``F.rms_norm``, which an opset-23 export writes as ONNX's op.
+    """
+
+    GRAPH = 0
+    FUSED = 1
+    CPU_OP = 2
+    TRITON = 3
+    ONNX_NATIVE = 4
 
 
 @contextlib.contextmanager
@@ -56,9 +82,8 @@ def use_kernel(name: str) -> Iterator[None]:
 
     Args:
         name: ``"auto"`` (the default choice), ``"graph"`` (plain ops),
-            ``"blocked"`` (the CPU row-blocked kernel, at any size) or
-            ``"triton"`` (the Triton kernel; on CPU tensors under
-            ``TRITON_INTERPRET=1``).
+            ``"blocked"`` (the CPU operator, at any size) or ``"triton"`` (the
+            Triton kernel; on CPU tensors under ``TRITON_INTERPRET=1``).
 
     Raises:
         rmsnorm_core.RMSNormError: an unknown name; later, inside the block, a
@@ -83,131 +108,75 @@ def current_kernel() -> str:
     return _CHOICE.get()
 
 
-@functools.cache
-def triton_ops() -> Optional[Any]:
-    """The custom-op module when ``triton`` imports, else None (never an error)."""
-    try:
-        if importlib.util.find_spec("triton") is None:
-            return None
-        from rmsnorm_torch.kernels import _triton_ops
-    except Exception:  # a broken triton install: the other paths still work
-        return None
-    return _triton_ops
-
-
-def triton_unfit(x: Tensor, plan: Plan, weight: Any, bias: Any, residual: Any = None) -> str:
-    """Why the Triton kernel cannot compute this call ("" when it can)."""
-    if not plan.trailing:
-        return f"the normalized dims {plan.dims} of a rank-{x.dim()} x are not the trailing ones"
-    if x.dtype not in _TRITON_DTYPES:
-        return f"x is {dtype_name(x.dtype)}; the kernel takes float16, bfloat16 or float32"
-    if plan.compute != torch.float32:
-        return f"the spec computes in {dtype_name(plan.compute)}; the kernel computes in float32"
-    if not x.is_contiguous() or x.numel() == 0:
-        return "x is not contiguous" if x.numel() else "x is empty"
-    if not all(_plain(t) for t in (x, weight, bias, residual)):
-        return "a tensor is a subclass, under a torch.func transform or carries a tangent"
-    if residual is not None and (
-        residual.dtype not in _TRITON_DTYPES or not residual.is_contiguous()
-    ):
-        kind = dtype_name(residual.dtype)
-        return f"the residual is {kind}, contiguous={residual.is_contiguous()}"
-    return ""
-
-
-def _triton_for(x: Tensor, reason: str, forced: bool) -> Optional[Any]:
-    """The op module if the Triton kernel runs this call; raises if forced and it cannot."""
-    if not forced:
-        ops = None if reason else triton_ops()
-        return ops if ops is not None and not ops.interpreted() else None
-    ops = triton_ops()
-    if ops is None:
-        reason = "triton is not installed (pip install 'rmsnorm-bridge[gpu]')"
-    elif not x.is_cuda and not ops.interpreted():
-        reason = (
-            f"x is on {x.device}: the kernel runs on CPU tensors only under the Triton "
-            "interpreter; set TRITON_INTERPRET=1 before the kernels are first used"
-        )
-    if reason:
-        raise RMSNormError(
-            f"use_kernel('triton'): the Triton kernel cannot run this call: {reason}"
-        )
-    return ops
-
-
-def _traced(x: Tensor) -> bool:
-    return torch.compiler.is_dynamo_compiling() or torch.jit.is_tracing() or not _plain(x)
-
-
-def _flat(p: Optional[Tensor]) -> Optional[Tensor]:
-    return None if p is None else p.to(torch.float32).reshape(-1).contiguous()
-
-
-def _triton_args(x: Tensor, plan: Plan, weight: Any, bias: Any) -> Tuple[Any, ...]:
-    n = math.prod(x.shape[x.dim() - len(plan.dims) :])
-    return (_flat(weight), _flat(bias), n, plan.k if plan.k >= 0 else n, plan.eps,
-            plan.eps_outside, plan.before_scale, plan.mid, plan.out_dtype)  # fmt: skip
-
-
-def eager_norm(x: Tensor, plan: Plan, weight: Any, bias: Any) -> Optional[Tensor]:
-    """The thread's kernel for a plain eager call; None for the graph path."""
-    if torch.compiler.is_dynamo_compiling() or torch.jit.is_tracing():
-        return None
-    name = _CHOICE.get()
-    if name == "auto" and type(x) is Tensor and x.numel() < FUSED_LIMIT:
-        kind = fused_kind(x, plan, weight, bias)  # torch's op: fine under torch.func too
-        if kind != FusedKind.UNFIT:
-            return fused_norm(x, plan, kind, weight)
-    if name == "graph" or _traced(x):
-        return None
-    if name == "triton" or (name == "auto" and x.is_cuda):  # a CPU call never imports triton
-        ops = _triton_for(x, triton_unfit(x, plan, weight, bias), name == "triton")
-        if ops is not None:
-            args = _triton_args(x, plan, weight, bias)
-            return ops.triton_forward(
-                x, None, *args, x.dtype, plan.scale_offset, plan.scale_inverse
-            )[0]
-    if name == "blocked" and not takes_blocked(x, plan, weight, bias, any_size=True):
-        raise RMSNormError(_blocked_refusal(x, plan))
-    if takes_blocked(x, plan, weight, bias, any_size=name == "blocked"):
-        return blocked_rms_norm(x, plan, weight, bias)
-    return None
-
-
-def eager_residual(
-    x: Tensor, residual: Tensor, plan: Plan, weight: Any, bias: Any, store: torch.dtype
-) -> Optional[Tuple[Tensor, Tensor]]:
-    """The thread's fused kernel for a plain eager residual call; None for the unfused ops."""
-    from rmsnorm_torch.kernels._residual_eager import fused_residual, takes_fused
-
-    if _traced(x) or residual.shape != x.shape:
-        return None  # a shape mismatch is named by the caller's check
-    name = current_kernel()
-    if name == "auto" and store == x.dtype and x.numel() < FUSED_LIMIT:
-        if fused_kind(x, plan, weight, bias) != FusedKind.UNFIT:
-            return None  # norm(s) takes the fused op: fused equals unfused by construction
-    if name == "graph":
-        return None
-    if name == "triton" or (name == "auto" and x.is_cuda):  # a CPU call never imports triton
-        ops = _triton_for(x, triton_unfit(x, plan, weight, bias, residual), name == "triton")
-        if ops is not None:
-            args = _triton_args(x, plan, weight, bias)
-            y, s, _ = ops.triton_forward(
-                x, residual, *args, store, plan.scale_offset, plan.scale_inverse
-            )
-            return y, s
-    if name == "blocked" and not takes_fused(x, residual, plan, weight, bias, any_size=True):
-        raise RMSNormError(_blocked_refusal(x, plan) + " (and a plain contiguous residual)")
-    if takes_fused(x, residual, plan, weight, bias, any_size=name == "blocked"):
-        return fused_residual(x, residual, plan, weight, bias, store)
-    return None
-
-
-def _blocked_refusal(x: Tensor, plan: Plan) -> str:
+def cpu_op_fits(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor]) -> bool:
+    """Whether the CPU operator computes this call exactly, at any size: a contiguous CPU
+    tensor of half or single precision normalized over trailing dims, eps inside the
+    root, the whole block, float32 compute and scale."""
+    half_or_single = [torch.float16, torch.bfloat16, torch.float32]
     return (
-        "use_kernel('blocked'): the blocked kernel cannot run this call; it takes a plain, "
-        "contiguous CPU tensor normalized over trailing dims, eps inside the root, no partial "
-        f"statistic, float32 compute; got device={x.device}, dims={plan.dims} of rank "
-        f"{x.dim()}, contiguous={x.is_contiguous()}, eps_outside={plan.eps_outside}, "
-        f"partial={plan.k >= 0}, compute={dtype_name(plan.compute)}"
+        x.device.type == "cpu"
+        and plan.trailing
+        and x.is_contiguous()
+        and not plan.eps_outside
+        and plan.k < 0
+        and plan.compute == torch.float32
+        and plan.scale == torch.float32
+        and x.dtype in half_or_single
+        and (weight is None or weight.dtype in half_or_single)
+        and (bias is None or bias.dtype in half_or_single)
     )
+
+
+def decide(
+    x: Tensor,
+    plan: Plan,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    onnx_mode: OnnxExport,
+    choice: str,
+    direct: bool,
+    custom: bool,
+    triton_fits: bool,
+) -> Kernel:
+    """The kernel of one call (module docstring).
+
+    Args:
+        choice: the context's ``use_kernel`` name (``"auto"`` in scripted code).
+        direct: whether torch's own op may run it: not traced, no tensor subclass.
+        custom: whether a custom kernel (CPU operator, Triton) may run it: an eager call
+            on plain tensors, not traced (False in scripted code).
+        triton_fits: whether the Triton kernel is installed and fits the call.
+    """
+    if onnx_mode != OnnxExport.OFF:
+        if onnx_mode == OnnxExport.NATIVE and native_eligible(x, plan, weight, bias):
+            return Kernel.ONNX_NATIVE
+        return Kernel.GRAPH
+    if choice == "auto" and direct and x.numel() < limit():
+        if fused_kind(x, plan, weight, bias) != FusedKind.UNFIT:
+            return Kernel.FUSED
+    if choice == "graph" or not custom:
+        return Kernel.GRAPH
+    if choice == "triton" or (choice == "auto" and triton_fits):
+        return Kernel.TRITON
+    fits = cpu_op_fits(x, plan, weight, bias)
+    if choice == "blocked" and not fits:
+        raise RMSNormError(
+            "use_kernel('blocked'): the CPU kernel cannot run this call; it takes a plain, "
+            "contiguous CPU tensor of float16, bfloat16 or float32 normalized over trailing "
+            "dims, eps inside the root, no partial statistic, float32 compute and scale; got "
+            "device={}, dims={} of rank {}, contiguous={}, dtype={}, eps_outside={}, "
+            "partial={}, compute={}, scale={}".format(
+                x.device,
+                plan.dims,
+                x.dim(),
+                x.is_contiguous(),
+                dtype_name(x.dtype),
+                plan.eps_outside,
+                plan.k >= 0,
+                dtype_name(plan.compute),
+                dtype_name(plan.scale),
+            )  # fmt: skip
+        )
+    if fits and (choice == "blocked" or x.numel() >= cpu_op_min()):
+        return Kernel.CPU_OP
+    return Kernel.GRAPH

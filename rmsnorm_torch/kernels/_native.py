@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from rmsnorm_torch.nn._resolve import Plan
+from rmsnorm_torch.kernels._resolve import Plan
 
 
 def native_eligible(

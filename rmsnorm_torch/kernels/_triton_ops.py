@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from rmsnorm_torch.kernels._graph import rms_norm_graph
-from rmsnorm_torch.nn._resolve import Plan
+from rmsnorm_torch.kernels._resolve import Plan
 
 #: Kernel dtype kinds (see ``_triton_kernels``).
 KINDS = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}

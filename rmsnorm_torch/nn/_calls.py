@@ -1,81 +1,102 @@
-"""A module's eager calls, resolved once: the plan cache behind ``RMSNorm.forward``.
+"""``RMSNorm``'s eager forward and its plan cache.
 
-A call's plan (``_resolve.py``) depends on the input's dtype, rank and device
-and on the parameters' dtypes, never on the sizes of the other dims; every
-check that depends only on those runs once, when the plan is built. Per call,
-only the input's normalized sizes are checked. The cache lives on the module
-and is replaced whenever the spec is set or the parameters move or change
-dtype (``_apply``: ``to``, ``half``, ``cuda``); pickles and deep copies start
-with an empty one.
-
-For specs over negative (trailing) axes, the fused op's entries
-(``_fused.py``) are kept per input dtype alone, so the hot path reads one
-dict entry: a trailing block is trailing at every rank, and what the entry
-assumed of the call (a CPU tensor, the weight's dtype, the size limit) is
-checked per call by the module.
+A call's plan (``kernels/_resolve.py``) and its kernel (``kernels/_kernel_choice.decide``)
+are resolved once per cache key, and the key holds everything they depend on: the
+input's dtype, rank, device, layout and size class (each kernel threshold), the
+presence, class, dtype, shape and device of ``weight`` and ``bias``, and the context's
+``use_kernel`` choice. The spec is the cache's owner: setting it, or moving the
+parameters (``_apply``), starts a new cache. What no key can hold is checked on every
+call: the normalized sizes (by ``torch.rms_norm`` itself on the fused path, by
+``_check_input`` elsewhere) and, for the custom kernels, whether the input is under a
+``torch.func`` transform or carries a tangent. Traced, compiled and exported calls,
+tensor subclasses and ``torch.fx`` proxies take the uncached, checked path.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from rmsnorm_torch.kernels._fused import FusedKind, fused_kind
-from rmsnorm_torch.kernels._kernel_choice import _CHOICE as KERNEL_CHOICE
-from rmsnorm_torch.kernels._kernel_choice import FUSED_LIMIT
-from rmsnorm_torch.nn._resolve import Plan, resolve
+from rmsnorm_core.rules import Recipe
+from rmsnorm_torch.kernels._fused import FusedKind, fused_kind, fused_norm
+from rmsnorm_torch.kernels._kernel_choice import _CHOICE, CPU_OP_MIN, FUSED_LIMIT, Kernel
+from rmsnorm_torch.kernels._plain import all_plain
+from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
+from rmsnorm_torch.nn._functional import eager_decide, execute, norm
 
-FusedCall = Tuple[List[int], float, Optional[torch.dtype], FusedKind, Plan]
-"""A fused entry: the normalized sizes, eps, the weight dtype it was resolved for,
-the ``_fused`` kind and the plan."""
+__all__ = ["CallEntry", "forward_eager"]
 
-__all__ = ["FUSED_LIMIT", "KERNEL_CHOICE", "CallCache"]
+_OFF = OnnxExport.OFF
+_FUSED = Kernel.FUSED
+_DIRECT = FusedKind.DIRECT
+_CUSTOM = (Kernel.CPU_OP, Kernel.TRITON)
 
 
-class CallCache:
-    """The resolved plans of one module (module docstring).
+class CallEntry(NamedTuple):
+    """One cached call: its recipe, plan, kernel, the fused op's kind and block shape."""
 
-    Attributes:
-        fused: input dtype -> the fused call, for trailing specs on the CPU.
-        plans: (x dtype, rank, device, weight dtype, bias dtype) -> the plan.
-    """
+    recipe: Recipe
+    plan: Plan
+    kernel: Kernel
+    fused: FusedKind
+    shape: List[int]
 
-    def __init__(self) -> None:
-        self.fused: Dict[torch.dtype, FusedCall] = {}
-        self.plans: Dict[Tuple[Any, ...], Plan] = {}
 
-    def plan(
-        self, module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]
-    ) -> Optional[Plan]:
-        """The call's plan after the per-call checks; None when this call built a fused
-        entry that takes it (the caller then retries the fused op)."""
-        key = (
-            x.dtype,
-            x.dim(),
-            x.device,
-            None if weight is None else weight.dtype,
-            None if bias is None else bias.dtype,
-        )
-        plan = self.plans.get(key)
-        if plan is not None:
-            sizes = module._sizes
-            for i, d in enumerate(plan.dims):  # the rank is the key's: only sizes can differ
-                if x.shape[d] != sizes[i]:
-                    module._check_input(x)  # raises, naming the shapes
-            return plan
-        module._check_input(x)
-        plan = resolve(module._recipe_for(x), x, weight, bias, x.dtype)
-        self.plans[key] = plan
-        kind = fused_kind(x, plan, weight, bias)
-        if (
-            kind == FusedKind.UNFIT
-            or x.dtype in self.fused
-            or any(a >= 0 for a in module._recipe.axes)
-        ):
-            return plan
-        shape = [int(x.shape[d]) for d in plan.dims]
-        wdtype = None if weight is None else weight.dtype
-        self.fused[x.dtype] = (shape, plan.eps, wdtype, kind, plan)
-        return None if type(x) is Tensor and x.numel() < FUSED_LIMIT else plan
+def _params_key(weight: Optional[Tensor], bias: Optional[Tensor]) -> Tuple[Any, ...]:
+    """What a plan reads of the parameters: presence, class, dtype, shape, device."""
+    w = None if weight is None else (type(weight), weight.dtype, weight.shape, weight.device)
+    if bias is None:
+        return (w,)
+    return (w, type(bias), bias.dtype, bias.shape, bias.device)
+
+
+def _build(module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]) -> CallEntry:
+    module._check_input(x)
+    recipe = module._recipe_for(x)
+    plan = resolve(recipe, x, weight, bias, x.dtype)
+    kernel = eager_decide(x, plan, weight, bias, _OFF)
+    kind = fused_kind(x, plan, weight, bias) if kernel == _FUSED else FusedKind.UNFIT
+    return CallEntry(recipe, plan, kernel, kind, [int(x.shape[d]) for d in plan.dims])
+
+
+def _uncached(module: Any, x: Any, weight: Optional[Tensor], bias: Optional[Tensor]) -> Any:
+    if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace: a leaf module, as
+        tracer = x.tracer  # torch.nn.RMSNorm is (torch's modules are leaves)
+        return tracer.create_proxy("call_module", tracer.path_of_module(module), (x,), {})
+    module._check_input(x)
+    return norm(x, module._recipe_for(x), weight, bias, x.dtype, module._onnx_mode)
+
+
+def forward_eager(module: Any, x: Tensor) -> Tensor:
+    """An eager call of ``module`` on ``x`` (module docstring)."""
+    weight = module.weight
+    bias = module.bias
+    if (
+        type(x) is not Tensor
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or module._onnx_mode is not _OFF
+    ):
+        return _uncached(module, x, weight, bias)
+    numel = x.numel()
+    key = (x.dtype, x.dim(), x.device, x.is_contiguous(), numel >= CPU_OP_MIN,
+           numel >= FUSED_LIMIT, _params_key(weight, bias), _CHOICE.get())  # fmt: skip
+    calls: Dict[Any, CallEntry] = module._calls
+    entry = calls.get(key)
+    if entry is None:
+        entry = calls[key] = _build(module, x, weight, bias)
+    if entry.kernel is _FUSED:  # torch.rms_norm checks x's sizes and the weight's shape
+        plan = entry.plan
+        try:
+            if entry.fused is _DIRECT:
+                return torch.rms_norm(x, entry.shape, weight, plan.eps)
+            return fused_norm(x, plan, entry.fused, weight)
+        except RuntimeError:
+            module._check_input(x)  # names the sizes that differ
+            raise
+    module._check_input(x)
+    if entry.kernel in _CUSTOM and not all_plain(x, weight, bias):
+        return _uncached(module, x, weight, bias)  # a torch.func transform or a tangent
+    return execute(entry.kernel, x, entry.recipe, entry.plan, weight, bias)

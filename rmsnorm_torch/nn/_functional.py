@@ -5,22 +5,12 @@ The public functions take the spec itself; the modules and scripted code
 call :func:`norm` / :func:`norm_residual` with the spec compiled once into a
 ``Recipe`` (``spec.recipe``), so nothing is copied field by field.
 
-Execution paths compute the same thing, chosen from the input and the plan
-alone, or forced for the calling thread by ``use_kernel`` (``_kernel_choice.py``):
-
-- eager, plain CUDA tensor, trailing contiguous block, ``triton`` installed:
-  the Triton kernels (``_triton_kernels.py``), forward, backward and the
-  residual variant fused;
-- eager or scripted, CPU tensor, below ``_fused.limit()`` elements, where
-  ``torch.rms_norm`` computes the spec exactly (``_fused.py``): that one op;
-- eager, plain CPU tensor, trailing contiguous block, eps inside, no
-  partial: a row-blocked kernel that keeps each block in cache and saves
-  only the float32 inverse rms for backward;
-- otherwise, and always under TorchScript, tracing, ``torch.compile``,
-  ``torch.export`` and ONNX export: one graph of plain ops
-  (``Cast -> Pow -> ReduceMean -> Add -> Sqrt -> Div -> Mul``), the pattern
-  ONNX Runtime fuses; a module exported by ``export_onnx`` at opset >= 23
-  emits the native ``RMSNormalization`` op where it equals the spec.
+A call is resolved into its plan (``kernels/_resolve.py``), one function chooses its
+kernel (``kernels/_kernel_choice.decide``: the fused op, the CPU operator, Triton or
+the graph path) and :func:`execute` runs it. Under TorchScript, tracing,
+``torch.compile``, ``torch.export`` and ONNX export the graph path (or the fused op,
+in scripted code) runs; a module exported by ``export_onnx`` at opset >= 23 emits
+the native ``RMSNormalization`` op where it equals the spec.
 """
 
 from __future__ import annotations
@@ -34,54 +24,90 @@ from rmsnorm_core import RMSNormSpec, RMSNormTypeError
 from rmsnorm_core import rules as _rules
 from rmsnorm_core.rules import Recipe
 from rmsnorm_torch.distributed._dtensor import any_dtensor, dtensor_norm
-from rmsnorm_torch.kernels._blocked import applies, blocked_forward, needs_grad
-from rmsnorm_torch.kernels._fused import FusedKind, fused_kind, fused_norm, limit
+from rmsnorm_torch.kernels._fused import fused_kind, fused_norm
 from rmsnorm_torch.kernels._graph import rms_norm_graph
-from rmsnorm_torch.kernels._kernel_choice import eager_norm, eager_residual
-from rmsnorm_torch.kernels._native import native_eligible, native_rms_norm
-from rmsnorm_torch.nn._resolve import OnnxExport, Plan, resolve
+from rmsnorm_torch.kernels._kernel_choice import Kernel, decide
+from rmsnorm_torch.kernels._native import native_rms_norm
+from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
 from rmsnorm_torch.nn._torch_dtypes import dtype_name
 
 
+def _subclass(t: Optional[Tensor]) -> bool:
+    return t is not None and type(t) is not Tensor and type(t) is not torch.nn.Parameter
+
+
 @torch.jit.unused
-def _eager(
+def eager_decide(
+    x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor], onnx_mode: OnnxExport
+) -> Kernel:
+    """:func:`decide` with what only eager code knows: the context's ``use_kernel``,
+    whether ``x`` is being traced, and whether Triton is installed and fits."""
+    from rmsnorm_torch.kernels._kernel_choice import current_kernel
+    from rmsnorm_torch.kernels._plain import plain
+
+    if torch.compiler.is_dynamo_compiling() or torch.jit.is_tracing():
+        # traced code records the graph path whatever the context chose (and dynamo
+        # cannot read a ContextVar)
+        return decide(x, plan, weight, bias, onnx_mode, "auto", False, False, False)
+    direct = not any(_subclass(t) for t in (x, weight, bias))
+    custom = direct and plain(x) and plain(weight) and plain(bias)
+    choice = current_kernel()
+    triton_fits = False
+    if custom and x.is_cuda and choice == "auto":
+        from rmsnorm_torch.kernels._triton_call import triton_for, triton_unfit
+
+        triton_fits = triton_for(x, triton_unfit(x, plan, weight, bias), False) is not None
+    return decide(x, plan, weight, bias, onnx_mode, choice, direct, custom, triton_fits)
+
+
+@torch.jit.unused
+def _execute_eager(
+    kernel: Kernel,
     x: Tensor,
     recipe: Recipe,
     plan: Plan,
     weight: Optional[Tensor],
     bias: Optional[Tensor],
-    onnx_mode: OnnxExport,
 ) -> Optional[Tensor]:
-    """The native op (exporting at opset >= 23: ``OnnxExport.NATIVE``), the local run of a
-    DTensor (``_dtensor.py``) or the thread's kernel (``_kernel_choice.py``); None for
-    the graph path."""
-    if onnx_mode == OnnxExport.NATIVE and native_eligible(x, plan, weight, bias):
-        return native_rms_norm(x, plan, weight)
+    """The kernels only eager code runs (the CPU operator, Triton) and the local run of
+    a DTensor (``_dtensor.py``); None for the graph path."""
+    if kernel == Kernel.CPU_OP:
+        from rmsnorm_torch.kernels._cpu_norm import cpu_norm
+
+        return cpu_norm(x, plan, weight, bias)
+    if kernel == Kernel.TRITON:
+        from rmsnorm_torch.kernels._triton_call import triton_for, triton_norm, triton_unfit
+
+        ops = triton_for(x, triton_unfit(x, plan, weight, bias), True)
+        return triton_norm(x, plan, weight, bias, ops)
     if any_dtensor(x, weight, bias):
 
         def local(xl: Tensor, w: Optional[Tensor], b: Optional[Tensor]) -> Tensor:
             return norm(xl, recipe, w, b, plan.in_dtype)
 
         return dtensor_norm(x, recipe, plan, weight, bias, local)
-    return eager_norm(x, plan, weight, bias)
+    return None
 
 
-@torch.jit.unused
-def _eager_residual(
+def execute(
+    kernel: Kernel,
     x: Tensor,
-    residual: Tensor,
     recipe: Recipe,
+    plan: Plan,
     weight: Optional[Tensor],
     bias: Optional[Tensor],
-    store: torch.dtype,
-) -> Optional[Tuple[Tensor, Tensor]]:
-    """The thread's fused residual kernel (``_kernel_choice.py``), else None (unfused ops)."""
-    if torch.jit.is_tracing() or torch.compiler.is_dynamo_compiling():
-        return None  # traced code records the unfused ops
-    if residual.shape != x.shape:
-        return None  # the caller's check names the shapes
-    plan = resolve(recipe, x, weight, bias, x.dtype)
-    return eager_residual(x, residual, plan, weight, bias, store)
+    onnx_mode: OnnxExport = OnnxExport.OFF,
+) -> Tensor:
+    """Run ``kernel`` (from :func:`decide`) on one resolved call."""
+    if kernel == Kernel.FUSED:
+        return fused_norm(x, plan, fused_kind(x, plan, weight, bias), weight)
+    if kernel == Kernel.ONNX_NATIVE:
+        return native_rms_norm(x, plan, weight)
+    if not torch.jit.is_scripting():
+        y = _execute_eager(kernel, x, recipe, plan, weight, bias)
+        if y is not None:
+            return y
+    return rms_norm_graph(x, plan, weight, bias, onnx_mode != OnnxExport.OFF)
 
 
 def norm(
@@ -97,30 +123,43 @@ def norm(
     ``in_dtype`` is the dtype the spec's "input" rules refer to; ``onnx_mode``
     (``OnnxExport``) is set only on the copy ``export_onnx`` exports.
     """
-    return run(x, recipe, resolve(recipe, x, weight, bias, in_dtype), weight, bias, onnx_mode)
+    plan = resolve(recipe, x, weight, bias, in_dtype)
+    if torch.jit.is_scripting():
+        kernel = decide(x, plan, weight, bias, onnx_mode, "auto", True, False, False)
+    else:
+        kernel = eager_decide(x, plan, weight, bias, onnx_mode)
+    return execute(kernel, x, recipe, plan, weight, bias, onnx_mode)
 
 
-def run(
+@torch.jit.unused
+def _triton_residual(
     x: Tensor,
+    residual: Tensor,
     recipe: Recipe,
-    plan: Plan,
     weight: Optional[Tensor],
     bias: Optional[Tensor],
-    onnx_mode: OnnxExport = OnnxExport.OFF,
-) -> Tensor:
-    """:func:`norm` with the call's plan already resolved (a module caches it)."""
-    if not torch.jit.is_scripting():
-        fast = _eager(x, recipe, plan, weight, bias, onnx_mode)
-        if fast is not None:
-            return fast
-    else:
-        if x.numel() < limit():
-            kind = fused_kind(x, plan, weight, bias)
-            if kind != FusedKind.UNFIT:
-                return fused_norm(x, plan, kind, weight)
-        if applies(x, plan) and not needs_grad(x, weight, bias):
-            return blocked_forward(x, plan, weight, bias)[0]
-    return rms_norm_graph(x, plan, weight, bias, onnx_mode != OnnxExport.OFF)
+    store: torch.dtype,
+) -> Optional[Tuple[Tensor, Tensor]]:
+    """The fused Triton residual kernel where it runs this call, else None: elsewhere
+    ``s = x + residual`` is one op and ``norm(s)`` takes the call's kernel."""
+    from rmsnorm_torch.kernels._kernel_choice import current_kernel
+    from rmsnorm_torch.kernels._plain import plain
+
+    if torch.compiler.is_dynamo_compiling() or torch.jit.is_tracing() or not plain(x):
+        return None  # traced code records the unfused ops
+    choice = current_kernel()
+    if residual.shape != x.shape or not (choice == "triton" or (choice == "auto" and x.is_cuda)):
+        return None  # a shape mismatch is named by the caller's check
+    from rmsnorm_torch.kernels._triton_call import triton_args, triton_for, triton_unfit
+
+    plan = resolve(recipe, x, weight, bias, x.dtype)
+    reason = triton_unfit(x, plan, weight, bias, residual)
+    ops = triton_for(x, reason, choice == "triton")
+    if ops is None:
+        return None
+    args = triton_args(x, plan, weight, bias)
+    y, s, _ = ops.triton_forward(x, residual, *args, store, plan.scale_offset, plan.scale_inverse)
+    return y, s
 
 
 def norm_residual(
@@ -140,7 +179,7 @@ def norm_residual(
     if recipe.residual_float32:
         store = torch.promote_types(x.dtype, torch.float32)
     if not torch.jit.is_scripting():
-        fused = _eager_residual(x, residual, recipe, weight, bias, store)
+        fused = _triton_residual(x, residual, recipe, weight, bias, store)
         if fused is not None:
             return fused
     wide = torch.promote_types(store, residual.dtype)

@@ -31,8 +31,8 @@ from rmsnorm_core import (
 from rmsnorm_core import dtype_name as core_dtype_name
 from rmsnorm_core.rules import Recipe
 from rmsnorm_core.spec import _rules
-from rmsnorm_torch.nn._calls import CallCache
-from rmsnorm_torch.nn._eager_call import forward_eager, module_call
+from rmsnorm_torch.kernels._resolve import OnnxExport
+from rmsnorm_torch.nn._calls import forward_eager
 from rmsnorm_torch.nn._functional import norm
 from rmsnorm_torch.nn._module_fields import (
     MUTABLE_FIELDS,
@@ -42,7 +42,6 @@ from rmsnorm_torch.nn._module_fields import (
     resolve_spec,
     spec_field,
 )
-from rmsnorm_torch.nn._resolve import OnnxExport
 from rmsnorm_torch.nn._torch_dtypes import torch_dtype
 
 FLOAT64_EPS = float(torch.finfo(torch.float64).eps)
@@ -81,7 +80,7 @@ class RMSNorm(nn.Module):
     _recipe64: Optional[Recipe]  # float64 calls' recipe where eps=None follows the dtype
     _sizes: List[int]
     _onnx_mode: OnnxExport
-    __jit_ignored_attributes__ = ["_calls", "_fused"]  # eager calls' plans (_calls.py)
+    __jit_ignored_attributes__ = ["_calls"]  # eager calls' plans (_calls.py)
     __jit_unused_properties__ = [
         "spec",
         "normalized_shape",
@@ -115,7 +114,6 @@ class RMSNorm(nn.Module):
             else:
                 self.register_parameter(name, None)
         self._set_spec(resolved)
-        self._bind_eager_forward()
         self.reset_parameters()
 
     @classmethod
@@ -172,45 +170,14 @@ class RMSNorm(nn.Module):
 
     @torch.jit.unused
     def _new_calls(self) -> None:
-        """An empty plan cache; ``_fused`` is its ``fused`` dict, one attribute read
-        nearer the hot path."""
-        calls = CallCache()
-        object.__setattr__(self, "_calls", calls)
-        object.__setattr__(self, "_fused", calls.fused)
+        """An empty plan cache (``_calls.py``): the old one's plans are void."""
+        object.__setattr__(self, "_calls", {})
 
     def __getstate__(self) -> Dict[str, Any]:
-        """Pickle and deepcopy without the plan cache and the bound eager forward."""
+        """Pickle and deepcopy without the plan cache."""
         state = self.__dict__.copy()
-        state.pop("forward", None)
-        state["_calls"] = calls = CallCache()
-        state["_fused"] = calls.fused
+        state["_calls"] = {}
         return state
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        """Restore, then bind the eager forward again (see :meth:`_bind_eager_forward`).
-        A module pickled before eps=None followed the dtype keeps its one eps."""
-        state.setdefault("_eps_follows_dtype", False)
-        state.setdefault("_recipe64", None)
-        super().__setstate__(state)
-        self._bind_eager_forward()
-
-    @torch.jit.unused
-    def _bind_eager_forward(self) -> None:
-        """Eager calls go straight to :meth:`_forward_eager`: ``nn.Module.__call__`` reads
-        ``self.forward``, so an instance attribute saves the class ``forward``'s frame
-        and its ``is_scripting`` test (0.2 us, 2% of a [1, 4096] call). Only where the
-        class's ``forward`` is ours (a subclass that overrides it keeps its own), and
-        removed again by ``__prepare_scriptable__`` so that TorchScript compiles the
-        class's ``forward``."""
-        if type(self).forward is RMSNorm.forward:
-            object.__setattr__(self, "forward", self._forward_eager)
-
-    @torch.jit.unused
-    def __prepare_scriptable__(self) -> "RMSNorm":
-        """Before ``torch.jit.script``: drop the bound eager forward (the module itself
-        is returned: a parent keeps the very object it holds)."""
-        self.__dict__.pop("forward", None)
-        return self
 
     # Each field of the spec as an attribute: assigning one replaces the spec, and is
     # refused for use_scale / use_bias / param_dtype (they shape the parameters).
@@ -271,9 +238,6 @@ class RMSNorm(nn.Module):
         """The sizes and the spec, as ``repr`` prints them."""
         return f"{tuple(self._sizes)}, spec={self.spec!r}"
 
-    __call__ = module_call  # nn.Module.__call__ where it would do more than call forward
-    _forward_eager = torch.jit.unused(forward_eager)  # the eager hot path
-
     def _check_input(self, x: Tensor) -> None:
         if not torch.jit.is_tracing():
             _rules.check_normalized_sizes(list(x.shape), self._recipe.axes, self._sizes)
@@ -281,7 +245,7 @@ class RMSNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Normalize ``x`` (see ``rmsnorm_core.RMSNormSpec`` for the formula)."""
         if not torch.jit.is_scripting():
-            return self._forward_eager(x)
+            return forward_eager(self, x)
         self._check_input(x)
         return norm(x, self._recipe_for(x), self.weight, self.bias, x.dtype, self._onnx_mode)
 

@@ -64,11 +64,18 @@ def _eager(dtype: str) -> List[Benchmark]:
         script = torch.jit.script(ours)
         return _no_grad(lambda: script(x)), _no_grad(lambda: ours(x))
 
-    floor = {"float32": 1.2, "bfloat16": 1.4, "float16": 1.4}[dtype]
+    # one pass over memory, as a copy makes; torch's half-precision forward makes several
+    vs_peer = {"float32": 0.45, "bfloat16": 0.2, "float16": 0.2}[dtype]
+    fwd_bwd_peer = {"float32": 0.33, "bfloat16": 0.22, "float16": 0.22}[dtype]
     cases = [
-        ("torch.eager.forward", "torch.nn.RMSNorm forward", vs_torch, 0.45),
-        ("torch.eager.forward-vs-clone", "x.clone() (memory floor)", vs_clone, floor),
-        ("torch.eager.forward+backward", "torch.nn.RMSNorm forward+backward", fwd_bwd, 0.7),
+        ("torch.eager.forward", "torch.nn.RMSNorm forward", vs_torch, vs_peer),
+        ("torch.eager.forward-vs-clone", "x.clone() (memory floor)", vs_clone, 1.15),
+        (
+            "torch.eager.forward+backward",
+            "torch.nn.RMSNorm forward+backward",
+            fwd_bwd,
+            fwd_bwd_peer,
+        ),  # fmt: skip
         ("torch.script.forward", "our eager forward", scripted, 1.1),
     ]
     return [Benchmark(f"{n}[{dtype}]", b, f, t, REQUIRES) for n, b, f, t in cases]

@@ -85,7 +85,10 @@ def _case(preset: str, shape: Tuple[int, int], dtype: str, backward: bool) -> Be
     what = "forward+backward" if backward else "forward"
     requires = ("torch",) if preset == "torch" else ("torch", "transformers")
     name = f"torch.decode.{preset}.{what}[{dtype} {shape[0]}x{shape[1]}]"
-    return Benchmark(name, f"{peer} {what}, 1 thread", setup, 1.0, requires)
+    # torch.nn.RMSNorm is one op behind one Python frame: ours may cost 5% more a call;
+    # Hugging Face's norm is six ops, which ours must not be slower than
+    target = 1.05 if preset == "torch" else 1.0
+    return Benchmark(name, f"{peer} {what}, 1 thread", setup, target, requires)
 
 
 def decode_benchmarks() -> List[Benchmark]:

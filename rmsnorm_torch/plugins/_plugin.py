@@ -94,9 +94,16 @@ def _infer(obj: Any, shape: Any) -> Any:
     return None
 
 
+def _details() -> dict:
+    from rmsnorm_torch.kernels._cpu_op import status
+
+    return {"rmsnorm_torch CPU kernel": status()}
+
+
 BACKEND = Backend(
     name="torch",
     requires=("torch",),
+    details=_details,
     runners=tuple(runners()),
     formats=(
         CheckpointFormat(

@@ -40,6 +40,8 @@ class OnnxExport(Enum):
 class Plan(NamedTuple):
     """Everything a kernel needs for one call (the spec's fields, resolved).
 
+    ``dims`` are the normalized axes, sorted: negative (counted from the end) where
+    every spec axis is, so traced graphs stay right at every rank; else non-negative.
     ``k`` is core's ``block_count``: the partial count of the flattened block,
     -1 for "the whole block" (so a trace records no shape arithmetic); ``in_dtype`` is the
     dtype the spec's "input" rules refer to (``x``'s own, except in the
@@ -111,6 +113,26 @@ def _count(x: Tensor, dims: List[int], partial: float) -> int:
     return _rules.block_count(partial, n)
 
 
+def _relative(dims: List[int], axes: List[int], rank: int) -> List[int]:
+    """``dims`` counted from the end (``[-2, -1]``) where every spec axis is, so a traced
+    or exported graph normalizes the same trailing block at any rank; else as they are."""
+    for axis in axes:
+        if axis >= 0:
+            return dims
+    out: List[int] = []
+    for d in dims:
+        out.append(d - rank)
+    return out
+
+
+def is_dim(i: int, dims: List[int], rank: int) -> bool:
+    """Whether axis ``i`` (``0 <= i < rank``) is one of the plan's ``dims`` (either sign)."""
+    for d in dims:
+        if d == i or d + rank == i:
+            return True
+    return False
+
+
 def resolve(
     recipe: Recipe,
     x: Tensor,
@@ -132,7 +154,7 @@ def resolve(
     if intermediate is not None:
         mid = torch_dtype(intermediate)
     return Plan(
-        dims,
+        _relative(dims, recipe.axes, x.dim()),
         _rules.is_trailing(dims, x.dim()),
         _count(x, dims, recipe.partial),
         recipe.eps,

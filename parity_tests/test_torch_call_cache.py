@@ -1,0 +1,120 @@
+"""No state a user can change leaves a cached call stale (``rmsnorm_torch/nn/_calls.py``).
+
+Each case warms a module on one call, changes what the plan depends on (the input's
+rank, the weight, the bias, the class's ``forward``), and checks that the next call
+does what a fresh module (and ``torch.nn.RMSNorm`` where it applies) does: the same
+bits, or the same refusal.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from rmsnorm_core import RMSNormError, RMSNormSpec
+from rmsnorm_torch import RMSNorm
+
+PRESETS = ["torch", "llama", "gemma", "flax", "t5", "olmo2", "paper"]
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+RANKS = [(2, 12, 4, 16), (3, 16), (16,), (5, 2, 16), (2, 3, 4, 5, 16)]
+
+
+def _module(preset: str, n: int = 16) -> RMSNorm:
+    m = RMSNorm.from_spec(RMSNormSpec.preset(preset), n)
+    with torch.no_grad():
+        m.weight.uniform_(-0.5, 1.5, generator=torch.Generator().manual_seed(0))
+    return m
+
+
+def _fresh_twin(m: RMSNorm) -> RMSNorm:
+    """The same module with an empty plan cache (a deep copy starts with none)."""
+    twin = copy.deepcopy(m)
+    assert twin._calls == {}
+    return twin
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[1])
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_call_at_each_rank_after_the_first_equals_a_fresh_module(preset, dtype):
+    m = _module(preset)
+    g = torch.Generator().manual_seed(1)
+    for shape in RANKS:  # every call after the first finds another rank's plan cached
+        x = torch.randn(shape, generator=g).to(dtype)
+        expected = _fresh_twin(m)(x)
+        assert torch.equal(m(x), expected), (preset, dtype, shape)
+
+
+def test_a_no_weight_module_refuses_a_block_of_other_sizes_after_a_warm_call():
+    m = RMSNorm((4, 16), elementwise_affine=False)
+    m(torch.randn(3, 4, 16))
+    with pytest.raises(RMSNormError, match=r"normalized_shape|\(4, 16\)"):
+        m(torch.randn(16, 16, 16))
+    with pytest.raises(RuntimeError):
+        nn.RMSNorm((4, 16), elementwise_affine=False)(torch.randn(16, 16, 16))
+
+
+@pytest.mark.parametrize("rows", [3, 64], ids=["fused", "cpu-op"])
+def test_a_weight_of_another_shape_is_refused_after_a_warm_call(rows):
+    x = torch.randn(rows, 1024)
+    m = RMSNorm(1024)
+    m(x)
+    m.weight = nn.Parameter(torch.full((1,), 2.0))
+    with pytest.raises(RMSNormError, match=r"weight"):
+        m(x)
+    theirs = nn.RMSNorm(1024)
+    theirs.weight = nn.Parameter(torch.full((1,), 2.0))
+    with pytest.raises(RuntimeError):
+        theirs(x)
+
+
+def test_a_column_weight_is_refused_after_a_warm_llama_bfloat16_call():
+    m = _module("llama").to(torch.bfloat16)
+    x = torch.randn(16, 16).to(torch.bfloat16)
+    m(x)
+    m.weight = nn.Parameter(torch.ones(16, 1, dtype=torch.bfloat16))
+    with pytest.raises(RMSNormError, match=r"weight"):
+        m(x)
+
+
+def test_a_bias_assigned_to_a_module_without_one_is_refused_after_a_warm_call():
+    m = RMSNorm(16)
+    x = torch.randn(4, 16)
+    m(x)
+    m.bias = nn.Parameter(torch.ones(16))
+    with pytest.raises(RMSNormError, match=r"bias"):
+        m(x)
+
+
+def test_weight_data_replaced_in_place_with_another_dtype_is_seen():
+    m = RMSNorm(1024)
+    x = torch.randn(64, 1024)
+    m(x)
+    m.weight.data = torch.rand(1024, dtype=torch.float64)
+    assert torch.equal(m(x), _fresh_twin(m)(x))
+
+
+@pytest.mark.parametrize("preset", ["torch", "gemma", "llama"])
+@pytest.mark.parametrize("sample", [(2, 5, 16), (7, 16)], ids=["rank3", "rank2"])
+def test_a_traced_module_is_right_at_every_rank(preset, sample):
+    m = _module(preset)
+    traced = torch.jit.trace(m, torch.randn(sample))
+    for shape in [(3, 2, 5, 16), (7, 16), (16,), (2, 3, 16)]:
+        x = torch.randn(shape)
+        assert torch.equal(traced(x), m(x)), shape
+
+
+def test_patching_the_class_forward_reaches_old_and_new_instances(monkeypatch):
+    old = RMSNorm(8)
+    old(torch.randn(2, 8))
+    monkeypatch.setattr(RMSNorm, "forward", lambda self, x: x * 0 + 7)
+    assert torch.equal(old(torch.randn(2, 8)), torch.full((2, 8), 7.0))
+    assert torch.equal(RMSNorm(8)(torch.randn(2, 8)), torch.full((2, 8), 7.0))
+
+
+def test_the_module_keeps_torchs_call_and_forward():
+    m = RMSNorm(8)
+    assert type(m).__call__ is nn.Module.__call__
+    assert "forward" not in vars(m) and "__call__" not in vars(type(m))

@@ -1,0 +1,126 @@
+"""The CPU operator under autograd: one native call forward, one backward.
+
+Forward saves ``x`` and the float32 inverse rms per row; backward is the operator's
+``rmsnorm_backward``, which computes what autograd computes from the graph path's ops
+(``csrc/rmsnorm_cpu.cpp``), so gradients are the graph path's, and so torch's and each
+preset's upstream's, bit for bit. A backward asked to build a graph
+(``create_graph=True``, double backward) differentiates the graph path instead, so
+gradients of any order exist at any size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from rmsnorm_torch.kernels import _cpu_op
+from rmsnorm_torch.kernels._graph import rms_norm_graph
+from rmsnorm_torch.kernels._resolve import Plan
+
+__all__ = ["cpu_norm", "cpu_norm_backward", "gain_of", "needs_grad", "round_mid"]
+
+
+def needs_grad(*tensors: Optional[Tensor]) -> bool:
+    """Whether autograd must see a call on these tensors."""
+    if not torch.is_grad_enabled():
+        return False
+    return any(t is not None and t.requires_grad for t in tensors)
+
+
+def gain_of(plan: Plan, weight: Optional[Tensor]) -> Optional[Tensor]:
+    """``g = offset + w`` in float32, as the graph path forms it (``_graph._gain``)."""
+    if weight is None:
+        return None
+    g = weight if weight.dtype == torch.float32 else weight.to(torch.float32)
+    return g + plan.scale_offset if plan.scale_offset != 0.0 else g
+
+
+def round_mid(plan: Plan) -> bool:
+    """Whether ``h * inv`` rounds to ``plan.mid`` before the scale (the graph's rule;
+    :func:`_forward` writes the same test inline, on the hot path)."""
+    return plan.before_scale and plan.mid != torch.float32 and not plan.scale_inverse
+
+
+def _forward(x: Tensor, plan: Plan, gain: Optional[Tensor], bias: Optional[Tensor]) -> Any:
+    rounds = plan.before_scale and plan.mid != torch.float32 and not plan.scale_inverse
+    return _cpu_op.ops().rmsnorm_forward(
+        x, list(x.shape[-len(plan.dims) :]), gain, bias, plan.eps, rounds, plan.mid,
+        plan.out_dtype, plan.scale_inverse,
+    )  # fmt: skip
+
+
+def cpu_norm_backward(
+    dy: Tensor, x: Tensor, inv: Tensor, plan: Plan, gain: Optional[Tensor], has_bias: bool,
+    needs: Tuple[bool, bool, bool],
+) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:  # fmt: skip
+    """``(dx, dgain, dbias)`` in float32 for the parameters, ``x``'s dtype for ``dx``."""
+    block = list(x.shape[-len(plan.dims) :])
+    return _cpu_op.ops().rmsnorm_backward(
+        dy, x, inv, block, gain, has_bias, round_mid(plan), plan.mid, plan.scale_inverse,
+        needs[0], needs[1], needs[2],
+    )  # fmt: skip
+
+
+def _as_param(grad: Optional[Tensor], p: Optional[Tensor], need: bool) -> Optional[Tensor]:
+    if grad is None or p is None or not need:
+        return None
+    return grad.to(p.dtype).reshape(p.shape)
+
+
+class _CpuNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], plan: Plan) -> Any:
+        return _forward(x, plan, gain_of(plan, weight), bias)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        x, weight, bias, plan = inputs
+        ctx.save_for_backward(x, weight, bias, output[1])
+        ctx.plan = plan
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx: Any, dy: Tensor, _dinv: Optional[Tensor]) -> Any:
+        x, weight, bias, inv = ctx.saved_tensors
+        plan, needs = ctx.plan, ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
+            return (*graph_backward(x, weight, bias, plan, dy, needs), None)
+        dx, dg, db = cpu_norm_backward(
+            dy, x, inv, plan, gain_of(plan, weight), bias is not None,
+            (needs[0], needs[1] and weight is not None, needs[2] and bias is not None),
+        )  # fmt: skip
+        return (
+            dx if needs[0] else None,
+            _as_param(dg, weight, needs[1]),
+            _as_param(db, bias, needs[2]),
+            None,
+        )
+
+
+def graph_backward(
+    x: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    plan: Plan,
+    dy: Tensor,
+    needs: Tuple[bool, ...],
+) -> Tuple[Optional[Tensor], ...]:
+    """Gradients as the graph path's autograd computes them, differentiable in turn
+    (the saved tensors are the inputs themselves, so higher orders reach them)."""
+    params = (x, weight, bias)
+    wanted = [t for t, need in zip(params, needs[:3], strict=True) if need and t is not None]
+    with torch.enable_grad():
+        y = rms_norm_graph(x, plan, weight, bias)
+        grads = iter(torch.autograd.grad(y, wanted, dy, create_graph=True))
+    pairs = zip(params, needs[:3], strict=True)
+    return tuple(next(grads) if need and t is not None else None for t, need in pairs)
+
+
+def cpu_norm(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor]) -> Tensor:
+    """The CPU operator on one call (``_kernel_choice.cpu_op_fits`` holds); autograd only
+    if needed."""
+    if not needs_grad(x, weight, bias):
+        return _forward(x, plan, gain_of(plan, weight), bias)[0]
+    return _CpuNorm.apply(x, weight, bias, plan)[0]

@@ -1,0 +1,103 @@
+"""The CPU operator behind large eager calls: ``torch.ops.rmsnorm_bridge.rmsnorm_forward``
+and ``rmsnorm_backward``, one call each per forward and per backward.
+
+The operator is C++ (``csrc/rmsnorm_cpu.cpp``), built with torch's extension API on
+first use (about 20 s once; the build is cached under ``TORCH_EXTENSIONS_DIR``, by
+default ``~/.cache/torch_extensions``, and rebuilt only when the source or torch
+changes). Where no C++ compiler is found, the build fails, or ``RMSNORM_NATIVE=0`` is
+set, the same operator is registered with the pure-Python kernel of
+``_cpu_fallback.py`` (same schema, same bits, slower), and a ``RMSNormWarning`` says
+so once; :func:`status` tells which one runs (``rmsnorm verify`` prints it). Either
+way, eager code and scripted modules call the one operator by the same name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+from rmsnorm_core import RMSNormWarning
+
+__all__ = ["SCHEMAS", "ensure_loaded", "ops", "status"]
+
+_SOURCE = Path(__file__).resolve().with_name("csrc") / "rmsnorm_cpu.cpp"
+_LOCK = threading.Lock()
+_STATUS: list[str] = []  # filled once: "native" or "python (<reason>)"
+
+SCHEMAS = {
+    "rmsnorm_forward": (
+        "rmsnorm_forward(Tensor x, int[] block, Tensor? gain, Tensor? bias, float eps, "
+        "bool round_mid, ScalarType mid, ScalarType out_dtype, bool inverse) -> (Tensor, Tensor)"
+    ),
+    "rmsnorm_backward": (
+        "rmsnorm_backward(Tensor dy, Tensor x, Tensor inv, int[] block, Tensor? gain, "
+        "bool has_bias, bool round_mid, ScalarType mid, bool inverse, bool need_dx, "
+        "bool need_dgain, bool need_dbias) -> (Tensor, Tensor, Tensor)"
+    ),
+}
+"""The operator schemas; ``csrc/rmsnorm_cpu.cpp`` defines the same two strings."""
+
+
+def _build() -> str:
+    """Build and load the C++ operator; return "" on success, else why not."""
+    if os.environ.get("RMSNORM_NATIVE", "1") == "0":
+        return "disabled by RMSNORM_NATIVE=0"
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler ({compiler}) on PATH"
+    from torch.utils import cpp_extension
+
+    try:
+        cpp_extension.load(
+            name="rmsnorm_bridge_cpu",
+            sources=[str(_SOURCE)],
+            # no fused multiply-add: every product and sum rounds as ATen's own ops do
+            extra_cflags=["-O3", "-ffp-contract=off"],
+            is_python_module=False,
+            verbose=False,
+        )
+    except Exception as error:  # a broken toolchain: the Python kernel still works
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        return f"the build failed: {lines[0][:200]}"
+    return ""
+
+
+def ensure_loaded() -> None:
+    """Make the operator callable (build or fall back, once per process; thread-safe)."""
+    if _STATUS:
+        return
+    with _LOCK:
+        if _STATUS:
+            return
+        reason = _build()
+        if reason:
+            from rmsnorm_torch.kernels._cpu_fallback import register
+
+            register(SCHEMAS)
+            warnings.warn(
+                f"rmsnorm_torch: the native CPU kernel is not available ({reason}); large CPU "
+                "tensors run the pure-Python kernel instead (the same bits, slower)",
+                RMSNormWarning,
+                stacklevel=3,
+            )
+            _STATUS.append(f"python ({reason})")
+        else:
+            _STATUS.append("native")
+
+
+def status() -> str:
+    """``"native"`` or ``"python (<why>)"``: which CPU kernel large calls run (loads it)."""
+    ensure_loaded()
+    return _STATUS[0]
+
+
+def ops() -> torch._ops._OpNamespace:
+    """``torch.ops.rmsnorm_bridge`` with the operator loaded."""
+    if not _STATUS:
+        ensure_loaded()
+    return torch.ops.rmsnorm_bridge

@@ -14,7 +14,7 @@ tensor subclasses and ``torch.fx`` proxies take the uncached, checked path.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -35,21 +35,15 @@ _CUSTOM = (Kernel.CPU_OP, Kernel.TRITON)
 
 
 class CallEntry(NamedTuple):
-    """One cached call: its recipe, plan, kernel, the fused op's kind and block shape."""
+    """One cached call: its kernel, the fused op's kind, block shape and eps, the plan
+    and the recipe (unpacked in one step on the hot path)."""
 
-    recipe: Recipe
-    plan: Plan
     kernel: Kernel
     fused: FusedKind
     shape: List[int]
-
-
-def _params_key(weight: Optional[Tensor], bias: Optional[Tensor]) -> Tuple[Any, ...]:
-    """What a plan reads of the parameters: presence, class, dtype, shape, device."""
-    w = None if weight is None else (type(weight), weight.dtype, weight.shape, weight.device)
-    if bias is None:
-        return (w,)
-    return (w, type(bias), bias.dtype, bias.shape, bias.device)
+    eps: float
+    plan: Plan
+    recipe: Recipe
 
 
 def _build(module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]) -> CallEntry:
@@ -58,7 +52,8 @@ def _build(module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tens
     plan = resolve(recipe, x, weight, bias, x.dtype)
     kernel = eager_decide(x, plan, weight, bias, _OFF)
     kind = fused_kind(x, plan, weight, bias) if kernel == _FUSED else FusedKind.UNFIT
-    return CallEntry(recipe, plan, kernel, kind, [int(x.shape[d]) for d in plan.dims])
+    shape = [int(x.shape[d]) for d in plan.dims]
+    return CallEntry(kernel, kind, shape, plan.eps, plan, recipe)
 
 
 def _uncached(module: Any, x: Any, weight: Optional[Tensor], bias: Optional[Tensor]) -> Any:
@@ -81,22 +76,29 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
     ):
         return _uncached(module, x, weight, bias)
     numel = x.numel()
-    key = (x.dtype, x.dim(), x.device, x.is_contiguous(), numel >= CPU_OP_MIN,
-           numel >= FUSED_LIMIT, _params_key(weight, bias), _CHOICE.get())  # fmt: skip
+    # the size class (each kernel threshold; the layout matters to the CPU operator only)
+    size = 0 if numel < CPU_OP_MIN else (1 if numel < FUSED_LIMIT else 2) + 2 * x.is_contiguous()
+    # the parameters' presence, class, dtype and shape; their device (like x's, named
+    # only when not the CPU's) is read where the plan is built and checked again by the
+    # ops themselves on every call
+    w = None if weight is None else (type(weight), weight.dtype, weight.shape, weight.is_cpu)
+    b = None if bias is None else (type(bias), bias.dtype, bias.shape, bias.is_cpu)
+    where = True if x.is_cpu else x.device
+    key = (x.dtype, x.dim(), where, size, w, b, _CHOICE.get())
     calls: Dict[Any, CallEntry] = module._calls
     entry = calls.get(key)
     if entry is None:
         entry = calls[key] = _build(module, x, weight, bias)
-    if entry.kernel is _FUSED:  # torch.rms_norm checks x's sizes and the weight's shape
-        plan = entry.plan
+    kernel, fused, shape, eps, plan, recipe = entry
+    if kernel is _FUSED:  # torch.rms_norm checks x's sizes and the weight's shape
         try:
-            if entry.fused is _DIRECT:
-                return torch.rms_norm(x, entry.shape, weight, plan.eps)
-            return fused_norm(x, plan, entry.fused, weight)
+            if fused is _DIRECT:
+                return torch.rms_norm(x, shape, weight, eps)
+            return fused_norm(x, plan, fused, weight)
         except RuntimeError:
             module._check_input(x)  # names the sizes that differ
             raise
     module._check_input(x)
-    if entry.kernel in _CUSTOM and not all_plain(x, weight, bias):
+    if kernel in _CUSTOM and not all_plain(x, weight, bias):
         return _uncached(module, x, weight, bias)  # a torch.func transform or a tangent
-    return execute(entry.kernel, x, entry.recipe, entry.plan, weight, bias)
+    return execute(kernel, x, recipe, plan, weight, bias)

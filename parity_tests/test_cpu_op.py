@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,3 +125,16 @@ def test_the_pure_python_fallback_computes_the_same_bits_and_says_so_once():
         [sys.executable, "-c", _FALLBACK], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_the_operator_shares_torchs_openmp_runtime():
+    # a second OpenMP runtime in the process would oversubscribe the cores
+    pytest.importorskip("torch")
+    from rmsnorm_torch.kernels._cpu_op import ops
+
+    ops().rmsnorm_forward(
+        torch.randn(64, 1024), [1024], None, None, 1e-6, False, torch.float32, torch.float32, False
+    )
+    maps = Path("/proc/self/maps").read_text().splitlines()  # Linux: the loaded libraries
+    runtimes = {line.split()[-1] for line in maps if "libgomp" in line or "libiomp" in line}
+    assert len(runtimes) <= 1, runtimes

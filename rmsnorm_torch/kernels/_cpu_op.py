@@ -56,8 +56,13 @@ def _build() -> str:
         cpp_extension.load(
             name="rmsnorm_bridge_cpu",
             sources=[str(_SOURCE)],
-            # no fused multiply-add: every product and sum rounds as ATen's own ops do
-            extra_cflags=["-O3", "-ffp-contract=off"],
+            # no fused multiply-add: every product and sum rounds as ATen's own ops do.
+            # OpenMP, as ATen's own build: at::parallel_for is a header template that,
+            # compiled without it, runs the chunks on one thread and leaves every ATen op
+            # inside to open a parallel region of its own (hundreds per call). The
+            # runtime is the libgomp.so.1 torch has already loaded (same soname).
+            extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
             is_python_module=False,
             verbose=False,
         )

@@ -16,21 +16,17 @@
 #include <algorithm>
 #include <atomic>
 #include <optional>
-#include <cstdlib>
 #include <tuple>
 #include <vector>
 
 namespace {
 
-int64_t chunk_elements() {
-  static const int64_t value = [] {
-    const char* env = std::getenv("RMSNORM_CHUNK");
-    return env ? std::atoll(env) : int64_t{65536};
-  }();
-  return value;
-}
+// 64 Ki elements: 256 KiB of float32 per scratch block, in L2 (measured at [4096, 4096],
+// 2 threads: forward over x.clone() 1.22 / 1.64 / 1.63 (fp32 / bf16 / fp16) at 64 Ki,
+// 1.25 / 1.67 / 1.65 at 256 Ki, 1.38 / 1.55 / 1.54 at 1 Mi).
+constexpr int64_t kChunkElements = 65536;
 
-int64_t chunk_rows(int64_t n) { return std::max<int64_t>(1, chunk_elements() / std::max<int64_t>(n, 1)); }
+int64_t chunk_rows(int64_t n) { return std::max<int64_t>(1, kChunkElements / std::max<int64_t>(n, 1)); }
 
 // One worker's float32 scratch blocks, allocated once per call and reused for every
 // chunk it takes (a fresh 256 KiB allocation per chunk costs page faults).
@@ -60,6 +56,11 @@ void for_chunks(int64_t rows, int64_t n, const at::TensorOptions& options, const
   std::atomic<int64_t> next{0};
   const int64_t workers = std::min<int64_t>(chunks, at::get_num_threads());
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    // Thread-local state does not travel to OpenMP's workers, and the calling thread
+    // works too: every worker sets the same (no autograd, no autocast), so each chunk's
+    // ops are the plain ATen kernels whichever thread runs them.
+    at::NoGradGuard no_grad;
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     Scratch scratch(std::min(step, rows), n, options);
     for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
       const int64_t start = c * step;

@@ -145,50 +145,62 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
   at::NoGradGuard no_grad;
   const int64_t n = block_numel(block);
   const int64_t rows = n == 0 ? 0 : x.numel() / n;
-  const at::Tensor g1 = dy.to(at::kFloat).contiguous().view(x.sizes());
+  const at::Tensor dy2 = dy.contiguous().view(x.sizes());
   need_dgain = need_dgain && gain.has_value();
   at::Tensor dx = need_dx ? at::empty(x.sizes(), x.options()) : at::Tensor();
   at::Tensor p = need_dgain ? at::empty(x.sizes(), x.options().dtype(at::kFloat)) : at::Tensor();
-  at::Tensor g = gain.has_value() ? gain->reshape({n}) : at::Tensor();
+  at::Tensor g = gain.has_value() ? gain->reshape({n}).contiguous() : at::Tensor();
   if (rows > 0 && n > 0 && (need_dx || need_dgain)) {
     const at::Tensor x2 = x.view({rows, n});
-    const at::Tensor g2 = g1.view({rows, n});
-    for_chunks(rows, n, x.options(), [&](int64_t start, int64_t stop, Scratch&) {
+    const at::Tensor dy_rows = dy2.view({rows, n});
+    for_chunks(rows, n, x.options(), [&](int64_t start, int64_t stop, Scratch& scratch) {
+      const int64_t m = stop - start;
       const at::Tensor xb = x2.slice(0, start, stop);
-      const at::Tensor h = xb.scalar_type() == at::kFloat ? xb : xb.to(at::kFloat);
-      const at::Tensor gb = g2.slice(0, start, stop);
+      const at::Tensor h = xb.scalar_type() == at::kFloat ? xb : scratch.get(0, m).copy_(xb);
+      const at::Tensor dyb = dy_rows.slice(0, start, stop);
+      // the gradient reaching the float32 result: dy widened (ToCopyBackward)
+      const at::Tensor gb = dyb.scalar_type() == at::kFloat ? dyb : scratch.get(1, m).copy_(dyb);
       const at::Tensor invb = inv.slice(0, start, stop);
-      at::Tensor grad_h1, grad_r;
+      at::Tensor a = scratch.get(2, m);
+      at::Tensor c = scratch.get(3, m);
+      at::Tensor grad_r;
       if (inverse && g.defined()) {  // y = h * (inv * g)
-        const at::Tensor grad_rg = at::mul(gb, h);
+        at::mul_out(a, gb, h);  // the gradient of inv * g
         if (need_dgain) {
           at::Tensor pb = p.view({rows, n}).slice(0, start, stop);
-          at::mul_out(pb, grad_rg, invb);
+          at::mul_out(pb, a, invb);
         }
         if (!need_dx) return;
-        grad_h1 = at::mul(gb, at::mul(invb, g));
-        grad_r = at::mul(grad_rg, g).sum({-1}, /*keepdim=*/true);
+        grad_r = at::mul_out(c, a, g).sum({-1}, /*keepdim=*/true);
+        at::mul_out(a, invb, g);
+        at::mul_out(c, gb, a);  // grad_h1 = dy * (inv * g)
       } else {  // y = round_mid(h * inv) * g
         if (need_dgain) {
-          at::Tensor y_mid = at::mul(h, invb);
-          if (round_mid) y_mid = y_mid.to(mid).to(at::kFloat);
+          at::mul_out(a, h, invb);
+          if (round_mid) a.copy_(a.to(mid));
           at::Tensor pb = p.view({rows, n}).slice(0, start, stop);
-          at::mul_out(pb, gb, y_mid);
+          at::mul_out(pb, gb, a);
         }
         if (!need_dx) return;
-        at::Tensor grad_y = g.defined() ? at::mul(gb, g) : gb;
-        if (round_mid) grad_y = grad_y.to(mid).to(at::kFloat);
-        grad_h1 = at::mul(grad_y, invb);
-        grad_r = at::mul(grad_y, h).sum({-1}, /*keepdim=*/true);
+        at::Tensor grad_y = gb;
+        if (g.defined()) grad_y = at::mul_out(a, gb, g);
+        if (round_mid) grad_y = a.copy_(grad_y.to(mid));  // the cast to mid, backward
+        grad_r = at::mul_out(c, grad_y, h).sum({-1}, /*keepdim=*/true);
+        at::mul_out(c, grad_y, invb);  // grad_h1
       }
       // rsqrt: -0.5 * grad * result^3; mean: expand, / n; pow(h, 2): grad * (2 * h)
       const at::Tensor grad_ms = at::mul(grad_r, -0.5).mul_(at::pow(invb, 3)).div_(n);
-      at::Tensor dh = grad_h1.add_(at::mul(grad_ms, at::mul(h, 2.0)));
-      dx.view({rows, n}).slice(0, start, stop).copy_(dh);
+      at::mul_out(a, h, 2.0).mul_(grad_ms);
+      at::Tensor dxb = dx.view({rows, n}).slice(0, start, stop);
+      if (dxb.scalar_type() == at::kFloat) {
+        at::add_out(dxb, c, a);
+      } else {
+        dxb.copy_(c.add_(a));
+      }
     });
   }
   at::Tensor dgain = need_dgain ? at::sum_to(p, block) : at::Tensor();
-  at::Tensor dbias = (need_dbias && has_bias) ? at::sum_to(g1, block) : at::Tensor();
+  at::Tensor dbias = (need_dbias && has_bias) ? at::sum_to(dy2.to(at::kFloat), block) : at::Tensor();
   return {dx, dgain, dbias};
 }
 

@@ -39,7 +39,7 @@ from rmsnorm_core import RMSNormError
 from rmsnorm_torch.kernels._fused import FusedKind, fused_kind, limit
 from rmsnorm_torch.kernels._native import native_eligible
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan
-from rmsnorm_torch.nn._torch_dtypes import dtype_name
+from rmsnorm_torch.kernels._torch_dtypes import dtype_name
 
 KERNELS = ("auto", "graph", "blocked", "triton")
 """The names ``use_kernel`` accepts."""

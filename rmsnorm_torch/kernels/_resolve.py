@@ -19,7 +19,7 @@ from torch import Tensor
 from rmsnorm_core import RMSNormError
 from rmsnorm_core import rules as _rules
 from rmsnorm_core.rules import Recipe
-from rmsnorm_torch.nn._torch_dtypes import dtype_name, torch_dtype
+from rmsnorm_torch.kernels._torch_dtypes import dtype_name, torch_dtype
 
 
 class OnnxExport(Enum):

@@ -14,7 +14,7 @@ from torch import Tensor
 from rmsnorm_core import RMSNormError
 from rmsnorm_torch.kernels._plain import plain
 from rmsnorm_torch.kernels._resolve import Plan
-from rmsnorm_torch.nn._torch_dtypes import dtype_name
+from rmsnorm_torch.kernels._torch_dtypes import dtype_name
 
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 

@@ -29,7 +29,7 @@ from rmsnorm_torch.kernels._graph import rms_norm_graph
 from rmsnorm_torch.kernels._kernel_choice import Kernel, decide
 from rmsnorm_torch.kernels._native import native_rms_norm
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
-from rmsnorm_torch.nn._torch_dtypes import dtype_name
+from rmsnorm_torch.kernels._torch_dtypes import dtype_name
 
 
 def _subclass(t: Optional[Tensor]) -> bool:

@@ -32,6 +32,7 @@ from rmsnorm_core import dtype_name as core_dtype_name
 from rmsnorm_core.rules import Recipe
 from rmsnorm_core.spec import _rules
 from rmsnorm_torch.kernels._resolve import OnnxExport
+from rmsnorm_torch.kernels._torch_dtypes import torch_dtype
 from rmsnorm_torch.nn._calls import forward_eager
 from rmsnorm_torch.nn._functional import norm
 from rmsnorm_torch.nn._module_fields import (
@@ -42,7 +43,6 @@ from rmsnorm_torch.nn._module_fields import (
     resolve_spec,
     spec_field,
 )
-from rmsnorm_torch.nn._torch_dtypes import torch_dtype
 
 FLOAT64_EPS = float(torch.finfo(torch.float64).eps)
 

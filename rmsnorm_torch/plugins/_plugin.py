@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from rmsnorm_core.backends import Backend, CheckpointFormat, Exporter, Runner, lazy
+from rmsnorm_torch.export._requires import ONNX_REQUIRES
 from rmsnorm_torch.plugins._benchmarks import benchmarks, sweeps
 from rmsnorm_torch.plugins._benchmarks_gpu import gpu_benchmarks
 
@@ -20,13 +21,6 @@ _ARTIFACTS = "rmsnorm_torch.export._artifacts"
 _STATE_DICTS = "rmsnorm_torch.interop._statedict_files"
 _RUNNERS = "rmsnorm_torch.plugins._verify_runners"
 _UPSTREAM = "rmsnorm_torch.plugins._upstream"
-
-ONNX_REQUIRES = {
-    "torchscript": ("onnx", "onnxruntime"),
-    "dynamo": ("onnx", "onnxruntime", "onnxscript"),
-}
-"""What exporting to ONNX and running the result imports besides torch, per exporter
-(verify's ONNX Runtime runners, ``rmsnorm export --onnx --exporter ...``)."""
 
 HF = {
     "llama": "transformers.models.llama.modeling_llama:LlamaRMSNorm",

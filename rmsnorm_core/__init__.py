@@ -61,7 +61,7 @@ from rmsnorm_core.spec._plan import (
     partial_count,
     sample_shape,
 )
-from rmsnorm_core.spec._presets import FLOAT32_EPS
+from rmsnorm_core.spec._presets import FLOAT32_EPS, FLOAT64_EPS
 from rmsnorm_core.spec._rules import Recipe
 from rmsnorm_core.spec._spec import SCHEMA_VERSION, RMSNormSpec, preset, presets
 
@@ -101,6 +101,7 @@ __all__ = [
     "torch_to_flax",
     "with_scale_offset",
     "FLOAT32_EPS",
+    "FLOAT64_EPS",
     "FLOAT_DTYPES",
     "ROUNDING_AGREEMENT",
     "SCHEMA_VERSION",

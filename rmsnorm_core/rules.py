@@ -31,12 +31,8 @@ from rmsnorm_core.spec._rules import (
 )
 from rmsnorm_core.spec._validation import choices  # noqa: E402 (not TorchScript: spec-only)
 
-Dtypes = DtypePlan
-"""The former name of :class:`DtypePlan` (one type; kept so old imports work)."""
-
 __all__ = [
     "DtypePlan",
-    "Dtypes",
     "Recipe",
     "as_tuple",
     "canonical_dims",

@@ -29,13 +29,17 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from rmsnorm_core import RMSNormShapeError, RMSNormSpec, RMSNormTypeError, dtype_name
+from rmsnorm_core import (
+    FLOAT32_EPS,
+    FLOAT64_EPS,
+    RMSNormShapeError,
+    RMSNormSpec,
+    RMSNormTypeError,
+    dtype_name,
+)
 from rmsnorm_torch.nn._functional import rms_norm as spec_rms_norm
 
 __all__ = ["rms_norm"]
-
-_FLOAT32_EPS = torch.finfo(torch.float32).eps
-_FLOAT64_EPS = torch.finfo(torch.float64).eps
 
 
 @lru_cache(maxsize=256)
@@ -95,7 +99,7 @@ def rms_norm(
             )
     _check(input, shape, weight)
     if eps is None:
-        eps = _FLOAT64_EPS if input.dtype == torch.float64 else _FLOAT32_EPS
+        eps = FLOAT64_EPS if input.dtype == torch.float64 else FLOAT32_EPS
     if eps < 0:  # outside every spec (module docstring): torch's op itself
         return torch.rms_norm(input, shape, weight, eps)
     pdtype = None if weight is None else dtype_name(weight.dtype)

@@ -50,6 +50,8 @@ from typing import Any
 
 FLOAT32_EPS = 1.1920928955078125e-07
 """float32's machine epsilon: what torch.nn.RMSNorm uses for eps=None."""
+FLOAT64_EPS = 2.220446049250313e-16
+"""float64's machine epsilon: torch.nn.RMSNorm's eps=None on a float64 input."""
 
 #: Each preset as the spec fields that differ from the defaults; the spec
 #: module builds (and validates) them. Data only: this module imports nothing

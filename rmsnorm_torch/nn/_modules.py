@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from rmsnorm_core import (
+    FLOAT64_EPS,
     FLOAT_DTYPES,
     RMSNormError,
     RMSNormSpec,
@@ -43,8 +44,6 @@ from rmsnorm_torch.nn._module_fields import (
     resolve_spec,
     spec_field,
 )
-
-FLOAT64_EPS = float(torch.finfo(torch.float64).eps)
 
 
 class RMSNorm(nn.Module):

@@ -70,6 +70,7 @@ def backward(
     round_mid: bool,
     mid: torch.dtype,
     inverse: bool,
+    scale_dtype: torch.dtype,
     need_dx: bool,
     need_dgain: bool,
     need_dbias: bool,
@@ -80,7 +81,7 @@ def backward(
     g1 = dy.float().contiguous().view(x.shape)
     need_dgain = need_dgain and gain is not None
     dx = torch.empty_like(x) if need_dx else None
-    p = torch.empty(x.shape, dtype=torch.float32) if need_dgain else None
+    p = torch.empty(x.shape, dtype=scale_dtype) if need_dgain else None
     g = None if gain is None else gain.reshape(n)
     step = _rows(n)
     for start in range(0, rows if (need_dx or need_dgain) else 0, step):
@@ -101,7 +102,11 @@ def backward(
                 y_mid = h * invb
                 if round_mid:
                     y_mid = y_mid.to(mid).float()
-                torch.mul(gb, y_mid, out=p.view(rows, n)[start:stop])
+                if scale_dtype == torch.float32:
+                    torch.mul(gb, y_mid, out=p.view(rows, n)[start:stop])
+                else:  # the scale multiplied in half precision: so do these products
+                    dyb = dy.reshape(rows, n)[start:stop]
+                    torch.mul(dyb, y_mid.to(scale_dtype), out=p.view(rows, n)[start:stop])
             if dx is None:
                 continue
             grad_y = gb * g if g is not None else gb

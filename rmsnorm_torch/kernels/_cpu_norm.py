@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from rmsnorm_torch.kernels import _cpu_op
-from rmsnorm_torch.kernels._graph import rms_norm_graph
+from rmsnorm_torch.kernels._graph import half_scale, rms_norm_graph
 from rmsnorm_torch.kernels._resolve import Plan
 
 __all__ = ["cpu_norm", "cpu_norm_backward", "gain_of", "needs_grad", "round_mid"]
@@ -53,13 +53,15 @@ def _forward(x: Tensor, plan: Plan, gain: Optional[Tensor], bias: Optional[Tenso
 
 def cpu_norm_backward(
     dy: Tensor, x: Tensor, inv: Tensor, plan: Plan, gain: Optional[Tensor], has_bias: bool,
-    needs: Tuple[bool, bool, bool],
+    scale_dtype: torch.dtype, needs: Tuple[bool, bool, bool],
 ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:  # fmt: skip
-    """``(dx, dgain, dbias)`` in float32 for the parameters, ``x``'s dtype for ``dx``."""
+    """``(dx, dgain, dbias)``: ``dx`` in ``x``'s dtype, ``dgain`` in ``scale_dtype``
+    (float32, or the weight's half dtype where the graph path scales in it:
+    ``_graph.half_scale``), ``dbias`` in float32."""
     block = list(x.shape[-len(plan.dims) :])
     return _cpu_op.ops().rmsnorm_backward(
         dy, x, inv, block, gain, has_bias, round_mid(plan), plan.mid, plan.scale_inverse,
-        needs[0], needs[1], needs[2],
+        scale_dtype, needs[0], needs[1], needs[2],
     )  # fmt: skip
 
 
@@ -87,8 +89,11 @@ class _CpuNorm(torch.autograd.Function):
         plan, needs = ctx.plan, ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
             return (*graph_backward(x, weight, bias, plan, dy, needs), None)
+        scale_dtype = torch.float32
+        if weight is not None and half_scale(plan, plan.mid, weight, bias):
+            scale_dtype = weight.dtype
         dx, dg, db = cpu_norm_backward(
-            dy, x, inv, plan, gain_of(plan, weight), bias is not None,
+            dy, x, inv, plan, gain_of(plan, weight), bias is not None, scale_dtype,
             (needs[0], needs[1] and weight is not None, needs[2] and bias is not None),
         )  # fmt: skip
         return (

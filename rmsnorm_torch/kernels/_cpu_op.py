@@ -13,6 +13,7 @@ way, eager code and scripted modules call the one operator by the same name.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import threading
@@ -36,8 +37,8 @@ SCHEMAS = {
     ),
     "rmsnorm_backward": (
         "rmsnorm_backward(Tensor dy, Tensor x, Tensor inv, int[] block, Tensor? gain, "
-        "bool has_bias, bool round_mid, ScalarType mid, bool inverse, bool need_dx, "
-        "bool need_dgain, bool need_dbias) -> (Tensor, Tensor, Tensor)"
+        "bool has_bias, bool round_mid, ScalarType mid, bool inverse, ScalarType scale_dtype, "
+        "bool need_dx, bool need_dgain, bool need_dbias) -> (Tensor, Tensor, Tensor)"
     ),
 }
 """The operator schemas; ``csrc/rmsnorm_cpu.cpp`` defines the same two strings."""
@@ -53,8 +54,12 @@ def _build() -> str:
     from torch.utils import cpp_extension
 
     try:
+        # the name carries the source's digest: two versions of this package on one
+        # machine (two venvs, two checkouts) never build into, or load from, each
+        # other's folder of torch's shared extension cache
+        digest = hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:16]
         cpp_extension.load(
-            name="rmsnorm_bridge_cpu",
+            name=f"rmsnorm_bridge_cpu_{digest}",
             sources=[str(_SOURCE)],
             # no fused multiply-add: every product and sum rounds as ATen's own ops do.
             # OpenMP, as ATen's own build: at::parallel_for is a header template that,

@@ -120,7 +120,32 @@ def rms_norm_graph(
         if exporting and plan.trailing:
             y = y * torch.ones([x.shape[d] for d in plan.dims], dtype=y.dtype, device=y.device)
         y = y.to(plan.mid)
+    if weight is not None and not exporting and half_scale(plan, y.dtype, weight, bias):
+        # T(h * inv) * w in w's own half precision: the same value (one rounding of an
+        # exact product), and autograd then forms dweight from half-precision products
+        # as Llama's `weight * hidden_states.to(input_dtype)` (and the fused op) do
+        if plan.trailing:
+            return y * weight
+        return y * weight.reshape(_param_view(x, plan.dims))
     return _finish(x, plan, y, weight, bias)
+
+
+def half_scale(
+    plan: Plan, y_dtype: torch.dtype, weight: Optional[Tensor], bias: Optional[Tensor]
+) -> bool:
+    """Whether the scale multiplies in the weight's half precision: ``before_scale`` has
+    rounded ``h * inv`` to the weight's own half dtype, which is also the output dtype,
+    with no offset and no bias (Llama's half-precision modules)."""
+    return (
+        weight is not None
+        and bias is None
+        and plan.before_scale
+        and not plan.scale_inverse
+        and plan.scale_offset == 0.0
+        and y_dtype != torch.float32
+        and weight.dtype == y_dtype
+        and plan.out_dtype == y_dtype
+    )
 
 
 def _gain(x: Tensor, plan: Plan, weight: Tensor) -> Tensor:

@@ -140,7 +140,7 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
 std::tuple<at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
     const at::Tensor& dy, const at::Tensor& x, const at::Tensor& inv, at::IntArrayRef block,
     const std::optional<at::Tensor>& gain, bool has_bias, bool round_mid, at::ScalarType mid,
-    bool inverse, bool need_dx, bool need_dgain, bool need_dbias) {
+    bool inverse, at::ScalarType scale_dtype, bool need_dx, bool need_dgain, bool need_dbias) {
   check_args(x, block, gain);
   at::NoGradGuard no_grad;
   const int64_t n = block_numel(block);
@@ -148,7 +148,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
   const at::Tensor dy2 = dy.contiguous().view(x.sizes());
   need_dgain = need_dgain && gain.has_value();
   at::Tensor dx = need_dx ? at::empty(x.sizes(), x.options()) : at::Tensor();
-  at::Tensor p = need_dgain ? at::empty(x.sizes(), x.options().dtype(at::kFloat)) : at::Tensor();
+  at::Tensor p = need_dgain ? at::empty(x.sizes(), x.options().dtype(scale_dtype)) : at::Tensor();
   at::Tensor g = gain.has_value() ? gain->reshape({n}).contiguous() : at::Tensor();
   if (rows > 0 && n > 0 && (need_dx || need_dgain)) {
     const at::Tensor x2 = x.view({rows, n});
@@ -179,7 +179,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
           at::mul_out(a, h, invb);
           if (round_mid) a.copy_(a.to(mid));
           at::Tensor pb = p.view({rows, n}).slice(0, start, stop);
-          at::mul_out(pb, gb, a);
+          if (scale_dtype == at::kFloat) {
+            at::mul_out(pb, gb, a);
+          } else {  // the scale multiplied in half precision: so do its gradient's products
+            at::mul_out(pb, dyb, a.to(scale_dtype));
+          }
         }
         if (!need_dx) return;
         at::Tensor grad_y = gb;
@@ -210,7 +214,8 @@ TORCH_LIBRARY(rmsnorm_bridge, m) {
       "bool round_mid, ScalarType mid, ScalarType out_dtype, bool inverse) -> (Tensor, Tensor)");
   m.def(
       "rmsnorm_backward(Tensor dy, Tensor x, Tensor inv, int[] block, Tensor? gain, "
-      "bool has_bias, bool round_mid, ScalarType mid, bool inverse, bool need_dx, "
+      "bool has_bias, bool round_mid, ScalarType mid, bool inverse, ScalarType scale_dtype, "
+      "bool need_dx, "
       "bool need_dgain, bool need_dbias) -> (Tensor, Tensor, Tensor)");
 }
 

@@ -111,6 +111,10 @@ _FALLBACK = textwrap.dedent(
                 y = m.bfloat16()(x)
             results.append([y, *torch.autograd.grad(y, [x, m.weight, m.bias], torch.ones_like(y))])
     assert status().startswith("python (disabled by RMSNORM_NATIVE=0)"), status()
+    from rmsnorm_torch.kernels._kernel_choice import Kernel
+    auto = RMSNorm(1024)
+    auto(torch.randn(300, 1024))  # the fallback is slower than plain ops: auto takes those
+    assert [e.kernel for e in auto._calls.values()] == [Kernel.GRAPH]
     assert all(torch.equal(a, b) for a, b in zip(*results))
     messages = [str(w.message) for w in caught if issubclass(w.category, RMSNormWarning)]
     assert len(messages) == 1 and "pure-Python kernel" in messages[0], messages
@@ -138,3 +142,16 @@ def test_the_operator_shares_torchs_openmp_runtime():
     maps = Path("/proc/self/maps").read_text().splitlines()  # Linux: the loaded libraries
     runtimes = {line.split()[-1] for line in maps if "libgomp" in line or "libiomp" in line}
     assert len(runtimes) <= 1, runtimes
+
+
+def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
+    from rmsnorm_torch.kernels._cpu_op import _STALE_LOCK_SECONDS, _clear_stale_lock
+
+    stale, fresh = tmp_path / "stale", tmp_path / "fresh"
+    stale.write_text("")
+    fresh.write_text("")
+    old = os.path.getmtime(stale) - _STALE_LOCK_SECONDS - 60
+    os.utime(stale, (old, old))
+    _clear_stale_lock(str(stale))
+    _clear_stale_lock(str(fresh))
+    assert not stale.exists() and fresh.exists()

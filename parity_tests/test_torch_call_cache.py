@@ -118,3 +118,36 @@ def test_the_module_keeps_torchs_call_and_forward():
     m = RMSNorm(8)
     assert type(m).__call__ is nn.Module.__call__
     assert "forward" not in vars(m) and "__call__" not in vars(type(m))
+
+
+def test_a_forced_cpu_kernel_refuses_a_non_contiguous_input_after_a_warm_call():
+    from rmsnorm_torch import use_kernel
+
+    m = RMSNorm(8)
+    with use_kernel("blocked"):
+        m(torch.randn(4, 8))
+        with pytest.raises(RMSNormError, match=r"contiguous=False"):
+            m(torch.randn(8, 4).t())
+
+
+def test_a_torch_func_call_leaves_no_plan_for_plain_calls():
+    from rmsnorm_torch.kernels._kernel_choice import Kernel
+
+    m = RMSNorm(4096)
+    x = torch.randn(64, 4096)  # above FUSED_LIMIT: the CPU operator's size
+    torch.func.grad(lambda t: m(t).sum())(x)
+    assert m._calls == {}  # the transform's own decision (the graph path) is not kept
+    m(x)
+    assert [e.kernel for e in m._calls.values()] == [Kernel.CPU_OP]
+
+
+def test_an_inference_tensor_runs_with_grad_enabled_parameters():
+    from rmsnorm_torch import use_kernel
+
+    with torch.inference_mode():
+        x = torch.randn(16, 4096)
+    m = RMSNorm(4096)
+    expected = torch.nn.RMSNorm(4096)(x)
+    assert torch.equal(m(x), expected)
+    with use_kernel("graph"):
+        assert torch.equal(m(x), expected)

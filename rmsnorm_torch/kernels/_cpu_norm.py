@@ -128,4 +128,6 @@ def cpu_norm(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Ten
     if needed."""
     if not needs_grad(x, weight, bias):
         return _forward(x, plan, gain_of(plan, weight), bias)[0]
+    if x.is_inference():  # autograd cannot save it: the graph path saves what it needs
+        return rms_norm_graph(x, plan, weight, bias)
     return _CpuNorm.apply(x, weight, bias, plan)[0]

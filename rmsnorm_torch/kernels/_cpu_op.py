@@ -13,10 +13,12 @@ way, eager code and scripted modules call the one operator by the same name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -44,23 +46,37 @@ SCHEMAS = {
 """The operator schemas; ``csrc/rmsnorm_cpu.cpp`` defines the same two strings."""
 
 
-def _build() -> str:
-    """Build and load the C++ operator; return "" on success, else why not."""
-    if os.environ.get("RMSNORM_NATIVE", "1") == "0":
-        return "disabled by RMSNORM_NATIVE=0"
-    compiler = os.environ.get("CXX", "c++")
-    if shutil.which(compiler) is None:
-        return f"no C++ compiler ({compiler}) on PATH"
+_STALE_LOCK_SECONDS = 600  # a build takes ~20-70 s here; a lock this old has no builder
+_BUILD_TIMEOUT_SECONDS = 1200
+
+
+def _build_directory(name: str) -> str:
+    """Our folder under torch's extension cache (``TORCH_EXTENSIONS_DIR`` or its default)."""
+    from torch.utils import cpp_extension
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+    path = os.path.join(root, "rmsnorm_bridge", name)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _clear_stale_lock(lock: str) -> None:
+    """torch's build lock is a file its builder deletes when done; a builder killed
+    mid-build (SIGKILL, out of memory, a stopped container) leaves it, and every later
+    build would wait for it forever. One older than any build is removed."""
+    with contextlib.suppress(OSError):
+        if time.time() - os.path.getmtime(lock) > _STALE_LOCK_SECONDS:
+            os.remove(lock)
+
+
+def _load(name: str, directory: str, errors: list[str]) -> None:
     from torch.utils import cpp_extension
 
     try:
-        # the name carries the source's digest: two versions of this package on one
-        # machine (two venvs, two checkouts) never build into, or load from, each
-        # other's folder of torch's shared extension cache
-        digest = hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:16]
         cpp_extension.load(
-            name=f"rmsnorm_bridge_cpu_{digest}",
+            name=name,
             sources=[str(_SOURCE)],
+            build_directory=directory,
             # no fused multiply-add: every product and sum rounds as ATen's own ops do.
             # OpenMP, as ATen's own build: at::parallel_for is a header template that,
             # compiled without it, runs the chunks on one thread and leaves every ATen op
@@ -73,8 +89,36 @@ def _build() -> str:
         )
     except Exception as error:  # a broken toolchain: the Python kernel still works
         lines = str(error).strip().splitlines() or [type(error).__name__]
-        return f"the build failed: {lines[0][:200]}"
-    return ""
+        errors.append(f"the build failed: {lines[0][:200]}")
+
+
+def _build() -> str:
+    """Build and load the C++ operator; return "" on success, else why not."""
+    if os.environ.get("RMSNORM_NATIVE", "1") == "0":
+        return "disabled by RMSNORM_NATIVE=0"
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler ({compiler}) on PATH"
+    # the name carries the source's digest: two versions of this package on one
+    # machine (two venvs, two checkouts) never build into, or load from, each
+    # other's folder
+    name = "rmsnorm_bridge_cpu_" + hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:16]
+    try:
+        directory = _build_directory(name)
+    except OSError as error:
+        return f"no build folder: {error}"
+    lock = os.path.join(directory, "lock")
+    _clear_stale_lock(lock)
+    errors: list[str] = []
+    builder = threading.Thread(target=_load, args=(name, directory, errors), daemon=True)
+    builder.start()
+    deadline = time.monotonic() + _BUILD_TIMEOUT_SECONDS
+    while builder.is_alive():
+        builder.join(5.0)
+        _clear_stale_lock(lock)  # a builder that died while this one waited
+        if time.monotonic() > deadline:
+            return f"the build did not finish in {_BUILD_TIMEOUT_SECONDS} s (lock: {lock})"
+    return errors[0] if errors else ""
 
 
 def ensure_loaded() -> None:

@@ -137,6 +137,7 @@ def decide(
     direct: bool,
     custom: bool,
     triton_fits: bool,
+    native_cpu: bool = False,
 ) -> Kernel:
     """The kernel of one call (module docstring).
 
@@ -146,6 +147,8 @@ def decide(
         custom: whether a custom kernel (CPU operator, Triton) may run it: an eager call
             on plain tensors, not traced (False in scripted code).
         triton_fits: whether the Triton kernel is installed and fits the call.
+        native_cpu: whether the CPU operator is the native one: its pure-Python
+            fallback is slower than the graph path, so ``"auto"`` takes it only forced.
     """
     if onnx_mode != OnnxExport.OFF:
         if onnx_mode == OnnxExport.NATIVE and native_eligible(x, plan, weight, bias):
@@ -177,6 +180,6 @@ def decide(
                 dtype_name(plan.scale),
             )  # fmt: skip
         )
-    if fits and (choice == "blocked" or x.numel() >= cpu_op_min()):
+    if fits and (choice == "blocked" or (native_cpu and x.numel() >= cpu_op_min())):
         return Kernel.CPU_OP
     return Kernel.GRAPH

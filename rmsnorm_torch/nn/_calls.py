@@ -88,7 +88,9 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
     calls: Dict[Any, CallEntry] = module._calls
     entry = calls.get(key)
     if entry is None:
-        entry = calls[key] = _build(module, x, weight, bias)
+        entry = _build(module, x, weight, bias)
+        if all_plain(x, weight, bias):  # a torch.func or forward-AD call decides for itself
+            calls[key] = entry
     kernel, fused, shape, eps, plan, recipe = entry
     if kernel is _FUSED:  # torch.rms_norm checks x's sizes and the weight's shape
         try:
@@ -99,6 +101,8 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
             module._check_input(x)  # names the sizes that differ
             raise
     module._check_input(x)
-    if kernel in _CUSTOM and not all_plain(x, weight, bias):
-        return _uncached(module, x, weight, bias)  # a torch.func transform or a tangent
+    if kernel in _CUSTOM and not (x.is_contiguous() and all_plain(x, weight, bias)):
+        # what the key leaves out below CPU_OP_MIN (layout) and cannot hold (a torch.func
+        # transform, a tangent): decided again for this call
+        return _uncached(module, x, weight, bias)
     return execute(kernel, x, recipe, plan, weight, bias)

@@ -26,7 +26,7 @@ from rmsnorm_core.rules import Recipe
 from rmsnorm_torch.distributed._dtensor import any_dtensor, dtensor_norm
 from rmsnorm_torch.kernels._fused import fused_kind, fused_norm
 from rmsnorm_torch.kernels._graph import rms_norm_graph
-from rmsnorm_torch.kernels._kernel_choice import Kernel, decide
+from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, Kernel, decide
 from rmsnorm_torch.kernels._native import native_rms_norm
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
 from rmsnorm_torch.kernels._torch_dtypes import dtype_name
@@ -57,7 +57,12 @@ def eager_decide(
         from rmsnorm_torch.kernels._triton_call import triton_for, triton_unfit
 
         triton_fits = triton_for(x, triton_unfit(x, plan, weight, bias), False) is not None
-    return decide(x, plan, weight, bias, onnx_mode, choice, direct, custom, triton_fits)
+    native_cpu = False
+    if custom and choice == "auto" and x.device.type == "cpu" and x.numel() >= CPU_OP_MIN:
+        from rmsnorm_torch.kernels._cpu_op import status  # builds it on the first such call
+
+        native_cpu = status() == "native"
+    return decide(x, plan, weight, bias, onnx_mode, choice, direct, custom, triton_fits, native_cpu)
 
 
 @torch.jit.unused

@@ -154,10 +154,12 @@ class RMSNorm(nn.Module):
 
     def _set_spec(self, spec: RMSNormSpec) -> None:
         object.__setattr__(self, "_spec", spec)  # not a submodule or parameter
-        self._new_calls()  # plans of the old spec are void
         self._recipe = spec.recipe
         follows = self.__dict__.get("_eps_follows_dtype", False)
         self._recipe64 = spec.replace(eps=FLOAT64_EPS).recipe if follows else None
+        # last: a forward on another thread that finds the new cache builds from the new
+        # recipes (one that holds the old cache fills only that, which is dropped)
+        self._new_calls()
 
     def _recipe_for(self, x: Tensor) -> Recipe:
         """The recipe of a call on ``x``: the spec's, or, where eps=None follows the input

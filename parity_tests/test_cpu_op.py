@@ -155,3 +155,29 @@ def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
     _clear_stale_lock(str(stale))
     _clear_stale_lock(str(fresh))
     assert not stale.exists() and fresh.exists()
+
+
+def _direct_calls():
+    x, inv = torch.randn(4, 8), torch.ones(4, 1)
+    fwd = (8,), None, None, 1e-6, False, torch.float32, torch.float32, False
+    bwd = (None, False, False, torch.float32, False, torch.float32, True, True, True)
+    return {
+        "x float64": ("forward", (x.double(), [8], *fwd[1:]), "x must be float32"),
+        "bias shape": ("forward", (x, [8], None, torch.ones(2, 4), *fwd[3:]), "bias of shape"),
+        "out_dtype int": (
+            "forward",
+            (x, [8], None, None, 1e-6, False, torch.float32, torch.int32, False),
+            "out_dtype must be",
+        ),  # fmt: skip
+        "inv rows": ("backward", (x, x, inv[:1], [8], *bwd), r"inv must be .* shape \(4, 1\)"),
+        "dy shape": ("backward", (torch.randn(8, 4), x, inv, [8], *bwd), "dy of shape"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_direct_calls()))
+def test_the_operator_refuses_arguments_the_module_never_passes(case):
+    from rmsnorm_torch.kernels._cpu_op import ops
+
+    which, args, message = _direct_calls()[case]
+    with pytest.raises(RuntimeError, match=message):
+        getattr(ops(), f"rmsnorm_{which}")(*args)

@@ -75,7 +75,17 @@ int64_t block_numel(at::IntArrayRef block) {
   return n;
 }
 
+bool half_or_single(at::ScalarType t) {
+  return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf;
+}
+
+void check_dtype(const char* name, at::ScalarType t) {
+  TORCH_CHECK(half_or_single(t), "rmsnorm_bridge: ", name, " must be float32, bfloat16 or float16, got ",
+              t);
+}
+
 void check_args(const at::Tensor& x, at::IntArrayRef block, const std::optional<at::Tensor>& gain) {
+  check_dtype("x", x.scalar_type());
   TORCH_CHECK(x.device().is_cpu(), "rmsnorm_bridge: x must be a CPU tensor, got ", x.device());
   TORCH_CHECK(x.is_contiguous(), "rmsnorm_bridge: x must be contiguous");
   TORCH_CHECK(x.dim() >= static_cast<int64_t>(block.size()), "rmsnorm_bridge: x of rank ", x.dim(),
@@ -95,6 +105,13 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
     const std::optional<at::Tensor>& bias, double eps, bool round_mid, at::ScalarType mid,
     at::ScalarType out_dtype, bool inverse) {
   check_args(x, block, gain);
+  check_dtype("mid", mid);
+  check_dtype("out_dtype", out_dtype);
+  if (bias.has_value()) {
+    check_dtype("bias", bias->scalar_type());
+    TORCH_CHECK(bias->sizes().equals(block), "rmsnorm_bridge: bias of shape ", bias->sizes(),
+                " must have the normalized shape ", block);
+  }
   at::NoGradGuard no_grad;
   const int64_t n = block_numel(block);
   at::Tensor y = at::empty(x.sizes(), x.options().dtype(out_dtype));
@@ -142,6 +159,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
     const std::optional<at::Tensor>& gain, bool has_bias, bool round_mid, at::ScalarType mid,
     bool inverse, at::ScalarType scale_dtype, bool need_dx, bool need_dgain, bool need_dbias) {
   check_args(x, block, gain);
+  check_dtype("dy", dy.scalar_type());
+  check_dtype("mid", mid);
+  check_dtype("scale_dtype", scale_dtype);
+  TORCH_CHECK(dy.sizes().equals(x.sizes()), "rmsnorm_bridge: dy of shape ", dy.sizes(),
+              " must have x's shape ", x.sizes());
+  const int64_t expected_rows = block_numel(block) == 0 ? 0 : x.numel() / block_numel(block);
+  TORCH_CHECK(inv.scalar_type() == at::kFloat && inv.dim() == 2 && inv.size(0) == expected_rows &&
+                  inv.size(1) == 1 && inv.is_contiguous(),
+              "rmsnorm_bridge: inv must be a contiguous float32 tensor of shape (", expected_rows,
+              ", 1), got ", inv.scalar_type(), " of shape ", inv.sizes());
   at::NoGradGuard no_grad;
   const int64_t n = block_numel(block);
   const int64_t rows = n == 0 ? 0 : x.numel() / n;

@@ -98,8 +98,9 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
                 return torch.rms_norm(x, shape, weight, eps)
             return fused_norm(x, plan, fused, weight)
         except RuntimeError:
-            module._check_input(x)  # names the sizes that differ
-            raise
+            # torch refused it (other sizes, another device): the checked path names
+            # what is wrong in our words, or computes the call if nothing is
+            return _uncached(module, x, weight, bias)
     module._check_input(x)
     if kernel in _CUSTOM and not (x.is_contiguous() and all_plain(x, weight, bias)):
         # what the key leaves out below CPU_OP_MIN (layout) and cannot hold (a torch.func

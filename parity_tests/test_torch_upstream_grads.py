@@ -16,12 +16,14 @@ import torch
 from rmsnorm_core import RMSNormSpec
 from rmsnorm_torch import RMSNorm
 
-modeling = pytest.importorskip("transformers.models.llama.modeling_llama")
-from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
-from transformers.models.olmo2.modeling_olmo2 import Olmo2RMSNorm
-
 N = 1024
-UPSTREAM = {"llama": modeling.LlamaRMSNorm, "gemma": GemmaRMSNorm, "olmo2": Olmo2RMSNorm}
+# imported inside the test, never at collection: transformers imports triton, which must
+# first see the TRITON_INTERPRET the Triton tests set (_triton_setup.py)
+UPSTREAM = {
+    "llama": "transformers.models.llama.modeling_llama:LlamaRMSNorm",
+    "gemma": "transformers.models.gemma.modeling_gemma:GemmaRMSNorm",
+    "olmo2": "transformers.models.olmo2.modeling_olmo2:Olmo2RMSNorm",
+}
 
 
 @pytest.mark.parametrize("rows", [7, 40, 300])
@@ -31,7 +33,9 @@ UPSTREAM = {"llama": modeling.LlamaRMSNorm, "gemma": GemmaRMSNorm, "olmo2": Olmo
 def test_forward_and_gradients_equal_the_upstream(preset, dtype, weights, rows):
     x_dtype = getattr(torch, dtype)
     w_dtype = x_dtype if weights == "input" else torch.float32
-    theirs = UPSTREAM[preset](N, eps=1e-6).to(w_dtype)
+    module, name = UPSTREAM[preset].split(":")
+    upstream = getattr(pytest.importorskip(module), name)
+    theirs = upstream(N, eps=1e-6).to(w_dtype)
     g = torch.Generator().manual_seed(rows)
     with torch.no_grad():
         theirs.weight.copy_(torch.randn(N, generator=g) * 0.3 + (preset != "gemma"))

@@ -70,21 +70,26 @@ def test_a_weight_of_another_shape_is_refused_after_a_warm_call(rows):
         theirs(x)
 
 
-def test_a_column_weight_is_refused_after_a_warm_llama_bfloat16_call():
-    m = _module("llama").to(torch.bfloat16)
-    x = torch.randn(16, 16).to(torch.bfloat16)
-    m(x)
-    m.weight = nn.Parameter(torch.ones(16, 1, dtype=torch.bfloat16))
-    with pytest.raises(RMSNormError, match=r"weight"):
-        m(x)
+# (module, input, parameter name, value assigned after a warm call, what the error names)
+ASSIGNED = {
+    "llama-bf16-column-weight": (
+        lambda: _module("llama").to(torch.bfloat16), lambda: torch.randn(16, 16).bfloat16(),
+        "weight", lambda: nn.Parameter(torch.ones(16, 1, dtype=torch.bfloat16)), r"weight",
+    ),
+    "bias-on-a-module-without-one": (
+        lambda: RMSNorm(16), lambda: torch.randn(4, 16),
+        "bias", lambda: nn.Parameter(torch.ones(16)), r"bias",
+    ),
+}  # fmt: skip
 
 
-def test_a_bias_assigned_to_a_module_without_one_is_refused_after_a_warm_call():
-    m = RMSNorm(16)
-    x = torch.randn(4, 16)
+@pytest.mark.parametrize("case", list(ASSIGNED))
+def test_a_parameter_assigned_after_a_warm_call_is_refused(case):
+    module, make_x, name, value, message = ASSIGNED[case]
+    m, x = module(), make_x()
     m(x)
-    m.bias = nn.Parameter(torch.ones(16))
-    with pytest.raises(RMSNormError, match=r"bias"):
+    setattr(m, name, value())
+    with pytest.raises(RMSNormError, match=message):
         m(x)
 
 

@@ -18,7 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 from rmsnorm_core import RMSNormSpec, compare, dtype_plan
 from rmsnorm_flax import linen, nnx
-from rmsnorm_flax.distributed._distributed import global_array, init
+from rmsnorm_flax.plugins._distributed_runner import global_array, init
 
 MESH = init()
 assert jax.process_count() == 2 and jax.device_count() == 2, (jax.process_count(), jax.devices())

@@ -15,7 +15,7 @@ from torch.distributed.tensor.debug import CommDebugMode
 
 from rmsnorm_core import RMSNormError, RMSNormSpec, compare, dtype_plan
 from rmsnorm_torch import ResidualRMSNorm, RMSNorm
-from rmsnorm_torch.distributed._distributed import init_group
+from rmsnorm_torch.plugins._distributed_runner import init_group
 
 MESH = init_group()
 RANK = torch.distributed.get_rank()

@@ -56,7 +56,7 @@ def torch_output():
 
 @pytest.fixture(scope="module")
 def jax_output():
-    from rmsnorm_flax.distributed._distributed import ENV
+    from rmsnorm_flax.plugins._distributed_runner import ENV
 
     return _run("_jax_dist_checks.py", JAX_CHECKS, env=ENV)
 
@@ -148,7 +148,7 @@ def test_launch_problems_leaves_no_temporary_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     problem = make_problem(RMSNormSpec.preset("llama"), "float32", (4, 16))
     outcomes = launch_problems(
-        "rmsnorm_torch.distributed._distributed", [problem], world=2, timeout=300
+        "rmsnorm_torch.plugins._distributed_runner", [problem], world=2, timeout=300
     )
     assert len(outcomes) == 1
     assert not list(tmp_path.glob("rmsnorm-problems-*")), list(tmp_path.iterdir())

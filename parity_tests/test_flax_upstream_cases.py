@@ -144,7 +144,7 @@ def test_dtype_rounds_the_output_once(param_dtype):
 
 
 def test_intercepted_flax_calls_keep_mask_and_dtype_bit_for_bit(monkeypatch):
-    from rmsnorm_flax.interop import _swap
+    from rmsnorm_flax.swap import _swap
 
     calls = []
     real = _swap.rms_norm

@@ -127,7 +127,7 @@ def test_no_two_files_of_one_name_mean_different_things():
         "_bridge.py",
         "_plugin.py",
         "_verify_runners.py",
-        "_distributed.py",
+        "_distributed_runner.py",
         "_benchmarks.py",
         "_benchmarks_gpu.py",
         "_infer.py",  # each package's infer_spec (core: the neutral prober)

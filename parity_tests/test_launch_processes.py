@@ -124,7 +124,7 @@ def test_a_signal_handler_in_place_before_still_runs(tmp_path):
 SIGNAL_AT_START = """
 import os, signal, time
 from pathlib import Path
-from rmsnorm_core.verify import _launch
+from rmsnorm_core.parity import _launch
 
 class _SignalWhileStarting(_launch._Tail):
     def __init__(self, pipe):
@@ -169,7 +169,7 @@ def _size(folder: Path) -> int:
 
 
 def test_rank_output_is_capped_in_memory_and_never_written_to_disk(tmp_path):
-    from rmsnorm_core.verify._launch import OUTPUT_KEPT
+    from rmsnorm_core.parity._launch import OUTPUT_KEPT
 
     script = tmp_path / "loud.py"
     script.write_text(LOUD)

@@ -66,7 +66,7 @@ def test_param_shape(axes, shape, expected):
     ids=["full", "half", "floor", "at-least-one", "single", "empty", "floor-not-round"],
 )
 def test_partial_count(partial, n, expected):
-    assert partial_count(RMSNormSpec(partial=partial), n) == expected
+    assert partial_count(partial, n) == expected
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,14 @@
 """rmsnorm_core: the framework-neutral RMSNorm spec, reference and tolerances.
 
-Imports NumPy, ml_dtypes and safetensors only; never torch, never jax.
+Imports NumPy, ml_dtypes and safetensors only; never torch, never jax. The tools
+beside the library (spec inference, the parity kit in :mod:`testing`, the backend
+registry in :mod:`backends`) load on first use, so ``import rmsnorm_core`` loads
+the spec, the reference and the file formats only.
 """
 
-from rmsnorm_core.infer._infer import Implementation, infer_spec
-from rmsnorm_core.infer._report import (
-    PROBE_LIMIT,
-    ReplaceReport,
-    check_probe_size,
-    replace_each,
-)
+from typing import TYPE_CHECKING
+
+from rmsnorm_core._lazy import lazy_exports
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import FORMAT_VERSION, load, save
 from rmsnorm_core.io._digest import array_digest
@@ -23,6 +22,7 @@ from rmsnorm_core.io._layouts import (
 )
 from rmsnorm_core.io._names import NAME_MAPS, flax_to_torch, torch_to_flax
 from rmsnorm_core.io._neutral import NeutralLayer, check_layer_name, neutral_layer
+from rmsnorm_core.io._offsets import with_scale_offset
 from rmsnorm_core.io._safetensors import open_regular
 from rmsnorm_core.oracle._tolerance import (
     ROUNDING_AGREEMENT,
@@ -48,7 +48,6 @@ from rmsnorm_core.spec._errors import (
     RMSNormUsageError,
     RMSNormWarning,
 )
-from rmsnorm_core.spec._offsets import with_scale_offset
 from rmsnorm_core.spec._plan import (
     DtypePlan,
     canonical_axes,
@@ -58,14 +57,34 @@ from rmsnorm_core.spec._plan import (
     check_residual,
     dtype_plan,
     param_shape,
-    partial_count,
     sample_shape,
 )
 from rmsnorm_core.spec._presets import FLOAT32_EPS, FLOAT64_EPS
-from rmsnorm_core.spec._rules import Recipe
+from rmsnorm_core.spec._rules import Recipe, partial_count
 from rmsnorm_core.spec._spec import SCHEMA_VERSION, RMSNormSpec, preset, presets
 
-from . import backends, reference, rules, testing
+from . import reference, rules
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and the reference docs
+    from rmsnorm_core.infer._infer import Implementation, infer_spec
+    from rmsnorm_core.infer._report import (
+        PROBE_LIMIT,
+        ReplaceReport,
+        check_probe_size,
+        replace_each,
+    )
+
+_INFER = "rmsnorm_core.infer._infer"
+_REPORT = "rmsnorm_core.infer._report"
+_WHERE = {
+    "Implementation": _INFER,
+    "infer_spec": _INFER,
+    "PROBE_LIMIT": _REPORT,
+    "ReplaceReport": _REPORT,
+    "check_probe_size": _REPORT,
+    "replace_each": _REPORT,
+}
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, ("backends", "testing"))
 
 __version__ = "0.1.0"
 """The version of rmsnorm-bridge."""

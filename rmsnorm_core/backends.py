@@ -21,9 +21,11 @@ importing its framework: it is imported when a command uses it.
 and tests), bounded in time.
 """
 
+from rmsnorm_core._lazy import lazy, lazy_exports
 from rmsnorm_core.bench._bench import Benchmark, Sweep
 from rmsnorm_core.bench._bench_gpu import GpuCase, Timed, Unavailable
 from rmsnorm_core.bench._bench_gpu import groups as gpu_groups
+from rmsnorm_core.parity._launch import Launch, free_port, launch
 from rmsnorm_core.registry._backends import (
     ENTRY_POINT_GROUP,
     Artifact,
@@ -39,8 +41,6 @@ from rmsnorm_core.registry._backends import (
     unavailable,
     unregister_backend,
 )
-from rmsnorm_core.registry._lazy import lazy, lazy_exports
-from rmsnorm_core.verify._launch import Launch, free_port, launch
 
 __all__ = [
     "ENTRY_POINT_GROUP",

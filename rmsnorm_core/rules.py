@@ -26,7 +26,7 @@ from rmsnorm_core.spec._rules import (
     float_dtypes,
     is_trailing,
     partial_count,
-    promote,
+    promote_pair,
     resolve_dtypes,
 )
 from rmsnorm_core.spec._validation import choices  # noqa: E402 (not TorchScript: spec-only)
@@ -46,6 +46,6 @@ __all__ = [
     "is_trailing",
     "block_count",
     "partial_count",
-    "promote",
+    "promote_pair",
     "resolve_dtypes",
 ]

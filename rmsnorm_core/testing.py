@@ -6,7 +6,7 @@
 forward and gradients, plus the bit-for-bit share in half precision.
 """
 
-from rmsnorm_core.verify._case_table import (
+from rmsnorm_core.parity._case_table import (
     CASES,
     CHECKPOINT,
     DTYPES,
@@ -16,7 +16,7 @@ from rmsnorm_core.verify._case_table import (
     cases,
     distinct_presets,
 )
-from rmsnorm_core.verify._problem_files import (
+from rmsnorm_core.parity._problem_files import (
     launch_problems,
     load_outcomes,
     load_problems,
@@ -24,7 +24,7 @@ from rmsnorm_core.verify._problem_files import (
     save_problems,
     serve_problems,
 )
-from rmsnorm_core.verify._problems import (
+from rmsnorm_core.parity._problems import (
     Check,
     Outcome,
     Problem,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rmsnorm_core.backends import lazy_exports
+from rmsnorm_core._lazy import lazy_exports  # the light module: backends would load the registry
 
 if TYPE_CHECKING:  # what the names are, for type checkers and the reference docs
     from rmsnorm_flax.functional._fields import flax_norm_spec
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and the reference doc
         load_into_nnx,
         params_from_layers,
     )
-    from rmsnorm_flax.interop._infer import infer_spec
+    from rmsnorm_flax.swap._infer import infer_spec
 
 _WHERE = {
     "flax_norm_spec": "rmsnorm_flax.functional._fields",
@@ -36,7 +36,7 @@ _WHERE = {
     "load_into_linen": "rmsnorm_flax.interop._bridge",
     "load_into_nnx": "rmsnorm_flax.interop._bridge",
     "params_from_layers": "rmsnorm_flax.interop._bridge",
-    "infer_spec": "rmsnorm_flax.interop._infer",
+    "infer_spec": "rmsnorm_flax.swap._infer",
 }
 _SUBMODULES = ("linen", "nnx")
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE, _SUBMODULES)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from rmsnorm_core import RMSNormSpec
 from rmsnorm_flax.functional._fields import Layer, resolve, scale_init_for
 from rmsnorm_flax.functional._functional import rms_norm, rms_norm_residual
+from rmsnorm_flax.swap._swap import intercept_norms as _intercept
 
 _ONES = nn.initializers.ones
 _ZEROS = nn.initializers.zeros
@@ -128,9 +129,7 @@ def intercept_norms() -> Any:
     kernel in its cached trace after the context ends, and one traced before
     it keeps flax's.
     """
-    from rmsnorm_flax.interop._swap import intercept_norms as intercept
-
-    return intercept()
+    return _intercept()
 
 
 __all__ = ["RMSNorm", "ResidualRMSNorm", "RMSNormSpec", "intercept_norms"]

@@ -19,6 +19,7 @@ from flax.nnx.nn import dtypes as nnx_dtypes
 from rmsnorm_core import ReplaceReport, RMSNormSpec
 from rmsnorm_flax.functional._fields import Layer, resolve, scale_init_for
 from rmsnorm_flax.functional._functional import rms_norm, rms_norm_residual
+from rmsnorm_flax.swap._swap import replace_norms as _replace
 
 _ONES = nnx.initializers.ones
 _ZEROS = nnx.initializers.zeros
@@ -161,9 +162,7 @@ def replace_norms(model: nnx.Module) -> ReplaceReport:
         An ``rmsnorm_core.ReplaceReport``: ``{path: spec}`` of what was replaced
         and ``.skipped``, ``{path: reason}`` of what was not.
     """
-    from rmsnorm_flax.interop._swap import replace_norms as replace
-
-    return replace(model, RMSNorm)
+    return _replace(model, RMSNorm)
 
 
 __all__ = ["RMSNorm", "ResidualRMSNorm", "RMSNormSpec", "replace_norms"]

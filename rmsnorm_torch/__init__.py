@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rmsnorm_core.backends import lazy_exports
+from rmsnorm_core._lazy import lazy_exports  # the light module: backends would load the registry
 
 if TYPE_CHECKING:  # what the names are, for type checkers and the reference docs
     from rmsnorm_torch.export._compile import COMPILE_OPTIONS

@@ -25,10 +25,10 @@ import numpy as np
 from rmsnorm_core.infer import _infer_probes as probes
 from rmsnorm_core.infer._infer_order import scale_order
 from rmsnorm_core.infer._report import check_block
+from rmsnorm_core.parity._problems import Problem, check_forward
 from rmsnorm_core.spec._dtypes import dtype_name, numpy_dtype
 from rmsnorm_core.spec._errors import RMSNormError
 from rmsnorm_core.spec._spec import RMSNormSpec
-from rmsnorm_core.verify._problems import Problem, check_forward
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,8 +16,8 @@ from rmsnorm_core.spec._plan import (
     check_residual,
     dtype_plan,
     param_shape,
-    partial_count,
 )
+from rmsnorm_core.spec._rules import partial_count
 from rmsnorm_core.spec._spec import RMSNormSpec
 
 
@@ -40,7 +40,7 @@ class _Blocks:
         self.batch_shape = tuple(shape[a] for a in kept)
         self.pshape = param_shape(spec, shape)
         self.n = int(np.prod(self.pshape, dtype=np.int64))
-        self.k = partial_count(spec, self.n)
+        self.k = partial_count(spec.partial, self.n)
 
     def split(self, array: np.ndarray) -> np.ndarray:
         moved = np.transpose(array, self.perm)

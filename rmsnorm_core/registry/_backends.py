@@ -16,9 +16,9 @@ from typing import Any
 from rmsnorm_core.bench._bench import Benchmark, Sweep
 from rmsnorm_core.bench._bench_gpu import GpuCase
 from rmsnorm_core.io._neutral import NeutralLayer
+from rmsnorm_core.parity._case_table import Case
+from rmsnorm_core.parity._problems import Outcome, Problem
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
-from rmsnorm_core.verify._case_table import Case
-from rmsnorm_core.verify._problems import Outcome, Problem
 
 #: The entry-point group backends register under.
 ENTRY_POINT_GROUP = "rmsnorm_bridge.backends"

@@ -62,8 +62,8 @@ def numpy_dtype(name: str) -> np.dtype:
 
 
 def promote(*names: str) -> str:
-    """Promote floating dtype names as JAX and PyTorch both do (see ``_rules.promote``)."""
+    """Promote floating dtype names as JAX and PyTorch both do (see ``rules.promote_pair``)."""
     result = names[0]
     for name in names[1:]:
-        result = _rules.promote(result, name)
+        result = _rules.promote_pair(result, name)
     return result

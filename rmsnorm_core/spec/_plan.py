@@ -63,17 +63,6 @@ def sample_shape(
     return tuple(shape)
 
 
-def partial_count(spec: RMSNormSpec, block_size: int) -> int:
-    """Return how many elements of a normalized block enter the statistic.
-
-    ``max(1, floor(partial * n))`` for a non-empty block, ``n`` when
-    ``partial`` is 1, and 0 for an empty block. Every backend uses this one
-    rule (``_rules.partial_count``), so they agree even where ``partial * n``
-    rounds awkwardly.
-    """
-    return _rules.partial_count(spec.partial, int(block_size))
-
-
 def dtype_plan(spec: RMSNormSpec, input_dtype: Any, param_dtype: Any | None = None) -> DtypePlan:
     """Return the :class:`DtypePlan` for an input dtype and parameter dtype.
 
@@ -177,6 +166,5 @@ __all__ = [
     "dtype_name",
     "dtype_plan",
     "param_shape",
-    "partial_count",
     "sample_shape",
 ]

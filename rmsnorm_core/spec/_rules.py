@@ -143,8 +143,9 @@ def _width(name: str) -> int:
     return 16
 
 
-def promote(a: str, b: str) -> str:
-    """Promote two floating dtype names as JAX and PyTorch both do.
+def promote_pair(a: str, b: str) -> str:
+    """Promote two floating dtype names as JAX and PyTorch both do (TorchScript's
+    fixed-arity form of ``rmsnorm_core.promote``).
 
     Equal names stay; the wider wins; float16 with bfloat16 gives float32.
     """
@@ -229,7 +230,7 @@ def resolve_dtypes(recipe: Recipe, input: str, params: str) -> DtypePlan:
         compute = "float32"
     output = input
     if recipe.promote_output and params != "":
-        output = promote(input, params)
+        output = promote_pair(input, params)
     if recipe.param_output and params != "":
         output = params
     intermediate: Optional[str] = None
@@ -237,7 +238,7 @@ def resolve_dtypes(recipe: Recipe, input: str, params: str) -> DtypePlan:
         intermediate = output if recipe.param_output else input
     residual = input
     if recipe.residual_float32:
-        residual = promote(input, "float32")
+        residual = promote_pair(input, "float32")
     scale = "float32"
     if compute == "float64":
         scale = "float64"

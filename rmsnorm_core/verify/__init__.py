@@ -1,3 +1,1 @@
-"""Tooling: ``rmsnorm verify``, the public case table and problems, problem files and the
-local multi-process launcher.
-"""
+"""Tooling: ``rmsnorm verify`` (the run over runners x cases, its records, table and baseline)."""

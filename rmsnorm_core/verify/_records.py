@@ -16,8 +16,8 @@ import numpy as np
 
 from rmsnorm_core.io._digest import array_digest
 from rmsnorm_core.oracle._tolerance import TOLERANCES, compare
+from rmsnorm_core.parity._problems import Problem
 from rmsnorm_core.spec._plan import dtype_plan
-from rmsnorm_core.verify._problems import Problem
 
 
 @dataclasses.dataclass

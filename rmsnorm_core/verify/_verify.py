@@ -21,11 +21,11 @@ import numpy as np
 
 from rmsnorm_core.io._digest import array_digest
 from rmsnorm_core.io._neutral import NeutralLayer
+from rmsnorm_core.parity._case_table import CHECKPOINT, DTYPES, QUICK_DTYPES, Case, cases
+from rmsnorm_core.parity._problems import Problem, check_outcome, make_problem
 from rmsnorm_core.registry._backends import Backend, NotApplicable, Runner
 from rmsnorm_core.spec._plan import sample_shape
 from rmsnorm_core.spec._spec import RMSNormSpec
-from rmsnorm_core.verify._case_table import CHECKPOINT, DTYPES, QUICK_DTYPES, Case, cases
-from rmsnorm_core.verify._problems import Problem, check_outcome, make_problem
 from rmsnorm_core.verify._records import (
     Record,
     bit_checks,

@@ -26,7 +26,7 @@ def _infer(obj: Any, shape: Any) -> Any:
     import jax.numpy as jnp
     from flax import nnx
 
-    from rmsnorm_flax.interop._infer import infer_spec
+    from rmsnorm_flax.swap._infer import infer_spec
 
     if isinstance(obj, nnx.Module):
         return infer_spec(obj, normalized_shape=shape)

@@ -93,6 +93,6 @@ def nnx_run(p: Problem) -> Outcome:
 
 def distributed_batch(problems: list[Problem]) -> list[Outcome]:
     """``jax-2procs``: every problem in one 2-process launch."""
-    from rmsnorm_flax.distributed._distributed import run_all
+    from rmsnorm_flax.plugins._distributed_runner import run_all
 
     return run_all(problems)

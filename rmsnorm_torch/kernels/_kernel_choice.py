@@ -39,7 +39,7 @@ from rmsnorm_core import RMSNormError
 from rmsnorm_torch.kernels._fused import FusedKind, fused_kind, limit
 from rmsnorm_torch.kernels._native import native_eligible
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan
-from rmsnorm_torch.kernels._torch_dtypes import dtype_name
+from rmsnorm_torch.kernels._torch_dtypes import torch_dtype_name
 
 KERNELS = ("auto", "graph", "blocked", "triton")
 """The names ``use_kernel`` accepts."""
@@ -173,11 +173,11 @@ def decide(
                 plan.dims,
                 x.dim(),
                 x.is_contiguous(),
-                dtype_name(x.dtype),
+                torch_dtype_name(x.dtype),
                 plan.eps_outside,
                 plan.k >= 0,
-                dtype_name(plan.compute),
-                dtype_name(plan.scale),
+                torch_dtype_name(plan.compute),
+                torch_dtype_name(plan.scale),
             )  # fmt: skip
         )
     if fits and (choice == "blocked" or (native_cpu and x.numel() >= cpu_op_min())):

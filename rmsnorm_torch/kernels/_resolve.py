@@ -19,7 +19,7 @@ from torch import Tensor
 from rmsnorm_core import RMSNormError
 from rmsnorm_core import rules as _rules
 from rmsnorm_core.rules import Recipe
-from rmsnorm_torch.kernels._torch_dtypes import dtype_name, torch_dtype
+from rmsnorm_torch.kernels._torch_dtypes import torch_dtype, torch_dtype_name
 
 
 class OnnxExport(Enum):
@@ -75,7 +75,7 @@ def _check_param(
         return ""
     if not used:
         _rules.check_unused(name, field)
-    _rules.check_float(name, dtype_name(p.dtype))
+    _rules.check_float(name, torch_dtype_name(p.dtype))
     if not torch.jit.is_tracing():  # a trace records ops, not these shape comparisons
         _rules.check_param_shape(name, list(p.shape), [x.shape[d] for d in dims])
     if p.device != x.device:
@@ -83,7 +83,7 @@ def _check_param(
             "{} is on device {} but x is on device {}; move the module or the input so that "
             "they share a device".format(name, p.device, x.device)
         )
-    return dtype_name(p.dtype)
+    return torch_dtype_name(p.dtype)
 
 
 @torch.jit.unused
@@ -141,14 +141,14 @@ def resolve(
     in_dtype: torch.dtype,
 ) -> Plan:
     """Check ``x`` and the parameters against ``recipe``; return the call's plan."""
-    _rules.check_float("x", dtype_name(x.dtype))
+    _rules.check_float("x", torch_dtype_name(x.dtype))
     dims = _rules.canonical_dims(recipe.axes, x.dim())
     w = _check_param("weight", "scale", weight, recipe.use_scale, x, dims)
     b = _check_param("bias", "bias", bias, recipe.use_bias, x, dims)
     params = w
     if b != "":
-        params = b if params == "" else _rules.promote(params, b)
-    names = _rules.resolve_dtypes(recipe, dtype_name(in_dtype), params)
+        params = b if params == "" else _rules.promote_pair(params, b)
+    names = _rules.resolve_dtypes(recipe, torch_dtype_name(in_dtype), params)
     mid = in_dtype  # before_scale's rounding point (TorchScript refines a local, not a field)
     intermediate = names.intermediate
     if intermediate is not None:

@@ -16,7 +16,7 @@ def torch_dtype(name: str) -> torch.dtype:
     return torch.float32
 
 
-def dtype_name(dtype: torch.dtype) -> str:
+def torch_dtype_name(dtype: torch.dtype) -> str:
     """Core's name for a torch dtype (``torch.bfloat16`` -> ``"bfloat16"``); other dtypes
     keep their own name (``"int32"``) so that core's checks can refuse them by name."""
     names = {

@@ -29,7 +29,7 @@ from rmsnorm_torch.kernels._graph import rms_norm_graph
 from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, Kernel, decide
 from rmsnorm_torch.kernels._native import native_rms_norm
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
-from rmsnorm_torch.kernels._torch_dtypes import dtype_name
+from rmsnorm_torch.kernels._torch_dtypes import torch_dtype_name
 
 
 def _subclass(t: Optional[Tensor]) -> bool:
@@ -176,8 +176,8 @@ def norm_residual(
     onnx_mode: OnnxExport = OnnxExport.OFF,
 ) -> Tuple[Tensor, Tensor]:
     """``s = x + residual`` stored in the plan's residual dtype, then ``y = norm(s)``."""
-    _rules.check_float("x", dtype_name(x.dtype))
-    _rules.check_float("residual", dtype_name(residual.dtype))
+    _rules.check_float("x", torch_dtype_name(x.dtype))
+    _rules.check_float("residual", torch_dtype_name(residual.dtype))
     if not torch.jit.is_tracing():
         _rules.check_residual_shape(list(residual.shape), list(x.shape))
     store = x.dtype

@@ -8,8 +8,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 
-from rmsnorm_core import FLOAT32_EPS, RMSNormError, RMSNormSpec, RMSNormTypeError
-from rmsnorm_core import dtype_name as core_dtype_name
+from rmsnorm_core import FLOAT32_EPS, RMSNormError, RMSNormSpec, RMSNormTypeError, dtype_name
 
 _ShapeLike = Union[int, Sequence[int], torch.Size]
 MUTABLE_FIELDS = (
@@ -38,14 +37,14 @@ def resolve_spec(
     """Build the spec from torch's arguments, or check them against ``spec``."""
     if eps is not None and (isinstance(eps, bool) or not isinstance(eps, numbers.Real)):
         raise RMSNormTypeError(f"eps={eps!r} is not accepted; eps must be a real number or None")
-    param_dtype = None if dtype is None else core_dtype_name(dtype)
+    param_dtype = None if dtype is None else dtype_name(dtype)
     if spec is None:
         return RMSNormSpec(
             axes=tuple(range(-len(shape), 0)),
             eps=FLOAT32_EPS if eps is None else eps,
             use_scale=elementwise_affine,
             use_bias=bias,
-            param_dtype=param_dtype or core_dtype_name(torch.get_default_dtype()),
+            param_dtype=param_dtype or dtype_name(torch.get_default_dtype()),
         )
     if not isinstance(spec, RMSNormSpec):
         raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")

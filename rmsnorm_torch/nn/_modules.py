@@ -28,8 +28,8 @@ from rmsnorm_core import (
     RMSNormSpec,
     RMSNormTypeError,
     check_normalized_shape,
+    dtype_name,
 )
-from rmsnorm_core import dtype_name as core_dtype_name
 from rmsnorm_core.rules import Recipe
 from rmsnorm_core.spec import _rules
 from rmsnorm_torch.kernels._resolve import OnnxExport
@@ -126,7 +126,7 @@ class RMSNorm(nn.Module):
     def spec(self) -> RMSNormSpec:
         """The spec this module computes (``param_dtype`` read from its parameters)."""
         spec = self._spec
-        present = [core_dtype_name(p.dtype) for p in (self.weight, self.bias) if p is not None]
+        present = [dtype_name(p.dtype) for p in (self.weight, self.bias) if p is not None]
         # a non-float parameter (assigned by hand) is refused by forward, with its name
         if present and present[0] != spec.param_dtype and present[0] in FLOAT_DTYPES:
             spec = spec.replace(param_dtype=present[0])

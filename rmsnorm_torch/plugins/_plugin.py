@@ -13,11 +13,11 @@ from functools import partial
 from typing import Any
 
 from rmsnorm_core.backends import Backend, CheckpointFormat, Exporter, Runner, lazy
-from rmsnorm_torch.export._requires import ONNX_REQUIRES
 from rmsnorm_torch.plugins._benchmarks import benchmarks, sweeps
 from rmsnorm_torch.plugins._benchmarks_gpu import gpu_benchmarks
+from rmsnorm_torch.plugins._onnx_requires import ONNX_REQUIRES
 
-_ARTIFACTS = "rmsnorm_torch.export._artifacts"
+_ARTIFACTS = "rmsnorm_torch.plugins._artifacts"
 _STATE_DICTS = "rmsnorm_torch.interop._statedict_files"
 _RUNNERS = "rmsnorm_torch.plugins._verify_runners"
 _UPSTREAM = "rmsnorm_torch.plugins._upstream"

@@ -132,6 +132,6 @@ def onnx_run(exporter: str, opset: int, p: Problem) -> Outcome:
 
 def distributed_batch(problems: List[Problem]) -> List[Outcome]:
     """``torch-dtensor-2procs``: every problem on two gloo processes (DTensor)."""
-    from rmsnorm_torch.distributed._distributed import run_all
+    from rmsnorm_torch.plugins._distributed_runner import run_all
 
     return run_all(problems)

@@ -14,7 +14,7 @@ from flax import nnx as fnnx
 from rmsnorm_core import ReplaceReport, RMSNormError, RMSNormSpec, check_probe_size, replace_each
 from rmsnorm_flax.functional._fields import flax_norm_spec, resolve
 from rmsnorm_flax.functional._functional import rms_norm
-from rmsnorm_flax.interop._infer import infer_spec
+from rmsnorm_flax.swap._infer import infer_spec
 
 
 def _edges(model: fnnx.Module) -> list[tuple[str, fnnx.Module, str, fnnx.Module]]:

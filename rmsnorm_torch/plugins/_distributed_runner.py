@@ -1,6 +1,6 @@
 """The ``torch-dtensor-2procs`` runner: core's problems on a 2-process gloo DTensor mesh.
 
-One launch (``rmsnorm_core.verify._launch``) runs every problem it is given: each
+One launch (``rmsnorm_core.parity._launch``) runs every problem it is given: each
 process joins a ``gloo`` group on 127.0.0.1, shards ``x`` (and the residual)
 across a 1-D mesh of both processes, runs ``RMSNorm`` / ``ResidualRMSNorm`` and
 its backward, and rank 0 writes the gathered outputs and gradients. The layout
@@ -79,7 +79,7 @@ def run_problem(mesh: Any, p: Problem) -> Outcome:
 
 def run_all(problems: List[Problem]) -> List[Outcome]:
     """Every problem in one 2-process launch (the runner's batch entry point)."""
-    return launch_problems("rmsnorm_torch.distributed._distributed", problems, world=WORLD)
+    return launch_problems(__name__, problems, world=WORLD)
 
 
 def main() -> None:

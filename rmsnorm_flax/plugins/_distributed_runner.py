@@ -125,7 +125,7 @@ def run_problem(mesh: Any, p: Problem) -> Outcome:
 
 def run_all(problems: list[Problem]) -> list[Outcome]:
     """Every problem in one 2-process launch (the runner's batch entry point)."""
-    return launch_problems("rmsnorm_flax.distributed._distributed", problems, world=WORLD, env=ENV)
+    return launch_problems(__name__, problems, world=WORLD, env=ENV)
 
 
 def main() -> None:

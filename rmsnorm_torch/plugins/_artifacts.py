@@ -28,8 +28,8 @@ from rmsnorm_core import (
 )
 from rmsnorm_core.backends import Artifact, missing_modules
 from rmsnorm_torch.export._onnx import DYNAMO_OPSETS, EXPORTERS, TORCHSCRIPT_OPSETS, export_onnx
-from rmsnorm_torch.export._requires import ONNX_REQUIRES
 from rmsnorm_torch.interop._bridge import modules_from_layers, to_numpy, to_tensor
+from rmsnorm_torch.plugins._onnx_requires import ONNX_REQUIRES
 
 
 def per_layer_path(base: Path, name: str, count: int) -> Path:

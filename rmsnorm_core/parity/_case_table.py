@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from rmsnorm_core.parity._problems import Problem, make_problem
 from rmsnorm_core.spec._errors import RMSNormError
 from rmsnorm_core.spec._spec import RMSNormSpec
-from rmsnorm_core.verify._problems import Problem, make_problem
 
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 """The dtypes every case runs in."""

@@ -1,1 +1,0 @@
-"""Scale-out: shard_map / multi-process checks."""

@@ -14,7 +14,7 @@ from torch import Tensor
 from rmsnorm_core import RMSNormError
 from rmsnorm_torch.kernels._plain import plain
 from rmsnorm_torch.kernels._resolve import Plan
-from rmsnorm_torch.kernels._torch_dtypes import dtype_name
+from rmsnorm_torch.kernels._torch_dtypes import torch_dtype_name
 
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -36,9 +36,9 @@ def triton_unfit(x: Tensor, plan: Plan, weight: Any, bias: Any, residual: Any = 
     if not plan.trailing:
         return f"the normalized dims {plan.dims} of a rank-{x.dim()} x are not the trailing ones"
     if x.dtype not in _TRITON_DTYPES:
-        return f"x is {dtype_name(x.dtype)}; the kernel takes float16, bfloat16 or float32"
+        return f"x is {torch_dtype_name(x.dtype)}; the kernel takes float16, bfloat16 or float32"
     if plan.compute != torch.float32:
-        return f"the spec computes in {dtype_name(plan.compute)}; the kernel computes in float32"
+        return f"the spec computes in {torch_dtype_name(plan.compute)}; the kernel computes in float32"
     if not x.is_contiguous() or x.numel() == 0:
         return "x is not contiguous" if x.numel() else "x is empty"
     if not all(plain(t) for t in (x, weight, bias, residual)):
@@ -46,7 +46,7 @@ def triton_unfit(x: Tensor, plan: Plan, weight: Any, bias: Any, residual: Any = 
     if residual is not None and (
         residual.dtype not in _TRITON_DTYPES or not residual.is_contiguous()
     ):
-        kind = dtype_name(residual.dtype)
+        kind = torch_dtype_name(residual.dtype)
         return f"the residual is {kind}, contiguous={residual.is_contiguous()}"
     return ""
 

@@ -165,8 +165,15 @@ def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def format_rows(rows: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table: group, contender, ms, GB/s, fraction of peak, ratio."""
+SMOKE_NOTE = (
+    "smoke run: a tiny shape (on CPU, Triton's interpreter): these rows prove the harness end\n"
+    "to end and measure no speed; their times and ratios are not figures of any device."
+)
+
+
+def format_rows(rows: Sequence[dict[str, Any]], smoke: bool = False) -> str:
+    """A plain-text table: group, contender, ms, GB/s, fraction of peak, ratio; a smoke
+    run ends with :data:`SMOKE_NOTE`."""
     head = f"{'group':34s} {'contender':30s} {'ms':>9s} {'GB/s':>8s} {'peak':>6s} {'ratio':>7s}"
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -177,7 +184,7 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
         ratio = f"{r['ratio_vs_peer']:.3f}" if r["ratio_vs_peer"] is not None else "-"
         lines.append(f"{r['group']:34s} {r['contender']:30s} {r['ms']:9.4f} "
                      f"{r['gbps']:8.1f} {frac:>6s} {ratio:>7s}")  # fmt: skip
-    return "\n".join(lines)
+    return "\n".join(lines) + ("\n\n" + SMOKE_NOTE if smoke else "")
 
 
 def default_path(rows: Sequence[dict[str, Any]], folder: str | Path) -> Path:

@@ -82,11 +82,15 @@ def plot_ratios(results: Sequence[Result], path: Path) -> Path:
         ax.barh(i, r.ratio, color=_COLORS.get(dtype, "#8c8c8c"), label=label or "_")
         if r.target is not None:
             ax.plot([r.target, r.target], [i - 0.4, i + 0.4], color="black", linewidth=1.5)
+        if r.status in ("over target", "unsettled"):  # the table's verdict, on the bar
+            ax.annotate(r.status, (r.ratio, i), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=6, color="red")  # fmt: skip
     ax.set_xscale("log")
     ax.axvline(1.0, color="gray", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(rows)), [f"{r.name}  vs {r.baseline}" for r in rows], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("time ratio, ours / peer, log scale (lower is faster; black tick: target)")
+    ax.set_xlabel("time ratio, ours / peer, log scale (lower is faster; black tick: target;"
+                  " red: over target or unsettled, as in the table)")
     ax.set_title("rmsnorm bench: each case against its peer, timed in the same run")
     if seen - {None}:  # a case without a dtype in its name has no colour of its own
         ax.legend(title="dtype", fontsize=8, title_fontsize=8, loc="best")
@@ -105,11 +109,12 @@ def plot_sweeps(sweeps: Sequence[dict], path: Path) -> Path:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("columns per row (rows x columns fixed)")
         ax.set_ylabel("median time (ms)")
+        ax.set_ylim(bottom=0)  # from zero: a gap between the lines reads as its true size
         ax.set_title(f"{sweep['name']} [{sweep['dtype']}]", fontsize=9)
         ax.legend(fontsize=8)
     fig.suptitle(
         f"time against row length, {SWEEP_ELEMENTS:,} elements per call (rows = "
-        f"{SWEEP_ELEMENTS:,} / columns)",
+        f"{SWEEP_ELEMENTS:,} / columns); the sweep's own timing, not the table's cases",
         fontsize=10,
     )
     return _save(fig, path)

@@ -147,7 +147,7 @@ def run_gpu(args: argparse.Namespace) -> int:
         rows.extend(g.run_cases([case], warmup=warmup, repeat=repeat, inner=inner,
                                 peak=args.peak_gbps))  # fmt: skip
     g.add_ratios(rows)  # across the whole group, once every case has run
-    print(g.format_rows(rows))
+    print(g.format_rows(rows, smoke=args.smoke))
     print(f"\nwrote {g.write(rows, g.default_path(rows, args.out), args.smoke)}")
     return 0
 

@@ -92,6 +92,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
 
 _MATH = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)
+_TEXT_ARG = re.compile(r"\\(?:texttt|text)\{[^{}]*\}")
 
 
 def _mathml(match: re.Match) -> str:
@@ -100,6 +101,9 @@ def _mathml(match: re.Match) -> str:
     tag, tex = match.group(1), html.unescape(match.group(2)).strip()
     if tex[:2] in ("\\(", "\\[") and tex[-2:] in ("\\)", "\\]"):
         tex = tex[2:-2]
+    # latex2mathml copies text-mode arguments verbatim: LaTeX's escaped underscore
+    # (\texttt{scale\_offset}) would show its backslash
+    tex = _TEXT_ARG.sub(lambda m: m.group(0).replace("\\_", "_"), tex)
     return convert(tex, display="block" if tag == "div" else "inline")
 
 

@@ -226,6 +226,8 @@ def test_the_site_needs_no_network_and_shows_no_raw_markup(site):
         text = _text(html)
         raw = re.findall(r".{0,30}(?:\\\(|\\\[|\$\$|``).{0,30}", text)
         assert not raw, f"{page.relative_to(site)}: raw LaTeX or reST: {raw[:3]}"
+        escaped = [t for t in re.findall(r"<mtext[^>]*>([^<]*)</mtext>", html) if "\\" in t]
+        assert not escaped, f"{page.relative_to(site)}: a backslash shown in math text: {escaped}"
     spec = (site / "reference" / "spec" / "index.html").read_text()
     assert spec.count("<math") >= 5  # the formula, rendered at build time as MathML
 

@@ -38,7 +38,8 @@ def triton_unfit(x: Tensor, plan: Plan, weight: Any, bias: Any, residual: Any = 
     if x.dtype not in _TRITON_DTYPES:
         return f"x is {torch_dtype_name(x.dtype)}; the kernel takes float16, bfloat16 or float32"
     if plan.compute != torch.float32:
-        return f"the spec computes in {torch_dtype_name(plan.compute)}; the kernel computes in float32"
+        compute = torch_dtype_name(plan.compute)
+        return f"the spec computes in {compute}; the kernel computes in float32"
     if not x.is_contiguous() or x.numel() == 0:
         return "x is not contiguous" if x.numel() else "x is empty"
     if not all(plain(t) for t in (x, weight, bias, residual)):

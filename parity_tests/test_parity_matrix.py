@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from rmsnorm_core.backends import backends
-from rmsnorm_core.testing import CASES, DTYPES, check_outcome, distinct_presets
+from rmsnorm_core.testing import CASES, DTYPES, check_outcome, distinct_presets, with_batches
 
 PRESETS = distinct_presets()  # presets that are one spec run once
 # multi-process runners start processes per call: test_distributed.py runs them
@@ -49,8 +49,10 @@ MATRIX = [
 def test_runner_matches_reference(runner, case, preset, dtype):
     problem = case.problem(PRESETS[preset], dtype)
     assert runner.takes(case, problem)
-    outcome = runner.run(problem)
+    outcome = with_batches(runner.run, problem, runner.run(problem))
     for check, result in check_outcome(problem, outcome):
+        if check == "batch" and runner.batch_variance:
+            continue  # the runtime's own property (test_batch_invariance.py shows it)
         assert result.passed, f"{runner.name} {check}: {result.reason}"
     if runner.name in ("torch-eager", "torch-script", "flax-linen", "flax-nnx"):
         assert outcome.grads is not None or problem.x.size == 0, "a training path returns gradients"

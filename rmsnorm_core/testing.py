@@ -6,6 +6,7 @@
 forward and gradients, plus the bit-for-bit share in half precision.
 """
 
+from rmsnorm_core.parity._batches import prefix, with_batches
 from rmsnorm_core.parity._case_table import (
     CASES,
     CHECKPOINT,
@@ -28,6 +29,7 @@ from rmsnorm_core.parity._problems import (
     Check,
     Outcome,
     Problem,
+    check_batches,
     check_forward,
     check_gradients,
     check_outcome,
@@ -47,6 +49,7 @@ __all__ = [
     "Outcome",
     "Problem",
     "cases",
+    "check_batches",
     "check_forward",
     "check_gradients",
     "check_outcome",
@@ -56,8 +59,10 @@ __all__ = [
     "load_outcomes",
     "load_problems",
     "make_problem",
+    "prefix",
     "save_outcomes",
     "save_problems",
     "serve_problems",
     "upstream_takes",
+    "with_batches",
 ]

@@ -40,6 +40,8 @@ class Case:
         residual: a residual-variant problem (``x`` and ``residual``).
         seed: the random seed of the problem's arrays.
         tags: a subset of :data:`TAGS`.
+        batches: leading-dim sizes also run as calls of their own, compared bit for bit
+            with the same rows of the full call (the ``batch`` check); empty: none.
     """
 
     id: str
@@ -48,6 +50,7 @@ class Case:
     residual: bool = False
     seed: int = 0
     tags: frozenset[str] = frozenset()
+    batches: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.tags) - TAGS
@@ -65,6 +68,7 @@ class Case:
             self.shape,
             seed=self.seed,
             residual=self.residual,
+            batches=self.batches,
         )
 
 
@@ -91,9 +95,12 @@ CASES: tuple[Case, ...] = (
         seed=11,
         residual=True,
     ),
+    # 1, 7, 64 and 320 rows of 1024: 1,024 to 327,680 elements, across every size at
+    # which a shipped kernel changes (each backend's tests check that it is spanned)
+    _case("batch", {}, (320, 1024), "verify", "export", "compile", seed=12, batches=(1, 7, 64)),
 )
-"""The case table. The first six are ``rmsnorm verify``'s (seeds kept so that its
-problems are the same from run to run)."""
+"""The case table. The first six and ``batch`` are ``rmsnorm verify``'s (seeds kept so
+that its problems are the same from run to run)."""
 
 CHECKPOINT = Case("checkpoint", {}, (), tags=TAGS)
 """The case of a checkpoint's own layer (``rmsnorm verify --weights``): every runner

@@ -33,6 +33,8 @@ class Problem:
         bias: the bias likewise, or None without ``use_bias``.
         dy: the cotangent of the output, in the output's dtype.
         residual: the residual added to ``x`` (residual variant), else None.
+        batches: leading-dim sizes ``k`` at which ``x[:k]`` is also run, each as a call
+            of its own, for the batch-invariance check (``_batches.py``); empty: none.
     """
 
     spec: RMSNormSpec
@@ -41,6 +43,7 @@ class Problem:
     bias: np.ndarray | None
     dy: np.ndarray
     residual: np.ndarray | None = None
+    batches: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +56,15 @@ class Outcome:
         grads: ``(dx, dscale, dbias)`` for the cotangent ``problem.dy``, None
             where the runner has no gradients (e.g. an exported artifact);
             an element is None where the problem has no such parameter.
+        batch_ys: the outputs of ``x[:k]`` for each ``k`` of ``problem.batches``, each
+            computed by a call of its own (empty: the runner left them to
+            ``rmsnorm verify``, which then runs each prefix as a problem).
     """
 
     y: np.ndarray
     s: np.ndarray | None = None
     grads: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None] | None = None
+    batch_ys: tuple[np.ndarray, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +92,16 @@ class Check:
 
 
 def make_problem(
-    spec: RMSNormSpec, dtype: str, shape: tuple[int, ...], *, seed: int = 0, residual: bool = False
+    spec: RMSNormSpec,
+    dtype: str,
+    shape: tuple[int, ...],
+    *,
+    seed: int = 0,
+    residual: bool = False,
+    batches: tuple[int, ...] = (),
 ) -> Problem:
-    """Random inputs of ``dtype`` (|x| ~ 3), parameters around 1 in ``spec.param_dtype``."""
+    """Random inputs of ``dtype`` (|x| ~ 3), parameters around 1 in ``spec.param_dtype``;
+    ``batches``: see :class:`Problem`."""
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal(shape) * 3.0).astype(numpy_dtype(dtype))
     pshape = param_shape(spec, shape)
@@ -98,7 +112,7 @@ def make_problem(
     bias = rng.uniform(-0.5, 0.5, pshape).astype(pdt) if spec.use_bias else None
     dy = rng.standard_normal(shape).astype(numpy_dtype(dtype_plan(spec, dtype).output))
     res = rng.standard_normal(shape).astype(numpy_dtype(dtype)) if residual else None
-    return Problem(spec, x, scale, bias, dy, res)
+    return Problem(spec, x, scale, bias, dy, res, tuple(batches))
 
 
 def expected_forward(p: Problem) -> tuple[np.ndarray, np.ndarray | None]:
@@ -185,11 +199,45 @@ def check_gradients(
     return Check(True, worst_abs, worst_rel, "", key)
 
 
+def _same_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64)
+    return (a == b) | (np.isnan(a) & np.isnan(b))
+
+
+def check_batches(p: Problem, outcome: Outcome) -> Check:
+    """Batch invariance (``_batches.py``): each prefix's output against the full call's
+    first rows, bit for bit; ``bit_share`` is the share of identical elements over every
+    prefix."""
+    if len(outcome.batch_ys) != len(p.batches):
+        got = len(outcome.batch_ys)
+        return Check(False, float("inf"), float("inf"),
+                     f"{got} batch outputs for batch sizes {list(p.batches)}")  # fmt: skip
+    same = total = 0
+    worst = ""
+    for k, y in zip(p.batches, outcome.batch_ys, strict=True):
+        full = np.asarray(outcome.y)[:k]
+        if np.asarray(y).shape != full.shape or np.asarray(y).dtype != full.dtype:
+            return Check(False, float("inf"), float("inf"),
+                         f"batch {k}: {np.asarray(y).dtype}{list(np.shape(y))}, full call's "
+                         f"rows {full.dtype}{list(full.shape)}")  # fmt: skip
+        equal = _same_bits(y, full)
+        same, total = same + int(equal.sum()), total + equal.size
+        if not worst and not equal.all():
+            rows = int((~equal).reshape(k, -1).any(axis=1).sum())
+            worst = f"batch {k}: {rows} of {k} rows differ from the same rows in a batch of "
+            worst += f"{len(outcome.y)}"
+    share = same / total if total else 1.0
+    return Check(not worst, 0.0, 0.0, worst, None, share)
+
+
 def check_outcome(p: Problem, outcome: Outcome) -> list[tuple[str, Check]]:
-    """``[("forward", check), ("gradients", check)]``; gradients only where present."""
+    """``[("forward", check), ("gradients", check), ("batch", check)]``; gradients only
+    where present, batch only for a problem with ``batches``."""
     checks = [("forward", check_forward(p, outcome.y, outcome.s))]
     if outcome.grads is not None:
         checks.append(("gradients", check_gradients(p, *outcome.grads)))
+    if p.batches:
+        checks.append(("batch", check_batches(p, outcome)))
     return checks
 
 

@@ -54,6 +54,10 @@ class Runner:
         requires: modules the runner imports beyond its backend's framework
             (``onnxruntime``); where one is missing the runner is skipped, saying
             which, never failed.
+        batch_variance: why this runtime's output may depend on the batch a row is in
+            (a compiler that builds a kernel per shape); then a ``batch`` check that
+            finds a difference is reported as ``varies`` with its share, not failed.
+            Empty (the default): a difference fails.
     """
 
     name: str
@@ -66,6 +70,7 @@ class Runner:
     distributed: bool = False
     upstream: str | None = None
     requires: tuple[str, ...] = ()
+    batch_variance: str = ""
 
     def __post_init__(self) -> None:
         allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-")

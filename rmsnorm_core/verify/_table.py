@@ -14,16 +14,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-_KINDS = {"forward": "fwd", "gradients": "grad", "bits": "bits"}
+_KINDS = {"forward": "fwd", "gradients": "grad", "bits": "bits", "batch": "batch"}
 _HALF = ("bfloat16", "float16")
 _HEAD = ("runner", "dtype", "checks", "result", "worst rel", "rtol", "bit-exact")
 
 LEGEND = """\
 checks: per problem a runner takes: fwd = forward against the float64 reference, grad =
   gradients (runners with autograd only), "vs X" = this backend's output against backend
-  X's, bits = an upstream's output against ours. Counts differ by runner: export and ONNX
-  Runtime runners have no gradients and take fewer cases (a case they cannot express
-  is not applicable, never passed).
+  X's, bits = an upstream's output against ours, batch = the same rows computed in batches
+  of 1, 7, 64 and 320 rows, bit for bit (a runtime that compiles a kernel per shape,
+  XLA and Inductor, may differ at batch 1: its rows count "varies", not failed). Counts
+  differ by runner: export and ONNX Runtime runners have no gradients and take fewer
+  cases (a case they cannot express is not applicable, never passed).
 worst rel: the largest |y - ref| / |ref| of the row's forward and "vs" checks; each element
   must hold |y - ref| <= atol + rtol * |ref| with the rtol shown (atol 1e-5), the tolerance
   table's entry for the least precise dtype on the spec's path.
@@ -61,7 +63,7 @@ def _bit_exact(rows: Sequence[Any], dtype: str) -> str:
     shares = [
         r.bit_share
         for r in rows
-        if r.bit_share is not None and (r.check == "bits" or dtype in _HALF)
+        if r.bit_share is not None and r.check != "batch" and (r.check == "bits" or dtype in _HALF)
     ]
     return f"{min(shares):.2%}" if shares else "-"
 
@@ -81,7 +83,9 @@ def summary(records: Sequence[Any]) -> str:
             lines.append((runner, "-", "-", "skipped", rows[0].reason, "", ""))
             continue
         failed = sum(r.status == "fail" for r in rows)
+        varies = sum(r.status == "varies" for r in rows)
         result = "PASS" if not failed else f"FAIL {failed}"
+        result += f" ({varies} varies)" if varies else ""
         rel, rtol = _worst(rows)
         lines.append((runner, dtype, _checks(rows), result, rel, rtol, _bit_exact(rows, dtype)))
     widths = [max(len(str(x[i])) for x in [_HEAD, *lines]) for i in range(len(_HEAD))]

@@ -21,6 +21,7 @@ import numpy as np
 
 from rmsnorm_core.io._digest import array_digest
 from rmsnorm_core.io._neutral import NeutralLayer
+from rmsnorm_core.parity._batches import prefix, with_batches
 from rmsnorm_core.parity._case_table import CHECKPOINT, DTYPES, QUICK_DTYPES, Case, cases
 from rmsnorm_core.parity._problems import Problem, check_outcome, make_problem
 from rmsnorm_core.registry._backends import Backend, NotApplicable, Runner
@@ -108,9 +109,13 @@ def run_matrix(
                     records.append(failure(base, runner.name, outcome))
                     continue
                 for check, result in check_outcome(p, outcome):
-                    arrays = (outcome.y, outcome.s) if check == "forward" else outcome.grads
+                    arrays = {"forward": (outcome.y, outcome.s), "gradients": outcome.grads,
+                              "batch": outcome.batch_ys}[check]  # fmt: skip
                     out = array_digest(*arrays)
-                    records.append(record(base, runner.name, check, result, seconds, None, out))
+                    row = record(base, runner.name, check, result, seconds, None, out)
+                    if check == "batch" and row.status == "fail" and runner.batch_variance:
+                        row.status, row.reason = "varies", f"{row.reason} ({runner.batch_variance})"
+                    records.append(row)
                 if runner.upstream is not None:
                     upstream.append((backend, runner.name, outcome.y))
                 else:
@@ -159,7 +164,7 @@ def _run_all(
             label, case, p = items[i]
             start = time.perf_counter()
             try:
-                entry: Any = runner.run(p)
+                entry: Any = with_batches(runner.run, p, runner.run(p))
             except NotApplicable:
                 entry = None
             except Exception as err:  # recorded as a failure
@@ -195,10 +200,25 @@ def _run_batches(
             progress(0, len(items), f"{runner.name}: {len(taken)} problems in one launch")
             start = time.perf_counter()
             try:
-                outcomes = runner.batch([items[i][2] for i in taken])
+                outcomes = _in_one_launch(runner.batch, [items[i][2] for i in taken])
             except Exception as err:  # every item it took is reported failed
                 out[runner.name] = dict.fromkeys(taken, err)
                 continue
             seconds = (time.perf_counter() - start) / max(len(taken), 1)
             out[runner.name] = {i: (o, seconds) for i, o in zip(taken, outcomes, strict=True)}
     return out
+
+
+def _in_one_launch(batch: Callable[[list[Problem]], list[Any]], problems: list[Problem]) -> list:
+    """A batch runner's outcomes, each with its batch-size prefixes (``Problem.batches``)
+    run in the same launch as the problems themselves."""
+    prefixes = [[prefix(p, k) for k in p.batches] for p in problems]
+    results = iter(batch([q for p, more in zip(problems, prefixes, strict=True)
+                          for q in (p, *more)]))  # fmt: skip
+    out = []
+    for more in prefixes:
+        outcome = next(results)
+        ys = tuple(next(results).y for _ in more)
+        out.append(dataclasses.replace(outcome, batch_ys=ys) if more else outcome)
+    return out
+

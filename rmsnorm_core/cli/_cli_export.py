@@ -16,7 +16,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import command_parser, refuse_collisions
+from rmsnorm_core.cli._cli_args import command_parser
+from rmsnorm_core.cli._cli_paths import CommandPaths
 from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
@@ -38,6 +39,7 @@ def add_parser(sub: Any, *, with_backends: bool) -> None:
         "export",
         "export a neutral checkpoint to deployment artifacts (TorchScript, ONNX, ...)",
         __doc__,
+        paths=paths,
     )
     p.add_argument("checkpoint", help="neutral checkpoint (.safetensors)")
     p.add_argument(
@@ -48,6 +50,12 @@ def add_parser(sub: Any, *, with_backends: bool) -> None:
             p.add_argument(f"--{exporter.name}", metavar="OUT", help=exporter.help)
             exporter.add_arguments(p)
     p.set_defaults(func=run)
+
+
+def paths(args: argparse.Namespace) -> CommandPaths:
+    """The checkpoint ``export`` reads and the artifact paths it writes."""
+    outputs = {f"--{name}": getattr(args, name, None) for name in _exporters()}
+    return CommandPaths(inputs={"CHECKPOINT": args.checkpoint}, outputs=outputs)
 
 
 def _output(path: str, flag: str) -> Path:
@@ -69,10 +77,6 @@ def run(args: argparse.Namespace) -> int:
         hint = _backends.not_installed_hint()
         raise RMSNormUsageError(f"nothing to export: pass {flags}{hint}")
     outputs = {name: _output(path, name) for name, path in wanted.items()}
-    refuse_collisions(
-        {"the input checkpoint": Path(args.checkpoint)},
-        {f"--{name}": out for name, out in outputs.items()},
-    )
     if args.rank is not None and not 1 <= args.rank <= MAX_RANK:
         raise RMSNormUsageError(
             f"--rank {args.rank} is not accepted; expected an int from 1 to {MAX_RANK}"

@@ -68,8 +68,10 @@ def _save(fig: Any, path: Path) -> Path:
     def save(tmp: Path) -> None:  # the temporary file's suffix says nothing: format given
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": _TAG})
 
-    write_atomic(path, save)
-    _pyplot().close(fig)
+    try:
+        write_atomic(path, save)
+    finally:  # a failed save closes the figure too
+        _pyplot().close(fig)
     return path
 
 

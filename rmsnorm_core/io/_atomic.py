@@ -99,6 +99,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[Path], No
         else:
             os.close(fd)
             data(Path(tmp))
+            _fsync(tmp)  # on disk before the rename, as the bytes are
         os.chmod(tmp, mode)
         os.replace(tmp, real)
     except OSError as err:
@@ -128,6 +129,14 @@ def _write_in_place(target: Path, data: bytes | Callable[[Path], None]) -> None:
     finally:
         if tmp is not None:
             _remove(tmp)
+
+
+def _fsync(tmp: str) -> None:
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(tmp: str) -> None:

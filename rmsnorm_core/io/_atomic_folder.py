@@ -72,6 +72,9 @@ def replacing_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
             raise
     except OSError as err:  # from the caller's block
         raise RMSNormError(f"cannot write {str(path)!r}: {_reason(err)}") from None
+    except RMSNormError as err:  # a file writer's error names the target, not the staging
+        message = str(err).replace(str(new), str(Path(path)))
+        raise type(err)(message) from None
     finally:
         if not keep_staging:
             shutil.rmtree(staging, ignore_errors=True)

@@ -153,3 +153,18 @@ def test_every_command_declares_the_files_it_reads_and_writes():
         needed = {a.dest for a in sub._actions if a.required and a.dest != "help"}
         args = sub.parse_args([f"x{i}" for i, _ in enumerate(needed)])
         assert isinstance(declared(args), CommandPaths), name
+
+
+def test_export_refuses_a_per_layer_artifact_over_its_input(tmp_path, capsys):
+    """A two-layer checkpoint gets ``OUT.<layer>.pt`` per layer: known only once the
+    checkpoint is read, and checked then, before anything is exported."""
+    pytest.importorskip("torch")
+    spec = RMSNormSpec.preset("llama")
+    scale = np.linspace(0.5, 1.5, 8, dtype=np.float32)
+    layers = {n: neutral_layer(n, spec, scale, None) for n in ("a", "b")}
+    save(tmp_path / "m.a.pt", layers)
+    before = _snapshot(tmp_path)
+    assert main(["export", str(tmp_path / "m.a.pt"), "--torchscript", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "--torchscript (layer 'a')" in err and "is the same file as CHECKPOINT" in err
+    assert _snapshot(tmp_path) == before

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rmsnorm_core.cli._cli_args import command_parser
-from rmsnorm_core.cli._cli_paths import CommandPaths
+from rmsnorm_core.cli._cli_paths import CommandPaths, refuse_collisions
 from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
@@ -86,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
     layers = load(args.checkpoint)
     if not layers:
         raise RMSNormError(f"checkpoint {args.checkpoint!r} holds no layers")
+    planned = {  # one file per layer: named after the layers, so known only now
+        f"--{name} (layer {layer_name!r})": _backends.artifact_path(out, layer_name, len(layers))
+        for name, out in outputs.items()
+        for layer_name in layers
+    }
+    refuse_collisions({"CHECKPOINT": args.checkpoint}, planned)
     if args.rank is not None:
         for layer_name, layer in layers.items():
             try:

@@ -151,6 +151,13 @@ class Artifact:
     passed: bool
 
 
+def artifact_path(base: Path, layer: str, count: int) -> Path:
+    """Where an exporter writes one layer's artifact: ``base`` itself for a one-layer
+    checkpoint, else ``<stem>.<layer><suffix>`` beside it. ``rmsnorm export`` checks
+    these paths against its input and each other before anything is exported."""
+    return base if count == 1 else base.with_name(f"{base.stem}.{layer}{base.suffix}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Exporter:
     """A deployment artifact ``rmsnorm export`` writes (``--<name> OUT``).
@@ -162,7 +169,8 @@ class Exporter:
         check: validates the parsed options before anything is written
             (raises ``RMSNormUsageError``).
         export: ``(layers, out_path, options) -> [Artifact]``; writes
-            atomically and checks each artifact against the reference.
+            atomically, one file per layer at :func:`artifact_path`, and
+            checks each artifact against the reference.
     """
 
     name: str

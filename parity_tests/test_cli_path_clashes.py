@@ -136,6 +136,8 @@ def test_separate_paths_are_accepted(files):
         {"--spec": files / "s.json", "--baseline": files / "base.json"},
         {"--report": files / "r.json", "--diff": files / "d.json", "--unused": None},
     )
+    # one character device under two names (a terminal's stdout and stderr): nothing replaced
+    refuse_collisions({"--spec": os.devnull}, {"--report": os.devnull, "--diff": os.devnull})
 
 
 def _subcommands(parser):

@@ -5,13 +5,15 @@ Every subcommand declares them (``command_parser(..., paths=...)``) and
 code runs, so a command cannot write over its inputs or write two outputs to
 one file. Two paths are the same file when they resolve to one path (symlinks
 followed) or name one inode (hard links: ``st_dev`` and ``st_ino``); an output
-folder (written or replaced whole) clashes with every path inside it.
+folder (written or replaced whole) clashes with every path inside it. A
+character device is written into and never replaced, so it clashes with nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,7 @@ class _Named:
     path: Path
     real: str
     inode: tuple[int, int] | None
+    device: bool  # a character device (/dev/null, a terminal): written into, never replaced
 
 
 def _named(label: str, path: Path | str) -> _Named:
@@ -50,10 +53,10 @@ def _named(label: str, path: Path | str) -> _Named:
     try:
         info = os.stat(path)
     except (OSError, ValueError):  # absent (a new output), or not a path the OS takes
-        inode = None
+        inode, device = None, False
     else:
-        inode = (info.st_dev, info.st_ino)
-    return _Named(label, path, os.path.realpath(path), inode)
+        inode, device = (info.st_dev, info.st_ino), stat.S_ISCHR(info.st_mode)
+    return _Named(label, path, os.path.realpath(path), inode, device)
 
 
 def _inside(inner: str, outer: str) -> bool:
@@ -61,7 +64,10 @@ def _inside(inner: str, outer: str) -> bool:
 
 
 def _clash(output: _Named, other: _Named) -> str | None:
-    """How ``output`` would destroy ``other`` (None when it would not)."""
+    """How ``output`` would destroy ``other`` (None when it would not: two names of one
+    character device, such as ``/dev/stdout`` and ``/dev/stderr`` on one terminal)."""
+    if output.device and other.device:
+        return None
     same = output.real == other.real or (output.inode is not None and output.inode == other.inode)
     if same:
         return "is the same file as"

@@ -24,6 +24,7 @@ and tests), bounded in time.
 from rmsnorm_core.bench._bench import Benchmark, Sweep
 from rmsnorm_core.bench._bench_gpu import GpuCase, Timed, Unavailable
 from rmsnorm_core.bench._bench_gpu import groups as gpu_groups
+from rmsnorm_core.registry._artifact_paths import artifact_path
 from rmsnorm_core.registry._backends import (
     ENTRY_POINT_GROUP,
     Artifact,
@@ -32,7 +33,6 @@ from rmsnorm_core.registry._backends import (
     Exporter,
     NotApplicable,
     Runner,
-    artifact_path,
     backends,
     missing_modules,
     register_backend,

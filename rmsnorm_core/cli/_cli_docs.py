@@ -5,8 +5,10 @@ folder ``pip install`` was run from). With the ``docs`` extra (``pip install
 '.[docs]'``), ``rmsnorm docs`` builds the site from them and serves it on
 http://127.0.0.1:8000 from this process until Ctrl-C or SIGTERM (either removes the
 built site); ``--build DIR`` only builds it into DIR
-(open ``DIR/index.html``). The site needs no network: math is rendered to MathML
-when it is built and nothing is loaded from elsewhere. Without the extra, the
+(open ``DIR/index.html``): a new or empty folder, or one it built before (it
+leaves a ``.rmsnorm-docs-site`` file there), since a build empties the folder.
+The site needs no network: math is rendered to MathML when it is built and
+nothing is loaded from elsewhere. Without the extra, the
 command says where the Markdown is (it reads well as it is).
 """
 

@@ -20,6 +20,7 @@ from rmsnorm_core.cli._cli_args import command_parser
 from rmsnorm_core.cli._cli_paths import CommandPaths, refuse_collisions
 from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.registry import _backends
+from rmsnorm_core.registry._artifact_paths import artifact_path
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 from rmsnorm_core.spec._plan import canonical_axes
 
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if not layers:
         raise RMSNormError(f"checkpoint {args.checkpoint!r} holds no layers")
     planned = {  # one file per layer: named after the layers, so known only now
-        f"--{name} (layer {layer_name!r})": _backends.artifact_path(out, layer_name, len(layers))
+        f"--{name} (layer {layer_name!r})": artifact_path(out, layer_name, len(layers))
         for name, out in outputs.items()
         for layer_name in layers
     }

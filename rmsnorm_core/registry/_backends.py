@@ -151,13 +151,6 @@ class Artifact:
     passed: bool
 
 
-def artifact_path(base: Path, layer: str, count: int) -> Path:
-    """Where an exporter writes one layer's artifact: ``base`` itself for a one-layer
-    checkpoint, else ``<stem>.<layer><suffix>`` beside it. ``rmsnorm export`` checks
-    these paths against its input and each other before anything is exported."""
-    return base if count == 1 else base.with_name(f"{base.stem}.{layer}{base.suffix}")
-
-
 @dataclasses.dataclass(frozen=True)
 class Exporter:
     """A deployment artifact ``rmsnorm export`` writes (``--<name> OUT``).

@@ -45,10 +45,13 @@ def test_orbax_refuses_a_folder_that_is_not_an_orbax_checkpoint(tmp_path, capsys
 
 def test_orbax_refuses_the_working_folder(tmp_path, capsys, monkeypatch):
     pytest.importorskip("orbax.checkpoint")
-    src = _checkpoint(tmp_path / "norms.safetensors")
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    src = _checkpoint(tmp_path / "in" / "norms.safetensors")
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path / "work")
     before = _snapshot(tmp_path)
-    assert main(["convert", "norms.safetensors", ".", "--to", "orbax"]) == 1
+    assert main(["convert", str(src), ".", "--to", "orbax"]) == 1
     assert "is not an Orbax checkpoint" in capsys.readouterr().err
     assert _snapshot(tmp_path) == before and src.exists()
 

@@ -26,6 +26,7 @@ from rmsnorm_core.bench._bench import Benchmark, Sweep
 from rmsnorm_core.bench._bench_gpu import GpuCase, Timed, Unavailable
 from rmsnorm_core.bench._bench_gpu import groups as gpu_groups
 from rmsnorm_core.parity._launch import Launch, free_port, launch
+from rmsnorm_core.registry._artifact_paths import artifact_path
 from rmsnorm_core.registry._backends import (
     ENTRY_POINT_GROUP,
     Artifact,
@@ -50,6 +51,7 @@ __all__ = [
     "lazy",
     "lazy_exports",
     "Artifact",
+    "artifact_path",
     "Backend",
     "Benchmark",
     "GpuCase",

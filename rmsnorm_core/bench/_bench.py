@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rmsnorm_core.io._atomic import write_atomic
+
 Pair = tuple[Callable[[], object], Callable[[], object]]
 #: Row lengths of a sweep, at :data:`SWEEP_ELEMENTS` elements in all.
 SWEEP_COLUMNS: tuple[int, ...] = (64, 256, 1024, 4096, 16384, 65536)
@@ -210,4 +212,4 @@ def write_json(
         "sweeps": list(sweeps),
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(doc, indent=2, allow_nan=True))
+    write_atomic(path, json.dumps(doc, indent=2, allow_nan=True).encode())

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rmsnorm_core.bench._bench import missing
+from rmsnorm_core.io._atomic import write_atomic
 
 #: Full-size shapes (rows, columns) of the issue; ``--smoke`` uses SMOKE_SHAPES.
 SHAPES: tuple[tuple[int, int], ...] = ((8192, 8192), (32768, 4096))
@@ -199,5 +200,5 @@ def write(rows: Sequence[dict[str, Any]], path: str | Path, smoke: bool) -> Path
     doc = {"machine": {"python": platform.python_version(), "platform": platform.platform()},
            "smoke": smoke, "rows": list(rows)}  # fmt: skip
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(doc, indent=2, allow_nan=True))
+    write_atomic(path, json.dumps(doc, indent=2, allow_nan=True).encode())
     return Path(path)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rmsnorm_core.bench._bench import SWEEP_ELEMENTS, Result
+from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.spec._errors import RMSNormUsageError
 
 PLOTS = ("ratios.png", "sweep.png")
@@ -64,8 +65,13 @@ def _ours(path: Path) -> bool:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": _TAG})
-    _pyplot().close(fig)
+    def save(tmp: Path) -> None:  # the temporary file's suffix says nothing: format given
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": _TAG})
+
+    try:
+        write_atomic(path, save)
+    finally:  # a failed save closes the figure too
+        _pyplot().close(fig)
     return path
 
 

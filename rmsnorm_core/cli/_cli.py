@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from rmsnorm_core.cli._cli_args import parse_overrides
+from rmsnorm_core.cli._cli_paths import check_command_paths, no_paths
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 from rmsnorm_core.spec._spec import RMSNormSpec, preset, presets
 
@@ -44,7 +45,7 @@ def build_parser(*, with_backends: bool = False) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("presets", help="list the presets and their specs")
-    p.set_defaults(func=_cmd_presets)
+    p.set_defaults(func=_cmd_presets, paths=no_paths)
     p = sub.add_parser("spec", help="print a spec as JSON (a preset, with overrides)")
     p.add_argument("preset", nargs="?", help="preset name (default: the spec defaults)")
     p.add_argument(
@@ -54,7 +55,7 @@ def build_parser(*, with_backends: bool = False) -> argparse.ArgumentParser:
         metavar="FIELD=VALUE",
         help="override a field; VALUE is read as JSON, else as a string",
     )
-    p.set_defaults(func=_cmd_spec)
+    p.set_defaults(func=_cmd_spec, paths=no_paths)
     from rmsnorm_core.cli import (
         _cli_bench,
         _cli_convert,
@@ -80,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(with_backends=command == "export")
     args = parser.parse_args(argv)
     try:
+        check_command_paths(args)  # every command: no output over an input or another output
         return int(args.func(args))
     except RMSNormError as err:
         # Arguments that are missing, contradictory or malformed (and any bad spec

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from rmsnorm_core.cli._cli_paths import CommandPaths
 from rmsnorm_core.spec._errors import RMSNormUsageError
 
 
@@ -20,15 +19,29 @@ def help_text(doc: str | None) -> str:
     return re.sub(r"``(.+?)``", r"`\1`", doc or "", flags=re.S)
 
 
-def command_parser(sub: Any, name: str, summary: str, doc: str | None) -> argparse.ArgumentParser:
+def command_parser(
+    sub: Any,
+    name: str,
+    summary: str,
+    doc: str | None,
+    *,
+    paths: Callable[[argparse.Namespace], CommandPaths],
+) -> argparse.ArgumentParser:
     """The subcommand ``name``: ``summary`` in ``rmsnorm --help``, its module docstring
-    ``doc`` (through :func:`help_text`, line breaks kept) as its own ``--help``."""
-    return sub.add_parser(
+    ``doc`` (through :func:`help_text`, line breaks kept) as its own ``--help``.
+
+    ``paths`` (required: no command may skip it) returns the files a run reads and
+    writes; ``main`` checks them against each other before the command runs
+    (``_cli_paths``).
+    """
+    parser = sub.add_parser(
         name,
         help=summary,
         description=help_text(doc),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.set_defaults(paths=paths)
+    return parser
 
 
 #: Longest ``--set`` value read (no spec field needs more).
@@ -58,21 +71,3 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         except ValueError:  # not JSON (or an integer too long to convert): a plain string
             overrides[field] = value
     return overrides
-
-
-def refuse_collisions(inputs: dict[str, Path], outputs: dict[str, Path]) -> None:
-    """Refuse an output that is an input or another output (paths resolved, links
-    followed): a writer must never destroy a file it did not write.
-
-    Raises:
-        RMSNormUsageError: naming both sides.
-    """
-    seen = {os.path.realpath(path): what for what, path in inputs.items()}
-    for label, out in outputs.items():
-        key = os.path.realpath(out)
-        if key in seen:
-            raise RMSNormUsageError(
-                f"{label} {str(out)!r} is the same file as {seen[key]}; give every output "
-                "its own path, apart from the inputs"
-            )
-        seen[key] = label

@@ -18,6 +18,7 @@ import argparse
 import fnmatch
 import json
 import math
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from rmsnorm_core.bench._bench import (
 )
 from rmsnorm_core.bench._load import MAX_LOAD, competing_processes
 from rmsnorm_core.cli._cli_args import command_parser
+from rmsnorm_core.cli._cli_paths import CommandPaths
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormUsageError
 
@@ -77,12 +79,20 @@ def _peak(text: str) -> float:
     return value
 
 
+def _streams(path: Path) -> bool:
+    """A FIFO or a character device (``/dev/stdout``): the writer writes into it."""
+    mode = path.stat().st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
 def check_report_path(path: str, flag: str) -> None:
     """Before any benchmark runs: the report's folder exists, and a file already there
     is an earlier report of this command (never a file it did not write)."""
     target = Path(path)
     if not target.parent.is_dir():
         raise RMSNormUsageError(f"{flag} {path!r}: folder {str(target.parent)!r} does not exist")
+    if target.exists() and _streams(target):
+        return  # a FIFO or a terminal: written into, never replaced
     if target.exists():
         doc = None
         if target.is_file() and target.stat().st_size < 64 * 1024 * 1024:
@@ -96,9 +106,26 @@ def check_report_path(path: str, flag: str) -> None:
             )
 
 
+def paths(args: argparse.Namespace) -> CommandPaths:
+    """The files ``bench`` writes: the report and the plots (``--gpu``: a file named
+    after the device, in its own ``--out`` folder)."""
+    if args.list or args.gpu:
+        return CommandPaths()
+    plots = {}
+    if args.plots:
+        from rmsnorm_core.bench._bench_plots import PLOTS
+
+        plots = {f"--plots {name}": Path(args.plots) / name for name in PLOTS}
+    return CommandPaths(outputs={"--json": args.json, **plots})
+
+
 def add_parser(sub: Any) -> None:
     p = command_parser(
-        sub, "bench", "ratio benchmarks against the peers (table, JSON, plots)", __doc__
+        sub,
+        "bench",
+        "ratio benchmarks against the peers (table, JSON, plots)",
+        __doc__,
+        paths=paths,
     )
     p.add_argument("-k", "--filter", default="*", help="glob over benchmark names")
     p.add_argument("--repeat", type=int, default=15, help="timed runs of each side (default 15)")

@@ -29,7 +29,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import command_parser, parse_overrides, refuse_collisions
+from rmsnorm_core.cli._cli_args import command_parser, parse_overrides
+from rmsnorm_core.cli._cli_paths import CommandPaths
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import load, save
 from rmsnorm_core.io._hf_checkpoint import is_hf_folder
@@ -87,6 +88,7 @@ def add_parser(sub: Any) -> None:
         "convert",
         "convert norm weights between the neutral checkpoint, Flax and torch files",
         __doc__,
+        paths=paths,
     )
     p.add_argument("src", help="input file")
     p.add_argument("dst", help="output file (written atomically)")
@@ -108,6 +110,11 @@ def add_parser(sub: Any) -> None:
         help="layer-name mapping (auto: flax<->torch list naming when crossing)",
     )
     p.set_defaults(func=run)
+
+
+def paths(args: argparse.Namespace) -> CommandPaths:
+    """The file or folder ``convert`` reads (SRC) and the one it writes (DST)."""
+    return CommandPaths(inputs={"SRC": args.src}, outputs={"DST": args.dst})
 
 
 def _formats() -> dict[str, list[_backends.CheckpointFormat]]:
@@ -223,7 +230,6 @@ def run(args: argparse.Namespace) -> int:
     src, dst = Path(args.src), Path(args.dst)
     if not (src.is_file() or src.is_dir()):
         raise RMSNormError(f"input {str(src)!r} does not exist or is not a regular file or folder")
-    refuse_collisions({"the input": src}, {"DST": dst})
     src_fmt, dst_fmt = _pick(src, args.src_format, True), _pick(dst, args.dst_format, False)
     if src.is_dir() and src_fmt.detect is None:
         raise RMSNormError(

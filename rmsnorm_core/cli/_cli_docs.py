@@ -5,8 +5,10 @@ folder ``pip install`` was run from). With the ``docs`` extra (``pip install
 '.[docs]'``), ``rmsnorm docs`` builds the site from them and serves it on
 http://127.0.0.1:8000 from this process until Ctrl-C or SIGTERM (either removes the
 built site); ``--build DIR`` only builds it into DIR
-(open ``DIR/index.html``). The site needs no network: math is rendered to MathML
-when it is built and nothing is loaded from elsewhere. Without the extra, the
+(open ``DIR/index.html``): a new or empty folder, or one it built before (it
+leaves a ``.rmsnorm-docs-site`` file there), since a build empties the folder.
+The site needs no network: math is rendered to MathML when it is built and
+nothing is loaded from elsewhere. Without the extra, the
 command says where the Markdown is (it reads well as it is).
 """
 
@@ -25,19 +27,37 @@ from pathlib import Path
 from typing import Any
 
 from rmsnorm_core.cli._cli_args import command_parser
+from rmsnorm_core.cli._cli_paths import CommandPaths
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 
 SOURCE = Path(__file__).resolve().parents[2]
 """The source tree this package was installed from (``mkdocs.yml`` and ``docs/``)."""
 
 
+MARKER = ".rmsnorm-docs-site"
+"""The file ``--build`` writes into the folder it builds: only such a folder is emptied."""
+MARKER_TEXT = "built by `rmsnorm docs --build`; this folder is emptied by the next build\n"
+
+
 def add_parser(sub: Any) -> None:
     p = command_parser(
-        sub, "docs", "build the documentation site and serve it locally (offline)", __doc__
+        sub,
+        "docs",
+        "build the documentation site and serve it locally (offline)",
+        __doc__,
+        paths=paths,
     )
     p.add_argument("--build", metavar="DIR", help="only build the site into DIR")
     p.add_argument("--port", type=_port, default=8000, help="port to serve on (default 8000)")
     p.set_defaults(func=run)
+
+
+def paths(args: argparse.Namespace) -> CommandPaths:
+    """The sources ``docs`` reads and the folder ``--build`` writes whole."""
+    return CommandPaths(
+        inputs={"the docs source": SOURCE / "docs", "mkdocs.yml": SOURCE / "mkdocs.yml"},
+        outputs={"--build": args.build},
+    )
 
 
 def _port(text: str) -> int:
@@ -121,12 +141,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(docs: Path, site: Path, given: str | None) -> int:
-    """Build the site into ``site`` (a folder that is empty, absent or a built site)."""
-    if site.exists() and any(site.iterdir()) and not (site / "sitemap.xml").exists():
-        # mkdocs empties its site folder first: only a folder it built may be replaced
+    """Build the site into ``site``: a folder that is absent, empty, or one this command
+    built (it holds :data:`MARKER`); mkdocs empties the folder first, so any other
+    folder is refused with nothing deleted."""
+    if site.exists() and not site.is_dir():
+        raise RMSNormUsageError(f"--build {given!r} exists and is not a folder")
+    if site.exists() and any(site.iterdir()) and not (site / MARKER).is_file():
         raise RMSNormUsageError(
-            f"--build {given!r} holds files that are not a built site; choose another folder"
+            f"--build {given!r} holds files and is not a built site of rmsnorm docs "
+            f"(it has no {MARKER}); choose a new or empty folder"
         )
+    try:  # marked before the build, so a build that fails halfway can be built again
+        site.mkdir(parents=True, exist_ok=True)
+        (site / MARKER).write_text(MARKER_TEXT)
+    except OSError as err:
+        raise RMSNormUsageError(f"--build {given!r}: cannot write it: {err.strerror}") from None
     print(f"building the site from {docs} into {site} ...", file=sys.stderr, flush=True)
     built = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--site-dir", str(site.resolve())],
@@ -134,6 +163,7 @@ def _build(docs: Path, site: Path, given: str | None) -> int:
     )  # fmt: skip
     if built.returncode != 0:
         raise RMSNormError(f"the site did not build:\n{built.stderr[-2000:]}")
+    (site / MARKER).write_text(MARKER_TEXT)  # mkdocs keeps dot files; written again regardless
     if given is not None:
         print(f"built: open {site / 'index.html'}")
     return 0

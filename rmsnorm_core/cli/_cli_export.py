@@ -16,9 +16,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import command_parser, refuse_collisions
+from rmsnorm_core.cli._cli_args import command_parser
+from rmsnorm_core.cli._cli_paths import CommandPaths, refuse_collisions
 from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.registry import _backends
+from rmsnorm_core.registry._artifact_paths import artifact_path
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 from rmsnorm_core.spec._plan import canonical_axes
 
@@ -38,6 +40,7 @@ def add_parser(sub: Any, *, with_backends: bool) -> None:
         "export",
         "export a neutral checkpoint to deployment artifacts (TorchScript, ONNX, ...)",
         __doc__,
+        paths=paths,
     )
     p.add_argument("checkpoint", help="neutral checkpoint (.safetensors)")
     p.add_argument(
@@ -48,6 +51,12 @@ def add_parser(sub: Any, *, with_backends: bool) -> None:
             p.add_argument(f"--{exporter.name}", metavar="OUT", help=exporter.help)
             exporter.add_arguments(p)
     p.set_defaults(func=run)
+
+
+def paths(args: argparse.Namespace) -> CommandPaths:
+    """The checkpoint ``export`` reads and the artifact paths it writes."""
+    outputs = {f"--{name}": getattr(args, name, None) for name in _exporters()}
+    return CommandPaths(inputs={"CHECKPOINT": args.checkpoint}, outputs=outputs)
 
 
 def _output(path: str, flag: str) -> Path:
@@ -69,10 +78,6 @@ def run(args: argparse.Namespace) -> int:
         hint = _backends.not_installed_hint()
         raise RMSNormUsageError(f"nothing to export: pass {flags}{hint}")
     outputs = {name: _output(path, name) for name, path in wanted.items()}
-    refuse_collisions(
-        {"the input checkpoint": Path(args.checkpoint)},
-        {f"--{name}": out for name, out in outputs.items()},
-    )
     if args.rank is not None and not 1 <= args.rank <= MAX_RANK:
         raise RMSNormUsageError(
             f"--rank {args.rank} is not accepted; expected an int from 1 to {MAX_RANK}"
@@ -82,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
     layers = load(args.checkpoint)
     if not layers:
         raise RMSNormError(f"checkpoint {args.checkpoint!r} holds no layers")
+    planned = {  # one file per layer: named after the layers, so known only now
+        f"--{name} (layer {layer_name!r})": artifact_path(out, layer_name, len(layers))
+        for name, out in outputs.items()
+        for layer_name in layers
+    }
+    refuse_collisions({"CHECKPOINT": args.checkpoint}, planned)
     if args.rank is not None:
         for layer_name, layer in layers.items():
             try:

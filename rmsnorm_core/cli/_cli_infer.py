@@ -17,6 +17,7 @@ import importlib
 from typing import Any
 
 from rmsnorm_core.cli._cli_args import command_parser, parse_overrides
+from rmsnorm_core.cli._cli_paths import no_paths
 from rmsnorm_core.infer._report import check_block
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
@@ -24,7 +25,11 @@ from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 
 def add_parser(sub: Any) -> None:
     p = command_parser(
-        sub, "infer", "measure the spec of an RMSNorm implementation (prints JSON)", __doc__
+        sub,
+        "infer",
+        "measure the spec of an RMSNorm implementation (prints JSON)",
+        __doc__,
+        paths=no_paths,
     )
     p.add_argument(
         "target", metavar="PACKAGE.MODULE:CLASS", help="the class (or function) to measure"

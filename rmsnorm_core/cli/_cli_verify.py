@@ -28,7 +28,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import command_parser, refuse_collisions
+from rmsnorm_core.cli._cli_args import command_parser
+from rmsnorm_core.cli._cli_paths import CommandPaths
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.io._safetensors import read_regular
@@ -47,7 +48,7 @@ MAX_SPEC_BYTES = 1 << 20
 
 
 def add_parser(sub: Any) -> None:
-    p = command_parser(sub, "verify", "run the cross-framework parity matrix", __doc__)
+    p = command_parser(sub, "verify", "run the cross-framework parity matrix", __doc__, paths=paths)
     p.add_argument("--preset", action="append", metavar="NAME", help="preset(s) to verify")
     p.add_argument("--spec", metavar="FILE.json", help="verify one spec from a JSON file")
     p.add_argument("--weights", metavar="CKPT", help="verify the layers of a neutral checkpoint")
@@ -83,6 +84,14 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--diff", metavar="FILE.json", help="with --baseline: write the JSON diff here")
     p.set_defaults(func=run)
+
+
+def paths(args: argparse.Namespace) -> CommandPaths:
+    """The files ``verify`` reads (spec, checkpoint, baseline) and writes (report, diff)."""
+    return CommandPaths(
+        inputs={"--spec": args.spec, "--weights": args.weights, "--baseline": args.baseline},
+        outputs={"--report": args.report, "--diff": args.diff},
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -181,9 +190,6 @@ def run(args: argparse.Namespace) -> int:
             ) from None
     if (args.diff or args.allow_bit_changes) and not args.baseline:
         raise RMSNormUsageError("--diff and --allow-bit-changes go with --baseline OLD.json")
-    if args.diff:  # the diff never lands on the report or the baseline it compares
-        given = {"--baseline": args.baseline, "--report": args.report}
-        refuse_collisions({k: Path(v) for k, v in given.items() if v}, {"--diff": Path(args.diff)})
     before = _baseline.load_report(args.baseline) if args.baseline else None  # before the run
     start = time.perf_counter()
     if args.weights:

@@ -25,6 +25,18 @@ def _umask() -> int:
     return mask
 
 
+def _kind(mode: int) -> str:
+    """What a special file is, in words."""
+    for test, name in (
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[Path], None]) -> Path:
     """Write ``data`` to ``path`` atomically: a temporary file in its folder, then
     ``os.replace``.
@@ -34,8 +46,11 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[Path], No
     checkpoint stays readable by a serving process under another user), or,
     for a new file, ``0666`` less the process umask, as ``open()`` would
     give. A symlink is written through: its target is replaced and the link
-    kept. The hidden temporary file is removed on every failure path, and
-    errors name the target, not the temporary file.
+    kept. Only a regular file is ever replaced: a FIFO or a character device
+    (``/dev/stdout``, a shell's process substitution) gets the bytes written
+    into it in place, with no rename; a socket, a block device or any other
+    special file is refused. The hidden temporary file is removed on every
+    failure path, and errors name the target, not the temporary file.
 
     Args:
         path: the target; an existing file is replaced whole, a symlink's
@@ -47,22 +62,30 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[Path], No
         ``path``.
 
     Raises:
-        RMSNormError: the folder does not exist, the target is a folder, or
-            the write fails (naming the target and the reason).
+        RMSNormError: the folder does not exist, the target is a folder or a
+            special file other than a FIFO or a character device, or the
+            write fails (naming the target and the reason).
     """
     target = Path(path)
+    try:
+        info = os.stat(target)  # links followed as the kernel does (/dev/stdout -> a pipe)
+    except FileNotFoundError:
+        info = None
+    except OSError as err:
+        raise RMSNormError(f"cannot write {str(target)!r}: {err.strerror}") from None
+    if info is not None and (stat.S_ISFIFO(info.st_mode) or stat.S_ISCHR(info.st_mode)):
+        _write_in_place(target, data)
+        return target
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise RMSNormError(
+            f"cannot write {str(target)!r}: it is {_kind(info.st_mode)}; a writer replaces "
+            "only a regular file (or writes into a FIFO or a character device)"
+        )
     real = target.resolve() if target.is_symlink() else target
     folder = real.parent if str(real.parent) else Path(".")
     if not folder.is_dir():
         raise RMSNormError(f"cannot write {str(target)!r}: folder {str(folder)!r} does not exist")
-    try:
-        info = os.stat(real)
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    else:
-        if stat.S_ISDIR(info.st_mode):
-            raise RMSNormError(f"cannot write {str(target)!r}: it is a folder")
-        mode = stat.S_IMODE(info.st_mode)
+    mode = 0o666 & ~_umask() if info is None else stat.S_IMODE(info.st_mode)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=folder)
     except OSError as err:
@@ -76,6 +99,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[Path], No
         else:
             os.close(fd)
             data(Path(tmp))
+            _fsync(tmp)  # on disk before the rename, as the bytes are
         os.chmod(tmp, mode)
         os.replace(tmp, real)
     except OSError as err:
@@ -85,6 +109,34 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[Path], No
         _remove(tmp)
         raise
     return target
+
+
+def _write_in_place(target: Path, data: bytes | Callable[[Path], None]) -> None:
+    """Write into a FIFO or a character device: opened for writing (never created,
+    never renamed over); a writer function first writes a private temporary file."""
+    tmp = None
+    try:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            fd, tmp = tempfile.mkstemp(prefix="rmsnorm-", suffix=".tmp")
+            os.close(fd)
+            data(Path(tmp))
+            data = Path(tmp).read_bytes()
+        out = os.open(target, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(out, "wb") as handle:
+            handle.write(data)
+    except OSError as err:
+        raise RMSNormError(f"cannot write {str(target)!r}: {err.strerror or err}") from None
+    finally:
+        if tmp is not None:
+            _remove(tmp)
+
+
+def _fsync(tmp: str) -> None:
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(tmp: str) -> None:

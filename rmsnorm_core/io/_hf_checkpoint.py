@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rmsnorm_core.io._atomic import write_atomic
+from rmsnorm_core.io._atomic_folder import replacing_folder
 from rmsnorm_core.io._hf_sidecar import SIDECAR, read_sidecar, sidecar_bytes, writable_target
 from rmsnorm_core.io._layouts import (
     HF_NORM_KEYS,
@@ -196,14 +197,14 @@ def write_layers(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
     ``rmsnorm_layers.json`` with each layer's spec; into a new or empty folder or over a
     previous output of this writer, never into a model folder (``_hf_sidecar.py``)."""
     folder = _folder(path)
-    stale = writable_target(folder, INDEX, _json)
+    writable_target(folder, INDEX, _json)  # empty, absent, or all ours: replaced whole
     missing = sorted(n for n, la in layers.items() if la.scale is None)
     if missing:
         raise RMSNormError(
             f"--to hf: layer(s) {missing} have no scale; a Hugging Face folder holds their "
             "tensors only (write a neutral checkpoint instead)"
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     tensors = state_arrays_from_layers(layers)
     shards: list[dict[str, Any]] = [{}]
     size = 0
@@ -213,14 +214,15 @@ def write_layers(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
             size = 0
         shards[-1][key] = tensors[key]
         size += tensors[key].nbytes
-    weight_map = {}
-    for i, shard in enumerate(shards, 1):
-        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        write_atomic(folder / name, serialize(shard, {"format": "pt"}))
-        weight_map.update(dict.fromkeys(shard, name))
-    write_atomic(folder / SIDECAR, sidecar_bytes(layers))
-    total = sum(a.nbytes for a in tensors.values())
-    doc = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    write_atomic(folder / INDEX, json.dumps(doc, indent=2, sort_keys=True).encode())
-    for name in stale - set(weight_map.values()):  # the previous write's extra shards
-        (folder / name).unlink(missing_ok=True)
+    # built beside the old folder and swapped in: shards, specs and index always agree
+    with replacing_folder(folder) as new:
+        new.mkdir()
+        weight_map = {}
+        for i, shard in enumerate(shards, 1):
+            name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+            write_atomic(new / name, serialize(shard, {"format": "pt"}))
+            weight_map.update(dict.fromkeys(shard, name))
+        write_atomic(new / SIDECAR, sidecar_bytes(layers))
+        total = sum(a.nbytes for a in tensors.values())
+        doc = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        write_atomic(new / INDEX, json.dumps(doc, indent=2, sort_keys=True).encode())

@@ -36,7 +36,7 @@ def sidecar_bytes(layers: Mapping[str, NeutralLayer]) -> bytes:
 
 
 def writable_target(folder: Path, index: str, read_json: Callable[[Path, str], Any]) -> set[str]:
-    """The shards of a previous write to remove after this one (empty for a new folder).
+    """The shards of a previous write of this writer in ``folder`` (empty for a new folder).
 
     Raises:
         RMSNormError: the folder holds anything this writer did not write.

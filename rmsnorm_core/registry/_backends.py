@@ -167,7 +167,8 @@ class Exporter:
         check: validates the parsed options before anything is written
             (raises ``RMSNormUsageError``).
         export: ``(layers, out_path, options) -> [Artifact]``; writes
-            atomically and checks each artifact against the reference.
+            atomically, one file per layer at :func:`artifact_path`, and
+            checks each artifact against the reference.
     """
 
     name: str

@@ -16,9 +16,7 @@ checkpoint written elsewhere has none, and is read as Orbax gives it.
 
 from __future__ import annotations
 
-import shutil
 import stat
-import tempfile
 import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -32,6 +30,7 @@ from rmsnorm_core import (
     array_digest,
     param_tree_from_layers,
 )
+from rmsnorm_core.io._atomic_folder import replacing_folder
 from rmsnorm_flax.interop._orbax_noise import quiet_reads_of
 
 
@@ -178,16 +177,15 @@ def save_orbax(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
             f"cannot write {str(path)!r}: it exists and is not an Orbax checkpoint; a writer "
             "replaces only what it wrote (remove it yourself or choose another path)"
         )
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        checkpointer = _checkpointer()
-        tree = {"params": param_tree_from_layers(layers)}
-        digests = {name: array_digest(array) for name, array in _leaves(tree)}
-        checkpointer.save(staging / "ck", tree, custom_metadata={_OURS: {"sha256": digests}})
-        checkpointer.wait_until_finished()
-        if target.exists():
-            old = staging / "old"
-            target.rename(old)
-        (staging / "ck").rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    checkpointer = _checkpointer()
+    tree = {"params": param_tree_from_layers(layers)}
+    digests = {name: array_digest(array) for name, array in _leaves(tree)}
+    with replacing_folder(target) as new:  # the old checkpoint stays whole until replaced
+        try:
+            checkpointer.save(new, tree, custom_metadata={_OURS: {"sha256": digests}})
+            checkpointer.wait_until_finished()
+        except Exception as err:  # orbax raises many types, some wrapping an OSError
+            if isinstance(err, RMSNormError):
+                raise
+            reason = getattr(err, "strerror", None) or str(err).splitlines()[0][:200]
+            raise RMSNormError(f"cannot write {str(path)!r}: {reason}") from None

@@ -26,15 +26,10 @@ from rmsnorm_core import (
     sample_shape,
     write_atomic,
 )
-from rmsnorm_core.backends import Artifact, missing_modules
+from rmsnorm_core.backends import Artifact, artifact_path, missing_modules
 from rmsnorm_torch.export._onnx import DYNAMO_OPSETS, EXPORTERS, TORCHSCRIPT_OPSETS, export_onnx
 from rmsnorm_torch.interop._bridge import modules_from_layers, to_numpy, to_tensor
 from rmsnorm_torch.plugins._onnx_requires import ONNX_REQUIRES
-
-
-def per_layer_path(base: Path, name: str, count: int) -> Path:
-    """``base`` itself for a one-layer checkpoint, else ``<stem>.<layer><suffix>``."""
-    return base if count == 1 else base.with_name(f"{base.stem}.{name}{base.suffix}")
 
 
 def _input(layer: NeutralLayer, rank: Optional[int], batch: int, seed: int) -> np.ndarray:
@@ -59,7 +54,7 @@ def export_torchscript(
     artifacts = []
     for i, (name, module) in enumerate(modules_from_layers(layers).items(), 1):
         print(f"[{i}/{len(layers)}] {name} (torchscript)", flush=True)
-        path = per_layer_path(out, name, len(layers))
+        path = artifact_path(out, name, len(layers))
         scripted = torch.jit.script(module.eval())
         write_atomic(path, lambda tmp, m=scripted: torch.jit.save(m, str(tmp)))
         x = _input(layers[name], options.rank, 3, seed=i)
@@ -79,7 +74,7 @@ def export_onnx_files(
     for i, (name, module) in enumerate(modules_from_layers(layers).items(), 1):
         print(f"[{i}/{len(layers)}] {name} (onnx)", flush=True)
         layer = layers[name]
-        path = per_layer_path(out, name, len(layers))
+        path = artifact_path(out, name, len(layers))
         sample = to_tensor(_input(layer, options.rank, 2, seed=0))
         export_onnx(module, path, sample, opset=options.opset, exporter=options.exporter)
         session_options = ort.SessionOptions()

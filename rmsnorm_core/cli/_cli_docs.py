@@ -3,24 +3,31 @@
 The guides and the reference are the ``docs/`` folder of the source tree (the
 folder ``pip install`` was run from). With the ``docs`` extra (``pip install
 '.[docs]'``), ``rmsnorm docs`` builds the site from them and serves it on
-http://127.0.0.1:8000 from this process until Ctrl-C or SIGTERM (either removes the
-built site); ``--build DIR`` only builds it into DIR
-(open ``DIR/index.html``). The site needs no network: math is rendered to MathML
-when it is built and nothing is loaded from elsewhere. Without the extra, the
-command says where the Markdown is (it reads well as it is).
+http://127.0.0.1:8000 from this process until Ctrl-C, SIGTERM or SIGHUP (each
+removes the built site); ``--build DIR`` only builds it into DIR
+(open ``DIR/index.html``). SIGTERM or SIGHUP during the build also stops the
+mkdocs process (with everything it started) and removes the folder; Ctrl-C
+during the build says so in one line and exits 130. The site needs no network:
+math is rendered to MathML when it is built and nothing is loaded from
+elsewhere. Without the extra, the command says where the Markdown is (it reads
+well as it is).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import http.server
 import importlib.util
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,30 +70,56 @@ def _server(port: int) -> http.server.ThreadingHTTPServer:
         ) from None
 
 
-class _Terminated(Exception):
-    """SIGTERM while serving: unwinds the serving loop so the site is removed."""
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""Signals that stop the command the way Ctrl-C does: the built site removed, the
+mkdocs child stopped, then the signal's usual course."""
 
 
-def _serve(server: http.server.ThreadingHTTPServer, site: Path) -> bool:
-    """Serve ``site`` in this process until Ctrl-C or SIGTERM (no server process that
-    could outlive the command); True when SIGTERM stopped it."""
+class _Stopped(Exception):
+    """A stop signal arrived: unwinds the build or the serving loop so that each
+    ``finally`` runs (the site removed, the mkdocs child stopped)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_signals_unwind() -> Iterator[None]:
+    """While inside, the first of :data:`STOP_SIGNALS` raises :class:`_Stopped` and the
+    rest are ignored, so that the cleanup it starts runs to its end; a signal ignored
+    on entry (``nohup``) stays ignored. Outside the main thread no handler can be set,
+    and the signals keep their course."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        raise _Stopped(signum)
+
+    before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    for s, handler in before.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(s, stop)
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def _serve(server: http.server.ThreadingHTTPServer, site: Path) -> None:
+    """Serve ``site`` in this process until Ctrl-C (or a stop signal, raised through:
+    no server process that could outlive the command)."""
     server.RequestHandlerClass = functools.partial(
         http.server.SimpleHTTPRequestHandler, directory=str(site)
     )
-
-    def terminated(signum: int, frame: object) -> None:
-        raise _Terminated
-
-    before = signal.signal(signal.SIGTERM, terminated)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how serving ends
         server.serve_forever()
-    except KeyboardInterrupt:
-        return False
-    except _Terminated:
-        return True
-    finally:
-        signal.signal(signal.SIGTERM, before)
-    return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,21 +136,66 @@ def run(args: argparse.Namespace) -> int:
             "rmsnorm docs."
         )
         return 0
-    if args.build:
-        return _build(docs, Path(args.build), args.build)
-    server = _server(args.port)
-    site = Path(tempfile.mkdtemp(prefix="rmsnorm-docs-"))
-    try:  # a site built to serve is removed when serving stops
-        _build(docs, site, None)
-        print(f"serving {site} on http://127.0.0.1:{args.port} (Ctrl-C stops)", flush=True)
-        terminated = _serve(server, site)
+    try:
+        with _stop_signals_unwind():
+            if args.build:
+                return _build(docs, Path(args.build), args.build)
+            _build_and_serve(docs, args.port)
+    except _Stopped as stopped:  # cleaned up; now the signal's usual course
+        signal.raise_signal(stopped.signum)
+        return 128 + stopped.signum  # the handler in place before returned
+    except KeyboardInterrupt:  # Ctrl-C during the build (the child is already stopped)
+        print("rmsnorm docs: interrupted; the build was stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _build_and_serve(docs: Path, port: int) -> None:
+    """Build the site into a temporary folder and serve it; the folder is removed
+    however serving ends (Ctrl-C, a stop signal, an error)."""
+    server = _server(port)
+    try:
+        site = Path(tempfile.mkdtemp(prefix="rmsnorm-docs-"))
+        try:
+            _build(docs, site, None)
+            print(f"serving {site} on http://127.0.0.1:{port} (Ctrl-C stops)", flush=True)
+            _serve(server, site)
+        finally:
+            shutil.rmtree(site, ignore_errors=True)
     finally:
         server.server_close()
-        shutil.rmtree(site, ignore_errors=True)
-    if terminated:  # its usual course, now the site is gone
-        signal.raise_signal(signal.SIGTERM)
-        return 128 + signal.SIGTERM  # the handler in place before returned
-    return 0
+
+
+def _mkdocs(site: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``mkdocs build`` into ``site`` in its own process group, which is stopped
+    (SIGTERM, then SIGKILL) when this call is interrupted: nothing it started goes on
+    writing into a folder that is being removed."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mkdocs", "build", "--site-dir", str(site.resolve())],
+        cwd=SOURCE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = child.communicate()
+    except BaseException:
+        _stop_group(child)
+        raise
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def _stop_group(child: subprocess.Popen[str]) -> None:
+    """Stop ``child``'s process group and reap ``child``."""
+    for signum, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+        try:
+            child.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    for stream in (child.stdout, child.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def _build(docs: Path, site: Path, given: str | None) -> int:
@@ -128,10 +206,7 @@ def _build(docs: Path, site: Path, given: str | None) -> int:
             f"--build {given!r} holds files that are not a built site; choose another folder"
         )
     print(f"building the site from {docs} into {site} ...", file=sys.stderr, flush=True)
-    built = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--site-dir", str(site.resolve())],
-        cwd=SOURCE, capture_output=True, text=True,
-    )  # fmt: skip
+    built = _mkdocs(site)
     if built.returncode != 0:
         raise RMSNormError(f"the site did not build:\n{built.stderr[-2000:]}")
     if given is not None:

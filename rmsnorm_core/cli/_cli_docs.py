@@ -26,8 +26,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,51 +68,9 @@ def _server(port: int) -> http.server.ThreadingHTTPServer:
         ) from None
 
 
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
-"""Signals that stop the command the way Ctrl-C does: the built site removed, the
-mkdocs child stopped, then the signal's usual course."""
-
-
-class _Stopped(Exception):
-    """A stop signal arrived: unwinds the build or the serving loop so that each
-    ``finally`` runs (the site removed, the mkdocs child stopped)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _stop_signals_unwind() -> Iterator[None]:
-    """While inside, the first of :data:`STOP_SIGNALS` raises :class:`_Stopped` and the
-    rest are ignored, so that the cleanup it starts runs to its end; a signal ignored
-    on entry (``nohup``) stays ignored. Outside the main thread no handler can be set,
-    and the signals keep their course."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: object) -> None:
-        for s in STOP_SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
-        raise _Stopped(signum)
-
-    before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-    for s, handler in before.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(s, stop)
-    try:
-        yield
-    finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)
-
-
 def _serve(server: http.server.ThreadingHTTPServer, site: Path) -> None:
-    """Serve ``site`` in this process until Ctrl-C (or a stop signal, raised through:
-    no server process that could outlive the command)."""
+    """Serve ``site`` in this process until Ctrl-C (or a stop signal, raised through):
+    no server process that could outlive the command."""
     server.RequestHandlerClass = functools.partial(
         http.server.SimpleHTTPRequestHandler, directory=str(site)
     )
@@ -136,17 +92,11 @@ def run(args: argparse.Namespace) -> int:
             "rmsnorm docs."
         )
         return 0
-    try:
-        with _stop_signals_unwind():
-            if args.build:
-                return _build(docs, Path(args.build), args.build)
-            _build_and_serve(docs, args.port)
-    except _Stopped as stopped:  # cleaned up; now the signal's usual course
-        signal.raise_signal(stopped.signum)
-        return 128 + stopped.signum  # the handler in place before returned
-    except KeyboardInterrupt:  # Ctrl-C during the build (the child is already stopped)
-        print("rmsnorm docs: interrupted; the build was stopped", file=sys.stderr)
-        return 130
+    # a stop signal (``_cli_signals``) or Ctrl-C unwinds the build and the serving loop:
+    # each ``finally`` below runs (the mkdocs group stopped, the served site removed)
+    if args.build:
+        return _build(docs, Path(args.build), args.build)
+    _build_and_serve(docs, args.port)
     return 0
 
 

@@ -110,7 +110,7 @@ def _infer(impl: Implementation, saved: Mapping[str, np.ndarray]) -> RMSNormSpec
             continue  # the order is read off float32 outputs, where only after_scale has it
         for output_dtype in ("input", "promote", "param"):
             spec = RMSNormSpec(**found, cast_order=cast_order, output_dtype=output_dtype)
-            reason = verify(impl, spec, layout, saved)
+            reason = verify(impl.apply, impl.set_params, spec, layout, saved)
             if reason is None and not ambiguous:
                 return spec
             if reason is None:
@@ -138,7 +138,8 @@ def _tell_apart(
     half = impl.recast("bfloat16")
     saved = {k: np.array(v, copy=True) for k, v in half.params.items()}
     for spec in fits:
-        if verify(half, spec.replace(param_dtype="bfloat16"), layout, saved) is None:
+        as_half = spec.replace(param_dtype="bfloat16")
+        if verify(half.apply, half.set_params, as_half, layout, saved) is None:
             return spec
     return fits[0]  # none holds after a cast: the first describes the module as it is
 

@@ -23,18 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from rmsnorm_core.infer._infer_probes import Layout
+from rmsnorm_core.infer._infer_probes import Apply, Layout
 from rmsnorm_core.spec._dtypes import numpy_dtype
 from rmsnorm_core.spec._spec import RMSNormSpec
 from rmsnorm_core.verify._problems import Problem, check_forward
-
-if TYPE_CHECKING:
-    from rmsnorm_core.infer._infer import Implementation
 
 VERIFIED_DTYPES = ("float32", "bfloat16", "float16")
 """The input dtypes a verified spec is claimed (and checked) for."""
@@ -131,15 +127,18 @@ def sample_rows(run: Run, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def verify(
-    impl: Implementation,
+    apply: Apply,
+    set_params: Callable[[Mapping[str, np.ndarray]], None],
     spec: RMSNormSpec,
     layout: Layout,
     saved: Mapping[str, np.ndarray],
 ) -> str | None:
-    """None if ``spec`` reproduces ``impl`` in every run of :func:`runs`, else why not.
+    """None if ``spec`` reproduces the implementation ``apply`` in every run of
+    :func:`runs`, else why not.
 
-    The parameters are set to random values (around 1 for the scale, near 0 for the
-    bias) for the runs; the caller restores them.
+    The parameters (``saved`` gives their shapes and dtypes) are set through
+    ``set_params`` to random values, around 1 for the scale and near 0 for the bias,
+    for the runs; the caller restores them.
     """
     rng = np.random.default_rng(7)
     params = {}
@@ -147,16 +146,16 @@ def verify(
         low, high = (0.5, 1.5) if name == "scale" else (-0.2, 0.2)
         fresh = rng.uniform(low, high, value.shape) - (spec.scale_offset if name == "scale" else 0)
         params[name] = fresh.astype(value.dtype)
-    impl.set_params(params)
+    set_params(params)
     for run in runs(spec, layout.n):
-        reason = _check(impl, spec, layout, params, run, sample_rows(run, layout.n, rng))
+        reason = _check(apply, spec, layout, params, run, sample_rows(run, layout.n, rng))
         if reason is not None:
             return f"{run.describe()}: {reason}"
     return None
 
 
 def _check(
-    impl: Implementation,
+    apply: Apply,
     spec: RMSNormSpec,
     layout: Layout,
     params: Mapping[str, np.ndarray],
@@ -172,7 +171,7 @@ def _check(
     for i in range(run.calls):
         piece = np.take(x, [i], axis=first)
         try:
-            out = np.asarray(impl.apply(piece))
+            out = np.asarray(apply(piece))
         except Exception as err:
             return f"input refused ({type(err).__name__})"
         if out.shape != piece.shape:

@@ -149,3 +149,22 @@ def test_cli_infer_on_an_unused_weight_is_one_line(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert err.startswith("rmsnorm infer: error: its scale parameter is unused: "), err
     assert err.count("\n") == 1 and "NaN" not in err
+
+
+def test_an_unused_scale_is_refused_in_one_line_in_flax_too():
+    pytest.importorskip("jax")
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from rmsnorm_flax import infer_spec as flax_infer
+
+    class Unused(nnx.Module):
+        def __init__(self, n):
+            self.scale = nnx.Param(jnp.ones(n))
+
+        def __call__(self, x):
+            h = x.astype(jnp.float32)
+            return (h / jnp.sqrt(jnp.mean(h * h, -1, keepdims=True) + 1e-6)).astype(x.dtype)
+
+    with pytest.raises(RMSNormError, match=r"^its scale parameter is unused: [^\n]*$"):
+        flax_infer(Unused(16))

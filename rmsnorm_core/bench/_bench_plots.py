@@ -37,8 +37,10 @@ def _pyplot() -> Any:
 
 
 def check_plot_folder(folder: str) -> Path:
-    """``--plots DIR``, before anything runs: DIR is created if missing; a file there
-    named like a plot must be one this command wrote (else refused, never replaced)."""
+    """``--plots DIR``, before anything runs: matplotlib must import (else refused with
+    the install command); DIR is created if missing; a file there named like a plot
+    must be one this command wrote (else refused, never replaced)."""
+    _pyplot()
     path = Path(folder)
     if path.exists() and not path.is_dir():
         raise RMSNormUsageError(f"--plots {folder!r} exists and is not a folder")

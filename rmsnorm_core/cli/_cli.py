@@ -2,7 +2,9 @@
 
 Exit codes: 0 success, 1 failure (a file that cannot be read or written, a
 check that fails), 2 bad usage (unknown options, bad values; argparse's
-convention). Errors print one line naming the problem, never a traceback.
+convention), 130 after Ctrl-C. Errors print one line naming the problem, never a
+traceback. SIGTERM and SIGHUP unwind a command as Ctrl-C does (its temporary files
+and child processes are cleaned up), then end the process as that signal does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 
 from rmsnorm_core.cli._cli_args import parse_overrides
 from rmsnorm_core.cli._cli_paths import check_command_paths, no_paths
+from rmsnorm_core.cli._cli_signals import Stopped, stop_signals_unwind, take_usual_course
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 from rmsnorm_core.spec._spec import RMSNormSpec, preset, presets
 
@@ -82,7 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_command_paths(args)  # every command: no output over an input or another output
-        return int(args.func(args))
+        with stop_signals_unwind():
+            return int(args.func(args))
+    except Stopped as stopped:  # cleaned up on the way out
+        return take_usual_course(stopped)
+    except KeyboardInterrupt:
+        print(f"rmsnorm {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     except RMSNormError as err:
         # Arguments that are missing, contradictory or malformed (and any bad spec
         # value given to `spec`) are usage errors; files that cannot be read or

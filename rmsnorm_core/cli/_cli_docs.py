@@ -3,21 +3,25 @@
 The guides and the reference are the ``docs/`` folder of the source tree (the
 folder ``pip install`` was run from). With the ``docs`` extra (``pip install
 '.[docs]'``), ``rmsnorm docs`` builds the site from them and serves it on
-http://127.0.0.1:8000 from this process until Ctrl-C or SIGTERM (either removes the
-built site); ``--build DIR`` only builds it into DIR
+http://127.0.0.1:8000 from this process until Ctrl-C, SIGTERM or SIGHUP (each
+removes the built site); ``--build DIR`` only builds it into DIR
 (open ``DIR/index.html``): a new or empty folder, or one it built before (it
 leaves a ``.rmsnorm-docs-site`` file there), since a build empties the folder.
-The site needs no network: math is rendered to MathML when it is built and
-nothing is loaded from elsewhere. Without the extra, the
-command says where the Markdown is (it reads well as it is).
+SIGTERM or SIGHUP during the build also stops the mkdocs process (with everything
+it started) and removes the folder; Ctrl-C during the build says so in one line and
+exits 130. The site needs no network: math is rendered to MathML when it is built
+and nothing is loaded from elsewhere. Without the extra, the command says where the
+Markdown is (it reads well as it is).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import http.server
 import importlib.util
+import os
 import shutil
 import signal
 import subprocess
@@ -83,30 +87,14 @@ def _server(port: int) -> http.server.ThreadingHTTPServer:
         ) from None
 
 
-class _Terminated(Exception):
-    """SIGTERM while serving: unwinds the serving loop so the site is removed."""
-
-
-def _serve(server: http.server.ThreadingHTTPServer, site: Path) -> bool:
-    """Serve ``site`` in this process until Ctrl-C or SIGTERM (no server process that
-    could outlive the command); True when SIGTERM stopped it."""
+def _serve(server: http.server.ThreadingHTTPServer, site: Path) -> None:
+    """Serve ``site`` in this process until Ctrl-C (or a stop signal, raised through):
+    no server process that could outlive the command."""
     server.RequestHandlerClass = functools.partial(
         http.server.SimpleHTTPRequestHandler, directory=str(site)
     )
-
-    def terminated(signum: int, frame: object) -> None:
-        raise _Terminated
-
-    before = signal.signal(signal.SIGTERM, terminated)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how serving ends
         server.serve_forever()
-    except KeyboardInterrupt:
-        return False
-    except _Terminated:
-        return True
-    finally:
-        signal.signal(signal.SIGTERM, before)
-    return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,21 +111,60 @@ def run(args: argparse.Namespace) -> int:
             "rmsnorm docs."
         )
         return 0
+    # a stop signal (``_cli_signals``) or Ctrl-C unwinds the build and the serving loop:
+    # each ``finally`` below runs (the mkdocs group stopped, the served site removed)
     if args.build:
         return _build(docs, Path(args.build), args.build)
-    server = _server(args.port)
-    site = Path(tempfile.mkdtemp(prefix="rmsnorm-docs-"))
-    try:  # a site built to serve is removed when serving stops
-        _build(docs, site, None)
-        print(f"serving {site} on http://127.0.0.1:{args.port} (Ctrl-C stops)", flush=True)
-        terminated = _serve(server, site)
+    _build_and_serve(docs, args.port)
+    return 0
+
+
+def _build_and_serve(docs: Path, port: int) -> None:
+    """Build the site into a temporary folder and serve it; the folder is removed
+    however serving ends (Ctrl-C, a stop signal, an error)."""
+    server = _server(port)
+    try:
+        site = Path(tempfile.mkdtemp(prefix="rmsnorm-docs-"))
+        try:
+            _build(docs, site, None)
+            print(f"serving {site} on http://127.0.0.1:{port} (Ctrl-C stops)", flush=True)
+            _serve(server, site)
+        finally:
+            shutil.rmtree(site, ignore_errors=True)
     finally:
         server.server_close()
-        shutil.rmtree(site, ignore_errors=True)
-    if terminated:  # its usual course, now the site is gone
-        signal.raise_signal(signal.SIGTERM)
-        return 128 + signal.SIGTERM  # the handler in place before returned
-    return 0
+
+
+def _mkdocs(site: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``mkdocs build`` into ``site`` in its own process group, which is stopped
+    (SIGTERM, then SIGKILL) when this call is interrupted: nothing it started goes on
+    writing into a folder that is being removed."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mkdocs", "build", "--site-dir", str(site.resolve())],
+        cwd=SOURCE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = child.communicate()
+    except BaseException:
+        _stop_group(child)
+        raise
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def _stop_group(child: subprocess.Popen[str]) -> None:
+    """Stop ``child``'s process group and reap ``child``."""
+    for signum, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+        try:
+            child.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    for stream in (child.stdout, child.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def _build(docs: Path, site: Path, given: str | None) -> int:
@@ -157,10 +184,7 @@ def _build(docs: Path, site: Path, given: str | None) -> int:
     except OSError as err:
         raise RMSNormUsageError(f"--build {given!r}: cannot write it: {err.strerror}") from None
     print(f"building the site from {docs} into {site} ...", file=sys.stderr, flush=True)
-    built = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--site-dir", str(site.resolve())],
-        cwd=SOURCE, capture_output=True, text=True,
-    )  # fmt: skip
+    built = _mkdocs(site)
     if built.returncode != 0:
         raise RMSNormError(f"the site did not build:\n{built.stderr[-2000:]}")
     (site / MARKER).write_text(MARKER_TEXT)  # mkdocs keeps dot files; written again regardless

@@ -56,17 +56,20 @@ def _pair(spec: RMSNormSpec, exporter: str, opset: int, dtype: str) -> Any:
     from rmsnorm_torch.export._onnx import export_onnx
     from rmsnorm_torch.nn._modules import RMSNorm
 
-    folder = Path(tempfile.mkdtemp(prefix="rmsnorm-bench-"))
     module = RMSNorm.from_spec(spec.replace(param_dtype=dtype), SIZE)
     with torch.no_grad():
         module.weight.uniform_(0.5, 1.5)
         module.weight.sub_(spec.scale_offset)
     sample = torch.randn(2, SIZE).to(getattr(torch, dtype))
-    ours = session(
-        export_onnx(module, folder / "ours.onnx", sample, opset=opset, exporter=exporter)
-    )
     gain = (module.weight.detach().float() + spec.scale_offset).numpy()
-    peer = session(fused_node(folder / "peer.onnx", gain, spec.eps))
+    # a session holds its model in memory: the files go as soon as both are loaded,
+    # and on the way out of an error, Ctrl-C or a stop signal (the CLI unwinds those)
+    with tempfile.TemporaryDirectory(prefix="rmsnorm-bench-") as tmp:
+        folder = Path(tmp)
+        ours = session(
+            export_onnx(module, folder / "ours.onnx", sample, opset=opset, exporter=exporter)
+        )
+        peer = session(fused_node(folder / "peer.onnx", gain, spec.eps))
     x = np.random.default_rng(0).standard_normal((SIZE, SIZE)).astype(np.float32)
     return (lambda: ours.run(None, {"x": x})), (lambda: peer.run(None, {"x": x}))
 

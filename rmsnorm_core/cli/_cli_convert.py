@@ -29,7 +29,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import command_parser, parse_overrides, refuse_collisions
+from rmsnorm_core.cli._cli_args import (
+    command_parser,
+    parse_overrides,
+    refuse_collisions,
+    spec_fields,
+)
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import load, save
 from rmsnorm_core.io._hf_checkpoint import is_hf_folder
@@ -191,7 +196,7 @@ def _spec(
         )
     try:
         base = preset(args.preset)
-        overrides = parse_overrides(args.set)
+        overrides = parse_overrides(args.set, fields=spec_fields())
         return base.replace(**overrides), INFERRED - set(overrides)
     except RMSNormError as err:
         raise RMSNormUsageError(str(err)) from None

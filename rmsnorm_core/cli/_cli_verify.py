@@ -12,7 +12,7 @@ where it divides; ``jax-2procs``: 2 processes joined by
 with an earlier report check by check: regressions, fixes, changed errors and
 outputs whose bits changed (by digest). Exit 0 when every check passes, 1 on
 any failure (or, with ``--baseline``, a regression or a bit change unless
-``--allow-bit-changes``), 2 on bad usage.
+``--allow-bit-changes``), 2 on an error (bad arguments, a bad input file).
 """
 
 from __future__ import annotations

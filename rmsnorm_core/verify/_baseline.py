@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.spec._errors import RMSNormError
 
@@ -70,10 +71,7 @@ NAMED_BY = ("backend", "check", "dtype", "spec", "case", "shape")
 def load_report(path: str | Path) -> dict:
     """An earlier ``--report``: a regular file of bounded size, JSON with records."""
     raw = read_regular(Path(path), "--baseline", MAX_REPORT_BYTES)
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError) as err:
-        raise RMSNormError(f"--baseline {str(path)!r} is not JSON: {str(err)[:120]}") from None
+    doc = loads_strict(raw, f"--baseline {str(path)!r}")
     if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
         raise RMSNormError(
             f"--baseline {str(path)!r} is not an rmsnorm verify report (no 'records' list)"

@@ -122,7 +122,7 @@ USAGE = [
     (
         "convert-set-bogus",
         ["convert", "{sd}", "out.safetensors", "--preset", "llama", "--set", "bogus=1"],
-        r"unknown field\(s\) \['bogus'\]",
+        r"--set 'bogus=1' is not accepted; FIELD='bogus' must be one of axes, eps,",
     ),
     (
         "convert-pattern-regex",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -170,6 +171,33 @@ def _pick(path: Path, given: str | None, reading: bool) -> _backends.CheckpointF
             f"{flag} {{{','.join(sorted(table))}}}{_backends.not_installed_hint()}"
         )
     return matches[0]
+
+
+def load_neutral(path: str, what: str) -> dict[str, NeutralLayer]:
+    """The layers of the neutral checkpoint ``path`` (``rmsnorm verify --weights``,
+    ``rmsnorm export``); a checkpoint of another format ``convert`` reads is refused
+    with the command that converts it, not as a damaged file.
+
+    Raises:
+        RMSNormError: ``what`` names the argument in the message.
+    """
+    try:
+        return load(path)
+    except RMSNormError:
+        fmt = NEUTRAL
+        if Path(path).is_file() or Path(path).is_dir():  # never a FIFO or a device
+            try:
+                fmt = _pick(Path(path), None, True)
+            except RMSNormError:  # no format knows it: the neutral reader's error stands
+                pass
+        if fmt is NEUTRAL:
+            raise
+    preset = " --preset NAME" if fmt.needs_spec and not fmt.spec_from_file else ""
+    dst = shlex.quote(str(Path(path).with_name(f"{Path(path).stem}-norms.safetensors")))
+    raise RMSNormError(
+        f"{what} {path!r} is in the {fmt.name} format, not a neutral checkpoint; "
+        f"convert it first: rmsnorm convert {shlex.quote(path)} {dst}{preset}"
+    )
 
 
 def _detecting(path: Path) -> list[_backends.CheckpointFormat]:

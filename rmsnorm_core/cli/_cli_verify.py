@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from rmsnorm_core.cli._cli_args import command_parser, refuse_collisions
+from rmsnorm_core.cli._cli_convert import load_neutral
 from rmsnorm_core.io._atomic import write_atomic
-from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.oracle._tolerance import ROUNDING_AGREEMENT, TOLERANCES
 from rmsnorm_core.registry import _backends
@@ -187,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
     before = _baseline.load_report(args.baseline) if args.baseline else None  # before the run
     start = time.perf_counter()
     if args.weights:
-        items = _verify.problems_for_weights(load(args.weights), args.quick)
+        layers = load_neutral(args.weights, "--weights")
+        items = _verify.problems_for_weights(layers, args.quick)
     else:
         items = _verify.problems_for(_specs(args), args.quick)
     runners, skipped = _runners(args)

@@ -135,7 +135,7 @@ BAD_FILES = [
     (
         "layers-not-json",
         lambda t: _edit_meta(t, lambda h: h["__metadata__"].update(layers="{oops")),
-        r"the 'layers' metadata is not JSON",
+        r"the 'layers' metadata is not valid JSON",
     ),
     (
         "bad-spec",
@@ -197,7 +197,7 @@ BAD_FILES = [
     (
         "digests-not-json",
         lambda t: _edit_meta(t, lambda h: h["__metadata__"].update(sha256="[oops")),
-        r"the 'sha256' metadata is not JSON",
+        r"the 'sha256' metadata is not valid JSON",
     ),
 ]
 

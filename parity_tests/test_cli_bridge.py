@@ -117,7 +117,7 @@ def test_convert_torch_safetensors_state_dict(tmp_path):
     [
         (
             ["convert", "missing.pt", "out.safetensors", "--preset", "llama"],
-            1,
+            2,
             "input 'missing.pt' does not exist",
         ),
         (
@@ -125,7 +125,7 @@ def test_convert_torch_safetensors_state_dict(tmp_path):
             2,
             "--preset is required to read a flax or torch file",
         ),
-        (["convert", "ck.safetensors", "nofolder/out.pt"], 1, "folder 'nofolder' does not exist"),
+        (["convert", "ck.safetensors", "nofolder/out.pt"], 2, "folder 'nofolder' does not exist"),
         (["convert", "ck.safetensors", "out.xyz"], 2, "cannot tell the format of 'out.xyz'"),
         (["convert", "ck.safetensors"], 2, "the following arguments are required: dst"),
         (
@@ -136,7 +136,7 @@ def test_convert_torch_safetensors_state_dict(tmp_path):
         (["export", "ck.safetensors"], 2, "nothing to export"),
         (
             ["export", "missing.safetensors", "--onnx", "o.onnx"],
-            1,
+            2,
             "checkpoint 'missing.safetensors' does not exist",
         ),
         (
@@ -182,7 +182,7 @@ def test_malicious_pickle_is_not_executed(tmp_path):
 
     torch.save({"model.norm.weight": Evil()}, tmp_path / "evil.pt")
     r = rmsnorm("convert", "evil.pt", "out.safetensors", "--preset", "llama", cwd=tmp_path)
-    assert r.returncode == 1 and "weights_only=True" in r.stderr
+    assert r.returncode == 2 and "weights_only=True" in r.stderr
     assert not marker.exists() and not (tmp_path / "out.safetensors").exists()
 
 

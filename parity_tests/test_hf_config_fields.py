@@ -18,29 +18,29 @@ BAD_FIELDS = [
     (
         "eps-true",
         {"model_type": "llama", "rms_norm_eps": True},
-        1,
+        2,
         r"rms_norm_eps=True; expected a number",
     ),
     (
         "eps-string",
         {"model_type": "llama", "rms_norm_eps": "abc"},
-        1,
+        2,
         r"rms_norm_eps='abc'; expected a number",
     ),
     (
         "eps-list",
         {"model_type": "llama", "rms_norm_eps": [1]},
-        1,
+        2,
         r"rms_norm_eps=\[1\]; expected a number",
     ),
     (
         "t5-eps-true",
         {"model_type": "t5", "layer_norm_epsilon": True},
-        1,
+        2,
         r"layer_norm_epsilon=True",
     ),
     ("model-type-list", {"model_type": ["llama"]}, 2, r"model_type=\['llama'\], whose norms"),
-    ("eps-negative", {"model_type": "llama", "rms_norm_eps": -1}, 1, r"eps=-1.0 is not accepted"),
+    ("eps-negative", {"model_type": "llama", "rms_norm_eps": -1}, 2, r"eps=-1.0 is not accepted"),
 ]
 
 
@@ -66,7 +66,7 @@ def test_config_that_never_ends_is_refused(kind, tmp_path, capsys):
         os.mkfifo(folder / "config.json")
     else:
         os.symlink("/dev/zero", folder / "config.json")
-    assert main(["convert", str(folder), str(tmp_path / "n.safetensors")]) == 1
+    assert main(["convert", str(folder), str(tmp_path / "n.safetensors")]) == 2
     assert "is not a regular file" in capsys.readouterr().err
 
 
@@ -74,5 +74,5 @@ def test_oversized_config_is_refused(tmp_path, capsys):
     folder, _ = _hf_folder(tmp_path)
     with open(folder / "config.json", "w") as f:
         f.write('{"model_type": "llama", "pad": "' + "x" * (17 * 1024 * 1024) + '"}')
-    assert main(["convert", str(folder), str(tmp_path / "n.safetensors")]) == 1
+    assert main(["convert", str(folder), str(tmp_path / "n.safetensors")]) == 2
     assert "larger than" in capsys.readouterr().err

@@ -172,7 +172,7 @@ def test_cli_prints_the_spec_as_json(capsys):
     assert RMSNormSpec.from_json(capsys.readouterr().out) == RMSNormSpec.preset("torch", eps=1e-5)
     assert main(["infer", "torch.nn:RMSNorm", "--init", "normalized_shape=1"]) == 0
     assert RMSNormSpec.from_json(capsys.readouterr().out) == RMSNormSpec.preset("torch")
-    assert main(["infer", "torch.nn:LayerNorm", "--init", "normalized_shape=16"]) == 1
+    assert main(["infer", "torch.nn:LayerNorm", "--init", "normalized_shape=16"]) == 2
     assert "this is a LayerNorm" in capsys.readouterr().err
     assert main(["infer", "torch.nn.RMSNorm"]) == 2
     assert "is not PACKAGE.MODULE:CLASS" in capsys.readouterr().err
@@ -258,7 +258,7 @@ def test_rmsnorm_infer_measures_a_function(name, tmp_path, monkeypatch, capsys):
     assert main(["infer", f"my_functions:{name}", "--shape", "8"]) == 0
     spec = RMSNormSpec.from_json(capsys.readouterr().out)
     assert spec.eps == 1e-5 and not spec.use_scale
-    assert main(["infer", f"my_functions:{name}"]) == 1  # no --shape: said so
+    assert main(["infer", f"my_functions:{name}"]) == 2  # no --shape: said so
     assert "a function needs --shape" in capsys.readouterr().err
 
 

@@ -67,7 +67,7 @@ def test_a_fifo_or_dev_zero_metadata_file_is_refused(tmp_path, kind):
     # in a child with a timeout: before the check, Orbax blocked on the FIFO forever
     run = [sys.executable, "-m", "rmsnorm_core", *argv]
     out = subprocess.run(run, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 1, out.stderr[-2000:]
+    assert out.returncode == 2, out.stderr[-2000:]
     assert "_METADATA' is not a regular file" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "n.safetensors").exists()
 

@@ -56,7 +56,7 @@ def test_a_wrong_digest_is_refused_naming_the_array(tmp_path, capsys):
     assert set(digests) == {f"params/layers_{i}/norm/scale" for i in range(3)}
     digests["params/layers_1/norm/scale"] = "0" * 64
     meta_file.write_text(json.dumps(meta))
-    assert main(["convert", str(ck), str(tmp_path / "b.safetensors"), "--preset", "flax"]) == 1
+    assert main(["convert", str(ck), str(tmp_path / "b.safetensors"), "--preset", "flax"]) == 2
     err = capsys.readouterr().err
     assert "'params/layers_1/norm/scale' does not match the SHA-256" in err
     assert not (tmp_path / "b.safetensors").exists()
@@ -72,7 +72,7 @@ def test_damaged_array_data_is_never_read_as_other_numbers(tmp_path, capsys):
         back = load(tmp_path / "b.safetensors")
         assert all(back[n].equals(layers[n]) for n in layers)
     else:
-        assert rc == 1 and ("damaged" in err or "cannot be restored" in err), err
+        assert rc == 2 and ("damaged" in err or "cannot be restored" in err), err
 
 
 RMSNORM = "import sys; from rmsnorm_core.cli._cli import main; sys.exit(main(sys.argv[1:]))"
@@ -87,7 +87,7 @@ def test_a_damaged_tree_store_gives_one_line_and_no_tracebacks(tmp_path):
              "--preset", "flax"],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
-        assert run.returncode == 1
+        assert run.returncode == 2
         assert "Traceback" not in run.stderr, run.stderr
         lines = run.stderr.splitlines()
         assert len(lines) == 1 and "cannot read the checkpoint's tree metadata" in lines[0], lines
@@ -112,7 +112,7 @@ def _orphaned_failure(message: str) -> None:
 def test_a_late_failure_of_a_read_is_dropped_and_nothing_else(tmp_path, caplog):
     ck, _ = _checkpoint(tmp_path)
     _flip(next((ck / "d").iterdir()))
-    assert main(["convert", str(ck), str(tmp_path / "b.safetensors"), "--preset", "flax"]) == 1
+    assert main(["convert", str(ck), str(tmp_path / "b.safetensors"), "--preset", "flax"]) == 2
     caplog.set_level(logging.ERROR, logger="asyncio")
     _orphaned_failure(f'DATA_LOSS: Error reading local file "{ck.resolve()}/d/0a1b"')
     assert not caplog.records  # the read's failure is the error convert printed

@@ -164,8 +164,8 @@ def test_verify_a_checkpoint_with_its_own_weights(tmp_path, capsys):
             2,
             "cannot create its folder: '/dev/null' is not a folder",
         ),
-        (["verify", "--weights", "missing.safetensors"], 1, "does not exist"),
-        (["verify", "--spec", "missing.json"], 1, "--spec 'missing.json' does not exist"),
+        (["verify", "--weights", "missing.safetensors"], 2, "does not exist"),
+        (["verify", "--spec", "missing.json"], 2, "--spec 'missing.json' does not exist"),
         (
             ["verify", "--backend", "typo"],
             2,

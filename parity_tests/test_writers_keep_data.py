@@ -38,7 +38,7 @@ def test_orbax_refuses_a_folder_that_is_not_an_orbax_checkpoint(tmp_path, capsys
     (work / "sub").mkdir()
     (work / "sub" / "data.bin").write_bytes(b"\x00\x01")
     before = _snapshot(tmp_path)
-    assert main(["convert", str(src), str(work), "--to", "orbax"]) == 1
+    assert main(["convert", str(src), str(work), "--to", "orbax"]) == 2
     assert "is not an Orbax checkpoint" in capsys.readouterr().err
     assert _snapshot(tmp_path) == before
 
@@ -51,7 +51,7 @@ def test_orbax_refuses_the_working_folder(tmp_path, capsys, monkeypatch):
     (tmp_path / "work" / "notes.txt").write_text("mine")
     monkeypatch.chdir(tmp_path / "work")
     before = _snapshot(tmp_path)
-    assert main(["convert", str(src), ".", "--to", "orbax"]) == 1
+    assert main(["convert", str(src), ".", "--to", "orbax"]) == 2
     assert "is not an Orbax checkpoint" in capsys.readouterr().err
     assert _snapshot(tmp_path) == before and src.exists()
 
@@ -114,7 +114,7 @@ def test_to_hf_refuses_a_model_folder_and_changes_nothing(tmp_path, capsys):
     index = json.dumps({"weight_map": {"lm_head.weight": "model-00001-of-00001.safetensors"}})
     (model / "model.safetensors.index.json").write_text(index)
     before = {p.name: p.read_bytes() for p in model.iterdir()}
-    assert main(["convert", str(src), str(model), "--to", "hf"]) == 1
+    assert main(["convert", str(src), str(model), "--to", "hf"]) == 2
     assert "holds files this writer did not write" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in model.iterdir()} == before
 
@@ -136,7 +136,7 @@ def test_to_hf_refuses_a_layer_without_a_scale(tmp_path, capsys):
     free = NeutralLayer(RMSNormSpec(use_scale=False))
     save(tmp_path / "n.safetensors", {"free": free})
     assert (
-        main(["convert", str(tmp_path / "n.safetensors"), str(tmp_path / "hf"), "--to", "hf"]) == 1
+        main(["convert", str(tmp_path / "n.safetensors"), str(tmp_path / "hf"), "--to", "hf"]) == 2
     )
     assert "have no scale" in capsys.readouterr().err
 

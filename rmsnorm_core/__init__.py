@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from rmsnorm_core._lazy import lazy_exports
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import FORMAT_VERSION, load, save
-from rmsnorm_core.io._digest import array_digest
+from rmsnorm_core.io._digest import array_digest, check_digests
+from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.io._layouts import (
     HF_NORM_KEYS,
     INFERRED,
@@ -23,7 +24,7 @@ from rmsnorm_core.io._layouts import (
 from rmsnorm_core.io._names import NAME_MAPS, flax_to_torch, torch_to_flax
 from rmsnorm_core.io._neutral import NeutralLayer, check_layer_name, neutral_layer
 from rmsnorm_core.io._offsets import with_scale_offset
-from rmsnorm_core.io._safetensors import open_regular
+from rmsnorm_core.io._safetensors import open_regular, read_regular
 from rmsnorm_core.oracle._tolerance import (
     ROUNDING_AGREEMENT,
     TOLERANCES,
@@ -104,6 +105,7 @@ __all__ = [
     "check_layer_name",
     "neutral_layer",
     "open_regular",
+    "read_regular",
     "rules",
     "layers_from_param_tree",
     "layers_from_state_arrays",
@@ -112,6 +114,8 @@ __all__ = [
     "testing",
     "write_atomic",
     "array_digest",
+    "check_digests",
+    "loads_strict",
     "NAME_MAPS",
     "NeutralLayer",
     "flax_to_torch",

@@ -14,7 +14,7 @@ trailing ``normalized_shape``, with torch's defaults and errors:
   whose mean square is ``<= -eps`` divides by zero or takes the root of a
   negative number. Such calls are torch's op itself, so they give what torch
   gives.
-- Complex inputs, which torch accepts, no spec describes: refused, saying so.
+- Complex and float8 inputs, which torch accepts, no spec describes: refused, saying so.
 
 Results are bit-identical to torch's on the CPU (``parity_tests/test_torch_functional_dropin.py``
 runs torch's own OpInfo samples). For specs other than the ``torch`` preset,
@@ -32,11 +32,13 @@ from torch import Tensor
 from rmsnorm_core import (
     FLOAT32_EPS,
     FLOAT64_EPS,
+    FLOAT_DTYPES,
     RMSNormShapeError,
     RMSNormSpec,
     RMSNormTypeError,
     dtype_name,
 )
+from rmsnorm_torch.nn._arguments import check_eps, check_tensor, normalized_shape_list
 from rmsnorm_torch.nn._functional import rms_norm as spec_rms_norm
 
 __all__ = ["rms_norm"]
@@ -88,14 +90,19 @@ def rms_norm(
 
     Raises:
         rmsnorm_core.RMSNormShapeError: a shape that does not fit (a RuntimeError).
-        rmsnorm_core.RMSNormTypeError: a complex or integer input or weight.
+        rmsnorm_core.RMSNormTypeError: an input or weight that is not a tensor, or is
+            complex or integer; a normalized_shape that is not an int or a sequence of
+            ints (a bool is not); an eps that is not a number.
     """
-    shape = [int(normalized_shape)] if isinstance(normalized_shape, int) else list(normalized_shape)
+    check_tensor("input", input)
+    check_tensor("weight", weight, optional=True)
+    shape = normalized_shape_list(normalized_shape)
+    check_eps(eps)
     for name, t in (("input", input), ("weight", weight)):
-        if t is not None and (t.is_complex() or not t.is_floating_point()):
+        if t is not None and dtype_name(t.dtype) not in FLOAT_DTYPES:
             raise RMSNormTypeError(
                 f"{name} has dtype {t.dtype}; rms_norm accepts float16, bfloat16, float32 and "
-                "float64 (no spec describes a complex or integer RMSNorm)"
+                "float64 (no spec describes a complex, integer or float8 RMSNorm)"
             )
     _check(input, shape, weight)
     if eps is None:

@@ -1,10 +1,13 @@
 """The ``rmsnorm`` command line.
 
-Exit codes: 0 success, 1 failure (a file that cannot be read or written, a
-check that fails), 2 bad usage (unknown options, bad values; argparse's
-convention), 130 after Ctrl-C. Errors print one line naming the problem, never a
-traceback. SIGTERM and SIGHUP unwind a command as Ctrl-C does (its temporary files
-and child processes are cleaned up), then end the process as that signal does.
+Exit statuses (:data:`EXIT_STATUSES`, also in ``rmsnorm --help``): 0 success; 1 a
+check ran and failed (``verify``, ``export``, ``bench --check``), and nothing else; 2
+an error before or instead of a result: bad arguments (argparse's convention), an
+input that is missing, unreadable or invalid (a damaged checkpoint, bad JSON, a
+refused spec) or an output that cannot be written; 130 after Ctrl-C. Errors print one
+line naming the problem, never a traceback. SIGTERM and SIGHUP unwind a command as
+Ctrl-C does (its temporary files and child processes are cleaned up), then end the
+process as that signal does.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rmsnorm_core.cli._cli_args import parse_overrides
+from rmsnorm_core.cli._cli_args import EXIT_STATUSES, parse_overrides, spec_fields
 from rmsnorm_core.cli._cli_paths import check_command_paths, no_paths
 from rmsnorm_core.cli._cli_signals import Stopped, stop_signals_unwind, take_usual_course
-from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+from rmsnorm_core.spec._errors import RMSNormError
 from rmsnorm_core.spec._spec import RMSNormSpec, preset, presets
 
 
@@ -28,7 +31,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 def _cmd_spec(args: argparse.Namespace) -> int:
     base = preset(args.preset) if args.preset else RMSNormSpec()
-    print(base.replace(**parse_overrides(args.set)).to_json(indent=2))
+    print(base.replace(**parse_overrides(args.set, fields=spec_fields())).to_json(indent=2))
     return 0
 
 
@@ -44,12 +47,14 @@ def build_parser(*, with_backends: bool = False) -> argparse.ArgumentParser:
         description="One RMSNorm, specified once, run identically in JAX/Flax and PyTorch.",
         epilog="Documentation: `rmsnorm docs` serves the guides and reference locally "
         "(offline; without the docs extra it says where the Markdown is). "
-        "`rmsnorm COMMAND --help` for each command.",
+        "`rmsnorm COMMAND --help` for each command. " + EXIT_STATUSES,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("presets", help="list the presets and their specs")
+    p = sub.add_parser("presets", help="list the presets and their specs", epilog=EXIT_STATUSES)
     p.set_defaults(func=_cmd_presets, paths=no_paths)
-    p = sub.add_parser("spec", help="print a spec as JSON (a preset, with overrides)")
+    p = sub.add_parser(
+        "spec", help="print a spec as JSON (a preset, with overrides)", epilog=EXIT_STATUSES
+    )
     p.add_argument("preset", nargs="?", help="preset name (default: the spec defaults)")
     p.add_argument(
         "--set",
@@ -77,6 +82,10 @@ def build_parser(*, with_backends: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+#: The exit status of an error (argparse exits with it for bad arguments too).
+ERROR = 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -92,20 +101,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"rmsnorm {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
-    except RMSNormError as err:
-        # Arguments that are missing, contradictory or malformed (and any bad spec
-        # value given to `spec`) are usage errors; files that cannot be read or
-        # checks that fail are failures.
+    except RMSNormError as err:  # bad arguments, a bad input: never a failed check
         print(f"rmsnorm {args.command}: error: {err}", file=sys.stderr)
-        usage = isinstance(err, RMSNormUsageError) or args.command == "spec"
-        return 2 if usage else 1
+        return ERROR
     except OSError as err:
         print(f"rmsnorm {args.command}: error: {err.strerror}: {err.filename!r}", file=sys.stderr)
-        return 1
+        return ERROR
     except (RecursionError, MemoryError) as err:  # hostile input that got past the checks
         what = "nested too deeply" if isinstance(err, RecursionError) else "too large"
         print(f"rmsnorm {args.command}: error: an input is {what} to process", file=sys.stderr)
-        return 1
+        return ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import math
 import stat
 import sys
@@ -36,8 +35,9 @@ from rmsnorm_core.bench._bench import (
 from rmsnorm_core.bench._load import MAX_LOAD, competing_processes
 from rmsnorm_core.cli._cli_args import command_parser
 from rmsnorm_core.cli._cli_paths import CommandPaths
+from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.registry import _backends
-from rmsnorm_core.spec._errors import RMSNormUsageError
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 
 
 def core_benchmarks() -> list[Benchmark]:
@@ -97,8 +97,8 @@ def check_report_path(path: str, flag: str) -> None:
         doc = None
         if target.is_file() and target.stat().st_size < 64 * 1024 * 1024:
             try:
-                doc = json.loads(target.read_text())
-            except (ValueError, UnicodeDecodeError):
+                doc = loads_strict(target.read_bytes(), f"{flag} {path!r}")
+            except RMSNormError:
                 doc = None
         if not (isinstance(doc, dict) and {"machine", "results"} <= set(doc)):
             raise RMSNormUsageError(

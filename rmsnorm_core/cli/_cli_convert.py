@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import command_parser, parse_overrides
+from rmsnorm_core.cli._cli_args import command_parser, parse_overrides, spec_fields
 from rmsnorm_core.cli._cli_paths import CommandPaths
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import load, save
@@ -174,6 +175,33 @@ def _pick(path: Path, given: str | None, reading: bool) -> _backends.CheckpointF
     return matches[0]
 
 
+def load_neutral(path: str, what: str) -> dict[str, NeutralLayer]:
+    """The layers of the neutral checkpoint ``path`` (``rmsnorm verify --weights``,
+    ``rmsnorm export``); a checkpoint of another format ``convert`` reads is refused
+    with the command that converts it, not as a damaged file.
+
+    Raises:
+        RMSNormError: ``what`` names the argument in the message.
+    """
+    try:
+        return load(path)
+    except RMSNormError:
+        fmt = NEUTRAL
+        if Path(path).is_file() or Path(path).is_dir():  # never a FIFO or a device
+            try:
+                fmt = _pick(Path(path), None, True)
+            except RMSNormError:  # no format knows it: the neutral reader's error stands
+                pass
+        if fmt is NEUTRAL:
+            raise
+    preset = " --preset NAME" if fmt.needs_spec and not fmt.spec_from_file else ""
+    dst = shlex.quote(str(Path(path).with_name(f"{Path(path).stem}-norms.safetensors")))
+    raise RMSNormError(
+        f"{what} {path!r} is in the {fmt.name} format, not a neutral checkpoint; "
+        f"convert it first: rmsnorm convert {shlex.quote(path)} {dst}{preset}"
+    )
+
+
 def _detecting(path: Path) -> list[_backends.CheckpointFormat]:
     """Formats that recognize a path by its contents: built-in first, then backends'
     (asked only for a folder: files go by extension, with no framework import)."""
@@ -198,7 +226,7 @@ def _spec(
         )
     try:
         base = preset(args.preset)
-        overrides = parse_overrides(args.set)
+        overrides = parse_overrides(args.set, fields=spec_fields())
         return base.replace(**overrides), INFERRED - set(overrides)
     except RMSNormError as err:
         raise RMSNormUsageError(str(err)) from None

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from rmsnorm_core.cli._cli_args import command_parser
+from rmsnorm_core.cli._cli_convert import load_neutral
 from rmsnorm_core.cli._cli_paths import CommandPaths, refuse_collisions
-from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.registry._artifact_paths import artifact_path
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         )
     for name in outputs:
         exporters[name].check(args)
-    layers = load(args.checkpoint)
+    layers = load_neutral(args.checkpoint, "checkpoint")
     if not layers:
         raise RMSNormError(f"checkpoint {args.checkpoint!r} holds no layers")
     planned = {  # one file per layer: named after the layers, so known only now

@@ -74,7 +74,7 @@ def _load(target: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     shape = _block(args.shape)
     factory = _load(args.target)
-    kwargs = parse_overrides(args.init)
+    kwargs = parse_overrides(args.init, flag="--init")
     try:
         subject = factory(**kwargs) if isinstance(factory, type) else factory
     except Exception as err:  # the user's constructor refused the arguments

@@ -12,7 +12,7 @@ where it divides; ``jax-2procs``: 2 processes joined by
 with an earlier report check by check: regressions, fixes, changed errors and
 outputs whose bits changed (by digest). Exit 0 when every check passes, 1 on
 any failure (or, with ``--baseline``, a regression or a bit change unless
-``--allow-bit-changes``), 2 on bad usage.
+``--allow-bit-changes``), 2 on an error (bad arguments, a bad input file).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from rmsnorm_core.cli._cli_args import command_parser
+from rmsnorm_core.cli._cli_convert import load_neutral
 from rmsnorm_core.cli._cli_paths import CommandPaths
 from rmsnorm_core.io._atomic import write_atomic
-from rmsnorm_core.io._checkpoint import load
 from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.oracle._tolerance import ROUNDING_AGREEMENT, TOLERANCES
 from rmsnorm_core.registry import _backends
@@ -193,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
     before = _baseline.load_report(args.baseline) if args.baseline else None  # before the run
     start = time.perf_counter()
     if args.weights:
-        items = _verify.problems_for_weights(load(args.weights), args.quick)
+        layers = load_neutral(args.weights, "--weights")
+        items = _verify.problems_for_weights(layers, args.quick)
     else:
         items = _verify.problems_for(_specs(args), args.quick)
     runners, skipped = _runners(args)

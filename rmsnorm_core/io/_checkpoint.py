@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from rmsnorm_core.io._atomic import write_atomic
-from rmsnorm_core.io._digest import array_digest
+from rmsnorm_core.io._digest import array_digest, check_digests
+from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.io._neutral import NeutralLayer, check_layer, check_layer_name, neutral_layer
 from rmsnorm_core.io._safetensors import read_file, serialize
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
@@ -38,8 +39,10 @@ def save(path: str | os.PathLike[str], layers: Mapping[str, NeutralLayer]) -> Pa
     ``{layer: {"spec": RMSNormSpec.to_dict(), "param_shape": [...],
     "source": "<format>:<path>"}}`` (``source`` only when known), and ``sha256``,
     the JSON ``{tensor: hex digest of its bytes}``: safetensors keeps no checksum,
-    so :func:`load` checks these and a damaged payload is an error, never other
-    numbers (a file without them, as written before, is read unchecked). It is
+    so :func:`load` checks every one and a damaged payload is an error, never other
+    numbers. A file with a ``sha256`` entry must hold a digest for each of its
+    tensors (``{}`` for none); one without the entry, as written before digests
+    were, is read unchecked. It is
     written to a temporary file in the same folder and then moved over
     ``path``, so an existing file is replaced whole or not at all.
 
@@ -85,7 +88,8 @@ def load(path: str | os.PathLike[str]) -> dict[str, NeutralLayer]:
         RMSNormError: naming the file (and layer) and the problem: not an
             rmsnorm-bridge checkpoint, an unknown ``format_version``, a
             corrupt or truncated file, invalid spec JSON, a tensor whose
-            shape or dtype disagrees with its spec, a missing or extra tensor.
+            shape or dtype disagrees with its spec, a missing or extra tensor,
+            a tensor that does not match its digest or has none.
     """
     return _read(Path(path))
 
@@ -106,7 +110,8 @@ def _read(path: Path) -> dict[str, NeutralLayer]:
         )
     layers_meta = _json_object(file, meta, "layers")
     if "sha256" in meta:  # a file written before digests were is not checked
-        _check_digests(file, _json_object(file, meta, "sha256"), tensors)
+        digests = loads_strict(meta["sha256"], f"checkpoint {file!r}: the 'sha256' metadata")
+        check_digests(f"checkpoint {file!r}", digests, tensors, "tensor")
     layers = {name: _layer(file, name, entry, tensors) for name, entry in layers_meta.items()}
     if tensors:
         raise RMSNormError(f"checkpoint {file!r} holds tensors no layer claims: {sorted(tensors)}")
@@ -159,24 +164,7 @@ def _layer(file: str, name: str, entry: Any, tensors: dict[str, Any]) -> Neutral
 
 def _json_object(file: str, meta: Mapping[str, str], key: str) -> dict:
     """The metadata entry ``key`` read as a JSON object (a missing one reads as "")."""
-    try:
-        value = json.loads(meta.get(key, ""))
-    except json.JSONDecodeError as err:
-        raise RMSNormError(
-            f"checkpoint {file!r}: the {key!r} metadata is not JSON: {err}"
-        ) from None
+    value = loads_strict(meta.get(key, ""), f"checkpoint {file!r}: the {key!r} metadata")
     if not isinstance(value, dict):
         raise RMSNormError(f"checkpoint {file!r}: the {key!r} metadata must be a JSON object")
     return value
-
-
-def _check_digests(
-    file: str, digests: Mapping[str, str], tensors: Mapping[str, np.ndarray]
-) -> None:
-    """Each tensor's bytes against the digest written with it."""
-    for name, array in tensors.items():
-        if name in digests and array_digest(array) != digests[name]:
-            raise RMSNormError(
-                f"checkpoint {file!r}: tensor {name!r} does not match the SHA-256 written with "
-                "it; the file is damaged"
-            )

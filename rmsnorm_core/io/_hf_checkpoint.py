@@ -21,6 +21,7 @@ from typing import Any
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._atomic_folder import replacing_folder
 from rmsnorm_core.io._hf_sidecar import SIDECAR, read_sidecar, sidecar_bytes, writable_target
+from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.io._layouts import (
     HF_NORM_KEYS,
     compile_pattern,
@@ -63,10 +64,7 @@ def _json(path: Path, what: str) -> Any:
     """Parse a small JSON file: a regular file only (a FIFO would block, ``/dev/zero``
     never ends), at most :data:`MAX_JSON_BYTES` read."""
     raw = read_regular(path, what, MAX_JSON_BYTES)
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as err:
-        raise RMSNormError(f"{what} {str(path)!r} is not valid JSON: {str(err)[:120]}") from None
+    return loads_strict(raw, f"{what} {str(path)!r}")
 
 
 def spec_from_config(folder: Path) -> RMSNormSpec:

@@ -29,6 +29,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
+from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.spec._dtypes import numpy_dtype
 from rmsnorm_core.spec._errors import RMSNormError
 
@@ -55,7 +56,7 @@ def _sorted_metadata(data: bytes) -> bytes:
     26); a checkpoint saved twice must be byte-identical, so the metadata keys are put
     in sorted order. Same keys, same values, same JSON length: nothing else moves."""
     length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + length])
+    header = loads_strict(data[8 : 8 + length], "the safetensors header just written")
     meta = header.get("__metadata__")
     if not meta:
         return data

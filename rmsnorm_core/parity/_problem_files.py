@@ -20,6 +20,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.parity._launch import launch
 from rmsnorm_core.parity._problems import Outcome, Problem
 from rmsnorm_core.spec._spec import RMSNormSpec
@@ -57,7 +58,7 @@ def save_problems(folder: Path, problems: list[Problem]) -> None:
 def load_problems(folder: Path) -> list[Problem]:
     """Read what :func:`save_problems` wrote."""
     arrays = np.load(folder / "problems.npz", allow_pickle=False)
-    specs = json.loads((folder / "problems.json").read_text())
+    specs = loads_strict((folder / "problems.json").read_bytes(), "problems.json")
     return [
         Problem(
             RMSNormSpec.from_dict(spec), **{n: _get(arrays, f"{i}.{n}") for n in _PROBLEM_FIELDS}

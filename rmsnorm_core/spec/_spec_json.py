@@ -7,9 +7,9 @@ fields: a JSON object, a known schema version, known keys, bounded nesting.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
+from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
 
 SCHEMA_VERSION = 2
@@ -43,13 +43,8 @@ def spec_from_dict(cls: Any, data: Any) -> Any:
 
 
 def parse_json(text: Any) -> Any:
-    """The JSON value of spec text (``RMSNormSpec.from_json``), errors as one line."""
+    """The JSON value of spec text (``RMSNormSpec.from_json``), errors as one line (a key
+    given twice and over-long integers refused: :func:`~rmsnorm_core.io._json.loads_strict`)."""
     if not isinstance(text, (str, bytes, bytearray)):
         raise RMSNormTypeError(f"spec JSON must be str or bytes, got {type(text).__name__}")
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        raise RMSNormError("spec JSON is nested too deeply to be a spec") from None
-    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, huge integers
-        raise RMSNormError(f"spec JSON is not valid JSON: {str(err)[:200]}") from None
-    return data
+    return loads_strict(text, "spec JSON")

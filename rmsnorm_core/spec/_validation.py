@@ -22,10 +22,28 @@ def require_bool(field: str, value: Any) -> bool:
     return value
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut short: a 400-digit int must not fill the message."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:24]}...({len(text)} characters)"
+
+
 def require_real(field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise RMSNormTypeError(f"{field}={value!r} is not accepted; {field} must be a real number")
-    return float(value)
+        raise RMSNormTypeError(
+            f"{field}={_shown(value)} is not accepted; {field} must be a real number"
+        )
+    try:
+        return float(value)
+    except OverflowError:  # an int past float's range (10**400)
+        raise RMSNormError(
+            f"{field}={_shown(value)} is not accepted; it is too large for a float "
+            "(at most about 1.8e308)"
+        ) from None
+
+
+MAX_RANK = 64
+"""No axis reaches past this (NumPy's limit on dims, which the float64 reference uses)."""
 
 
 def canonical_axes_field(value: Any) -> tuple[int, ...]:
@@ -41,6 +59,13 @@ def canonical_axes_field(value: Any) -> tuple[int, ...]:
                 f"axes={tuple(value)!r} is not accepted; every axis must be an int, got {axis!r}"
             )
     axes = tuple(int(a) for a in value)
+    for axis in axes:
+        if not -MAX_RANK <= axis < MAX_RANK:
+            raise RMSNormError(
+                f"axes={_shown(axes)} is not accepted; axis {_shown(axis)} is out of range: every "
+                f"axis must satisfy "
+                f"-{MAX_RANK} <= axis < {MAX_RANK} (arrays have at most {MAX_RANK} dims)"
+            )
     if not axes:
         raise RMSNormError(
             "axes=() is not accepted; axes must name at least one axis to normalize over"

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.spec._errors import RMSNormError
 
@@ -66,28 +68,78 @@ class Diff:
 #: The fields that name a check (a report's record has each).
 NAMED_BY = ("backend", "check", "dtype", "spec", "case", "shape")
 
+#: The ``report_version`` values this comparison reads (2 added digests).
+READS = (1, 2)
+
+
+def _string(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _shape(v: Any) -> bool:
+    return isinstance(v, list) and all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in v
+    )
+
+
+def _digest(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v) is not None)
+
+
+#: Every field of a record the comparison reads: required, its test, what is accepted.
+RECORD_FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
+    **{name: (True, _string, "a string") for name in NAMED_BY if name != "shape"},
+    "shape": (True, _shape, "a list of ints >= 0"),
+    "status": (True, lambda v: v in ("pass", "fail", "skipped"), "'pass', 'fail' or 'skipped'"),
+    "reason": (False, _string, "a string"),
+    "digest": (False, _digest, "null or a SHA-256 (64 hex digits)"),
+    "spec_json": (False, lambda v: isinstance(v, dict), "a JSON object (the spec)"),
+}
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, allow_nan=True)
+    return text if len(text) <= 60 else text[:50] + "..."
+
 
 def load_report(path: str | Path) -> dict:
-    """An earlier ``--report``: a regular file of bounded size, JSON with records."""
-    raw = read_regular(Path(path), "--baseline", MAX_REPORT_BYTES)
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError) as err:
-        raise RMSNormError(f"--baseline {str(path)!r} is not JSON: {str(err)[:120]}") from None
+    """An earlier ``--report``: a regular file of bounded size, JSON with records, every
+    field this comparison reads checked (type and value) before the run starts.
+
+    Raises:
+        RMSNormError: one line naming the file, the record, the field, the value and
+            what is accepted.
+    """
+    where = f"--baseline {str(path)!r}"
+    doc = loads_strict(read_regular(Path(path), "--baseline", MAX_REPORT_BYTES), where)
     if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
+        raise RMSNormError(f"{where} is not an rmsnorm verify report (no 'records' list)")
+    version = doc.get("report_version", 1)
+    if type(version) is not int or version not in READS:  # bool and float are not
         raise RMSNormError(
-            f"--baseline {str(path)!r} is not an rmsnorm verify report (no 'records' list)"
+            f"{where} has report_version={_shown(version)}; accepted: "
+            f"{' or '.join(map(str, READS))} (a newer report needs a newer rmsnorm-bridge)"
+        )
+    versions = doc.get("versions", {})
+    if not (isinstance(versions, dict) and all(map(_string, versions.values()))):
+        raise RMSNormError(
+            f"{where} has versions={_shown(versions)}; accepted: a JSON object of strings"
         )
     for i, r in enumerate(doc["records"]):
         if not isinstance(r, dict):
-            raise RMSNormError(f"--baseline {str(path)!r}: record {i} is not a JSON object")
-        missing = [k for k in (*NAMED_BY, "status") if k not in r]
-        if missing or not isinstance(r["status"], str):
-            what = f"lacks {missing[0]!r}" if missing else "has a 'status' that is not a string"
-            raise RMSNormError(
-                f"--baseline {str(path)!r}: record {i} {what}; accepted: records of an "
-                "rmsnorm verify --report"
-            )
+            raise RMSNormError(f"{where}: record {i} is not a JSON object")
+        for field, (required, accepts, what) in RECORD_FIELDS.items():
+            if field not in r:
+                if not required:
+                    continue
+                raise RMSNormError(
+                    f"{where}: record {i} lacks {field!r}; accepted: records of an "
+                    "rmsnorm verify --report"
+                )
+            if not accepts(r[field]):
+                raise RMSNormError(
+                    f"{where}: record {i} has {field}={_shown(r[field])}; accepted: {what}"
+                )
     return doc
 
 
@@ -121,7 +173,7 @@ def compare_reports(before: dict, records: Sequence[dict], versions: dict[str, s
             kind = "fixed"
         elif a["status"] == b["status"] == "fail" and a.get("reason") != b.get("reason"):
             kind = "error changed"
-        elif a.get("digest") and b.get("digest") and a["digest"] != b["digest"]:
+        elif a.get("digest") and b.get("digest") and a["digest"].lower() != b["digest"].lower():
             kind = "bits changed"
         if kind is not None:
             changes.append({"kind": kind, "check": _name(b), "before": _side(a), "after": _side(b)})

@@ -10,8 +10,15 @@ Orbax stores no checksum of array data: a damaged data file can restore as
 other numbers, silently. A checkpoint written here therefore carries, in
 Orbax's custom metadata, the SHA-256 of each array's bytes
 (``{"rmsnorm_bridge": {"sha256": {"params/layers_0/norm/scale": ...}}}``);
-reading checks every restored array that has one and refuses a mismatch. A
-checkpoint written elsewhere has none, and is read as Orbax gives it.
+reading checks every one (:func:`rmsnorm_core.check_digests`: each restored
+array must have a digest and each digest an array). The custom metadata is
+read from ``_CHECKPOINT_METADATA`` here, not through Orbax, which logs a file
+it cannot parse and goes on without it (dropping the digests with it): a
+``_CHECKPOINT_METADATA`` that is not a JSON object is refused, whoever wrote it,
+and so is an ``rmsnorm_bridge`` entry of the wrong shape. A checkpoint whose
+custom metadata has no ``rmsnorm_bridge`` entry (or that has no
+``_CHECKPOINT_METADATA``) cannot be told from one written elsewhere, which has
+no digests: it is read as Orbax gives it.
 """
 
 from __future__ import annotations
@@ -28,7 +35,10 @@ from rmsnorm_core import (
     RMSNormSpec,
     RMSNormUsageError,
     array_digest,
+    check_digests,
+    loads_strict,
     param_tree_from_layers,
+    read_regular,
 )
 from rmsnorm_core.io._atomic_folder import replacing_folder
 from rmsnorm_flax.interop._orbax_noise import quiet_reads_of
@@ -92,11 +102,43 @@ def _norm_subtree(tree: Any) -> Any:
     return kept or None
 
 
-def _restore_norms(path: Path) -> Any:
-    """Restore the norm arrays only (an embedding beside them is never read)."""
-    import numpy as np
-    import orbax.checkpoint as ocp
+def _written_digests(path: Path) -> Any:
+    """The digests this library wrote into the checkpoint's custom metadata, or None
+    where there are none (a checkpoint written elsewhere).
 
+    Raises:
+        RMSNormError: ``_CHECKPOINT_METADATA`` is not JSON or not an object, or its
+            ``custom_metadata`` (or our entry in it) has the wrong type.
+    """
+    file = path / "_CHECKPOINT_METADATA"
+    if not file.exists():
+        return None
+    where = f"input {str(path)!r}: _CHECKPOINT_METADATA"
+    meta = loads_strict(read_regular(file, where, MAX_METADATA_BYTES), where)
+    if not isinstance(meta, dict):
+        raise RMSNormError(f"{where} is a JSON {type(meta).__name__}; expected an object")
+    custom = meta.get("custom_metadata")
+    if custom is None:
+        return None
+    if not isinstance(custom, dict):
+        raise RMSNormError(
+            f"{where}: custom_metadata is a {type(custom).__name__}; expected an object"
+        )
+    ours = custom.get(_OURS)
+    if ours is None:
+        return None
+    if not isinstance(ours, dict) or "sha256" not in ours:
+        raise RMSNormError(
+            f"{where}: custom_metadata[{_OURS!r}] is {repr(ours)[:80]}; expected an object "
+            "with 'sha256' (what this library writes)"
+        )
+    return ours["sha256"]
+
+
+def _restore_norms(path: Path) -> Any:
+    """Restore the norm arrays only (an embedding beside them is never read); every
+    array checked against its digest where the checkpoint carries digests."""
+    digests = _written_digests(path)  # before Orbax, which would drop a damaged file
     step = _checkpointer().metadata(path)
     meta = step.item_metadata
     if meta is None:  # Orbax logs why and returns none: a damaged tree store, usually
@@ -106,19 +148,23 @@ def _restore_norms(path: Path) -> Any:
         )
     wanted = _norm_subtree(dict(meta.tree) if hasattr(meta, "tree") else meta)
     if wanted is None:
-        return {}
+        tree: Any = {}
+    else:
+        tree = _restore(path, wanted)
+    if digests is not None:
+        check_digests(f"input {str(path)!r}", digests, dict(_leaves(tree)), "array")
+    return tree
+
+
+def _restore(path: Path, wanted: Any) -> Any:
+    """The arrays of ``wanted`` (a metadata subtree), as NumPy arrays."""
+    import numpy as np
+    import orbax.checkpoint as ocp
+
     item = _tree_map(lambda m: np.zeros(m.shape, m.dtype), wanted)
     args = _tree_map(lambda m: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
     restore = ocp.args.PyTreeRestore(item=item, restore_args=args, partial_restore=True)
-    tree = ocp.PyTreeCheckpointer().restore(path, args=restore)
-    written = (step.custom_metadata or {}).get(_OURS, {}).get("sha256", {})
-    for name, array in _leaves(tree):
-        if name in written and array_digest(array) != written[name]:
-            raise RMSNormError(
-                f"input {str(path)!r}: array {name!r} does not match the SHA-256 written with "
-                "it; the checkpoint's data is damaged"
-            )
-    return tree
+    return ocp.PyTreeCheckpointer().restore(path, args=restore)
 
 
 _OURS = "rmsnorm_bridge"

@@ -18,7 +18,8 @@ def torch_dtype(name: str) -> torch.dtype:
 
 def torch_dtype_name(dtype: torch.dtype) -> str:
     """Core's name for a torch dtype (``torch.bfloat16`` -> ``"bfloat16"``); other dtypes
-    keep their own name (``"int32"``) so that core's checks can refuse them by name."""
+    keep their own name (``"int32"``, ``"float8_e4m3fn"``) so that core's checks can
+    refuse them by name."""
     names = {
         torch.float16: "float16",
         torch.bfloat16: "bfloat16",
@@ -32,7 +33,12 @@ def torch_dtype_name(dtype: torch.dtype) -> str:
         torch.bool: "bool",
         torch.complex64: "complex64",
         torch.complex128: "complex128",
+        torch.float8_e4m3fn: "float8_e4m3fn",
+        torch.float8_e5m2: "float8_e5m2",
+        torch.float8_e4m3fnuz: "float8_e4m3fnuz",
+        torch.float8_e5m2fnuz: "float8_e5m2fnuz",
+        torch.float8_e8m0fnu: "float8_e8m0fnu",
     }
     if dtype in names:
         return names[dtype]
-    return "a non-floating dtype"
+    return str(dtype).replace("torch.", "")  # eager: uint16, ...; TorchScript: a number

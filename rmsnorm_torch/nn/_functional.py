@@ -15,7 +15,7 @@ the native ``RMSNormalization`` op where it equals the spec.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -30,6 +30,7 @@ from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, Kernel, decide
 from rmsnorm_torch.kernels._native import native_rms_norm
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
 from rmsnorm_torch.kernels._torch_dtypes import torch_dtype_name
+from rmsnorm_torch.nn._arguments import check_tensor
 
 
 def _subclass(t: Optional[Tensor]) -> bool:
@@ -201,6 +202,12 @@ def _recipe(spec: RMSNormSpec) -> Recipe:
     return spec.recipe
 
 
+def _check_tensors(x: Any, weight: Any, bias: Any) -> None:
+    check_tensor("x", x)
+    check_tensor("weight", weight, optional=True)
+    check_tensor("bias", bias, optional=True)
+
+
 def rms_norm(
     x: Tensor, spec: RMSNormSpec, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None
 ) -> Tensor:
@@ -220,8 +227,10 @@ def rms_norm(
 
     Raises:
         rmsnorm_core.RMSNormError: bad axes, shapes, dtypes, devices or
-            parameters the spec does not use.
+            parameters the spec does not use; an ``RMSNormTypeError`` for an
+            argument that is not a tensor.
     """
+    _check_tensors(x, weight, bias)
     return norm(x, _recipe(spec), weight, bias, x.dtype)
 
 
@@ -249,4 +258,6 @@ def rms_norm_residual(
     Returns:
         ``(y, s)``.
     """
+    _check_tensors(x, weight, bias)
+    check_tensor("residual", residual)
     return norm_residual(x, residual, _recipe(spec), weight, bias)

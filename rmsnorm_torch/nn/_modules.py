@@ -34,6 +34,7 @@ from rmsnorm_core.rules import Recipe
 from rmsnorm_core.spec import _rules
 from rmsnorm_torch.kernels._resolve import OnnxExport
 from rmsnorm_torch.kernels._torch_dtypes import torch_dtype
+from rmsnorm_torch.nn._arguments import check_tensor
 from rmsnorm_torch.nn._calls import forward_eager
 from rmsnorm_torch.nn._functional import norm
 from rmsnorm_torch.nn._module_fields import (
@@ -240,6 +241,8 @@ class RMSNorm(nn.Module):
         return f"{tuple(self._sizes)}, spec={self.spec!r}"
 
     def _check_input(self, x: Tensor) -> None:
+        if not torch.jit.is_scripting():  # scripted code has a typed x already
+            check_tensor("x", x)
         if not torch.jit.is_tracing():
             _rules.check_normalized_sizes(list(x.shape), self._recipe.axes, self._sizes)
 

@@ -4,8 +4,10 @@
 
 from typing import Tuple
 
+import torch
 from torch import Tensor
 
+from rmsnorm_torch.nn._arguments import check_tensor
 from rmsnorm_torch.nn._functional import norm_residual
 from rmsnorm_torch.nn._modules import RMSNorm
 
@@ -21,5 +23,7 @@ class ResidualRMSNorm(RMSNorm):
     def forward(self, x: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
         """Return ``(y, s)``."""
         self._check_input(x)
+        if not torch.jit.is_scripting():
+            check_tensor("residual", residual)
         recipe = self._recipe_for(x)
         return norm_residual(x, residual, recipe, self.weight, self.bias, self._onnx_mode)

@@ -12,7 +12,14 @@ from __future__ import annotations
 import pytest
 
 from rmsnorm_core.backends import backends
-from rmsnorm_core.testing import CASES, DTYPES, check_outcome, distinct_presets, with_batches
+from rmsnorm_core.testing import (
+    CASES,
+    DTYPES,
+    check_outcome,
+    distinct_presets,
+    in_one_launch,
+    with_batches,
+)
 
 PRESETS = distinct_presets()  # presets that are one spec run once
 # multi-process runners start processes per call: test_distributed.py runs them
@@ -49,7 +56,10 @@ MATRIX = [
 def test_runner_matches_reference(runner, case, preset, dtype):
     problem = case.problem(PRESETS[preset], dtype)
     assert runner.takes(case, problem)
-    outcome = with_batches(runner.run, problem, runner.run(problem))
+    if runner.batch is not None:  # a launch per call: the problem and its prefixes in one
+        (outcome,) = in_one_launch(runner.batch, [problem])
+    else:
+        outcome = with_batches(runner.run, problem, runner.run(problem))
     for check, result in check_outcome(problem, outcome):
         if check == "batch" and runner.batch_variance:
             continue  # the runtime's own property (test_batch_invariance.py shows it)

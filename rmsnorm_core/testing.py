@@ -6,7 +6,7 @@
 forward and gradients, plus the bit-for-bit share in half precision.
 """
 
-from rmsnorm_core.parity._batches import prefix, with_batches
+from rmsnorm_core.parity._batches import in_one_launch, prefix, with_batches
 from rmsnorm_core.parity._case_table import (
     CASES,
     CHECKPOINT,
@@ -55,6 +55,7 @@ __all__ = [
     "check_outcome",
     "distinct_presets",
     "expected_forward",
+    "in_one_launch",
     "launch_problems",
     "load_outcomes",
     "load_problems",

@@ -27,3 +27,20 @@ def with_batches(run: Callable[[Problem], Outcome], p: Problem, outcome: Outcome
     if not p.batches or outcome.batch_ys:
         return outcome
     return dataclasses.replace(outcome, batch_ys=tuple(run(prefix(p, k)).y for k in p.batches))
+
+
+def in_one_launch(
+    batch: Callable[[list[Problem]], list[Outcome]], problems: list[Problem]
+) -> list[Outcome]:
+    """A batch runner's outcomes, each with its batch-size prefixes (``Problem.batches``)
+    run in the same launch as the problems themselves."""
+    prefixes = [[prefix(p, k) for k in p.batches] for p in problems]
+    results = iter(batch([q for p, more in zip(problems, prefixes, strict=True)
+                          for q in (p, *more)]))  # fmt: skip
+    out = []
+    for more in prefixes:
+        outcome = next(results)
+        ys = tuple(next(results).y for _ in more)
+        out.append(dataclasses.replace(outcome, batch_ys=ys) if more else outcome)
+    return out
+

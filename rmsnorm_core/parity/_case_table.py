@@ -21,12 +21,14 @@ DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 """The dtypes every case runs in."""
 QUICK_DTYPES: tuple[str, ...] = DTYPES[:2]
 """The dtypes of ``rmsnorm verify --quick``: the first two of :data:`DTYPES`."""
-TAGS = frozenset({"verify", "quick", "export", "compile"})
+TAGS = frozenset({"verify", "quick", "export", "compile", "large"})
 """Every tag a case may carry: ``verify``, in ``rmsnorm verify``'s default matrix (the
 rest run in the test suite only); ``quick``, in ``rmsnorm verify --quick``;
 ``export``, taken by runners that trace or export per problem (seconds each, e.g.
 ``torch.export`` and the TorchScript-based ONNX exporter); ``compile``, taken by the
-costliest runners (``torch.compile``, the dynamo ONNX exporter)."""
+costliest runners (``torch.compile``, the dynamo ONNX exporter); ``large``, above every
+size at which a shipped kernel changes (taken by runners of a size-dependent kernel,
+e.g. torch's pure-Python CPU kernel)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +99,8 @@ CASES: tuple[Case, ...] = (
     ),
     # 1, 7, 64 and 320 rows of 1024: 1,024 to 327,680 elements, across every size at
     # which a shipped kernel changes (each backend's tests check that it is spanned)
-    _case("batch", {}, (320, 1024), "verify", "export", "compile", seed=12, batches=(1, 7, 64)),
+    _case("batch", {}, (320, 1024), "verify", "export", "compile", "large", seed=12,
+          batches=(1, 7, 64)),  # fmt: skip
 )
 """The case table. The first six and ``batch`` are ``rmsnorm verify``'s (seeds kept so
 that its problems are the same from run to run)."""

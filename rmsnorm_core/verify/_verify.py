@@ -21,7 +21,7 @@ import numpy as np
 
 from rmsnorm_core.io._digest import array_digest
 from rmsnorm_core.io._neutral import NeutralLayer
-from rmsnorm_core.parity._batches import prefix, with_batches
+from rmsnorm_core.parity._batches import in_one_launch, with_batches
 from rmsnorm_core.parity._case_table import CHECKPOINT, DTYPES, QUICK_DTYPES, Case, cases
 from rmsnorm_core.parity._problems import Problem, check_outcome, make_problem
 from rmsnorm_core.registry._backends import Backend, NotApplicable, Runner
@@ -200,25 +200,11 @@ def _run_batches(
             progress(0, len(items), f"{runner.name}: {len(taken)} problems in one launch")
             start = time.perf_counter()
             try:
-                outcomes = _in_one_launch(runner.batch, [items[i][2] for i in taken])
+                outcomes = in_one_launch(runner.batch, [items[i][2] for i in taken])
             except Exception as err:  # every item it took is reported failed
                 out[runner.name] = dict.fromkeys(taken, err)
                 continue
             seconds = (time.perf_counter() - start) / max(len(taken), 1)
             out[runner.name] = {i: (o, seconds) for i, o in zip(taken, outcomes, strict=True)}
-    return out
-
-
-def _in_one_launch(batch: Callable[[list[Problem]], list[Any]], problems: list[Problem]) -> list:
-    """A batch runner's outcomes, each with its batch-size prefixes (``Problem.batches``)
-    run in the same launch as the problems themselves."""
-    prefixes = [[prefix(p, k) for k in p.batches] for p in problems]
-    results = iter(batch([q for p, more in zip(problems, prefixes, strict=True)
-                          for q in (p, *more)]))  # fmt: skip
-    out = []
-    for more in prefixes:
-        outcome = next(results)
-        ys = tuple(next(results).y for _ in more)
-        out.append(dataclasses.replace(outcome, batch_ys=ys) if more else outcome)
     return out
 

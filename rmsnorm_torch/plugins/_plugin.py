@@ -20,6 +20,7 @@ from rmsnorm_torch.plugins._onnx_requires import ONNX_REQUIRES
 _ARTIFACTS = "rmsnorm_torch.plugins._artifacts"
 _STATE_DICTS = "rmsnorm_torch.interop._statedict_files"
 _RUNNERS = "rmsnorm_torch.plugins._verify_runners"
+_FALLBACK = "rmsnorm_torch.plugins._fallback_runner"
 _UPSTREAM = "rmsnorm_torch.plugins._upstream"
 INDUCTOR_SHAPES = (
     "Inductor specializes a batch of 1 and may reduce its row in another order; "
@@ -71,6 +72,8 @@ def runners() -> list[Runner]:
             )
             for opset in (18, 23)
         ),  # fmt: skip
+        Runner("torch-eager-python-cpu", lazy(_FALLBACK, "run_one"), only_tag="large",
+               batch=lazy(_FALLBACK, "run_all"), quick=False),  # fmt: skip
         Runner.distributed_batch("torch-dtensor-2procs", lazy(_RUNNERS, "distributed_batch")),
         *upstream,
     ]

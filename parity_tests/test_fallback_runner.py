@@ -1,0 +1,54 @@
+"""``rmsnorm verify`` judges both CPU kernels: ``torch-eager`` runs the native operator
+above its threshold, ``torch-eager-python-cpu`` the pure-Python fallback (a child process
+with ``RMSNORM_NATIVE=0``) on the ``large`` cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rmsnorm_core import preset
+from rmsnorm_core.backends import backends
+from rmsnorm_core.testing import cases, check_outcome, in_one_launch
+
+pytest.importorskip("torch")
+
+
+def _runner():
+    return next(r for r in backends()["torch"].runners if r.name == "torch-eager-python-cpu")
+
+
+def test_the_runner_takes_only_the_large_cases_in_one_launch():
+    runner = _runner()
+    assert runner.only_tag == "large" and runner.batch is not None and not runner.distributed
+    large = cases("large")
+    assert large and all("verify" in c.tags for c in large)
+    from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN
+
+    assert all(math.prod(c.shape) >= CPU_OP_MIN for c in large)  # the operator's own size
+
+
+def test_the_child_runs_without_the_native_operator(monkeypatch):
+    from rmsnorm_torch.plugins import _fallback_runner
+
+    seen = {}
+
+    def launch(module, problems, *, world, env=None, timeout=600.0):
+        seen.update(module=module, world=world, env=dict(env or {}))
+        return []
+
+    monkeypatch.setattr(_fallback_runner, "launch_problems", launch)
+    _fallback_runner.run_all([])
+    assert seen == {"module": _fallback_runner.__name__, "world": 1,
+                    "env": {"RMSNORM_NATIVE": "0"}}  # fmt: skip
+
+
+@pytest.mark.parametrize("name, dtype", [("llama", "bfloat16"), ("torch", "float32")])
+def test_the_fallback_kernel_passes_every_check(name, dtype):
+    (case,) = cases("large")
+    problem = case.problem(preset(name), dtype)
+    (outcome,) = in_one_launch(_runner().batch, [problem])
+    results = dict(check_outcome(problem, outcome))
+    assert set(results) == {"forward", "gradients", "batch"}
+    assert all(r.passed for r in results.values()), {k: r.reason for k, r in results.items()}

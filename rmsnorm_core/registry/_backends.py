@@ -58,6 +58,10 @@ class Runner:
             (a compiler that builds a kernel per shape); then a ``batch`` check that
             finds a difference is reported as ``varies`` with its share, not failed.
             Empty (the default): a difference fails.
+        bit_variance: why this runtime computes other bits than its backend's first
+            runner (the eager path) on the same call (a fused kernel of its own); then
+            its ``self`` check reports a difference as ``varies`` with its share.
+            Empty (the default): the same bits are required.
     """
 
     name: str
@@ -71,6 +75,7 @@ class Runner:
     upstream: str | None = None
     requires: tuple[str, ...] = ()
     batch_variance: str = ""
+    bit_variance: str = ""
 
     def __post_init__(self) -> None:
         allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-")

@@ -90,6 +90,41 @@ def record(
     )
 
 
+def same_bits(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of elements equal bit for bit (NaN equal to NaN); 1.0 when empty."""
+    a, b = np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    return float(same.mean()) if same.size else 1.0
+
+
+def self_checks(
+    base: dict,
+    primary: dict[str, tuple[str, np.ndarray]],
+    others: list[tuple[str, Any, np.ndarray]],
+) -> list[Record]:
+    """Each runner's output against its backend's first runner's (the eager path), bit for
+    bit, recorded as check ``self`` under the runner's name. A difference fails, unless the
+    runner declares why its runtime computes other bits (``Runner.bit_variance``): then it
+    is ``varies`` with the share."""
+    out = []
+    for backend, runner, theirs in others:
+        first, ours = primary[backend]
+        if ours.dtype != theirs.dtype or ours.shape != theirs.shape:
+            reason = f"gives {theirs.dtype}{list(theirs.shape)}, {first} {ours.dtype}"
+            out.append(Record(**base, backend=runner.name, check="self", status="fail",
+                              reason=reason))  # fmt: skip
+            continue
+        share = same_bits(ours, theirs)
+        status, reason = "pass", ""
+        if share < 1.0:
+            reason = f"{share:.4%} of elements identical to {first}'s"
+            status = "varies" if runner.bit_variance else "fail"
+            reason += f" ({runner.bit_variance})" if runner.bit_variance else ""
+        out.append(Record(**base, backend=runner.name, check="self", status=status,
+                          reason=reason, bit_share=share))  # fmt: skip
+    return out
+
+
 def bit_checks(
     base: dict, primary: dict[str, np.ndarray], upstream: list[tuple[str, str, np.ndarray]]
 ) -> list[Record]:
@@ -105,9 +140,7 @@ def bit_checks(
             reason = f"{name} gives {theirs.dtype}{list(theirs.shape)}, ours {ours.dtype}"
             out.append(Record(**base, backend=label, check="bits", status="fail", reason=reason))
             continue
-        a, b = ours.astype(np.float64), theirs.astype(np.float64)
-        same = (a == b) | (np.isnan(a) & np.isnan(b))
-        share = float(same.mean()) if same.size else 1.0
+        share = same_bits(ours, theirs)
         status = "pass" if share == 1.0 else "fail"
         reason = "" if status == "pass" else f"{share:.4%} of elements identical to ours"
         out.append(

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-_KINDS = {"forward": "fwd", "gradients": "grad", "bits": "bits", "batch": "batch"}
+_KINDS = {"forward": "fwd", "gradients": "grad", "bits": "bits", "batch": "batch", "self": "self"}
 _HALF = ("bfloat16", "float16")
 _HEAD = ("runner", "dtype", "checks", "result", "worst rel", "rtol", "bit-exact")
 
@@ -23,7 +23,9 @@ checks: per problem a runner takes: fwd = forward against the float64 reference,
   gradients (runners with autograd only), "vs X" = this backend's output against backend
   X's, bits = an upstream's output against ours, batch = the same rows computed in batches
   of 1, 7, 64 and 320 rows, bit for bit (a runtime that compiles a kernel per shape,
-  XLA and Inductor, may differ at batch 1: its rows count "varies", not failed). Counts
+  XLA and Inductor, may differ at batch 1: its rows count "varies", not failed), self =
+  this runner's output against its backend's first runner (eager) bit for bit (a runtime
+  with fused kernels of its own, e.g. ONNX Runtime, counts "varies" with the share). Counts
   differ by runner: export and ONNX Runtime runners have no gradients and take fewer
   cases (a case they cannot express is not applicable, never passed).
 worst rel: the largest |y - ref| / |ref| of the row's forward and "vs" checks; each element
@@ -63,7 +65,8 @@ def _bit_exact(rows: Sequence[Any], dtype: str) -> str:
     shares = [
         r.bit_share
         for r in rows
-        if r.bit_share is not None and r.check != "batch" and (r.check == "bits" or dtype in _HALF)
+        if r.bit_share is not None and r.check not in ("batch", "self")
+        and (r.check == "bits" or dtype in _HALF)
     ]
     return f"{min(shares):.2%}" if shares else "-"
 

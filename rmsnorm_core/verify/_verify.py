@@ -33,6 +33,7 @@ from rmsnorm_core.verify._records import (
     cross_checks,
     failure,
     record,
+    self_checks,
 )
 
 Item = tuple[str, Case, Problem]
@@ -99,6 +100,8 @@ def run_matrix(
             spec=label, spec_json=p.spec.to_dict(), case=case.id, dtype=dtype, shape=list(p.x.shape)
         )
         primary: dict[str, np.ndarray] = {}
+        first: dict[str, tuple[str, np.ndarray]] = {}  # backend -> its first runner's output
+        others: list[tuple[str, Runner, np.ndarray]] = []
         upstream: list[tuple[str, str, np.ndarray]] = []
         for backend, chosen in runners.items():
             for runner in chosen:
@@ -118,9 +121,13 @@ def run_matrix(
                     records.append(row)
                 if runner.upstream is not None:
                     upstream.append((backend, runner.name, outcome.y))
+                elif backend in first:
+                    others.append((backend, runner, outcome.y))
                 else:
-                    primary.setdefault(backend, outcome.y)
+                    primary[backend] = outcome.y
+                    first[backend] = (runner.name, outcome.y)
         records.extend(cross_checks(base, p, primary))
+        records.extend(self_checks(base, first, others))
         records.extend(bit_checks(base, primary, upstream))
     for name, why in skipped.items():
         records.append(

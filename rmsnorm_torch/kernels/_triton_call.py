@@ -39,6 +39,8 @@ def triton_unfit(x: Tensor, plan: Plan, weight: Any, bias: Any, residual: Any = 
         return f"x is {dtype_name(x.dtype)}; the kernel takes float16, bfloat16 or float32"
     if plan.compute != torch.float32:
         return f"the spec computes in {dtype_name(plan.compute)}; the kernel computes in float32"
+    if plan.scale != torch.float32:
+        return f"the spec multiplies the scale in {dtype_name(plan.scale)}; the kernel in float32"
     if not x.is_contiguous() or x.numel() == 0:
         return "x is not contiguous" if x.numel() else "x is empty"
     if not all(plain(t) for t in (x, weight, bias, residual)):

@@ -10,10 +10,10 @@ trailing ``normalized_shape``, with torch's defaults and errors:
   a ``RuntimeError`` (as torch's is) and a ``ValueError`` (as ours are), its
   message opening with torch's words.
 - ``eps=0`` is a spec's (a row of zeros gives NaN, as torch's does).
-  ``eps < 0`` (torch's own tests pass -0.5) is outside every spec: a row
-  whose mean square is ``<= -eps`` divides by zero or takes the root of a
-  negative number. Such calls are torch's op itself, so they give what torch
-  gives.
+  ``eps < 0`` (torch's own tests pass -0.5), NaN and inf are outside every
+  spec: a row whose mean square is ``<= -eps`` divides by zero or takes the
+  root of a negative number, NaN gives NaN everywhere. Such calls are torch's
+  op itself, so they give what torch gives.
 - Complex inputs, which torch accepts, no spec describes: refused, saying so.
 
 Results are bit-identical to torch's on the CPU (``parity_tests/test_torch_functional_dropin.py``
@@ -23,6 +23,7 @@ runs torch's own OpInfo samples). For specs other than the ``torch`` preset,
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import List, Optional, Sequence, Union
 
@@ -100,7 +101,7 @@ def rms_norm(
     _check(input, shape, weight)
     if eps is None:
         eps = FLOAT64_EPS if input.dtype == torch.float64 else FLOAT32_EPS
-    if eps < 0:  # outside every spec (module docstring): torch's op itself
+    if not 0 <= eps < math.inf:  # outside every spec (module docstring): torch's op itself
         return torch.rms_norm(input, shape, weight, eps)
     pdtype = None if weight is None else dtype_name(weight.dtype)
     return spec_rms_norm(input, _spec(len(shape), float(eps), pdtype), weight)

@@ -40,7 +40,10 @@ from rmsnorm_torch.nn._module_fields import (
     MUTABLE_FIELDS,
     STRUCTURAL,
     _ShapeLike,
-    check_axes_count,
+    check_structure,
+    eps_assignment,
+    eps_outside_spec,
+    module_repr,
     resolve_spec,
     spec_field,
 )
@@ -79,7 +82,8 @@ class RMSNorm(nn.Module):
     _recipe64: Optional[Recipe]  # float64 calls' recipe where eps=None follows the dtype
     _sizes: List[int]
     _onnx_mode: OnnxExport
-    __jit_ignored_attributes__ = ["_calls"]  # eager calls' plans (_calls.py)
+    # eager calls' plans (_calls.py); the spec, which raises where eps is NaN or inf
+    __jit_ignored_attributes__ = ["_calls", "spec"]
     __jit_unused_properties__ = [
         "spec",
         "normalized_shape",
@@ -106,6 +110,7 @@ class RMSNorm(nn.Module):
         self._onnx_mode = OnnxExport.OFF  # changed on export_onnx's private copy only
         # eps=None: float64 inputs use float64's epsilon, as torch.nn.RMSNorm's do
         self._eps_follows_dtype = eps is None and spec is None
+        self._eps_override = float(eps) if spec is None and eps_outside_spec(eps) else None
         factory = {"device": device, "dtype": torch_dtype(resolved.param_dtype)}
         for name, used in (("weight", resolved.use_scale), ("bias", resolved.use_bias)):
             if used:
@@ -124,7 +129,31 @@ class RMSNorm(nn.Module):
 
     @property
     def spec(self) -> RMSNormSpec:
-        """The spec this module computes (``param_dtype`` read from its parameters)."""
+        """The spec this module computes (``param_dtype`` read from its parameters).
+
+        Raises:
+            rmsnorm_core.RMSNormError: eps is NaN or inf, which no spec holds.
+        """
+        if self._eps_override is not None:
+            raise RMSNormError(
+                f"eps={self._eps_override!r} has no spec (a spec's eps is a finite float "
+                ">= 0): the module computes it as torch.nn.RMSNorm does but cannot give a spec "
+                "to save, export or compare; set eps to a finite value >= 0 or None"
+            )
+        return self._spec_now()
+
+    @spec.setter
+    def spec(self, spec: RMSNormSpec) -> None:
+        if not isinstance(spec, RMSNormSpec):
+            raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
+        self._check_structure(spec)
+        if spec.eps != self._spec.eps or self._eps_override is not None:
+            self._eps_follows_dtype = False  # an eps set by hand is every dtype's
+        self._eps_override = None
+        self._set_spec(spec)
+
+    def _spec_now(self) -> RMSNormSpec:
+        """The spec held, ``param_dtype`` read from the parameters."""
         spec = self._spec
         present = [core_dtype_name(p.dtype) for p in (self.weight, self.bias) if p is not None]
         # a non-float parameter (assigned by hand) is refused by forward, with its name
@@ -132,30 +161,35 @@ class RMSNorm(nn.Module):
             spec = spec.replace(param_dtype=present[0])
         return spec
 
-    @spec.setter
-    def spec(self, spec: RMSNormSpec) -> None:
-        if not isinstance(spec, RMSNormSpec):
-            raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
-        check_axes_count(tuple(self._sizes), spec)
-        current = self.spec
-        changed = [
-            f"{f} ({getattr(current, f)!r} -> {getattr(spec, f)!r})"
-            for f in STRUCTURAL
-            if getattr(spec, f) != getattr(current, f)
-        ]
-        if changed:
-            raise RMSNormError(
-                f"cannot change {', '.join(changed)} on an existing module: they decide its "
-                "parameters; build a new one with RMSNorm.from_spec(spec, normalized_shape)"
-            )
-        if spec.eps != current.eps:  # an eps set by hand is every dtype's
-            self._eps_follows_dtype = False
+    def _check_structure(self, spec: RMSNormSpec) -> None:
+        check_structure(tuple(self._sizes), self._spec_now(), spec)
+
+    def _set_field(self, name: str, value: Any) -> None:
+        """``m.<field> = value`` for a field other than eps: the eps rule stays."""
+        spec = self._spec_now().replace(**{name: value})  # validated before anything changes
+        self._check_structure(spec)
+        self._set_spec(spec)
+
+    def _eps_attribute(self) -> Optional[float]:
+        """``m.eps`` as torch.nn.RMSNorm's: None while it follows the input dtype."""
+        if self._eps_follows_dtype:
+            return None
+        if self._eps_override is not None:
+            return self._eps_override
+        return self._spec.eps
+
+    def _set_eps(self, eps: Any) -> None:
+        """``m.eps = eps`` (``eps_assignment``)."""
+        spec, self._eps_follows_dtype, self._eps_override = eps_assignment(self._spec_now(), eps)
         self._set_spec(spec)
 
     def _set_spec(self, spec: RMSNormSpec) -> None:
         object.__setattr__(self, "_spec", spec)  # not a submodule or parameter
-        self._recipe = spec.recipe
-        follows = self.__dict__.get("_eps_follows_dtype", False)
+        recipe = spec.recipe
+        if self._eps_override is not None:  # NaN or inf: torch's arithmetic, no spec
+            recipe = recipe._replace(eps=self._eps_override)
+        self._recipe = recipe
+        follows = self._eps_follows_dtype
         self._recipe64 = spec.replace(eps=FLOAT64_EPS).recipe if follows else None
         # last: a forward on another thread that finds the new cache builds from the new
         # recipes (one that holds the old cache fills only that, which is dropped)
@@ -236,8 +270,9 @@ class RMSNorm(nn.Module):
             nn.init.zeros_(self.bias)
 
     def extra_repr(self) -> str:
-        """The sizes and the spec, as ``repr`` prints them."""
-        return f"{tuple(self._sizes)}, spec={self.spec!r}"
+        """torch.nn.RMSNorm's ``(5,), eps=0.001, elementwise_affine=True``, then each spec
+        field that differs from what torch.nn.RMSNorm computes (``module_repr``)."""
+        return module_repr(self._sizes, self._eps_attribute(), self._spec_now())
 
     def _check_input(self, x: Tensor) -> None:
         if not torch.jit.is_tracing():

@@ -14,7 +14,9 @@ trailing ``normalized_shape``, with torch's defaults and errors:
   spec: a row whose mean square is ``<= -eps`` divides by zero or takes the
   root of a negative number, NaN gives NaN everywhere. Such calls are torch's
   op itself, so they give what torch gives.
-- Complex inputs, which torch accepts, no spec describes: refused, saying so.
+- complex64 and complex128 inputs (with a real or complex weight) are
+  computed as torch computes them (``x^2``, not ``|x|^2``: torch's formula in
+  the complex dtype; ``kernels/_resolve.complex_unfit``).
 
 Results are bit-identical to torch's on the CPU (``parity_tests/test_torch_functional_dropin.py``
 runs torch's own OpInfo samples). For specs other than the ``torch`` preset,
@@ -41,6 +43,9 @@ from rmsnorm_core import (
 from rmsnorm_torch.nn._functional import rms_norm as spec_rms_norm
 
 __all__ = ["rms_norm"]
+
+#: complex dtypes torch's rms_norm computes, and the real dtype a spec records for them
+_REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64}
 
 
 @lru_cache(maxsize=256)
@@ -79,7 +84,7 @@ def rms_norm(
     """``torch.nn.functional.rms_norm``, computed as the ``torch`` preset (eps rules above).
 
     Args:
-        input: a float16, bfloat16, float32 or float64 tensor.
+        input: a float16, bfloat16, float32, float64, complex64 or complex128 tensor.
         normalized_shape: the trailing sizes to normalize over (an int for one).
         weight: the scale, shaped ``normalized_shape``; None for none.
         eps: added to the mean square; None for the compute dtype's epsilon.
@@ -89,19 +94,20 @@ def rms_norm(
 
     Raises:
         rmsnorm_core.RMSNormShapeError: a shape that does not fit (a RuntimeError).
-        rmsnorm_core.RMSNormTypeError: a complex or integer input or weight.
+        rmsnorm_core.RMSNormTypeError: an integer input or weight, a complex weight
+            on a real input.
     """
     shape = [int(normalized_shape)] if isinstance(normalized_shape, int) else list(normalized_shape)
     for name, t in (("input", input), ("weight", weight)):
-        if t is not None and (t.is_complex() or not t.is_floating_point()):
+        if t is not None and not (t.is_floating_point() or t.dtype in _REAL):
             raise RMSNormTypeError(
-                f"{name} has dtype {t.dtype}; rms_norm accepts float16, bfloat16, float32 and "
-                "float64 (no spec describes a complex or integer RMSNorm)"
+                f"{name} has dtype {t.dtype}; rms_norm accepts float16, bfloat16, float32, "
+                "float64, complex64 and complex128 (no spec describes an integer RMSNorm)"
             )
     _check(input, shape, weight)
     if eps is None:
-        eps = FLOAT64_EPS if input.dtype == torch.float64 else FLOAT32_EPS
+        eps = FLOAT64_EPS if input.dtype in (torch.float64, torch.complex128) else FLOAT32_EPS
     if not 0 <= eps < math.inf:  # outside every spec (module docstring): torch's op itself
         return torch.rms_norm(input, shape, weight, eps)
-    pdtype = None if weight is None else dtype_name(weight.dtype)
+    pdtype = None if weight is None else dtype_name(_REAL.get(weight.dtype, weight.dtype))
     return spec_rms_norm(input, _spec(len(shape), float(eps), pdtype), weight)

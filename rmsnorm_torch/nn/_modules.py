@@ -56,10 +56,15 @@ class RMSNorm(nn.Module):
     ``torch.nn.RMSNorm`` (``weight``; ``bias`` when enabled), so its calls
     and state dicts work unchanged. ``eps=None`` means the epsilon of the dtype
     PyTorch computes in, as ``torch.nn.RMSNorm`` resolves it per call: float32's
-    for float16, bfloat16 and float32 inputs, float64's for float64 inputs. A spec
-    has one eps: ``.spec`` (and so a checkpoint or an export) records float32's,
-    and float64 calls use float64's until eps is set (``m.eps = ...`` or a new
-    spec with another eps). ``eps=0`` is accepted, as torch accepts it (a row of
+    for float16, bfloat16, float32 and complex64 inputs, float64's for float64 and
+    complex128 inputs; ``m.eps`` stays None, as torch's does, and ``m.eps = None``
+    restores that rule. A spec has one eps: ``.spec`` (and so a checkpoint or an
+    export) records float32's, and float64 calls use float64's until eps is set
+    (``m.eps = ...`` or a new spec with another eps). NaN and inf, which torch
+    computes, are computed as torch computes them; no spec holds them, so ``.spec``
+    then raises, naming the eps. complex64 and complex128 inputs are computed as
+    torch computes them under the specs with torch's formula
+    (``kernels/_resolve.complex_unfit``). ``eps=0`` is accepted, as torch accepts it (a row of
     zeros then gives NaN, as torch's does).
 
     Args:
@@ -199,7 +204,7 @@ class RMSNorm(nn.Module):
         """The recipe of a call on ``x``: the spec's, or, where eps=None follows the input
         dtype, the spec's with float64's epsilon for a float64 ``x``."""
         recipe64 = self._recipe64
-        if recipe64 is not None and x.dtype == torch.float64:
+        if recipe64 is not None and (x.dtype == torch.float64 or x.dtype == torch.complex128):
             return recipe64
         return self._recipe
 

@@ -69,7 +69,8 @@ def test_gradients_equal_torch(dtype):
 
 def test_same_defaults_and_state_dict_keys():
     ours, peer = RMSNorm(8), torch.nn.RMSNorm(8)
-    assert ours.eps == FLOAT32_EPS and peer.eps is None  # torch resolves None to this
+    assert ours.eps is None and peer.eps is None  # None kept, as torch keeps it
+    assert ours.spec.eps == FLOAT32_EPS  # what torch resolves None to in float32
     assert list(ours.state_dict()) == list(peer.state_dict()) == ["weight"]
     assert torch.equal(ours.weight, peer.weight)
     assert list(RMSNorm(8, bias=True).state_dict()) == ["weight", "bias"]

@@ -109,8 +109,8 @@ def test_the_module_raises_runtime_errors_where_torch_rmsnorm_does():
         RMSNorm(4)(x)
 
 
-@pytest.mark.parametrize("dtype", [torch.complex64, torch.int64], ids=str)
-def test_what_no_spec_expresses_is_refused_saying_so(dtype):
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool], ids=str)
+def test_what_no_spec_expresses_is_refused_saying_so(dtype):  # complex: test_torch_complex
     x = torch.ones(2, 4, dtype=dtype)
     with pytest.raises(RMSNormTypeError, match="no spec describes"):
         rms_norm(x, [4])

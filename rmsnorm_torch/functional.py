@@ -10,11 +10,14 @@ trailing ``normalized_shape``, with torch's defaults and errors:
   a ``RuntimeError`` (as torch's is) and a ``ValueError`` (as ours are), its
   message opening with torch's words.
 - ``eps=0`` is a spec's (a row of zeros gives NaN, as torch's does).
-  ``eps < 0`` (torch's own tests pass -0.5) is outside every spec: a row
-  whose mean square is ``<= -eps`` divides by zero or takes the root of a
-  negative number. Such calls are torch's op itself, so they give what torch
-  gives.
-- Complex and float8 inputs, which torch accepts, no spec describes: refused, saying so.
+  ``eps < 0`` (torch's own tests pass -0.5), NaN and inf are outside every
+  spec: a row whose mean square is ``<= -eps`` divides by zero or takes the
+  root of a negative number, NaN gives NaN everywhere. Such calls are torch's
+  op itself, so they give what torch gives.
+- complex64 and complex128 inputs (with a real or complex weight) are
+  computed as torch computes them (``x^2``, not ``|x|^2``: torch's formula in
+  the complex dtype; ``kernels/_resolve.complex_unfit``).
+- float8 inputs, which torch accepts, no spec describes: refused, saying so.
 
 Results are bit-identical to torch's on the CPU (``parity_tests/test_torch_functional_dropin.py``
 runs torch's own OpInfo samples). For specs other than the ``torch`` preset,
@@ -23,6 +26,7 @@ runs torch's own OpInfo samples). For specs other than the ``torch`` preset,
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import List, Optional, Sequence, Union
 
@@ -42,6 +46,9 @@ from rmsnorm_torch.nn._arguments import check_eps, check_tensor, normalized_shap
 from rmsnorm_torch.nn._functional import rms_norm as spec_rms_norm
 
 __all__ = ["rms_norm"]
+
+#: complex dtypes torch's rms_norm computes, and the real dtype a spec records for them
+_REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64}
 
 
 @lru_cache(maxsize=256)
@@ -80,7 +87,7 @@ def rms_norm(
     """``torch.nn.functional.rms_norm``, computed as the ``torch`` preset (eps rules above).
 
     Args:
-        input: a float16, bfloat16, float32 or float64 tensor.
+        input: a float16, bfloat16, float32, float64, complex64 or complex128 tensor.
         normalized_shape: the trailing sizes to normalize over (an int for one).
         weight: the scale, shaped ``normalized_shape``; None for none.
         eps: added to the mean square; None for the compute dtype's epsilon.
@@ -91,23 +98,25 @@ def rms_norm(
     Raises:
         rmsnorm_core.RMSNormShapeError: a shape that does not fit (a RuntimeError).
         rmsnorm_core.RMSNormTypeError: an input or weight that is not a tensor, or is
-            complex or integer; a normalized_shape that is not an int or a sequence of
-            ints (a bool is not); an eps that is not a number.
+            integer or float8; a complex weight on a real input; a normalized_shape that
+            is not an int or a sequence of ints (a bool is not); an eps that is not a
+            number.
     """
     check_tensor("input", input)
     check_tensor("weight", weight, optional=True)
     shape = normalized_shape_list(normalized_shape)
     check_eps(eps)
     for name, t in (("input", input), ("weight", weight)):
-        if t is not None and dtype_name(t.dtype) not in FLOAT_DTYPES:
+        if t is not None and dtype_name(_REAL.get(t.dtype, t.dtype)) not in FLOAT_DTYPES:
             raise RMSNormTypeError(
-                f"{name} has dtype {t.dtype}; rms_norm accepts float16, bfloat16, float32 and "
-                "float64 (no spec describes a complex, integer or float8 RMSNorm)"
+                f"{name} has dtype {t.dtype}; rms_norm accepts float16, bfloat16, float32, "
+                "float64, complex64 and complex128 (no spec describes an integer or float8 "
+                "RMSNorm)"
             )
     _check(input, shape, weight)
     if eps is None:
-        eps = FLOAT64_EPS if input.dtype == torch.float64 else FLOAT32_EPS
-    if eps < 0:  # outside every spec (module docstring): torch's op itself
+        eps = FLOAT64_EPS if input.dtype in (torch.float64, torch.complex128) else FLOAT32_EPS
+    if not 0 <= eps < math.inf:  # outside every spec (module docstring): torch's op itself
         return torch.rms_norm(input, shape, weight, eps)
-    pdtype = None if weight is None else dtype_name(weight.dtype)
+    pdtype = None if weight is None else dtype_name(_REAL.get(weight.dtype, weight.dtype))
     return spec_rms_norm(input, _spec(len(shape), float(eps), pdtype), weight)

@@ -64,7 +64,8 @@ class DtypePlan(NamedTuple):
         input: dtype of ``x``.
         compute: dtype of the statistic and the normalized value.
         scale: dtype in which ``g = scale_offset + scale`` is formed and
-            multiplied (float32, or float64 when compute is float64).
+            multiplied: float32, or float64 when compute is float64 or the
+            parameters are float64 with no offset.
         intermediate: dtype ``h*inv`` is rounded to before the scale
             (``before_scale``: the input dtype; the output dtype with
             ``output_dtype="param"``), or None (``after_scale``).
@@ -240,7 +241,10 @@ def resolve_dtypes(recipe: Recipe, input: str, params: str) -> DtypePlan:
     if recipe.residual_float32:
         residual = promote_pair(input, "float32")
     scale = "float32"
-    if compute == "float64":
+    if compute == "float64" or (params == "float64" and recipe.scale_offset == 0.0):
+        # a float64 weight multiplies in float64, as type promotion does in torch (every
+        # preset's upstream) and flax; an offset gain is formed in float32 (Gemma's
+        # ``1 + w.float()``)
         scale = "float64"
     return DtypePlan(input, compute, scale, intermediate, output, residual)
 

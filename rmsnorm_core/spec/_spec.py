@@ -37,7 +37,8 @@ class RMSNormSpec:
     3. ``inv = rsqrt(ms + eps)`` (``eps_placement="inside"``) or
        ``inv = 1 / (sqrt(ms) + eps)`` (``"outside"``, the paper's code).
     4. ``g = scale_offset + scale`` formed in float32 (float64 when compute is
-       float64), never in half precision; ``g = 1`` without a scale.
+       float64, or for float64 parameters without an offset: torch's and flax's
+       type promotion), never in half precision; ``g = 1`` without a scale.
     5. ``cast_order="after_scale"`` (Gemma): ``y = cast_out(h*inv*g + b)``,
        one rounding; ``(h*inv)*g`` (``scale_multiplies="normalized"``: torch,
        Hugging Face) or ``h*(inv*g)`` (``"inverse"``: flax), which round

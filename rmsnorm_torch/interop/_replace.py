@@ -75,9 +75,7 @@ def _replacement(sub: nn.Module, infer: bool) -> Union[Tuple[RMSNorm, RMSNormSpe
     device = next((p.device for p in params.values()), None)
     new = RMSNorm.from_spec(spec, block, device=device)
     if isinstance(sub, nn.RMSNorm) and sub.eps is None and spec.eps == FLOAT32_EPS:
-        # float64 inputs: float64's epsilon, as torch's eps=None (the spec holds float32's)
-        new._eps_follows_dtype = True
-        new._set_spec(new._spec)
+        new.eps = None  # torch's: the input dtype's epsilon (float64's for float64 inputs)
     for ours, theirs in (("weight", "scale"), ("bias", "bias")):
         if theirs in params:
             setattr(new, ours, params[theirs])  # the same Parameter object

@@ -73,6 +73,8 @@ def fused_kind(
         or plan.mid != plan.in_dtype  # output_dtype="param" rounds elsewhere: the graph's
     ):
         return FusedKind.UNFIT
+    if x.is_complex():  # a complex plan is torch's own arithmetic (_resolve.complex_unfit)
+        return FusedKind.DIRECT
     w: Optional[torch.dtype] = None
     if weight is not None:
         w = weight.dtype

@@ -7,10 +7,12 @@ chooses.
 the Triton kernel (when ``triton`` is installed; without it, the paths below, with no
 error); a CPU tensor of ``CPU_OP_MIN`` elements or more on that layout the CPU operator
 (``_cpu_op.py``: one native call per forward and per backward); anything else the graph
-path. ``use_kernel(name)`` forces ``"graph"``, ``"blocked"`` (the CPU operator, at any
-size) or ``"triton"`` for the calling thread or asyncio task only (a
-``contextvars.ContextVar``, restored on exit, never process-global): other threads and
-asyncio tasks keep their own choice. A generator runs in its caller's context (PEP 567),
+path. A complex CPU input over trailing dims runs ``torch.rms_norm`` at every size (no
+other kernel takes complex numbers; the graph path computes torch's op order elsewhere).
+``use_kernel(name)`` forces ``"graph"``, ``"blocked"`` (the CPU operator, at any size)
+or ``"triton"`` for the calling thread or asyncio task only (a ``contextvars.ContextVar``,
+restored on exit, never process-global): other threads and asyncio tasks keep their own
+choice. A generator runs in its caller's context (PEP 567),
 so a ``with`` block suspended at a ``yield`` is seen by the caller until the generator
 resumes past it or is closed. A forced kernel that cannot run the call is an error that
 says why, never a silent fallback. Forcing ``"triton"`` on CPU tensors runs the same
@@ -154,7 +156,8 @@ def decide(
         if onnx_mode == OnnxExport.NATIVE and native_eligible(x, plan, weight, bias):
             return Kernel.ONNX_NATIVE
         return Kernel.GRAPH
-    if choice == "auto" and direct and x.numel() < limit():
+    # complex inputs: torch's own op at every size (no other kernel takes them)
+    if choice == "auto" and direct and (x.numel() < limit() or x.is_complex()):
         if fused_kind(x, plan, weight, bias) != FusedKind.UNFIT:
             return Kernel.FUSED
     if choice == "graph" or not custom:

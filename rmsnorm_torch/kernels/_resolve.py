@@ -16,7 +16,7 @@ from typing import List, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from rmsnorm_core import RMSNormError
+from rmsnorm_core import RMSNormError, RMSNormTypeError
 from rmsnorm_core import rules as _rules
 from rmsnorm_core.rules import Recipe
 from rmsnorm_torch.kernels._torch_dtypes import torch_dtype, torch_dtype_name
@@ -75,7 +75,8 @@ def _check_param(
         return ""
     if not used:
         _rules.check_unused(name, field)
-    _rules.check_float(name, torch_dtype_name(p.dtype))
+    if not (x.is_complex() and _complex_input(p)):  # a complex input takes complex ones too
+        _rules.check_float(name, torch_dtype_name(p.dtype))
     if not torch.jit.is_tracing():  # a trace records ops, not these shape comparisons
         _rules.check_param_shape(name, list(p.shape), [x.shape[d] for d in dims])
     if p.device != x.device:
@@ -133,6 +134,79 @@ def is_dim(i: int, dims: List[int], rank: int) -> bool:
     return False
 
 
+def _complex_input(x: Tensor) -> bool:
+    return x.dtype == torch.complex64 or x.dtype == torch.complex128
+
+
+def complex_unfit(recipe: Recipe) -> str:
+    """Why a spec does not compute complex inputs ("" when it does).
+
+    torch computes complex64 and complex128 inputs (``torch.rms_norm``: ``x * rsqrt(mean(x^2)
+    + eps) * w`` in the input's own complex dtype, ``x^2`` not ``|x|^2``), and so does every
+    spec with its formula: eps inside the root, the whole block, ``cast_order="after_scale"``,
+    ``output_dtype="input"``, no offset, ``scale_multiplies="normalized"``, no bias, compute
+    ``"float32"`` or ``"input"`` (the ``torch`` and ``olmo2`` presets, the default spec), over
+    any axes. The others cast or promote in ways that have no complex meaning (Llama's and
+    T5's casts, Gemma's ``1 + w``, flax's promotion): refused.
+    """
+    if recipe.eps_outside:
+        return "eps_placement='outside'"
+    if recipe.partial < 1.0:
+        return "partial={}".format(recipe.partial)
+    if recipe.before_scale:
+        return "cast_order='before_scale'"
+    if recipe.promote_output:
+        return "output_dtype='promote'"
+    if recipe.param_output:
+        return "output_dtype='param'"
+    if recipe.scale_offset != 0.0:
+        return "scale_offset={}".format(recipe.scale_offset)
+    if recipe.scale_inverse:
+        return "scale_multiplies='inverse'"
+    if recipe.use_bias:
+        return "use_bias=True"
+    if recipe.compute_dtype == "float64":
+        return "compute_dtype='float64'"
+    return ""
+
+
+def _complex_plan(
+    recipe: Recipe, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]
+) -> Plan:
+    """The plan of a complex64/complex128 call: torch's arithmetic in x's dtype, the weight
+    multiplied in the promoted dtype (``complex_unfit``)."""
+    reason = complex_unfit(recipe)
+    if reason != "":
+        raise RMSNormTypeError(
+            "x has dtype {}; a complex input is computed as torch.rms_norm computes it, by a "
+            "spec with its formula only (eps inside the root, the whole block, "
+            "cast_order='after_scale', output_dtype='input', scale_offset=0, "
+            "scale_multiplies='normalized', no bias, compute_dtype 'float32' or 'input'); "
+            "this spec has {}".format(torch_dtype_name(x.dtype), reason)
+        )
+    dims = _rules.canonical_dims(recipe.axes, x.dim())
+    _check_param("weight", "scale", weight, recipe.use_scale, x, dims)
+    _check_param("bias", "bias", bias, recipe.use_bias, x, dims)
+    scale = x.dtype
+    if weight is not None:
+        scale = torch.promote_types(x.dtype, weight.dtype)
+    return Plan(
+        _relative(dims, recipe.axes, x.dim()),
+        _rules.is_trailing(dims, x.dim()),
+        -1,
+        recipe.eps,
+        False,
+        x.dtype,
+        scale,
+        False,
+        x.dtype,
+        x.dtype,
+        x.dtype,
+        0.0,
+        False,
+    )
+
+
 def resolve(
     recipe: Recipe,
     x: Tensor,
@@ -141,6 +215,8 @@ def resolve(
     in_dtype: torch.dtype,
 ) -> Plan:
     """Check ``x`` and the parameters against ``recipe``; return the call's plan."""
+    if _complex_input(x):
+        return _complex_plan(recipe, x, weight, bias)
     _rules.check_float("x", torch_dtype_name(x.dtype))
     dims = _rules.canonical_dims(recipe.axes, x.dim())
     w = _check_param("weight", "scale", weight, recipe.use_scale, x, dims)

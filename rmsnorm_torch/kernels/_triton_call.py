@@ -40,6 +40,9 @@ def triton_unfit(x: Tensor, plan: Plan, weight: Any, bias: Any, residual: Any = 
     if plan.compute != torch.float32:
         compute = torch_dtype_name(plan.compute)
         return f"the spec computes in {compute}; the kernel computes in float32"
+    if plan.scale != torch.float32:
+        scale = torch_dtype_name(plan.scale)
+        return f"the spec multiplies the scale in {scale}; the kernel in float32"
     if not x.is_contiguous() or x.numel() == 0:
         return "x is not contiguous" if x.numel() else "x is empty"
     if not all(plain(t) for t in (x, weight, bias, residual)):

@@ -3,12 +3,21 @@ the spec's fields as module attributes (assigning one replaces the spec)."""
 
 # No "from __future__ import annotations": the module class reads these at import.
 
+import dataclasses
+import math
 import numbers
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from rmsnorm_core import FLOAT32_EPS, RMSNormError, RMSNormSpec, RMSNormTypeError, dtype_name
+from rmsnorm_core import (
+    FLOAT32_EPS,
+    FLOAT_DTYPES,
+    RMSNormError,
+    RMSNormSpec,
+    RMSNormTypeError,
+    dtype_name,
+)
 
 _ShapeLike = Union[int, Sequence[int], torch.Size]
 MUTABLE_FIELDS = (
@@ -26,6 +35,13 @@ MUTABLE_FIELDS = (
 STRUCTURAL = ("use_scale", "use_bias", "param_dtype")
 
 
+def eps_outside_spec(eps: Any) -> bool:
+    """Whether ``eps`` is one torch computes and no spec holds: NaN or +inf (a spec's eps is
+    a finite float >= 0). Such a module computes torch's result and has no spec to give."""
+    real = isinstance(eps, numbers.Real) and not isinstance(eps, bool)
+    return real and (math.isnan(eps) or eps == math.inf)
+
+
 def resolve_spec(
     shape: Tuple[int, ...],
     eps: Optional[float],
@@ -41,7 +57,7 @@ def resolve_spec(
     if spec is None:
         return RMSNormSpec(
             axes=tuple(range(-len(shape), 0)),
-            eps=FLOAT32_EPS if eps is None else eps,
+            eps=FLOAT32_EPS if eps is None or eps_outside_spec(eps) else eps,
             use_scale=elementwise_affine,
             use_bias=bias,
             param_dtype=param_dtype or dtype_name(torch.get_default_dtype()),
@@ -76,13 +92,75 @@ def check_axes_count(shape: Tuple[int, ...], spec: RMSNormSpec) -> None:
 
 def spec_field(name: str) -> property:
     def get(self: Any) -> Any:
-        return getattr(self.spec, name)
+        if name == "eps":
+            return self._eps_attribute()
+        return getattr(self._spec_now(), name)
 
     def set_(self: Any, value: Any) -> None:
-        spec = self.spec.replace(**{name: value})  # validated before anything changes
-        if name == "eps":  # an eps set by hand is every dtype's, even float32's own
-            self._eps_follows_dtype = False
-        self.spec = spec
+        if name == "eps":
+            self._set_eps(value)
+        else:
+            self._set_field(name, value)
 
     what = "fixed: it shapes the parameters" if name in STRUCTURAL else "assigning replaces it"
     return property(get, set_, doc=f"The spec's ``{name}`` ({what}).")
+
+
+def check_structure(sizes: Tuple[int, ...], current: RMSNormSpec, spec: RMSNormSpec) -> None:
+    """Raise unless ``spec`` keeps the parameters of a module with ``current``."""
+    check_axes_count(sizes, spec)
+    changed = [
+        f"{f} ({getattr(current, f)!r} -> {getattr(spec, f)!r})"
+        for f in STRUCTURAL
+        if getattr(spec, f) != getattr(current, f)
+    ]
+    if changed:
+        raise RMSNormError(
+            f"cannot change {', '.join(changed)} on an existing module: they decide its "
+            "parameters; build a new one with RMSNorm.from_spec(spec, normalized_shape)"
+        )
+
+
+def eps_assignment(spec: RMSNormSpec, eps: Any) -> Tuple[RMSNormSpec, bool, Optional[float]]:
+    """``m.eps = eps`` as torch.nn.RMSNorm takes it: ``(spec, follows_dtype, override)``.
+
+    None: the input dtype's epsilon at call time (the spec records float32's); NaN or +inf:
+    computed as torch computes them, with no spec (``override``); else the spec's eps,
+    validated (a negative eps is refused).
+    """
+    if eps is None:
+        return spec.replace(eps=FLOAT32_EPS), True, None
+    if eps_outside_spec(eps):
+        return spec, False, float(eps)
+    return spec.replace(eps=eps), False, None
+
+
+def module_repr(sizes: List[int], eps: Optional[float], spec: RMSNormSpec) -> str:
+    """torch.nn.RMSNorm's ``extra_repr`` (``(5,), eps=0.001, elementwise_affine=True``),
+    then ``field=value`` for each spec field other than what torch.nn.RMSNorm computes
+    (the ``torch`` preset over the trailing dims; ``bias=True`` for ``use_bias``)."""
+    torch_spec = RMSNormSpec.preset("torch").replace(
+        axes=tuple(range(-len(sizes), 0)),
+        eps=spec.eps,
+        use_scale=spec.use_scale,
+        param_dtype=spec.param_dtype,
+    )
+    parts = [f"{tuple(sizes)}, eps={eps}, elementwise_affine={spec.use_scale}"]
+    for field in dataclasses.fields(spec):
+        value = getattr(spec, field.name)
+        if value != getattr(torch_spec, field.name):
+            parts.append(f"{'bias' if field.name == 'use_bias' else field.name}={value!r}")
+    return ", ".join(parts)
+
+
+def spec_of_parameters(
+    spec: RMSNormSpec, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor]
+) -> RMSNormSpec:
+    """``spec`` with ``param_dtype`` read from the parameters present (a module's weight
+    may be cast after construction); a non-float parameter assigned by hand is left for
+    forward to refuse, with its name."""
+    present = [dtype_name(p.dtype) for p in (weight, bias) if p is not None]
+    if present and present[0] != spec.param_dtype and present[0] in FLOAT_DTYPES:
+        return spec.replace(param_dtype=present[0])
+    return spec
+

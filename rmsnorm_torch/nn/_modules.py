@@ -23,12 +23,10 @@ from torch import Tensor, nn
 
 from rmsnorm_core import (
     FLOAT64_EPS,
-    FLOAT_DTYPES,
     RMSNormError,
     RMSNormSpec,
     RMSNormTypeError,
     check_normalized_shape,
-    dtype_name,
 )
 from rmsnorm_core.rules import Recipe
 from rmsnorm_core.spec import _rules
@@ -41,9 +39,13 @@ from rmsnorm_torch.nn._module_fields import (
     MUTABLE_FIELDS,
     STRUCTURAL,
     _ShapeLike,
-    check_axes_count,
+    check_structure,
+    eps_assignment,
+    eps_outside_spec,
+    module_repr,
     resolve_spec,
     spec_field,
+    spec_of_parameters,
 )
 
 
@@ -54,10 +56,15 @@ class RMSNorm(nn.Module):
     ``torch.nn.RMSNorm`` (``weight``; ``bias`` when enabled), so its calls
     and state dicts work unchanged. ``eps=None`` means the epsilon of the dtype
     PyTorch computes in, as ``torch.nn.RMSNorm`` resolves it per call: float32's
-    for float16, bfloat16 and float32 inputs, float64's for float64 inputs. A spec
-    has one eps: ``.spec`` (and so a checkpoint or an export) records float32's,
-    and float64 calls use float64's until eps is set (``m.eps = ...`` or a new
-    spec with another eps). ``eps=0`` is accepted, as torch accepts it (a row of
+    for float16, bfloat16, float32 and complex64 inputs, float64's for float64 and
+    complex128 inputs; ``m.eps`` stays None, as torch's does, and ``m.eps = None``
+    restores that rule. A spec has one eps: ``.spec`` (and so a checkpoint or an
+    export) records float32's, and float64 calls use float64's until eps is set
+    (``m.eps = ...`` or a new spec with another eps). NaN and inf, which torch
+    computes, are computed as torch computes them; no spec holds them, so ``.spec``
+    then raises, naming the eps. complex64 and complex128 inputs are computed as
+    torch computes them under the specs with torch's formula
+    (``kernels/_resolve.complex_unfit``). ``eps=0`` is accepted, as torch accepts it (a row of
     zeros then gives NaN, as torch's does).
 
     Args:
@@ -80,7 +87,8 @@ class RMSNorm(nn.Module):
     _recipe64: Optional[Recipe]  # float64 calls' recipe where eps=None follows the dtype
     _sizes: List[int]
     _onnx_mode: OnnxExport
-    __jit_ignored_attributes__ = ["_calls"]  # eager calls' plans (_calls.py)
+    # eager calls' plans (_calls.py); the spec, which raises where eps is NaN or inf
+    __jit_ignored_attributes__ = ["_calls", "spec"]
     __jit_unused_properties__ = [
         "spec",
         "normalized_shape",
@@ -107,6 +115,7 @@ class RMSNorm(nn.Module):
         self._onnx_mode = OnnxExport.OFF  # changed on export_onnx's private copy only
         # eps=None: float64 inputs use float64's epsilon, as torch.nn.RMSNorm's do
         self._eps_follows_dtype = eps is None and spec is None
+        self._eps_override = float(eps) if spec is None and eps_outside_spec(eps) else None
         factory = {"device": device, "dtype": torch_dtype(resolved.param_dtype)}
         for name, used in (("weight", resolved.use_scale), ("bias", resolved.use_bias)):
             if used:
@@ -125,38 +134,62 @@ class RMSNorm(nn.Module):
 
     @property
     def spec(self) -> RMSNormSpec:
-        """The spec this module computes (``param_dtype`` read from its parameters)."""
-        spec = self._spec
-        present = [dtype_name(p.dtype) for p in (self.weight, self.bias) if p is not None]
-        # a non-float parameter (assigned by hand) is refused by forward, with its name
-        if present and present[0] != spec.param_dtype and present[0] in FLOAT_DTYPES:
-            spec = spec.replace(param_dtype=present[0])
-        return spec
+        """The spec this module computes (``param_dtype`` read from its parameters).
+
+        Raises:
+            rmsnorm_core.RMSNormError: eps is NaN or inf, which no spec holds.
+        """
+        if self._eps_override is not None:
+            raise RMSNormError(
+                f"eps={self._eps_override!r} has no spec (a spec's eps is a finite float "
+                ">= 0): the module computes it as torch.nn.RMSNorm does but cannot give a spec "
+                "to save, export or compare; set eps to a finite value >= 0 or None"
+            )
+        return self._spec_now()
 
     @spec.setter
     def spec(self, spec: RMSNormSpec) -> None:
         if not isinstance(spec, RMSNormSpec):
             raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
-        check_axes_count(tuple(self._sizes), spec)
-        current = self.spec
-        changed = [
-            f"{f} ({getattr(current, f)!r} -> {getattr(spec, f)!r})"
-            for f in STRUCTURAL
-            if getattr(spec, f) != getattr(current, f)
-        ]
-        if changed:
-            raise RMSNormError(
-                f"cannot change {', '.join(changed)} on an existing module: they decide its "
-                "parameters; build a new one with RMSNorm.from_spec(spec, normalized_shape)"
-            )
-        if spec.eps != current.eps:  # an eps set by hand is every dtype's
-            self._eps_follows_dtype = False
+        self._check_structure(spec)
+        if spec.eps != self._spec.eps or self._eps_override is not None:
+            self._eps_follows_dtype = False  # an eps set by hand is every dtype's
+        self._eps_override = None
+        self._set_spec(spec)
+
+    def _spec_now(self) -> RMSNormSpec:
+        """The spec held, ``param_dtype`` read from the parameters."""
+        return spec_of_parameters(self._spec, self.weight, self.bias)
+
+    def _check_structure(self, spec: RMSNormSpec) -> None:
+        check_structure(tuple(self._sizes), self._spec_now(), spec)
+
+    def _set_field(self, name: str, value: Any) -> None:
+        """``m.<field> = value`` for a field other than eps: the eps rule stays."""
+        spec = self._spec_now().replace(**{name: value})  # validated before anything changes
+        self._check_structure(spec)
+        self._set_spec(spec)
+
+    def _eps_attribute(self) -> Optional[float]:
+        """``m.eps`` as torch.nn.RMSNorm's: None while it follows the input dtype."""
+        if self._eps_follows_dtype:
+            return None
+        if self._eps_override is not None:
+            return self._eps_override
+        return self._spec.eps
+
+    def _set_eps(self, eps: Any) -> None:
+        """``m.eps = eps`` (``eps_assignment``)."""
+        spec, self._eps_follows_dtype, self._eps_override = eps_assignment(self._spec_now(), eps)
         self._set_spec(spec)
 
     def _set_spec(self, spec: RMSNormSpec) -> None:
         object.__setattr__(self, "_spec", spec)  # not a submodule or parameter
-        self._recipe = spec.recipe
-        follows = self.__dict__.get("_eps_follows_dtype", False)
+        recipe = spec.recipe
+        if self._eps_override is not None:  # NaN or inf: torch's arithmetic, no spec
+            recipe = recipe._replace(eps=self._eps_override)
+        self._recipe = recipe
+        follows = self._eps_follows_dtype
         self._recipe64 = spec.replace(eps=FLOAT64_EPS).recipe if follows else None
         # last: a forward on another thread that finds the new cache builds from the new
         # recipes (one that holds the old cache fills only that, which is dropped)
@@ -166,7 +199,7 @@ class RMSNorm(nn.Module):
         """The recipe of a call on ``x``: the spec's, or, where eps=None follows the input
         dtype, the spec's with float64's epsilon for a float64 ``x``."""
         recipe64 = self._recipe64
-        if recipe64 is not None and x.dtype == torch.float64:
+        if recipe64 is not None and (x.dtype == torch.float64 or x.dtype == torch.complex128):
             return recipe64
         return self._recipe
 
@@ -237,8 +270,9 @@ class RMSNorm(nn.Module):
             nn.init.zeros_(self.bias)
 
     def extra_repr(self) -> str:
-        """The sizes and the spec, as ``repr`` prints them."""
-        return f"{tuple(self._sizes)}, spec={self.spec!r}"
+        """torch.nn.RMSNorm's ``(5,), eps=0.001, elementwise_affine=True``, then each spec
+        field that differs from what torch.nn.RMSNorm computes (``module_repr``)."""
+        return module_repr(self._sizes, self._eps_attribute(), self._spec_now())
 
     def _check_input(self, x: Tensor) -> None:
         if not torch.jit.is_scripting():  # scripted code has a typed x already

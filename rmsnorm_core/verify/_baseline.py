@@ -13,7 +13,9 @@ runner and kind; for every check in both reports:
   (``report_version`` 1) has none, and no bit change can be seen (said so).
 
 Checks only one report has are counted and listed, not judged: narrowing a run with
-``--backend`` or ``--preset`` leaves the others out on purpose. The exit status is 1
+``--backend`` or ``--preset`` leaves the others out on purpose. A report of version 1
+or 2 named a cross-backend check by backend, not runner: those checks are among the
+ones only one report has. The exit status is 1
 on a regression, or on a bit change unless ``--allow-bit-changes``.
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 
 from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.spec._errors import RMSNormError
+from rmsnorm_core.verify._report import upgrade
 
 MAX_REPORT_BYTES = 256 * 1024 * 1024
 """A full report is about a megabyte; a larger --baseline is refused unread."""
@@ -63,8 +66,9 @@ class Diff:
         )
 
 
-#: The fields that name a check (a report's record has each).
-NAMED_BY = ("backend", "check", "dtype", "spec", "case", "shape")
+#: The fields that name a check (a report's record has each; an older report's records
+#: are read under these names, see ``_report.upgrade``).
+NAMED_BY = ("runner", "check", "dtype", "spec", "case", "shape")
 
 
 def load_report(path: str | Path) -> dict:
@@ -74,6 +78,7 @@ def load_report(path: str | Path) -> dict:
         doc = json.loads(raw)
     except (ValueError, RecursionError) as err:
         raise RMSNormError(f"--baseline {str(path)!r} is not JSON: {str(err)[:120]}") from None
+    doc = upgrade(doc)  # an older report's records under this version's field names
     if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
         raise RMSNormError(
             f"--baseline {str(path)!r} is not an rmsnorm verify report (no 'records' list)"

@@ -18,7 +18,7 @@ from rmsnorm_core.cli._cli import main
 from rmsnorm_core.oracle._reference import rms_norm_vjp
 from rmsnorm_core.testing import Outcome, expected_forward
 from rmsnorm_core.verify._records import Record, Skip
-from rmsnorm_core.verify._report import report_doc, upgrade_record
+from rmsnorm_core.verify._report_json import report_doc, upgrade_record
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "reference" / "verify-report.md"

@@ -38,7 +38,7 @@ from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 from rmsnorm_core.spec._spec import RMSNormSpec, preset, presets
 from rmsnorm_core.verify import _baseline
 from rmsnorm_core.verify._output import print_results
-from rmsnorm_core.verify._report import report_doc
+from rmsnorm_core.verify._report_json import report_doc
 
 #: A spec file is a few hundred bytes; anything past this is refused unread.
 MAX_SPEC_BYTES = 1 << 20

@@ -29,7 +29,7 @@ from typing import Any
 
 from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.spec._errors import RMSNormError
-from rmsnorm_core.verify._report import upgrade
+from rmsnorm_core.verify._report_json import upgrade
 
 MAX_REPORT_BYTES = 256 * 1024 * 1024
 """A full report is about a megabyte; a larger --baseline is refused unread."""
@@ -67,7 +67,7 @@ class Diff:
 
 
 #: The fields that name a check (a report's record has each; an older report's records
-#: are read under these names, see ``_report.upgrade``).
+#: are read under these names, see ``_report_json.upgrade``).
 NAMED_BY = ("runner", "check", "dtype", "spec", "case", "shape")
 
 

@@ -42,7 +42,7 @@ def test_verify_skips_a_backend_whose_framework_is_missing(hidden, preset, skipp
     why = re.escape(f"not installed ({', '.join(hidden)})")
     row = rf"^{skipped}\s+{why}\s+pip install -e '\.\[{skipped}\]'$"
     assert re.search(row, out.stdout, re.M), out.stdout[-2000:]
-    assert " 0 failed; 1 runner(s) or backend(s) skipped" in out.stdout
+    assert " 0 failed; 1 skipped (runners or backends)" in out.stdout
     assert out.stdout.splitlines()[-1].startswith("exit 0: all ")
     assert "(1 skipped: not run, not passed)" in out.stdout.splitlines()[-1]
 

@@ -35,7 +35,7 @@ def test_quick_run_passes_and_writes_the_report(tmp_path):
         timeout=300,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "0 failed; 0 runner(s) or backend(s) skipped" in r.stdout
+    assert "0 failed; nothing skipped" in r.stdout
     for backend in (
         "flax-linen",
         "flax-nnx",
@@ -89,7 +89,7 @@ def test_a_third_backend_registered_in_process_appears_in_the_matrix(registered,
     out = capsys.readouterr().out
     assert "numpyref-oracle" in out and "0 failed" in out
     # the cross-framework check: numpyref's output against torch's (the first backend)
-    assert re.search(r"numpyref-oracle\s+float32\s+\d+ fwd \+ \d+ vs torch-eager\s+PASS", out)
+    assert re.search(r"numpyref-oracle vs torch-eager\s+float32\s+\d+ vs\s+PASS", out), out
 
 
 def test_a_broken_backend_fails_the_run(registered, capsys):
@@ -117,7 +117,7 @@ def test_a_missing_framework_is_skipped_not_passed(monkeypatch, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert re.search(r"^jaxlike\s+not installed \(jaxlike\)\s+-$", out, re.M), out
-    assert "1 runner(s) or backend(s) skipped" in out
+    assert "0 failed; 1 skipped (runners or backends)" in out
 
 
 def test_verify_a_checkpoint_with_its_own_weights(tmp_path, capsys):

@@ -20,7 +20,7 @@ from rmsnorm_core.verify._table import DTYPES, kind
 SPEC_LEGEND = """\
 Per spec and dtype: PASS, or FAIL n/m (n of the cell's m checks failed), then the worst
 error as a fraction of its tolerance, max |y - ref| / (atol + rtol * |ref|) over the
-cell's fwd, grad and "vs" checks (1.00 is the limit; "-": no check with a number)."""
+cell's fwd, grad and vs checks (1.00 is the limit; "-": no check with a number)."""
 
 
 def _ratio(rows: Sequence[Any]) -> str:
@@ -58,7 +58,7 @@ def spec_table(records: Sequence[Any]) -> str:
 def failure_line(r: Any) -> str:
     """``FAIL <spec> <case> <dtype>[shape] <runner> <check>: <reason>``; the reason names
     the worst (or first differing) element."""
-    what = kind(r) if r.check != "bits" else f"bits = {r.against}"
+    what = kind(r) if r.against == "reference" else f"{kind(r)} {r.against}"
     return f"FAIL {r.spec} {r.case} {r.dtype}{r.shape} {r.runner} {what}: {r.reason}"
 
 
@@ -78,10 +78,11 @@ def counts_line(records: Sequence[Any], calls: int, declined: int, skipped: int)
     autograd, and cross-backend and bit checks follow), and the runners skipped."""
     passed = sum(r.status == "pass" for r in records)
     failed = sum(r.status == "fail" for r in records)
-    declined_note = f", {declined} not applicable" if declined else ""
+    declined_note = f" ({declined} not applicable)" if declined else ""
+    skip_note = f"{skipped} skipped (runners or backends)" if skipped else "nothing skipped"
     return (
         f"{calls} runner calls{declined_note} gave {len(records)} checks: {passed} passed, "
-        f"{failed} failed; {skipped} runner(s) or backend(s) skipped"
+        f"{failed} failed; {skip_note}"
     )
 
 

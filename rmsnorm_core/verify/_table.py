@@ -1,5 +1,6 @@
-"""``rmsnorm verify``'s table: one row per runner and dtype (and one per upstream's bit
-comparison), the skipped runners with their install command, and a legend.
+"""``rmsnorm verify``'s table: one row per runner and dtype (and one per cross-backend
+and per upstream bit comparison), the skipped runners with their install command, and a
+legend.
 
 Each column aggregates only the checks its rule judged: ``worst rel`` and ``rtol``
 come from the forward and cross-backend checks, the worst by the ratio of error to
@@ -15,20 +16,23 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-_KINDS = {"forward": "fwd", "gradients": "grad", "bits": "bits"}
+_KINDS = {"forward": "fwd", "gradients": "grad", "bits": "bits", "cross": "vs"}
+_SHORT = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "float64": "f64"}
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 _HEAD = ("runner", "dtype", "checks", "result", "worst rel", "rtol (entry)", "bit-exact (n)")
 _SKIP_HEAD = ("skipped", "why", "install")
 
 LEGEND = """\
 checks: per problem a runner takes: fwd = forward against the float64 reference, grad =
-  gradients (runners with autograd only), "vs X" = this backend's output against runner
-  X's, bits = an upstream's output against ours ("U = R" rows: upstream U, our runner R).
-  Export and ONNX Runtime runners take fewer cases (not applicable, never passed).
-worst rel: the largest |y - ref| / |ref| of the row's fwd and "vs" checks, from the check
+  gradients (runners with autograd only); "R vs X" rows: vs = runner R's output against
+  runner X's (the first runners of two backends); "U = B" rows: bits = upstream U's
+  output against backend B's own (its first runner), bit for bit. Export and ONNX
+  Runtime runners take fewer cases (not applicable, never passed).
+worst rel: the largest |y - ref| / |ref| of the row's fwd and vs checks, from the check
   nearest its tolerance: each element must hold |y - ref| <= atol + rtol * |ref|, with
-  the rtol shown and the tolerance-table entry that judged it (the least precise dtype
-  on the spec's path: a bfloat16 input promoted to a float32 output is judged by float32).
+  the rtol shown and the tolerance-table entry that judged it (f32 = float32, bf16,
+  f16: the least precise dtype on the spec's path, so a bfloat16 input promoted to a
+  float32 output is judged by f32).
 bit-exact: the smallest share of output elements equal bit for bit, over the (n) checks
   a floor judged: fwd checks whose last rounding is to a half dtype (at least 98% of
   elements equal the reference; a rounding at the wrong point changes about a quarter)
@@ -36,8 +40,8 @@ bit-exact: the smallest share of output elements equal bit for bit, over the (n)
 
 
 def kind(r: Any) -> str:
-    """How a record's check reads in the table: fwd, grad, bits, or ``vs <runner>``."""
-    return f"vs {r.against}" if r.check == "cross" else _KINDS.get(r.check, r.check)
+    """How a record's check reads in the table: fwd, grad, vs or bits."""
+    return _KINDS.get(r.check, r.check)
 
 
 def _checks(rows: Sequence[Any]) -> str:
@@ -56,7 +60,8 @@ def worst(rows: Sequence[Any]) -> tuple[str, str]:
         return "-", "exact" if any(r.check == "bits" for r in rows) else "-"
     top = max(numbered, key=lambda r: (r.ratio or 0.0, r.max_rel))
     rel = "inf" if math.isinf(top.max_rel) else f"{top.max_rel:.1e}"
-    return rel, f"{top.tolerance['rtol']:.1e} ({top.tolerance['key']})"
+    key = top.tolerance["key"]
+    return rel, f"{top.tolerance['rtol']:.1e} {_SHORT.get(key, key)}"
 
 
 def bit_exact(rows: Sequence[Any]) -> str:
@@ -77,7 +82,11 @@ def _columns(head: Sequence[str], lines: list[Sequence[str]]) -> list[str]:
 
 
 def _row_key(r: Any) -> tuple[str, str]:
-    return (f"{r.runner} = {r.against}" if r.check == "bits" else r.runner), r.dtype
+    if r.check == "bits":
+        return f"{r.runner} = {r.backend}", r.dtype
+    if r.check == "cross":
+        return f"{r.runner} vs {r.against}", r.dtype
+    return r.runner, r.dtype
 
 
 def table(records: Sequence[Any]) -> str:

@@ -12,7 +12,11 @@ where it divides; ``jax-2procs``: 2 processes joined by
 with an earlier report check by check: regressions, fixes, changed errors and
 outputs whose bits changed (by digest). Exit 0 when every check passes, 1 on
 any failure (or, with ``--baseline``, a regression or a bit change unless
-``--allow-bit-changes``), 2 on bad usage.
+``--allow-bit-changes``), 2 on bad usage. The output: a summary per spec and
+dtype, a table per runner and dtype, the skipped runners with the command that
+installs what they need, the failing checks (all of them with ``-v``) and, last,
+the exit status and why. ``docs/reference/verify-report.md`` documents the
+``--report`` fields.
 """
 
 from __future__ import annotations

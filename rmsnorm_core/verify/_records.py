@@ -1,10 +1,11 @@
 """The rows of ``rmsnorm verify``'s report: one :class:`Record` per check.
 
-A record says what was checked (runner, spec, case, dtype), how it ended, the
-numbers it was judged by (the tolerance table's entry, the largest errors, the
-share of elements equal to the reference bit for bit) and a digest of the
-output's bytes, so two reports can be compared check by check
-(``rmsnorm verify --baseline``).
+A record says what was checked (backend, runner, spec, case, dtype, and what it
+was compared with), how it ended, the numbers it was judged by (the tolerance
+table's entry, the largest errors and their ratio to the tolerance, the share of
+elements equal bit for bit where a floor judged it) and a digest of the output's
+bytes, so two reports can be compared check by check (``rmsnorm verify
+--baseline``). A :class:`Skip` is a runner or backend that did not run.
 """
 
 from __future__ import annotations

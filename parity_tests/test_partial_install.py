@@ -8,6 +8,7 @@ None`` makes it unimportable and unfindable, as an uninstalled package is).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -26,19 +27,24 @@ def _run(hidden: tuple[str, ...], argv: list[str], cwd=None) -> subprocess.Compl
 
 
 @pytest.mark.parametrize(
-    "hidden,preset,skipped",
-    [(("jax", "flax"), "llama", "flax"), (("torch",), "flax", "torch")],
+    "hidden,preset,skipped,ran",
+    [(("jax", "flax"), "llama", "flax", "torch-eager"),
+     (("torch",), "flax", "torch", "flax-linen")],
     ids=["without-jax", "without-torch"],
-)
-def test_verify_skips_a_backend_whose_framework_is_missing(hidden, preset, skipped):
+)  # fmt: skip
+def test_verify_skips_a_backend_whose_framework_is_missing(hidden, preset, skipped, ran):
     pytest.importorskip("torch")
     pytest.importorskip("flax")
-    out = _run(hidden, ["verify", "--quick", "--preset", preset])
+    argv = ["verify", "--quick", "--preset", preset, "--backend", ran, "--backend", skipped]
+    out = _run(hidden, argv)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    reason = f"not installed ({', '.join(hidden)})"
-    rows = [line.split() for line in out.stdout.splitlines()]
-    assert [skipped, "-", "-", "skipped", *reason.split()] in rows, out.stdout[-2000:]
-    assert " 0 failed, 1 skipped" in out.stdout
+    # the skip is a row of its own: the reason, then the exact install command
+    why = re.escape(f"not installed ({', '.join(hidden)})")
+    row = rf"^{skipped}\s+{why}\s+pip install -e '\.\[{skipped}\]'$"
+    assert re.search(row, out.stdout, re.M), out.stdout[-2000:]
+    assert " 0 failed; 1 skipped (runners or backends)" in out.stdout
+    assert out.stdout.splitlines()[-1].startswith("exit 0: all ")
+    assert "(1 skipped: not run, not passed)" in out.stdout.splitlines()[-1]
 
 
 def test_convert_says_which_backend_a_file_would_need(tmp_path):

@@ -12,7 +12,11 @@ where it divides; ``jax-2procs``: 2 processes joined by
 with an earlier report check by check: regressions, fixes, changed errors and
 outputs whose bits changed (by digest). Exit 0 when every check passes, 1 on
 any failure (or, with ``--baseline``, a regression or a bit change unless
-``--allow-bit-changes``), 2 on an error (bad arguments, a bad input file).
+``--allow-bit-changes``), 2 on an error (bad arguments, a bad input file). The
+output: a summary per spec and dtype, a table per runner and dtype, the skipped
+runners with the command that installs what they need, the failing checks (all of
+them with ``-v``) and, last, the exit status and why.
+``docs/reference/verify-report.md`` documents the ``--report`` fields.
 """
 
 from __future__ import annotations
@@ -33,15 +37,13 @@ from rmsnorm_core.cli._cli_convert import load_neutral
 from rmsnorm_core.cli._cli_paths import CommandPaths
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._safetensors import read_regular
-from rmsnorm_core.oracle._tolerance import ROUNDING_AGREEMENT, TOLERANCES
 from rmsnorm_core.registry import _backends
+from rmsnorm_core.registry._install import needs
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 from rmsnorm_core.spec._spec import RMSNormSpec, preset, presets
 from rmsnorm_core.verify import _baseline
-from rmsnorm_core.verify._table import summary
-
-#: 2: each record carries its tolerance entry, bit-exact share and output digest.
-REPORT_VERSION = 2
+from rmsnorm_core.verify._output import print_results
+from rmsnorm_core.verify._report_json import report_doc
 
 #: A spec file is a few hundred bytes; anything past this is refused unread.
 MAX_SPEC_BYTES = 1 << 20
@@ -54,6 +56,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--weights", metavar="CKPT", help="verify the layers of a neutral checkpoint")
     p.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
     p.add_argument("--quick", action="store_true", help="a small matrix (under 30 s)")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="one line per failing check (default: 20)"
+    )
     p.add_argument(
         "--jobs",
         type=int,
@@ -138,12 +143,9 @@ def _specs(args: argparse.Namespace) -> dict[str, RMSNormSpec]:
         raise RMSNormUsageError(f"--preset: {err}") from None
 
 
-ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
-"""What the ``onnx`` extra installs."""
-
-
 def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
-    """The runners by backend and the skipped backends; unknown names are a usage error."""
+    """The runners by backend and the skipped backends and runners (name -> reason, with
+    the install command); unknown names are a usage error."""
     from rmsnorm_core.verify._verify import select_runners
 
     available = _backends.backends()
@@ -164,8 +166,7 @@ def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
             missing = _backends.missing_modules(runner.requires)
             if missing:  # a partial install: skipped, saying what it needs
                 runners.remove(runner)
-                hint = " (pip install '.[onnx]')" if set(missing) <= set(ONNX_MODULES) else ""
-                skipped[runner.name] = f"needs {', '.join(missing)}{hint}"
+                skipped[runner.name] = needs(missing)
         if not runners:
             del chosen[backend]
     return chosen, skipped
@@ -200,10 +201,10 @@ def run(args: argparse.Namespace) -> int:
     runners, skipped = _runners(args)
     if args.jobs < 1:
         raise RMSNormUsageError(f"--jobs {args.jobs} is not accepted; expected an int >= 1")
-    records = _verify.run_matrix(items, runners, skipped, args.quick, _progress, args.jobs)
+    matrix = _verify.run_matrix(items, runners, args.quick, _progress, args.jobs)
     print(file=sys.stderr)
-    checked = [r for r in records if r.status != "skipped"]
-    if not checked:
+    records = matrix.records
+    if not records:
         what = (
             "the checkpoint holds no layers"
             if args.weights and not items
@@ -215,35 +216,20 @@ def run(args: argparse.Namespace) -> int:
                 "(PyTorch), '[flax]' (JAX/Flax) or '[all]'"
             )
         raise RMSNormUsageError(f"nothing was checked: {what}")
-    failed = [r for r in records if r.status == "fail"]
-    print(summary(records))
-    for r in failed[:20]:
-        print(f"FAIL {r.backend} {r.check} {r.dtype} {r.spec} {r.case} {r.shape}: {r.reason}")
-    counts = {s: sum(r.status == s for r in records) for s in ("pass", "fail", "skipped")}
     seconds = time.perf_counter() - start
-    print(
-        f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['skipped']} skipped "
-        f"in {seconds:.0f} s"
-    )
-    dicts = [dataclasses.asdict(r) for r in records]
-    regressed = False
+    diff = None
     if before is not None:
-        diff = _baseline.compare_reports(before, dicts, _versions())
-        print("\n" + _baseline.describe(diff, args.allow_bit_changes))
-        regressed = diff.failed(args.allow_bit_changes)
-        if args.diff:
-            write_atomic(args.diff, json.dumps(_baseline.as_json(diff), indent=1).encode())
-            print(f"diff written to {args.diff}")
+        diff = _baseline.compare_reports(
+            before, [dataclasses.asdict(r) for r in records], _versions()
+        )
+    skips = _verify.skips(skipped, set(_backends.unavailable()))
+    written = []
+    if diff is not None and args.diff:
+        write_atomic(args.diff, json.dumps(_baseline.as_json(diff), indent=1).encode())
+        written.append(f"diff written to {args.diff}")
     if args.report:
-        doc = {
-            "report_version": REPORT_VERSION,
-            "versions": _versions(),
-            "seconds": seconds,
-            "counts": counts,
-            "tolerances": {k: dataclasses.asdict(t) for k, t in TOLERANCES.items()},
-            "rounding_agreement": ROUNDING_AGREEMENT,
-            "records": dicts,
-        }
+        doc = report_doc(records, skips, versions=_versions(), seconds=seconds, jobs=args.jobs,
+                         calls=matrix.calls, not_applicable=matrix.not_applicable)  # fmt: skip
         write_atomic(args.report, json.dumps(doc, indent=1, allow_nan=True).encode())
-        print(f"report written to {args.report}")
-    return 1 if failed or regressed else 0
+        written.append(f"report written to {args.report}")
+    return print_results(matrix, skips, diff, args, seconds, written)

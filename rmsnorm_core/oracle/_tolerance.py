@@ -59,7 +59,11 @@ class Comparison:
         max_rel: largest ``|actual - expected| / |expected|`` over the finite,
             non-zero expected elements.
         mismatched: how many elements failed.
-        reason: why it failed, empty when it passed.
+        reason: why it failed, empty when it passed; a failure names its worst
+            element (index, value, expected value).
+        ratio: the largest ``|actual - expected| / (atol + rtol * |expected|)``
+            over the finite elements (at most 1 where it passed); ``inf`` where a
+            NaN or an infinity is misplaced or the shapes differ.
     """
 
     passed: bool
@@ -67,6 +71,7 @@ class Comparison:
     max_rel: float
     mismatched: int
     reason: str = ""
+    ratio: float = 0.0
 
 
 def compare(
@@ -101,6 +106,7 @@ def compare(
             float("inf"),
             max(act.size, exp.size),
             f"shape {act.shape} != expected {exp.shape}",
+            float("inf"),
         )
     a = act.astype(np.float64)
     e = exp.astype(np.float64)
@@ -115,13 +121,19 @@ def compare(
     max_abs = float(diff[both].max()) if both.any() else 0.0
     nonzero = both & (e != 0)
     max_rel = float((diff[nonzero] / np.abs(e[nonzero])).max()) if nonzero.any() else 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excess = np.where(both, diff / (tol.atol + tol.rtol * np.abs(e)), 0.0)
+    excess = np.where(ok | both, excess, np.inf)  # a misplaced NaN or inf is the worst
+    ratio = float(excess.max()) if excess.size else 0.0
     reason = ""
     if mismatched:
+        worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
         reason = (
             f"{mismatched} of {ok.size} elements outside rtol={tol.rtol}, "
-            f"atol={tol.atol} (max abs {max_abs:.3g}, max rel {max_rel:.3g})"
+            f"atol={tol.atol} (max abs {max_abs:.3g}, max rel {max_rel:.3g}); worst at "
+            f"{list(map(int, worst))}: {float(a[worst])!r} where {float(e[worst])!r} is expected"
         )
-    return Comparison(mismatched == 0, max_abs, max_rel, mismatched, reason)
+    return Comparison(mismatched == 0, max_abs, max_rel, mismatched, reason, ratio)
 
 
 ROUNDING_AGREEMENT = 0.98

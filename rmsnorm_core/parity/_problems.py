@@ -80,7 +80,12 @@ class Check:
         key: the tolerance table's entry it was judged by (None: not compared,
             e.g. a wrong dtype).
         bit_share: the share of output elements equal to the reference bit for
-            bit (forward checks; the floor applies to half-precision outputs).
+            bit (forward checks).
+        bit_share_required: the floor ``bit_share`` was judged by
+            (``ROUNDING_AGREEMENT`` where the last rounding is to a half dtype),
+            None where no floor applies.
+        ratio: the worst element's error as a fraction of its tolerance
+            (``Comparison.ratio``; at most 1 within tolerance), None if not compared.
     """
 
     passed: bool
@@ -89,6 +94,8 @@ class Check:
     reason: str = ""
     key: str | None = None
     bit_share: float | None = None
+    bit_share_required: float | None = None
+    ratio: float | None = None
 
 
 def make_problem(
@@ -138,22 +145,23 @@ def check_forward(p: Problem, y: np.ndarray, s: np.ndarray | None = None) -> Che
     key = plan.precision
     result = compare(y, expected, key)
     agreement = rounding_agreement(y, expected)
-    if not result.passed:
-        return Check(False, result.max_abs, result.max_rel, result.reason, key, agreement)
     # Bit-for-bit agreement is meaningful where the last rounding is to a half
     # dtype (a float32 output carries float32 arithmetic-order differences).
-    if plan.output in ("bfloat16", "float16") and plan.compute != plan.input and y.size >= 256:
-        if agreement < ROUNDING_AGREEMENT:
-            return Check(
-                False,
-                result.max_abs,
-                result.max_rel,
-                f"only {agreement:.1%} of elements equal the reference bit for bit; "
-                "the backend rounds at other points than the spec (cast_order="
-                f"{p.spec.cast_order!r}?)",
-                key,
-                agreement,
-            )
+    judged = plan.output in ("bfloat16", "float16") and plan.compute != plan.input
+    floor = ROUNDING_AGREEMENT if judged and y.size >= 256 else None
+    numbers = dict(key=key, bit_share=agreement, bit_share_required=floor, ratio=result.ratio)
+    if not result.passed:
+        return Check(False, result.max_abs, result.max_rel, result.reason, **numbers)
+    if floor is not None and agreement < floor:
+        return Check(
+            False,
+            result.max_abs,
+            result.max_rel,
+            f"only {agreement:.1%} of elements equal the reference bit for bit; "
+            "the backend rounds at other points than the spec (cast_order="
+            f"{p.spec.cast_order!r}?)",
+            **numbers,
+        )
     if expected_s is not None and (
         s is None
         or not np.array_equal(np.asarray(s).astype(np.float64), expected_s.astype(np.float64))
@@ -163,10 +171,9 @@ def check_forward(p: Problem, y: np.ndarray, s: np.ndarray | None = None) -> Che
             result.max_abs,
             result.max_rel,
             "residual sum differs from x + residual",
-            key,
-            agreement,
+            **numbers,
         )
-    return Check(True, result.max_abs, result.max_rel, "", key, agreement)
+    return Check(True, result.max_abs, result.max_rel, "", **numbers)
 
 
 def _narrowest(key: str, dtype: np.dtype) -> str:
@@ -183,7 +190,7 @@ def check_gradients(
     at = expected_forward(p)[1] if p.residual is not None else p.x
     ex, escale, ebias = rms_norm_vjp(at, p.dy.astype(np.float64), p.spec, p.scale, p.bias)
     key = _plan(p).gradient_precision
-    worst_abs = worst_rel = 0.0
+    worst_abs = worst_rel = ratio = 0.0
     for label, got, want in (("dx", dx, ex), ("dscale", dscale, escale), ("dbias", dbias, ebias)):
         if (got is None) != (want is None):
             return Check(False, float("inf"), float("inf"), f"{label}: presence differs")
@@ -194,9 +201,10 @@ def check_gradients(
         got_key = key if label == "dx" else _narrowest(key, np.asarray(got).dtype)
         result = compare(np.asarray(got), want, got_key, gradient=True)
         worst_abs, worst_rel = max(worst_abs, result.max_abs), max(worst_rel, result.max_rel)
+        ratio = max(ratio, result.ratio)
         if not result.passed:
-            return Check(False, worst_abs, worst_rel, f"{label}: {result.reason}", key)
-    return Check(True, worst_abs, worst_rel, "", key)
+            return Check(False, worst_abs, worst_rel, f"{label}: {result.reason}", key, ratio=ratio)
+    return Check(True, worst_abs, worst_rel, "", key, ratio=ratio)
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -227,7 +235,7 @@ def check_batches(p: Problem, outcome: Outcome) -> Check:
             worst = f"batch {k}: {rows} of {k} rows differ from the same rows in a batch of "
             worst += f"{len(outcome.y)}"
     share = same / total if total else 1.0
-    return Check(not worst, 0.0, 0.0, worst, None, share)
+    return Check(not worst, 0.0, 0.0, worst, None, share, bit_share_required=1.0)
 
 
 def check_outcome(p: Problem, outcome: Outcome) -> list[tuple[str, Check]]:

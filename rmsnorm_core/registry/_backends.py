@@ -17,6 +17,7 @@ from rmsnorm_core.bench._bench_gpu import GpuCase
 from rmsnorm_core.parity._case_table import Case
 from rmsnorm_core.parity._problems import Outcome, Problem
 from rmsnorm_core.registry._capabilities import CheckpointFormat, Exporter
+from rmsnorm_core.registry._install import not_installed
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
 
 #: The entry-point group backends register under.
@@ -161,14 +162,14 @@ def _load_entry_points() -> dict[str, Backend]:
                 try:
                     backend = ep.load()
                 except ImportError as err:
-                    _UNAVAILABLE[ep.name] = f"not installed ({err.name or err})"
+                    _UNAVAILABLE[ep.name] = not_installed([(err.name or str(err)).split(".")[0]])
                     continue
                 if not isinstance(backend, Backend):
                     _UNAVAILABLE[ep.name] = f"entry point {ep.value!r} is not a Backend"
                     continue
                 missing = missing_modules(backend.requires)
                 if missing:  # found without importing it: the entry point imports no framework
-                    _UNAVAILABLE[ep.name] = f"not installed ({', '.join(missing)})"
+                    _UNAVAILABLE[ep.name] = not_installed(missing)
                     continue
                 loaded[ep.name] = backend
             _LOADED = loaded

@@ -13,7 +13,9 @@ runner and kind; for every check in both reports:
   (``report_version`` 1) has none, and no bit change can be seen (said so).
 
 Checks only one report has are counted and listed, not judged: narrowing a run with
-``--backend`` or ``--preset`` leaves the others out on purpose. The exit status is 1
+``--backend`` or ``--preset`` leaves the others out on purpose. A report of version 1
+or 2 named a cross-backend check by backend, not runner: those checks are among the
+ones only one report has. The exit status is 1
 on a regression, or on a bit change unless ``--allow-bit-changes``.
 """
 
@@ -29,6 +31,7 @@ from typing import Any
 from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.spec._errors import RMSNormError
+from rmsnorm_core.verify._report_json import upgrade
 
 MAX_REPORT_BYTES = 256 * 1024 * 1024
 """A full report is about a megabyte; a larger --baseline is refused unread."""
@@ -65,11 +68,12 @@ class Diff:
         )
 
 
-#: The fields that name a check (a report's record has each).
-NAMED_BY = ("backend", "check", "dtype", "spec", "case", "shape")
+#: The fields that name a check (a report's record has each; an older report's records
+#: are read under these names, see ``_report_json.upgrade``).
+NAMED_BY = ("runner", "check", "dtype", "spec", "case", "shape")
 
 #: The ``report_version`` values this comparison reads (2 added digests).
-READS = (1, 2)
+READS = (1, 2, 3)
 
 
 def _string(v: Any) -> bool:
@@ -104,7 +108,8 @@ def _shown(value: Any) -> str:
 
 def load_report(path: str | Path) -> dict:
     """An earlier ``--report``: a regular file of bounded size, JSON with records, every
-    field this comparison reads checked (type and value) before the run starts.
+    field this comparison reads checked (type and value) before the run starts; an
+    older report's records are read under this version's field names first.
 
     Raises:
         RMSNormError: one line naming the file, the record, the field, the value and
@@ -112,6 +117,7 @@ def load_report(path: str | Path) -> dict:
     """
     where = f"--baseline {str(path)!r}"
     doc = loads_strict(read_regular(Path(path), "--baseline", MAX_REPORT_BYTES), where)
+    doc = upgrade(doc)  # an older report's records under this version's field names
     if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
         raise RMSNormError(f"{where} is not an rmsnorm verify report (no 'records' list)")
     version = doc.get("report_version", 1)

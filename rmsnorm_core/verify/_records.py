@@ -1,10 +1,11 @@
 """The rows of ``rmsnorm verify``'s report: one :class:`Record` per check.
 
-A record says what was checked (runner, spec, case, dtype), how it ended, the
-numbers it was judged by (the tolerance table's entry, the largest errors, the
-share of elements equal to the reference bit for bit) and a digest of the
-output's bytes, so two reports can be compared check by check
-(``rmsnorm verify --baseline``).
+A record says what was checked (backend, runner, spec, case, dtype, and what it
+was compared with), how it ended, the numbers it was judged by (the tolerance
+table's entry, the largest errors and their ratio to the tolerance, the share of
+elements equal bit for bit where a floor judged it) and a digest of the output's
+bytes, so two reports can be compared check by check (``rmsnorm verify
+--baseline``). A :class:`Skip` is a runner or backend that did not run.
 """
 
 from __future__ import annotations
@@ -22,23 +23,28 @@ from rmsnorm_core.spec._plan import dtype_plan
 
 @dataclasses.dataclass
 class Record:
-    """One row of the report."""
+    """One check of the report: what ran, against what, how it ended and the numbers
+    it was judged by. ``docs/reference/verify-report.md`` documents every field."""
 
     spec: str
     spec_json: dict
     case: str
     dtype: str
     shape: list
-    backend: str
-    check: str  # "forward", "gradients", "vs <backend>" (cross-framework), "bits"
-    status: str  # "pass", "fail", "skipped"
-    max_abs: float | None = None  # None: nothing was compared (a crash, a skip, bits)
+    backend: str  # the backend the runner belongs to ("torch", "flax")
+    runner: str  # the runner whose output is judged ("torch-eager", "upstream-hf-llama")
+    check: str  # "forward", "gradients", "cross" (another backend's output), "bits"
+    against: str  # "reference" (float64), or the runner whose output it is compared with
+    status: str  # "pass", "fail", "varies" (a difference its runner declares: batch, self)
+    max_abs: float | None = None  # None: nothing was compared (a crash, bits)
     max_rel: float | None = None
-    seconds: float = 0.0
+    ratio: float | None = None  # worst |error| / (atol + rtol * |expected|); <= 1 passes
+    # the runner call's wall time, on its forward record; None on the records that
+    # share that call (gradients) or ran none (cross, bits)
+    seconds: float | None = None
     reason: str = ""
-    # forward: the share of elements equal to the reference bit for bit; "bits" rows:
-    # the share of an upstream's elements equal to ours
-    bit_share: float | None = None
+    bit_share: float | None = None  # share equal bit for bit; only where a floor judged it
+    bit_share_required: float | None = None  # that floor (0.98 half precision, 1.0 bits)
     tolerance: dict | None = None  # {"key", "rtol", "atol"} of the table entry applied
     digest: str | None = None  # SHA-256 of the output's bytes (forward: y and s; grads)
 
@@ -53,12 +59,16 @@ def _tolerance(key: str | None, gradient: bool = False) -> dict | None:
     return out
 
 
-def failure(base: dict, name: str, err: Exception) -> Record:
+def failure(base: dict, backend: str, runner: str, err: Exception, seconds: float) -> Record:
+    """The record of a runner call that raised: a failed forward check, without numbers."""
     return Record(
         **base,
-        backend=name,
+        backend=backend,
+        runner=runner,
         check="forward",
+        against="reference",
         status="fail",
+        seconds=seconds,
         reason=f"{type(err).__name__}: {err}"[:300],
     )
 
@@ -66,53 +76,66 @@ def failure(base: dict, name: str, err: Exception) -> Record:
 def record(
     base: dict,
     backend: str,
+    runner: str,
     check: str,
     result: Any,
-    seconds: float = 0.0,
+    *,
+    against: str = "reference",
+    seconds: float | None = None,
     key: str | None = None,
     out_digest: str | None = None,
 ) -> Record:
-    """A record from a ``Check`` or ``Comparison`` (both have passed/max_abs/max_rel/reason;
-    a ``Check`` also its tolerance key and bit share)."""
+    """A record from a ``Check`` or ``Comparison`` (both have passed/max_abs/max_rel/reason
+    and a ratio; a ``Check`` also its tolerance key and the bit share it was judged by)."""
     key = getattr(result, "key", key)
+    required = getattr(result, "bit_share_required", None)
     return Record(
         **base,
         backend=backend,
+        runner=runner,
         check=check,
+        against=against,
         status="pass" if result.passed else "fail",
         max_abs=result.max_abs if key is not None else None,
         max_rel=result.max_rel if key is not None else None,
+        ratio=result.ratio if key is not None else None,
         seconds=seconds,
         reason=result.reason,
-        bit_share=getattr(result, "bit_share", None),
+        bit_share=getattr(result, "bit_share", None) if required is not None else None,
+        bit_share_required=required,
         tolerance=_tolerance(key, gradient=check == "gradients"),
         digest=out_digest,
     )
 
 
+#: ``{backend: (its first runner's name, that runner's output)}``: each backend's own
+#: output, which upstream runners and other backends are compared with.
+Primary = dict[str, tuple[str, np.ndarray]]
+
+
 def same_bits(a: np.ndarray, b: np.ndarray) -> float:
     """The share of elements equal bit for bit (NaN equal to NaN); 1.0 when empty."""
+    return float(_same(a, b).mean()) if np.size(a) else 1.0
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64)
-    same = (a == b) | (np.isnan(a) & np.isnan(b))
-    return float(same.mean()) if same.size else 1.0
+    return (a == b) | (np.isnan(a) & np.isnan(b))
 
 
 def self_checks(
-    base: dict,
-    primary: dict[str, tuple[str, np.ndarray]],
-    others: list[tuple[str, Any, np.ndarray]],
+    base: dict, primary: Primary, others: list[tuple[str, Any, np.ndarray]]
 ) -> list[Record]:
     """Each runner's output against its backend's first runner's (the eager path), bit for
-    bit, recorded as check ``self`` under the runner's name. A difference fails, unless the
-    runner declares why its runtime computes other bits (``Runner.bit_variance``): then it
-    is ``varies`` with the share."""
+    bit: check ``self``. A difference fails, unless the runner declares why its runtime
+    computes other bits (``Runner.bit_variance``): then it is ``varies`` with the share."""
     out = []
     for backend, runner, theirs in others:
         first, ours = primary[backend]
+        head = dict(**base, backend=backend, runner=runner.name, check="self", against=first)
         if ours.dtype != theirs.dtype or ours.shape != theirs.shape:
             reason = f"gives {theirs.dtype}{list(theirs.shape)}, {first} {ours.dtype}"
-            out.append(Record(**base, backend=runner.name, check="self", status="fail",
-                              reason=reason))  # fmt: skip
+            out.append(Record(**head, status="fail", reason=reason, bit_share_required=1.0))
             continue
         share = same_bits(ours, theirs)
         status, reason = "pass", ""
@@ -120,44 +143,71 @@ def self_checks(
             reason = f"{share:.4%} of elements identical to {first}'s"
             status = "varies" if runner.bit_variance else "fail"
             reason += f" ({runner.bit_variance})" if runner.bit_variance else ""
-        out.append(Record(**base, backend=runner.name, check="self", status=status,
-                          reason=reason, bit_share=share))  # fmt: skip
+        out.append(Record(**head, status=status, reason=reason, bit_share=share,
+                          bit_share_required=1.0))  # fmt: skip
     return out
 
 
 def bit_checks(
-    base: dict, primary: dict[str, np.ndarray], upstream: list[tuple[str, str, np.ndarray]]
+    base: dict, primary: Primary, upstream: list[tuple[str, str, np.ndarray]]
 ) -> list[Record]:
     """Each upstream runner's output against its backend's own, bit for bit (NaN equal
     to NaN): passes only when every element is identical."""
     out = []
     for backend, name, theirs in upstream:
-        ours = primary.get(backend)
-        if ours is None:
+        if backend not in primary:
             continue
-        label = f"{backend} = {name.removeprefix('upstream-')}"  # e.g. "torch = hf-llama"
+        ours_name, ours = primary[backend]
+        head = dict(**base, backend=backend, runner=name, check="bits", against=ours_name)
         if ours.dtype != theirs.dtype or ours.shape != theirs.shape:
             reason = f"{name} gives {theirs.dtype}{list(theirs.shape)}, ours {ours.dtype}"
-            out.append(Record(**base, backend=label, check="bits", status="fail", reason=reason))
+            out.append(Record(**head, status="fail", reason=reason, bit_share_required=1.0))
             continue
-        share = same_bits(ours, theirs)
+        same = _same(ours, theirs)
+        share = float(same.mean()) if same.size else 1.0
         status = "pass" if share == 1.0 else "fail"
-        reason = "" if status == "pass" else f"{share:.4%} of elements identical to ours"
+        reason = ""
+        if status == "fail":
+            a, b = ours.astype(np.float64), theirs.astype(np.float64)
+            first = [int(i) for i in np.argwhere(~same)[0]]
+            reason = (
+                f"{share:.4%} of elements identical to ours; first difference at {first}: "
+                f"{float(b[tuple(first)])!r} where ours is {float(a[tuple(first)])!r}"
+            )
         out.append(
-            Record(**base, backend=label, check="bits", status=status, reason=reason,
-                   bit_share=share, digest=array_digest(theirs))  # upstream's bits, for --baseline
+            Record(**head, status=status, reason=reason, bit_share=share, bit_share_required=1.0,
+                   digest=array_digest(theirs))  # upstream's bits, for --baseline
         )  # fmt: skip
     return out
 
 
-def cross_checks(base: dict, p: Problem, outputs: dict[str, np.ndarray]) -> list[Record]:
+def cross_checks(base: dict, p: Problem, primary: Primary) -> list[Record]:
     """The first backend's output against each other backend's, under the tolerance table."""
-    names = list(outputs)
-    if len(names) < 2:
+    backends = list(primary)
+    if len(backends) < 2:
         return []
     key = dtype_plan(p.spec, p.x.dtype, None if p.scale is None else p.scale.dtype).precision
-    first = names[0]
-    return [  # recorded under the other backend's name: "flax", check "vs torch"
-        record(base, other, f"vs {first}", compare(outputs[other], outputs[first], key), 0.0, key)
-        for other in names[1:]
-    ]
+    first_runner, first = primary[backends[0]]
+    out = []
+    for backend in backends[1:]:
+        runner, theirs = primary[backend]
+        result = compare(theirs, first, key)
+        out.append(record(base, backend, runner, "cross", result, against=first_runner, key=key))
+    return out
+
+
+@dataclasses.dataclass
+class Skip:
+    """A runner or backend that did not run (never counted as passed).
+
+    Attributes:
+        name: the runner (``upstream-hf-llama``) or backend (``flax``).
+        what: ``"runner"`` or ``"backend"`` (a backend's every runner).
+        why: the reason, e.g. ``needs transformers``.
+        install: the command that installs what it needs, or "" where none does.
+    """
+
+    name: str
+    what: str
+    why: str
+    install: str = ""

@@ -25,10 +25,13 @@ from rmsnorm_core.parity._batches import in_one_launch, with_batches
 from rmsnorm_core.parity._case_table import CHECKPOINT, DTYPES, QUICK_DTYPES, Case, cases
 from rmsnorm_core.parity._problems import Problem, check_outcome, make_problem
 from rmsnorm_core.registry._backends import Backend, NotApplicable, Runner
+from rmsnorm_core.registry._install import split_hint
 from rmsnorm_core.spec._plan import sample_shape
 from rmsnorm_core.spec._spec import RMSNormSpec
 from rmsnorm_core.verify._records import (
+    Primary,
     Record,
+    Skip,
     bit_checks,
     cross_checks,
     failure,
@@ -82,16 +85,32 @@ def select_runners(
     return out
 
 
+@dataclasses.dataclass
+class Matrix:
+    """What a run produced.
+
+    Attributes:
+        records: one per check, in a fixed order (problem by problem, runner by runner).
+        calls: runner calls made (one per problem a runner took; the progress counter's
+            unit); each gives a forward check, and a gradient check where the runner
+            has autograd.
+        not_applicable: calls the runner declined (``NotApplicable``: e.g. an upstream
+            runner on another preset's problem); they give no check.
+    """
+
+    records: list[Record]
+    calls: int
+    not_applicable: int
+
+
 def run_matrix(
     items: list[Item],
     runners: dict[str, list[Runner]],
-    skipped: dict[str, str],
     quick: bool,
     progress: Callable[[int, int, str], None],
     jobs: int = 2,
-) -> list[Record]:
-    """Run every runner on every problem it takes; return the records (in a fixed order:
-    problem by problem, runner by runner, whatever order the work ran in)."""
+) -> Matrix:
+    """Run every runner on every problem it takes (see :class:`Matrix`)."""
     outcomes = _run_all(items, runners, quick, progress, jobs)
     records: list[Record] = []
     for i, (label, case, p) in enumerate(items):
@@ -99,43 +118,47 @@ def run_matrix(
         base = dict(
             spec=label, spec_json=p.spec.to_dict(), case=case.id, dtype=dtype, shape=list(p.x.shape)
         )
-        primary: dict[str, np.ndarray] = {}
-        first: dict[str, tuple[str, np.ndarray]] = {}  # backend -> its first runner's output
+        primary: Primary = {}  # backend -> its first runner's name and output
         others: list[tuple[str, Runner, np.ndarray]] = []
         upstream: list[tuple[str, str, np.ndarray]] = []
         for backend, chosen in runners.items():
             for runner in chosen:
-                if (i, runner.name) not in outcomes:
+                outcome, seconds = outcomes.get((i, runner.name), (None, None))
+                if outcome is None:
                     continue  # not taken, or not applicable
-                outcome, seconds = outcomes[(i, runner.name)]
                 if isinstance(outcome, Exception):  # reported, never hidden: a crash fails
-                    records.append(failure(base, runner.name, outcome))
+                    records.append(failure(base, backend, runner.name, outcome, seconds))
                     continue
                 for check, result in check_outcome(p, outcome):
                     arrays = {"forward": (outcome.y, outcome.s), "gradients": outcome.grads,
                               "batch": outcome.batch_ys}[check]  # fmt: skip
-                    out = array_digest(*arrays)
-                    row = record(base, runner.name, check, result, seconds, None, out)
+                    row = record(base, backend, runner.name, check, result,
+                                 seconds=seconds if check == "forward" else None,
+                                 out_digest=array_digest(*arrays))  # fmt: skip
                     if check == "batch" and row.status == "fail" and runner.batch_variance:
                         row.status, row.reason = "varies", f"{row.reason} ({runner.batch_variance})"
                     records.append(row)
                 if runner.upstream is not None:
                     upstream.append((backend, runner.name, outcome.y))
-                elif backend in first:
+                elif backend in primary:
                     others.append((backend, runner, outcome.y))
                 else:
-                    primary[backend] = outcome.y
-                    first[backend] = (runner.name, outcome.y)
+                    primary[backend] = (runner.name, outcome.y)
         records.extend(cross_checks(base, p, primary))
-        records.extend(self_checks(base, first, others))
+        records.extend(self_checks(base, primary, others))
         records.extend(bit_checks(base, primary, upstream))
-    for name, why in skipped.items():
-        records.append(
-            Record(
-                "*", {}, "*", "*", [], backend=name, check="forward", status="skipped", reason=why
-            )
-        )
-    return records
+    declined = sum(o is None for o, _ in outcomes.values())
+    return Matrix(records, len(outcomes), declined)
+
+
+def skips(skipped: dict[str, str], backends: set[str]) -> list[Skip]:
+    """``skipped`` (name -> reason, as the registry words it) as :class:`Skip` rows: those
+    named in ``backends`` are backends, the rest runners; the install command apart."""
+    out = []
+    for name, reason in skipped.items():
+        why, install = split_hint(reason)
+        out.append(Skip(name, "backend" if name in backends else "runner", why, install))
+    return out
 
 
 def _run_all(
@@ -145,26 +168,39 @@ def _run_all(
     progress: Callable[[int, int, str], None],
     jobs: int,
 ) -> dict[tuple[int, str], tuple[Any, float]]:
-    """Every ``(item index, runner) -> (outcome or error, seconds)``.
+    """Every ``(item index, runner) -> (outcome or error or None, seconds)``: one entry per
+    runner call, its outcome, the error it raised, or None where the runner declined
+    (``NotApplicable``).
 
-    Batch runners run first; then each backend's runners run in a thread of
-    their own (``jobs`` at a time): the backends share no state (path choices
-    are made per call, from the inputs), and one backend's compilers release
-    the GIL while the other's run, so two cores finish the matrix in about
-    the time of its slowest backend.
+    The progress counter counts these calls, batch runners' included, against one
+    total known before the first. Batch runners run first; then each backend's
+    runners run in a thread of their own (``jobs`` at a time): the backends share no
+    state (path choices are made per call, from the inputs), and one backend's
+    compilers release the GIL while the other's run, so two cores finish the matrix
+    in about the time of its slowest backend.
     """
-    out: dict[tuple[int, str], tuple[Any, float]] = {}
-    for name, by_item in _run_batches(items, runners, quick, progress).items():
-        for i, entry in by_item.items():
-            out[(i, name)] = (entry, 0.0) if isinstance(entry, Exception) else entry
-    tasks = [
-        [(i, r) for i, (_, case, p) in enumerate(items) for r in chosen
-         if r.batch is None and r.takes(case, p, quick=quick)]
+    taken = {
+        r.name: [i for i, (_, case, p) in enumerate(items) if r.takes(case, p, quick=quick)]
         for chosen in runners.values()
-    ]  # fmt: skip
-    total = sum(len(t) for t in tasks)
+        for r in chosen
+    }
+    total = sum(len(t) for t in taken.values())
     done = [0]
     lock = threading.Lock()
+
+    def advance(n: int, what: str) -> None:
+        with lock:
+            done[0] += n
+            progress(done[0], total, what)
+
+    out: dict[tuple[int, str], tuple[Any, float]] = {}
+    for chosen in runners.values():
+        for runner in chosen:
+            if runner.batch is not None:
+                out.update(_run_batch(items, runner, taken[runner.name], advance))
+    tasks = [[(i, r) for r in chosen if r.batch is None for i in taken[r.name]]
+             for chosen in runners.values()]  # fmt: skip
+    tasks = [sorted(t, key=lambda ir: ir[0]) for t in tasks]  # problem by problem
 
     def work(backend_tasks: list[tuple[int, Runner]]) -> None:
         for i, runner in backend_tasks:
@@ -177,10 +213,8 @@ def _run_all(
             except Exception as err:  # recorded as a failure
                 entry = err
             with lock:
-                if entry is not None:
-                    out[(i, runner.name)] = (entry, time.perf_counter() - start)
-                done[0] += 1
-                progress(done[0], total, f"{runner.name} {p.x.dtype.name} {label} {case.id}")
+                out[(i, runner.name)] = (entry, time.perf_counter() - start)
+            advance(1, f"{runner.name} {p.x.dtype.name} {label} {case.id}")
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for future in [pool.submit(work, t) for t in tasks if t]:
@@ -188,30 +222,17 @@ def _run_all(
     return out
 
 
-def _run_batches(
-    items: list[Item],
-    runners: dict[str, list[Runner]],
-    quick: bool,
-    progress: Callable[[int, int, str], None],
-) -> dict[str, dict[int, Any]]:
-    """``(outcome, seconds)`` of the batch runners by item index; a failed batch's
-    error stands for each item it took (each is reported failed)."""
-    out: dict[str, dict[int, Any]] = {}
-    for chosen in runners.values():
-        for runner in chosen:
-            if runner.batch is None:
-                continue
-            taken = [
-                i for i, (_, case, p) in enumerate(items) if runner.takes(case, p, quick=quick)
-            ]
-            progress(0, len(items), f"{runner.name}: {len(taken)} problems in one launch")
-            start = time.perf_counter()
-            try:
-                outcomes = in_one_launch(runner.batch, [items[i][2] for i in taken])
-            except Exception as err:  # every item it took is reported failed
-                out[runner.name] = dict.fromkeys(taken, err)
-                continue
-            seconds = (time.perf_counter() - start) / max(len(taken), 1)
-            out[runner.name] = {i: (o, seconds) for i, o in zip(taken, outcomes, strict=True)}
-    return out
-
+def _run_batch(
+    items: list[Item], runner: Runner, taken: list[int], advance: Callable[[int, str], None]
+) -> dict[tuple[int, str], tuple[Any, float]]:
+    """``(outcome, seconds)`` of a batch runner by ``(item index, runner)``, the launch's
+    time shared evenly; a failed launch's error stands for each item it took (each is
+    reported failed)."""
+    start = time.perf_counter()
+    try:
+        outcomes: list[Any] = in_one_launch(runner.batch, [items[i][2] for i in taken])  # type: ignore[arg-type]
+    except Exception as err:  # every item it took is reported failed
+        outcomes = [err] * len(taken)
+    seconds = (time.perf_counter() - start) / max(len(taken), 1)
+    advance(len(taken), f"{runner.name}: {len(taken)} problems in one launch")
+    return {(i, runner.name): (o, seconds) for i, o in zip(taken, outcomes, strict=True)}

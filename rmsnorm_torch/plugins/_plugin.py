@@ -8,7 +8,6 @@ a command imports torch when it uses one.
 
 from __future__ import annotations
 
-import importlib.util
 from functools import partial
 from typing import Any
 
@@ -46,10 +45,12 @@ def runners() -> list[Runner]:
     upstream = [
         Runner("upstream-torch", lazy(_UPSTREAM, "torch_run"), residual=False, upstream="torch")
     ]
-    if importlib.util.find_spec("transformers") is not None:
-        for preset, path in HF.items():
-            run = partial(lazy(_UPSTREAM, "hf_run"), preset, path)
-            upstream.append(Runner(f"upstream-hf-{preset}", run, residual=False, upstream=preset))
+    for preset, path in HF.items():  # without transformers: skipped, saying what to install
+        run = partial(lazy(_UPSTREAM, "hf_run"), preset, path)
+        upstream.append(
+            Runner(f"upstream-hf-{preset}", run, residual=False, upstream=preset,
+                   requires=("transformers",))
+        )  # fmt: skip
     return [
         Runner("torch-eager", lazy(_RUNNERS, "eager_run")),
         Runner("torch-script", lazy(_RUNNERS, "script_run")),

@@ -73,7 +73,7 @@ def test_verify_fails_a_batch_dependent_runner_and_reports_a_declared_variance(
     argv = ["verify", "--preset", "torch", "--backend", "switchy", "--report", str(report)]
     assert main(argv) == 1
     rows = [r for r in json.loads(report.read_text())["records"] if r["check"] == "batch"]
-    by_runner = {r["backend"]: r for r in rows if r["dtype"] == "float32"}
+    by_runner = {r["runner"]: r for r in rows if r["dtype"] == "float32"}
     assert by_runner["switchy-eager"]["status"] == "fail"
     assert by_runner["switchy-jit"]["status"] == "varies"
     assert "compiles per shape" in by_runner["switchy-jit"]["reason"]

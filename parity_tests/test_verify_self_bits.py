@@ -33,11 +33,11 @@ def test_self_rows_require_the_first_runners_bits(registered, tmp_path, capsys):
     argv = ["verify", "--quick", "--preset", "torch", "--backend", "selfy", "--report", str(report)]
     assert main(argv) == 1
     rows = [r for r in json.loads(report.read_text())["records"] if r["check"] == "self"]
-    status = {r["backend"]: r["status"] for r in rows if r["shape"] and r["shape"][0]}
+    status = {r["runner"]: r["status"] for r in rows if r["shape"] and r["shape"][0]}
     assert status == {"selfy-script": "pass", "selfy-export": "fail", "selfy-ort": "varies"}
-    ort = next(r for r in rows if r["backend"] == "selfy-ort" and r["shape"][0])
+    ort = next(r for r in rows if r["runner"] == "selfy-ort" and r["shape"][0])
     assert 0.9 < ort["bit_share"] < 1.0 and "kernels of its own" in ort["reason"]
-    assert not any(r["backend"] == "selfy-eager" for r in rows)  # the reference of the rows
+    assert not any(r["runner"] == "selfy-eager" for r in rows)  # the reference of the rows
     assert "self" in capsys.readouterr().out
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from rmsnorm_core import RMSNormError, RMSNormSpec, load
 from rmsnorm_core.cli._cli import main
-from rmsnorm_core.io._json import MAX_INT_DIGITS, loads_strict
 from rmsnorm_core.io._safetensors import serialize
+from rmsnorm_core.spec._json import MAX_INT_DIGITS, loads_strict
 
 HUGE = "1" * 400
 SPEC_TEXTS = [

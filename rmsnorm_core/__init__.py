@@ -12,7 +12,6 @@ from rmsnorm_core._lazy import lazy_exports
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import FORMAT_VERSION, load, save
 from rmsnorm_core.io._digest import array_digest, check_digests
-from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.io._layouts import (
     HF_NORM_KEYS,
     INFERRED,
@@ -49,6 +48,7 @@ from rmsnorm_core.spec._errors import (
     RMSNormUsageError,
     RMSNormWarning,
 )
+from rmsnorm_core.spec._json import loads_strict
 from rmsnorm_core.spec._plan import (
     DtypePlan,
     canonical_axes,

@@ -29,10 +29,7 @@ from rmsnorm_core.parity._launch import Launch, free_port, launch
 from rmsnorm_core.registry._artifact_paths import artifact_path
 from rmsnorm_core.registry._backends import (
     ENTRY_POINT_GROUP,
-    Artifact,
     Backend,
-    CheckpointFormat,
-    Exporter,
     NotApplicable,
     Runner,
     backends,
@@ -42,6 +39,7 @@ from rmsnorm_core.registry._backends import (
     unavailable,
     unregister_backend,
 )
+from rmsnorm_core.registry._capabilities import Artifact, CheckpointFormat, Exporter
 
 __all__ = [
     "ENTRY_POINT_GROUP",

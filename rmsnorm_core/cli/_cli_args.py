@@ -8,8 +8,8 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from rmsnorm_core.cli._cli_paths import CommandPaths
-from rmsnorm_core.io._json import NotJSON, loads_strict
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+from rmsnorm_core.spec._json import NotJSON, loads_strict
 
 
 def help_text(doc: str | None) -> str:

@@ -35,9 +35,9 @@ from rmsnorm_core.bench._bench import (
 from rmsnorm_core.bench._load import MAX_LOAD, competing_processes
 from rmsnorm_core.cli._cli_args import command_parser
 from rmsnorm_core.cli._cli_paths import CommandPaths
-from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+from rmsnorm_core.spec._json import loads_strict
 
 
 def core_benchmarks() -> list[Benchmark]:

@@ -17,10 +17,10 @@ import numpy as np
 
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._digest import array_digest, check_digests
-from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.io._neutral import NeutralLayer, check_layer, check_layer_name, neutral_layer
 from rmsnorm_core.io._safetensors import read_file, serialize
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
+from rmsnorm_core.spec._json import loads_strict
 from rmsnorm_core.spec._spec import RMSNormSpec
 
 FORMAT = "rmsnorm-bridge"

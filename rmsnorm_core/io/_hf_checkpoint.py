@@ -21,7 +21,6 @@ from typing import Any
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._atomic_folder import replacing_folder
 from rmsnorm_core.io._hf_sidecar import SIDECAR, read_sidecar, sidecar_bytes, writable_target
-from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.io._layouts import (
     HF_NORM_KEYS,
     compile_pattern,
@@ -31,6 +30,7 @@ from rmsnorm_core.io._layouts import (
 from rmsnorm_core.io._neutral import NeutralLayer
 from rmsnorm_core.io._safetensors import read_file, read_regular, serialize
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError, RMSNormWarning
+from rmsnorm_core.spec._json import loads_strict
 from rmsnorm_core.spec._spec import RMSNormSpec
 
 INDEX = "model.safetensors.index.json"

@@ -29,9 +29,9 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
-from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.spec._dtypes import numpy_dtype
 from rmsnorm_core.spec._errors import RMSNormError
+from rmsnorm_core.spec._json import loads_strict
 
 DTYPE_CODES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32", "float64": "F64"}
 """The dtypes a norm parameter may have, by their safetensors codes."""

@@ -20,9 +20,9 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.parity._launch import launch
 from rmsnorm_core.parity._problems import Outcome, Problem
+from rmsnorm_core.spec._json import loads_strict
 from rmsnorm_core.spec._spec import RMSNormSpec
 
 _PROBLEM_FIELDS = ("x", "scale", "bias", "dy", "residual")

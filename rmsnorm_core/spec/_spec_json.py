@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
+from rmsnorm_core.spec._json import loads_strict
 
 SCHEMA_VERSION = 2
 """Version of the JSON layout written by :meth:`RMSNormSpec.to_dict` (2 added
@@ -44,7 +44,7 @@ def spec_from_dict(cls: Any, data: Any) -> Any:
 
 def parse_json(text: Any) -> Any:
     """The JSON value of spec text (``RMSNormSpec.from_json``), errors as one line (a key
-    given twice and over-long integers refused: :func:`~rmsnorm_core.io._json.loads_strict`)."""
+    given twice and over-long integers refused: :func:`~rmsnorm_core.spec._json.loads_strict`)."""
     if not isinstance(text, (str, bytes, bytearray)):
         raise RMSNormTypeError(f"spec JSON must be str or bytes, got {type(text).__name__}")
     return loads_strict(text, "spec JSON")

@@ -28,9 +28,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.io._json import loads_strict
 from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.spec._errors import RMSNormError
+from rmsnorm_core.spec._json import loads_strict
 from rmsnorm_core.verify._report_json import upgrade
 
 MAX_REPORT_BYTES = 256 * 1024 * 1024

@@ -85,7 +85,7 @@ def test_param_dtype_is_part_of_the_spec():
     target = torch.nn.ModuleDict({"n": RMSNorm(16, dtype=torch.bfloat16)})
     with pytest.raises(RMSNormError, match=r"param_dtype='bfloat16' \(module\) but 'float32'"):
         load_into_module(
-            target, {"n": _layer(RMSNormSpec(param_dtype="float32", eps=target["n"].eps))}
+            target, {"n": _layer(RMSNormSpec(param_dtype="float32", eps=target["n"].spec.eps))}
         )
 
 

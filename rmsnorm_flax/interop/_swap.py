@@ -110,8 +110,8 @@ def intercept_norms() -> Iterator[None]:
         )  # fmt: skip
         scale = mod.get_variable("params", "scale") if spec.use_scale else None
         return rms_norm(
-            x, layer.spec, layer.expand(scale, x.shape), axis_name=mod.axis_name,
-            mask=kwargs.get("mask"), dtype=mod.dtype,
+            x, layer.spec, layer.param(scale, x.shape), axis_name=mod.axis_name,
+            mask=kwargs.get("mask"), dtype=mod.dtype, feature_axes=layer.feature_axes,
         )  # fmt: skip
 
     with fnn.intercept_methods(interceptor):

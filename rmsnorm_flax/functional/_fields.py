@@ -47,12 +47,10 @@ class Layer:
     def param(self, p: jax.Array | None, x_shape: Sequence[int]) -> jax.Array | None:
         """A parameter in the feature shape :func:`rms_norm` takes with ``feature_axes``
         (flax's flat ``(num_features,)`` over several feature axes reshaped to it)."""
-        if p is None:
-            return None
+        if p is None or p.ndim != 1 or len(self.feature_axes) == 1:
+            return p
         fshape = self.feature_shape(x_shape)
-        if p.ndim == 1 and len(fshape) > 1 and p.size == math.prod(fshape):
-            p = p.reshape(fshape)
-        return p
+        return p.reshape(fshape) if p.size == math.prod(fshape) else p
 
 
 def resolve(

@@ -61,7 +61,7 @@ def _apply(x: jax.Array, cfg: _kernel.Plan, scale: Any, bias: Any, vjp: str) -> 
     custom VJP and JAX refuses the JVP: apply ``jit`` outside then.
     """
     if (
-        check_vjp(vjp) == "autodiff"
+        vjp == "autodiff"
         or cfg.plan.compute in ("float16", "bfloat16")
         or _forward_mode(x, scale, bias)
     ):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from rmsnorm_core import RMSNormError, RMSNormSpec, RMSNormTypeError, dtype_name
-from rmsnorm_flax.functional._resolve import feature_dims
+from rmsnorm_flax.functional._call_plan import feature_dims
 
 #: flax.linen.RMSNorm / flax.nnx.RMSNorm defaults (Flax 0.12).
 FLAX_DEFAULTS = {

@@ -18,7 +18,7 @@ from jax.interpreters import ad
 
 from rmsnorm_core import RMSNormError, RMSNormSpec, check_float_dtype, check_residual
 from rmsnorm_flax.functional import _analytic, _kernel
-from rmsnorm_flax.functional._resolve import call_plan
+from rmsnorm_flax.functional._call_plan import call_plan
 
 #: The accepted values of ``vjp=``.
 VJPS = ("autodiff", "analytic")

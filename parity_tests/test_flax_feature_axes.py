@@ -66,7 +66,7 @@ GRID = [(c, "float32") for c in CASES] + [
 ]
 
 
-@pytest.mark.parametrize("case, dtype", GRID, ids="-".join)
+@pytest.mark.parametrize("case, dtype", GRID, ids=["-".join(g) for g in GRID])
 def test_linen_takes_flax_s_feature_axes(case, dtype):
     kw, theirs, (x, scale, dy) = _case(case, dtype)
     ours = ours_linen.RMSNorm(**kw)

@@ -31,6 +31,7 @@ CASES = {
     "issue-2x3x8": ((2, 3, 8), {}),
     "axes12-feature2": ((3, 4, 10), {"reduction_axes": (1, 2), "feature_axes": 2}),
     "param-bf16-dtype-f32": ((5, 24), {"param_dtype": jnp.bfloat16, "dtype": jnp.float32}),
+    "rows-6x40": ((6, 40), {}),
 }
 
 
@@ -79,16 +80,15 @@ def _flax_spec(fields):
 
 
 def _grid(cases, hows):
-    """Every case with its fields in each dtype; the other ways in only the first case
-    (each runs the same functional: their difference is how the call reaches it)."""
+    """Parametrize: every case made the first way, in each dtype; the other ways in the
+    first case only (each runs the same functional: they differ in how a call reaches it)."""
     first, *rest = hows
     grid = [(c, first, d) for c in cases for d in DTYPES]
-    return grid + [(cases[0], h, d) for h in rest for d in DTYPES]
+    grid += [(cases[0], h, d) for h in rest for d in DTYPES]
+    return pytest.mark.parametrize("case, how, dtype", grid, ids=["-".join(g) for g in grid])
 
 
-@pytest.mark.parametrize(
-    "case, how, dtype", _grid(list(CASES), ["fields", "spec", "intercept"]), ids="-".join
-)
+@_grid(["issue-2x3x8", "axes12-feature2", "param-bf16-dtype-f32"], ["fields", "spec", "intercept"])
 def test_linen_gradients_are_flax_linen_s(case, how, dtype):
     shape, fields = CASES[case]
     theirs = fnn.RMSNorm(**fields)
@@ -106,11 +106,7 @@ def test_linen_gradients_are_flax_linen_s(case, how, dtype):
     _assert_equal(got, expected)
 
 
-@pytest.mark.parametrize(
-    "case, how, dtype",
-    _grid(["issue-2x3x8", "param-bf16-dtype-f32"], ["fields", "spec", "replace_norms"]),
-    ids="-".join,
-)
+@_grid(["rows-6x40", "issue-2x3x8", "param-bf16-dtype-f32"], ["fields", "spec", "replace_norms"])
 def test_nnx_gradients_are_flax_nnx_s(case, how, dtype):
     shape, fields = CASES[case]
     if how != "fields":  # spec= decides the dtypes: flax's dtype= is a field, not a spec

@@ -80,19 +80,34 @@ def test_linen_takes_flax_s_feature_axes(case, dtype):
 def test_nnx_takes_flax_s_feature_axes(case, dtype):
     kw, _, (x, scale, dy) = _case(case, dtype)
     n = math.prod(scale.shape)
-
-    @nnx.jit
-    def run(layer, x, dy):
-        y, pull = jax.vjp(lambda m, x: m(x), layer, x)
-        dm, dx = pull(dy.astype(y.dtype))
-        return y, dx, dm.scale[...]
-
     results = []
     for cls in (nnx.RMSNorm, ours_nnx.RMSNorm):
         layer = cls(n, rngs=nnx.Rngs(0), **kw)
         layer.scale[...] = scale.reshape(n)
-        results.append(run(layer, x, dy))
+        results.append(_nnx_grads(layer, x, dy))
     _assert_equal(results[1], results[0])
+
+
+@nnx.jit
+def _nnx_grads(layer, x, dy):
+    y, pull = jax.vjp(lambda m, x: m(x), layer, x)
+    dm, dx = pull(dy.astype(y.dtype))
+    return y, dx, dm.scale[...]
+
+
+@pytest.mark.parametrize("case", ["issue-red-1-feat1", "red12-feat01"])
+def test_replace_norms_keeps_flax_s_fields(case):
+    # built from the flax layer's own fields: feature_axes, reduction_axes and dtype kept
+    kw, _, (x, scale, dy) = _case(case, "bfloat16")
+    kw = {**kw, "dtype": jnp.float32}
+    n = math.prod(scale.shape)
+    model = nnx.Sequential(nnx.RMSNorm(n, rngs=nnx.Rngs(0), **kw))
+    model.layers[0].scale[...] = scale.reshape(n)
+    expected = _nnx_grads(model.layers[0], x, dy)
+    param = model.layers[0].scale
+    assert list(ours_nnx.replace_norms(model)) == ["layers.0"]
+    assert isinstance(model.layers[0], ours_nnx.RMSNorm) and model.layers[0].scale is param
+    _assert_equal(_nnx_grads(model.layers[0], x, dy), expected)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16"])

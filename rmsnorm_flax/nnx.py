@@ -159,13 +159,16 @@ class ResidualRMSNorm(RMSNorm):
 def replace_norms(model: nnx.Module) -> ReplaceReport:
     """Replace every RMSNorm-like leaf of ``model`` with ours, in place.
 
-    Every ``flax.nnx.RMSNorm`` (with or without a scale), and any leaf module
-    whose class name contains "norm" and whose spec ``infer_spec`` measures,
-    becomes :class:`RMSNorm` with the measured spec and the *same*
-    ``nnx.Param`` objects (optimizer state survives, ``nnx.state`` paths do not
-    change). The probes run on ``nnx.clone`` copies, so no module's state sees
-    them (an ``nnx.BatchNorm``'s statistics stay as they were), and a scale of
-    more than ``rmsnorm_core.PROBE_LIMIT`` elements is refused before any probe.
+    Every ``flax.nnx.RMSNorm`` (with or without a scale) becomes
+    :class:`RMSNorm` built from its own fields (``dtype``, ``feature_axes``
+    and ``promote_dtype`` included: flax's outputs and gradients bit for bit),
+    and any other leaf module whose class name contains "norm" and whose spec
+    ``infer_spec`` measures becomes :class:`RMSNorm` with the measured spec;
+    each keeps the *same* ``nnx.Param`` objects (optimizer state survives,
+    ``nnx.state`` paths do not change). The probes run on ``nnx.clone``
+    copies, so no module's state sees them (an ``nnx.BatchNorm``'s statistics
+    stay as they were), and a scale of more than ``rmsnorm_core.PROBE_LIMIT``
+    elements is refused before any probe.
     A module shared at several paths gets one replacement, shared likewise. A
     candidate holding state ours would not keep (a variable other than ``scale``
     and ``bias``), or that no spec reproduces, is left in place, with the reason

@@ -29,9 +29,11 @@ def feature_dims(feature_axes: int | Sequence[int], rank: int) -> tuple[int, ...
     axis counted once; any axes of ``x``, normalized or not.
 
     Raises:
-        RMSNormError: an axis is out of range for ``rank``.
+        RMSNormError: an axis is out of range for ``rank``, or ``rank`` is 0.
     """
     axes = (feature_axes,) if isinstance(feature_axes, int) else tuple(feature_axes)
+    if rank < 1:
+        canonical_axes(axes, rank)  # core's refusal of a scalar input
     bad = [a for a in axes if not -rank <= int(a) < rank]
     if bad:
         raise RMSNormError(

@@ -69,6 +69,10 @@ class RMSNorm(nnx.Module):
         vjp: how gradients are computed (above).
     """
 
+    #: Whether flax.nnx.RMSNorm computes this layer's calls on a flax spec (the residual
+    #: layer has no flax counterpart: promoting x there would change its residual dtype).
+    _as_flax = True
+
     def __init__(
         self,
         num_features: int,
@@ -119,7 +123,7 @@ class RMSNorm(nnx.Module):
         self.spec_given = spec is not None
         self.vjp = check_vjp(vjp)
         if promote_dtype is None and (
-            spec is None or (dtype is None and computes_as_flax(spec))
+            spec is None or (dtype is None and self._as_flax and computes_as_flax(spec))
         ):  # flax's casts: x cast once, so that its gradient is rounded once, as flax's
             promote_dtype = nnx_dtypes.promote_dtype
         self.promote_dtype = promote_dtype
@@ -149,6 +153,8 @@ class RMSNorm(nnx.Module):
 
 class ResidualRMSNorm(RMSNorm):
     """``__call__(x, residual) -> (y, s)``: ``s = x + residual``, ``y = norm(s)``."""
+
+    _as_flax = False
 
     def __call__(self, x: jax.Array, residual: jax.Array) -> tuple[jax.Array, jax.Array]:  # type: ignore[override]
         """Return ``(y, s)``; fused equals unfused (``y`` is computed from ``s``)."""

@@ -53,18 +53,18 @@ def _apply(x: jax.Array, cfg: _kernel.Plan, scale: Any, bias: Any, vjp: str) -> 
 
     The analytic VJP saves only the per-row statistic (no float32 copy of x); its
     sums run in another order than autodiff's, so its gradients may differ from
-    the default's in the last bits. Plain autodiff serves ``compute_dtype="input"``
+    the default's in the last bits. A spec that rounds ``h*inv`` before the scale
+    (``cast_order="before_scale"``) always takes the analytic VJP: autodiff would
+    differentiate that rounding as a step (zero where it flushes a subnormal), where
+    the spec's gradient passes through it. Plain autodiff serves ``compute_dtype="input"``
     (naive code, op by op) and forward-mode differentiation, which a
     ``custom_vjp`` refuses: forward values are the same function either way. A
     function jitted *before* ``jax.jvp`` is applied to it (``jax.jvp(jax.jit(f))``)
     was traced without seeing the JVP, so with ``vjp="analytic"`` it keeps the
     custom VJP and JAX refuses the JVP: apply ``jit`` outside then.
     """
-    if (
-        vjp == "autodiff"
-        or cfg.plan.compute in ("float16", "bfloat16")
-        or _forward_mode(x, scale, bias)
-    ):
+    autodiff = vjp == "autodiff" and cfg.plan.intermediate is None
+    if autodiff or cfg.plan.compute in ("float16", "bfloat16") or _forward_mode(x, scale, bias):
         return _kernel.forward(x, scale, bias, cfg)[0]
     return _analytic.rms_norm_vjp(x, scale, bias, cfg)
 
@@ -117,7 +117,9 @@ def rms_norm(
             ``flax.linen.RMSNorm``'s / ``flax.nnx.RMSNorm``'s bit for bit.
             ``"analytic"``: the hand-derived VJP, which saves only the per-row
             float32 statistic (no float32 copy of ``x``); its gradients agree
-            within the tolerance table but may differ in the last bits.
+            within the tolerance table but may differ in the last bits. Specs
+            with ``cast_order="before_scale"`` always use it (autodiff would
+            differentiate their mid-way rounding as a step).
 
     Returns:
         ``y`` with ``x``'s shape, in the plan's output dtype (or ``dtype``).

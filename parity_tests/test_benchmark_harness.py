@@ -49,6 +49,7 @@ def test_every_backend_contributes_cases_for_each_row_of_the_issue_table():
         "torch.script.forward[float32]",
         "flax.linen.forward[float16]",
         "flax.linen.forward+backward[float32]",
+        "flax.linen.forward+backward-analytic[float32]",
         "flax.residual.forward+backward[bfloat16]",
         "onnxruntime.dynamo18.llama[bfloat16]",
         "onnxruntime.torchscript17.paper[float32]",

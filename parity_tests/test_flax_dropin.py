@@ -140,9 +140,10 @@ def test_linen_spec_decides_and_gemma_initializes_to_identity():
             r"axis_index_groups=\(\(0, 1\),\) is not supported",
         ),
         (
-            {"feature_axes": 0},
+            {"feature_axes": 3},
             RMSNormError,
-            r"feature_axes=\(0,\) must be among the normalized axes \(-1,\)",
+            r"feature_axes=\(3,\) is out of range for an input of rank 2; each axis must "
+            r"satisfy -2 <= axis < 2",
         ),
         ({"epsilon": -1.0}, RMSNormError, r"eps=-1\.0 is not accepted"),
     ],
@@ -152,7 +153,7 @@ def test_linen_spec_decides_and_gemma_initializes_to_identity():
         "scale-conflict",
         "spec-str",
         "index-groups",
-        "feature-not-normalized",
+        "feature-out-of-range",
         "eps-negative",
     ],
 )

@@ -86,11 +86,13 @@ def test_vmap_and_remat_equal_plain():
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_backward_saves_no_float32_copy_of_x():
-    # The residuals of the VJP: x itself (bf16), the params and a per-row fp32
-    # statistic; no fp32 array of x's shape.
+def test_analytic_backward_saves_no_float32_copy_of_x():
+    # The residuals of the analytic VJP: x itself (bf16), the params and a per-row
+    # fp32 statistic; no fp32 array of x's shape.
     problem = make_problem("flax", "bfloat16", (64, 256), {})
-    _, pull = jax.vjp(lambda x, s: rms_norm(x, problem.spec, s), problem.x, problem.scale)
+    _, pull = jax.vjp(
+        lambda x, s: rms_norm(x, problem.spec, s, vjp="analytic"), problem.x, problem.scale
+    )
     leaves = [leaf for leaf in jax.tree.leaves(pull) if hasattr(leaf, "shape")]
     big_f32 = [
         leaf for leaf in leaves if leaf.dtype == jnp.float32 and leaf.shape == problem.x.shape

@@ -147,7 +147,12 @@ class _Linen(fnn.Module):
         return fnn.RMSNorm(name="n2", epsilon=1e-5)(fnn.Dense(32)(x))
 
 
-def test_linen_intercept_norms_same_outputs_and_gradients():
+def test_linen_intercept_norms_same_outputs_and_gradients(monkeypatch):
+    from rmsnorm_flax.swap import _swap
+
+    calls = []  # our functional's calls (its graph is flax's own: no jaxpr tells them apart)
+    real = _swap.rms_norm
+    monkeypatch.setattr(_swap, "rms_norm", lambda *a, **k: calls.append(1) or real(*a, **k))
     model, x = _Linen(), jax.random.normal(jax.random.key(0), (4, 32)).astype(jnp.bfloat16)
     variables = model.init(jax.random.key(1), x)
     variables = jax.tree.map(
@@ -158,19 +163,15 @@ def test_linen_intercept_norms_same_outputs_and_gradients():
         return model.apply(v, x).astype(jnp.float32).sum()
 
     plain = jax.value_and_grad(loss, argnums=(0, 1))(variables, x)
+    assert not calls
     with ours_linen.intercept_norms():
         routed = jax.value_and_grad(loss, argnums=(0, 1))(variables, x)
-        jaxpr = str(jax.make_jaxpr(loss)(variables, x))
-    assert "custom_vjp" in jaxpr, "the calls were not routed through our kernel"
+    assert len(calls) == 2, "the calls were not routed through our kernel"
     # a fresh function object: JAX caches what a function traced inside the context
-    assert "custom_vjp" not in str(jax.make_jaxpr(lambda v, x: loss(v, x))(variables, x))
+    jax.make_jaxpr(lambda v, x: loss(v, x))(variables, x)
+    assert len(calls) == 2
     for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(routed), strict=True):
-        assert compare(
-            np.asarray(b),
-            np.asarray(a),
-            "bfloat16" if a.dtype == jnp.bfloat16 else "float32",
-            gradient=a.ndim > 0,
-        ).passed
+        assert a.dtype == b.dtype and np.array_equal(np.asarray(b), np.asarray(a))
 
 
 def test_nnx_replace_norms_in_place_with_the_same_params():

@@ -41,7 +41,7 @@ class RMSNorm(nn.Module):
             spec with a ``scale_offset`` starts it at ``1 - scale_offset``
             instead, so that ``g = 1``.
         reduction_axes: the normalized axes (the spec's ``axes``). Default -1.
-        feature_axes: the axes ``scale`` spans, among the normalized ones
+        feature_axes: the axes ``scale`` spans, any axes of ``x`` as in flax
             (broadcast over the rest). Default -1.
         axis_name: a mesh axis the statistic is summed over, for a feature
             dim sharded across devices (see :func:`rmsnorm_flax.rms_norm`).
@@ -54,6 +54,9 @@ class RMSNorm(nn.Module):
         spec: an ``RMSNormSpec`` deciding the semantics (default: the
             ``flax`` preset with the fields above).
         bias_init: initializer of ``bias``, used when ``spec.use_bias``.
+        vjp: ``"autodiff"`` (default: flax's own gradients for its preset, bit
+            for bit) or ``"analytic"`` (the VJP that saves only the per-row
+            statistic); see :func:`rmsnorm_flax.rms_norm`.
     """
 
     epsilon: float = 1e-6
@@ -69,6 +72,7 @@ class RMSNorm(nn.Module):
     force_float32_reductions: bool = True
     spec: RMSNormSpec | None = None
     bias_init: Any = _ZEROS
+    vjp: str = "autodiff"
 
     def _layer(self) -> Layer:
         return resolve(
@@ -83,15 +87,14 @@ class RMSNorm(nn.Module):
         )
 
     def _params(self, layer: Layer, x: jax.Array) -> tuple[Any, Any]:
-        layer.check(x.shape)
         shape = layer.feature_shape(x.shape)
         dtype = jnp.dtype(layer.spec.param_dtype)
         scale = bias = None
         if layer.spec.use_scale:
             init = scale_init_for(layer.spec, self.scale_init, _ONES)
-            scale = layer.expand(self.param("scale", init, shape, dtype), x.shape)
+            scale = layer.param(self.param("scale", init, shape, dtype), x.shape)
         if layer.spec.use_bias:
-            bias = layer.expand(self.param("bias", self.bias_init, shape, dtype), x.shape)
+            bias = layer.param(self.param("bias", self.bias_init, shape, dtype), x.shape)
         return scale, bias
 
     @nn.compact
@@ -101,7 +104,15 @@ class RMSNorm(nn.Module):
         layer = self._layer()
         scale, bias = self._params(layer, x)
         return rms_norm(
-            x, layer.spec, scale, bias, axis_name=self.axis_name, mask=mask, dtype=self.dtype
+            x,
+            layer.spec,
+            scale,
+            bias,
+            axis_name=self.axis_name,
+            mask=mask,
+            dtype=self.dtype,
+            feature_axes=layer.feature_axes,
+            vjp=self.vjp,
         )
 
 
@@ -114,7 +125,15 @@ class ResidualRMSNorm(RMSNorm):
         layer = self._layer()
         scale, bias = self._params(layer, x)
         return rms_norm_residual(
-            x, residual, layer.spec, scale, bias, axis_name=self.axis_name, dtype=self.dtype
+            x,
+            residual,
+            layer.spec,
+            scale,
+            bias,
+            axis_name=self.axis_name,
+            dtype=self.dtype,
+            feature_axes=layer.feature_axes,
+            vjp=self.vjp,
         )
 
 

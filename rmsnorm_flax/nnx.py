@@ -17,8 +17,8 @@ from flax import nnx
 from flax.nnx.nn import dtypes as nnx_dtypes
 
 from rmsnorm_core import ReplaceReport, RMSNormSpec
-from rmsnorm_flax.functional._fields import Layer, resolve, scale_init_for
-from rmsnorm_flax.functional._functional import rms_norm, rms_norm_residual
+from rmsnorm_flax.functional._fields import Layer, computes_as_flax, resolve, scale_init_for
+from rmsnorm_flax.functional._functional import check_vjp, rms_norm, rms_norm_residual
 from rmsnorm_flax.swap._swap import replace_norms as _replace
 
 _ONES = nnx.initializers.ones
@@ -31,10 +31,12 @@ class RMSNorm(nnx.Module):
     Without ``spec``, ``x`` and the scale go through ``promote_dtype`` (flax's
     default: both cast to ``dtype``, or to their promoted dtype) before
     normalizing, exactly as flax does. With ``spec`` the spec decides the
-    dtypes: ``promote_dtype`` runs only if passed explicitly, and ``dtype``
-    is the output dtype. ``mask=`` is flax's. The arguments mean what
-    ``rmsnorm_flax.linen.RMSNorm``'s fields of the same names mean, and
-    agree with ``spec`` likewise.
+    dtypes: ``promote_dtype`` runs only if passed explicitly, or without
+    ``dtype`` on a spec flax computes (the ``flax`` preset with any eps,
+    axes, param dtype and ``use_scale``), where it changes no value but
+    gives flax's gradients; ``dtype`` is the output dtype. ``mask=`` is
+    flax's. The arguments mean what ``rmsnorm_flax.linen.RMSNorm``'s fields
+    of the same names mean, and agree with ``spec`` likewise.
 
     Args:
         num_features: size of the feature dim (a tuple for several
@@ -46,7 +48,8 @@ class RMSNorm(nnx.Module):
         scale_init: initializer of ``scale`` (ones; ``1 - scale_offset``
             for an offset spec).
         reduction_axes: the normalized axes. Default -1.
-        feature_axes: the axes ``scale`` spans. Default -1.
+        feature_axes: the axes ``scale`` spans, any axes of ``x`` as in flax.
+            Default -1.
         axis_name: a mesh axis the statistic is summed over.
         axis_index_groups: refused unless None.
         use_fast_variance: accepted and ignored.
@@ -55,13 +58,21 @@ class RMSNorm(nnx.Module):
         scale_metadata: metadata for the ``scale`` ``nnx.Param``.
         spec: an ``RMSNormSpec`` deciding the semantics.
         bias_init: initializer of ``bias``, used when ``spec.use_bias``.
+        vjp: ``"autodiff"`` (default: flax's own gradients for its preset, bit
+            for bit) or ``"analytic"`` (the VJP that saves only the per-row
+            statistic); see :func:`rmsnorm_flax.rms_norm`.
 
     Attributes:
         layer: the resolved spec and feature axes (static).
         scale: the ``nnx.Param`` scale, or None without ``use_scale``.
         bias: the ``nnx.Param`` bias, or None without ``use_bias``.
         spec_given: whether ``spec`` was passed (it decides the dtypes then).
+        vjp: how gradients are computed (above).
     """
+
+    #: Whether flax.nnx.RMSNorm computes this layer's calls on a flax spec (the residual
+    #: layer has no flax counterpart: promoting x there would change its residual dtype).
+    _as_flax = True
 
     def __init__(
         self,
@@ -82,6 +93,7 @@ class RMSNorm(nnx.Module):
         scale_metadata: Mapping[str, Any] = MappingProxyType({}),
         spec: RMSNormSpec | None = None,
         bias_init: Any = _ZEROS,
+        vjp: str = "autodiff",
     ) -> None:
         self.layer: Layer = nnx.static(
             resolve(
@@ -110,49 +122,60 @@ class RMSNorm(nnx.Module):
         self.dtype = dtype
         self.axis_name = axis_name
         self.spec_given = spec is not None
-        if promote_dtype is None and spec is None:
+        self.vjp = check_vjp(vjp)
+        if promote_dtype is None and (
+            spec is None or (dtype is None and self._as_flax and computes_as_flax(spec))
+        ):  # flax's casts: x cast once, so that its gradient is rounded once, as flax's
             promote_dtype = nnx_dtypes.promote_dtype
         self.promote_dtype = promote_dtype
 
     def _inputs(self, x: jax.Array) -> tuple[jax.Array, Any, Any]:
-        self.layer.check(x.shape)
         scale = None if self.scale is None else self.scale[...]
         bias = None if self.bias is None else self.bias[...]
         if self.promote_dtype is not None:  # flax's step: x and scale to one dtype
             x, scale = self.promote_dtype((x, scale), dtype=self.dtype)
-        return x, self.layer.expand(scale, x.shape), self.layer.expand(bias, x.shape)
+        return x, self.layer.param(scale, x.shape), self.layer.param(bias, x.shape)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         """Normalize ``x`` (formula: ``rmsnorm_core.RMSNormSpec``); ``mask``: booleans
         broadcastable to ``x``, the statistic over the True elements (flax's)."""
         x, scale, bias = self._inputs(x)
-        return rms_norm(
-            x, self.layer.spec, scale, bias, axis_name=self.axis_name, mask=mask, dtype=self.dtype
-        )
+        return rms_norm(x, self.layer.spec, scale, bias, mask=mask, **self._options())
+
+    def _options(self) -> dict[str, Any]:
+        """The keywords every call passes on to the functional."""
+        return {
+            "axis_name": self.axis_name,
+            "dtype": self.dtype,
+            "feature_axes": self.layer.feature_axes,
+            "vjp": self.vjp,
+        }
 
 
 class ResidualRMSNorm(RMSNorm):
     """``__call__(x, residual) -> (y, s)``: ``s = x + residual``, ``y = norm(s)``."""
 
+    _as_flax = False
+
     def __call__(self, x: jax.Array, residual: jax.Array) -> tuple[jax.Array, jax.Array]:  # type: ignore[override]
         """Return ``(y, s)``; fused equals unfused (``y`` is computed from ``s``)."""
         x, scale, bias = self._inputs(x)
-        spec = self.layer.spec
-        return rms_norm_residual(
-            x, residual, spec, scale, bias, axis_name=self.axis_name, dtype=self.dtype
-        )
+        return rms_norm_residual(x, residual, self.layer.spec, scale, bias, **self._options())
 
 
 def replace_norms(model: nnx.Module) -> ReplaceReport:
     """Replace every RMSNorm-like leaf of ``model`` with ours, in place.
 
-    Every ``flax.nnx.RMSNorm`` (with or without a scale), and any leaf module
-    whose class name contains "norm" and whose spec ``infer_spec`` measures,
-    becomes :class:`RMSNorm` with the measured spec and the *same*
-    ``nnx.Param`` objects (optimizer state survives, ``nnx.state`` paths do not
-    change). The probes run on ``nnx.clone`` copies, so no module's state sees
-    them (an ``nnx.BatchNorm``'s statistics stay as they were), and a scale of
-    more than ``rmsnorm_core.PROBE_LIMIT`` elements is refused before any probe.
+    Every ``flax.nnx.RMSNorm`` (with or without a scale) becomes
+    :class:`RMSNorm` built from its own fields (``dtype``, ``feature_axes``
+    and ``promote_dtype`` included: flax's outputs and gradients bit for bit),
+    and any other leaf module whose class name contains "norm" and whose spec
+    ``infer_spec`` measures becomes :class:`RMSNorm` with the measured spec;
+    each keeps the *same* ``nnx.Param`` objects (optimizer state survives,
+    ``nnx.state`` paths do not change). The probes run on ``nnx.clone``
+    copies, so no module's state sees them (an ``nnx.BatchNorm``'s statistics
+    stay as they were), and a scale of more than ``rmsnorm_core.PROBE_LIMIT``
+    elements is refused before any probe.
     A module shared at several paths gets one replacement, shared likewise. A
     candidate holding state ours would not keep (a variable other than ``scale``
     and ``bias``), or that no spec reproduces, is left in place, with the reason

@@ -94,7 +94,11 @@ def check_param(name: str, shape: Sequence[int], dtype: Any, expected_shape: Seq
 
 
 def check_params(
-    spec: RMSNormSpec, input_shape: Sequence[int], scale: Any, bias: Any
+    spec: RMSNormSpec,
+    input_shape: Sequence[int],
+    scale: Any,
+    bias: Any,
+    expected_shape: Sequence[int] | None = None,
 ) -> str | None:
     """Check the parameters a caller passes against the spec and the input shape.
 
@@ -103,6 +107,8 @@ def check_params(
         input_shape: the shape of ``x``.
         scale: an array (anything with ``.shape`` and ``.dtype``) or None.
         bias: the same, for the bias.
+        expected_shape: the parameters' shape where they span other axes than
+            the spec's (flax's ``feature_axes``); default ``param_shape``.
 
     Returns:
         The promoted dtype name of the parameters given, or None if none.
@@ -111,7 +117,7 @@ def check_params(
         RMSNormError: a parameter the spec does not use, or a wrong shape.
         RMSNormTypeError: a non-floating parameter.
     """
-    pshape = param_shape(spec, input_shape)
+    pshape = param_shape(spec, input_shape) if expected_shape is None else expected_shape
     dtypes = []
     for name, value, used in (("scale", scale, spec.use_scale), ("bias", bias, spec.use_bias)):
         if value is None:

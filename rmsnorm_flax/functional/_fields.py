@@ -7,7 +7,6 @@ this file exists so ours do not).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -15,14 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rmsnorm_core import (
-    RMSNormError,
-    RMSNormSpec,
-    RMSNormTypeError,
-    canonical_axes,
-    dtype_name,
-    param_shape,
-)
+from rmsnorm_core import RMSNormError, RMSNormSpec, RMSNormTypeError, dtype_name
+from rmsnorm_flax.functional._call_plan import feature_dims
 
 #: flax.linen.RMSNorm / flax.nnx.RMSNorm defaults (Flax 0.12).
 FLAX_DEFAULTS = {
@@ -41,47 +34,23 @@ def _axes(value: int | Sequence[int]) -> tuple[int, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
-    """A resolved layer: the spec, and the axes flax keeps the scale over."""
+    """A resolved layer: the spec, and the axes flax keeps the scale over (any axes
+    of ``x``, normalized or not, as flax's ``feature_axes``)."""
 
     spec: RMSNormSpec
     feature_axes: tuple[int, ...]
 
     def feature_shape(self, x_shape: Sequence[int]) -> tuple[int, ...]:
         """flax's parameter shape: the feature dims, in increasing axis order."""
-        return tuple(x_shape[d] for d in canonical_axes(self.feature_axes, len(x_shape)))
+        return tuple(x_shape[d] for d in feature_dims(self.feature_axes, len(x_shape)))
 
-    def expand(self, p: jax.Array | None, x_shape: Sequence[int]) -> jax.Array | None:
-        """Broadcast a feature-shaped parameter to the spec's parameter shape."""
-        if p is None:
-            return None
-        dims, feats = _layout(self, len(x_shape))
-        fshape = tuple(x_shape[d] for d in feats)
-        if p.ndim == 1 and len(fshape) > 1 and p.size == math.prod(fshape):
-            p = p.reshape(fshape)  # flax's flat (num_features,) over several feature axes
-        if feats == dims:
+    def param(self, p: jax.Array | None, x_shape: Sequence[int]) -> jax.Array | None:
+        """A parameter in the feature shape :func:`rms_norm` takes with ``feature_axes``
+        (flax's flat ``(num_features,)`` over several feature axes reshaped to it)."""
+        if p is None or p.ndim != 1 or len(self.feature_axes) == 1:
             return p
-        view = tuple(x_shape[d] if d in feats else 1 for d in dims)
-        return jnp.broadcast_to(p.reshape(view), param_shape(self.spec, x_shape))
-
-    def check(self, x_shape: Sequence[int]) -> None:
-        """Raise unless the feature axes lie within the normalized axes."""
-        _layout(self, len(x_shape))
-
-
-@functools.lru_cache(maxsize=256)
-def _layout(layer: Layer, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``(normalized dims, feature dims)`` for a rank, checked once per layer and rank
-    (a pure function of two hashable values; a refusal is raised, never cached)."""
-    dims = canonical_axes(layer.spec.axes, rank)
-    feats = canonical_axes(layer.feature_axes, rank)
-    has_params = layer.spec.use_scale or layer.spec.use_bias  # else feature_axes mean nothing
-    if has_params and not set(feats) <= set(dims):
-        raise RMSNormError(
-            f"feature_axes={layer.feature_axes} must be among the normalized axes "
-            f"{layer.spec.axes} for an input of rank {rank}: a scale over an axis that is "
-            "not normalized is a different layer"
-        )
-    return dims, feats
+        fshape = self.feature_shape(x_shape)
+        return p.reshape(fshape) if p.size == math.prod(fshape) else p
 
 
 def resolve(
@@ -161,6 +130,13 @@ def _norm(value: Any) -> Any:
         if isinstance(value, (int, list, tuple)) and not isinstance(value, bool)
         else value
     )
+
+
+def computes_as_flax(spec: RMSNormSpec) -> bool:
+    """Whether ``spec`` is what ``flax.linen.RMSNorm`` / ``flax.nnx.RMSNorm`` compute with
+    some fields: the ``flax`` preset with any eps, axes, param dtype and ``use_scale``."""
+    flax_fields = {"eps": 1e-6, "axes": (-1,), "param_dtype": "float32", "use_scale": True}
+    return spec.replace(**flax_fields) == RMSNormSpec.preset("flax")
 
 
 def scale_init_for(spec: RMSNormSpec, given: Any, default: Any) -> Any:

@@ -1,100 +1,27 @@
 """The pure functions ``rms_norm`` and ``rms_norm_residual`` for JAX.
 
 The formula and every precision rule are in ``rmsnorm_core.RMSNormSpec``.
-Safe under ``jit``, ``grad``, ``vmap``, ``remat``, ``jvp`` and ``jacfwd``;
-reverse-mode gradients come from the analytic VJP in ``_kernel.py`` (plain
-autodiff for ``compute_dtype="input"``, which reproduces naive low-precision
-code op by op, and for forward mode: see :func:`_apply`).
+Safe under ``jit``, ``grad``, ``vmap``, ``remat``, ``shard_map``, ``jvp`` and
+``jacfwd``. Gradients are JAX's autodiff of the forward (``vjp="autodiff"``,
+the default; for the ``flax`` preset, flax's own gradients bit for bit), or
+the analytic VJP of ``_analytic.py`` (``vjp="analytic"``: see :func:`_apply`).
 """
 
 from __future__ import annotations
 
-import functools
-import math
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.interpreters import ad
 
-from rmsnorm_core import (
-    RMSNormError,
-    RMSNormSpec,
-    RMSNormTypeError,
-    canonical_axes,
-    check_float_dtype,
-    check_params,
-    check_residual,
-    dtype_plan,
-    param_shape,
-)
-from rmsnorm_core.rules import block_count
-from rmsnorm_flax.functional import _kernel
+from rmsnorm_core import RMSNormError, RMSNormSpec, check_float_dtype, check_residual
+from rmsnorm_flax.functional import _analytic, _kernel
+from rmsnorm_flax.functional._call_plan import call_plan
 
-
-def _call_plan(
-    x: jax.Array,
-    spec: RMSNormSpec,
-    scale: Any,
-    bias: Any,
-    axis_name: Any,
-    in_dtype: str,
-    dtype: Any | None = None,
-) -> _kernel.Plan:
-    """The call's plan, resolved once per spec, shapes and dtypes (a pure function of
-    hashable values, memoized: an eager nnx call then costs a dictionary lookup);
-    ``dtype``: flax's output dtype, or None for the spec's."""
-    out_dtype = None if dtype is None else jnp.dtype(dtype).name
-    if not isinstance(spec, RMSNormSpec):
-        raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
-    params = (_describe(scale), _describe(bias))
-    try:
-        return _resolved(spec, tuple(x.shape), in_dtype, params, axis_name, out_dtype)
-    except TypeError:  # an unhashable axis_name: resolve without the memo
-        return _resolved.__wrapped__(spec, tuple(x.shape), in_dtype, params, axis_name, out_dtype)
-
-
-@functools.lru_cache(maxsize=1024)
-def _resolved(
-    spec: RMSNormSpec,
-    shape: tuple,
-    in_dtype: str,
-    params: tuple,
-    axis_name: Any,
-    out_dtype: str | None = None,
-) -> _kernel.Plan:
-    dims = canonical_axes(spec.axes, len(shape))
-    pshape = param_shape(spec, shape)
-    arrays = [None if p is None else _Described(*p) for p in params]
-    param_dtype = check_params(spec, shape, *arrays)
-    n = math.prod(pshape)
-    if axis_name is not None and spec.partial < 1.0:
-        raise RMSNormError(
-            f"partial={spec.partial} with axis_name={axis_name!r} is not supported: the first "
-            "k elements of a block sharded across devices are not local; use partial=1.0 or "
-            "gather the normalized axis"
-        )
-    plan = dtype_plan(spec, in_dtype, param_dtype)
-    if out_dtype is not None:  # flax's dtype: the output rounded once, to it
-        plan = plan._replace(output=out_dtype)
-    view = tuple(shape[d] if d in dims else 1 for d in range(len(shape)))
-    k = block_count(spec.partial, n)  # -1: the whole block (core's one convention)
-    return _kernel.Plan(spec, dims, len(shape), n, k, plan, view, axis_name)
-
-
-def _describe(p: Any) -> tuple | None:
-    if p is None:
-        return None
-    # jnp.result_type reads the dtype of arrays and of scalars/lists alike
-    a = p if isinstance(p, jax.Array) else jnp.asarray(p)
-    return (a.shape, a.dtype.name)
-
-
-class _Described(NamedTuple):
-    """A parameter as core's checks read it: its shape and dtype (no array kept)."""
-
-    shape: tuple
-    dtype: str
+#: The accepted values of ``vjp=``.
+VJPS = ("autodiff", "analytic")
 
 
 def _forward_mode(*arrays: Any) -> bool:
@@ -110,19 +37,36 @@ def _forward_mode(*arrays: Any) -> bool:
     return False
 
 
-def _apply(x: jax.Array, cfg: _kernel.Plan, scale: Any, bias: Any) -> jax.Array:
-    """The analytic custom VJP (reverse mode: saves only the per-row statistic), or plain
-    autodiff of the same forward where that rule cannot serve.
+def check_vjp(vjp: Any) -> str:
+    """``vjp`` if it is one of :data:`VJPS`, else an error naming it."""
+    if not isinstance(vjp, str) or vjp not in VJPS:
+        raise RMSNormError(
+            f"vjp={vjp!r} is not accepted; expected 'autodiff' (JAX differentiates the "
+            "forward: flax's gradients for its preset) or 'analytic' (the hand-derived VJP "
+            "that saves only the per-row statistic)"
+        )
+    return vjp
 
-    Plain: ``compute_dtype="input"`` (naive code, op by op), and forward-mode
-    differentiation, which a ``custom_vjp`` refuses: forward values are the same
-    function either way. A function jitted *before* ``jax.jvp`` is applied to it
-    (``jax.jvp(jax.jit(f))``) was traced without seeing the JVP, so it keeps the
-    custom VJP and JAX refuses the JVP: apply ``jit`` outside (``jax.jit(jax.jvp(...))``).
+
+def _apply(x: jax.Array, cfg: _kernel.Plan, scale: Any, bias: Any, vjp: str) -> jax.Array:
+    """Autodiff of the forward, or the analytic custom VJP where asked for and it can serve.
+
+    The analytic VJP saves only the per-row statistic (no float32 copy of x); its
+    sums run in another order than autodiff's, so its gradients may differ from
+    the default's in the last bits. A spec that rounds ``h*inv`` before the scale
+    (``cast_order="before_scale"``) always takes the analytic VJP: autodiff would
+    differentiate that rounding as a step (zero where it flushes a subnormal), where
+    the spec's gradient passes through it. Plain autodiff serves ``compute_dtype="input"``
+    (naive code, op by op) and forward-mode differentiation, which a
+    ``custom_vjp`` refuses: forward values are the same function either way. A
+    function jitted *before* ``jax.jvp`` is applied to it (``jax.jvp(jax.jit(f))``)
+    was traced without seeing the JVP, so with ``vjp="analytic"`` it keeps the
+    custom VJP and JAX refuses the JVP: apply ``jit`` outside then.
     """
-    if cfg.plan.compute in ("float16", "bfloat16") or _forward_mode(x, scale, bias):
+    autodiff = vjp == "autodiff" and cfg.plan.intermediate is None
+    if autodiff or cfg.plan.compute in ("float16", "bfloat16") or _forward_mode(x, scale, bias):
         return _kernel.forward(x, scale, bias, cfg)[0]
-    return _kernel.rms_norm_vjp(x, scale, bias, cfg)
+    return _analytic.rms_norm_vjp(x, scale, bias, cfg)
 
 
 def _as_input(x: Any, name: str = "x") -> jax.Array:
@@ -140,25 +84,42 @@ def rms_norm(
     axis_name: Any = None,
     mask: Any | None = None,
     dtype: Any | None = None,
+    feature_axes: int | Sequence[int] | None = None,
+    vjp: str = "autodiff",
 ) -> jax.Array:
     """RMSNorm of ``x`` under ``spec`` (formula: ``rmsnorm_core.RMSNormSpec``).
 
     Args:
         x: float16, bfloat16, float32 or float64 array of rank >= 1.
         spec: the spec.
-        scale: array of ``rmsnorm_core.param_shape(spec, x.shape)``, or None for
-            ``g = 1``. Only with ``spec.use_scale``.
+        scale: array of ``rmsnorm_core.param_shape(spec, x.shape)`` (of x's sizes
+            at ``feature_axes`` when given), or None for ``g = 1``. Only with
+            ``spec.use_scale``.
         bias: same shape, or None. Only with ``spec.use_bias``.
         axis_name: inside ``shard_map`` with the normalized axis split across
-            devices, the mesh axis name: the local sum of squares is
-            ``psum``-ed (one all-reduce of a per-row scalar; ``x`` is never
-            gathered). Partial statistics are refused then.
+            devices, the mesh axis name: the per-row statistic is all-reduced
+            (one all-reduce of a per-row scalar; ``x`` is never gathered; for
+            flax's order the ``pmean`` of the local mean squares, as flax).
+            Partial statistics are refused then.
         mask: booleans broadcastable to ``x``: the mean square is taken over the
             True elements of each block only (flax's ``mask=``; every element is
             still normalized). Not with a partial statistic or ``axis_name``;
             gradients are plain autodiff of the masked forward.
         dtype: the output's dtype instead of the spec's, rounded once from the
             computation (flax's ``dtype``); None keeps the spec's.
+        feature_axes: the axes ``scale`` and ``bias`` span (flax's
+            ``feature_axes``: any axes of ``x``, normalized or not; a repeated
+            axis counts once), broadcast over the others; None (default): the
+            spec's normalized axes.
+        vjp: how reverse-mode gradients are computed. ``"autodiff"`` (default):
+            JAX differentiates the forward; for the ``flax`` preset that forward
+            is flax's own op sequence, so ``dx`` and ``dscale`` equal
+            ``flax.linen.RMSNorm``'s / ``flax.nnx.RMSNorm``'s bit for bit.
+            ``"analytic"``: the hand-derived VJP, which saves only the per-row
+            float32 statistic (no float32 copy of ``x``); its gradients agree
+            within the tolerance table but may differ in the last bits. Specs
+            with ``cast_order="before_scale"`` always use it (autodiff would
+            differentiate their mid-way rounding as a step).
 
     Returns:
         ``y`` with ``x``'s shape, in the plan's output dtype (or ``dtype``).
@@ -167,10 +128,11 @@ def rms_norm(
         rmsnorm_core.RMSNormError: bad axes, shapes, dtypes or arguments.
     """
     array = jnp.asarray(x)  # its dtype is checked with the rest of the plan, once
-    cfg = _call_plan(array, spec, scale, bias, axis_name, array.dtype.name, dtype)
+    check_vjp(vjp)
+    cfg = call_plan(array, spec, scale, bias, axis_name, dtype, feature_axes)
     if mask is not None:
         return _kernel.forward(array, scale, bias, cfg, _mask(mask, array, cfg))[0]
-    return _apply(array, cfg, scale, bias)
+    return _apply(array, cfg, scale, bias, vjp)
 
 
 def _mask(mask: Any, x: jax.Array, cfg: _kernel.Plan) -> jax.Array:
@@ -202,6 +164,8 @@ def rms_norm_residual(
     *,
     axis_name: Any = None,
     dtype: Any | None = None,
+    feature_axes: int | Sequence[int] | None = None,
+    vjp: str = "autodiff",
 ) -> tuple[jax.Array, jax.Array]:
     """``s = x + residual`` stored in the plan's residual dtype; ``y = rms_norm(s)``.
 
@@ -217,6 +181,8 @@ def rms_norm_residual(
         axis_name: as in :func:`rms_norm`.
         dtype: ``y``'s dtype instead of the spec's, as in :func:`rms_norm` (one
             rounding); ``s`` keeps the residual dtype.
+        feature_axes: as in :func:`rms_norm`.
+        vjp: as in :func:`rms_norm`.
 
     Returns:
         ``(y, s)``.
@@ -224,13 +190,14 @@ def rms_norm_residual(
     array = _as_input(x)
     res = _as_input(residual, "residual")
     check_residual(res.shape, res.dtype, array.shape)
-    cfg = _call_plan(array, spec, scale, bias, axis_name, array.dtype.name, dtype)
+    check_vjp(vjp)
+    cfg = call_plan(array, spec, scale, bias, axis_name, dtype, feature_axes)
     store = cfg.plan.residual
     wide = jnp.promote_types(jnp.promote_types(store, res.dtype), jnp.float32)
     exact = array.astype(wide) + res.astype(wide)
     # Round explicitly (see _kernel.round_to): XLA could otherwise feed the
     # unrounded sum to the norm while returning the rounded one. The norm then
-    # takes s in its stored dtype, so its VJP keeps s (bf16: half the bytes of
-    # the float32 sum it kept before) and nothing wider.
+    # takes s in its stored dtype, so its analytic VJP keeps s (bf16: half the
+    # bytes of the float32 sum) and nothing wider.
     stored = _kernel.round_to(exact, store).astype(store)
-    return _apply(stored, cfg, scale, bias), stored
+    return _apply(stored, cfg, scale, bias, vjp), stored

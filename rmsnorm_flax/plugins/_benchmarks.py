@@ -2,7 +2,8 @@
 
 Input [4096, 4096] on the CPU. Forward+backward is ``jax.vjp`` with a fixed
 cotangent (not through a loss, whose own cost would hide the layer's),
-returning the input and scale cotangents.
+returning the input and scale cotangents: ours with the default
+``vjp="autodiff"`` (flax's gradients bit for bit) and with ``vjp="analytic"``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 REQUIRES = ("jax", "flax")
 
 
-def _setup(dtype_name: str, rows: int = SIZE, cols: int = SIZE) -> Any:
+def _setup(dtype_name: str, rows: int = SIZE, cols: int = SIZE, vjp: str = "autodiff") -> Any:
     import flax.linen as fnn
     import jax
     import jax.numpy as jnp
@@ -26,7 +27,7 @@ def _setup(dtype_name: str, rows: int = SIZE, cols: int = SIZE) -> Any:
 
     dtype = jnp.dtype(dtype_name)
     x = jax.random.normal(jax.random.key(0), (rows, cols), jnp.float32).astype(dtype)
-    ours, peer = linen.RMSNorm(), fnn.RMSNorm()
+    ours, peer = linen.RMSNorm(vjp=vjp), fnn.RMSNorm()
     params = peer.init(jax.random.key(1), x)
     return jax, jnp, x, ours, peer, params
 
@@ -46,8 +47,8 @@ def _cases(dtype: str) -> list[Benchmark]:
         f_ours, f_peer = jax.jit(ours.apply), jax.jit(peer.apply)
         return (lambda: f_ours(params, x)), (lambda: f_peer(params, x))
 
-    def fwd_bwd() -> Any:
-        jax, jnp, x, ours, peer, params = _setup(dtype)
+    def fwd_bwd(vjp: str = "autodiff") -> Any:
+        jax, jnp, x, ours, peer, params = _setup(dtype, vjp=vjp)
         dy = jax.random.normal(jax.random.key(2), x.shape, jnp.float32)
         g_ours, g_peer = _vjp(jax, ours.apply), _vjp(jax, peer.apply)
         return (lambda: g_ours(params, x, dy)), (lambda: g_peer(params, x, dy))
@@ -67,6 +68,13 @@ def _cases(dtype: str) -> list[Benchmark]:
             0.75 if dtype == "float32" else 1.0,
             REQUIRES,
         ),  # fmt: skip
+        Benchmark(
+            f"flax.linen.forward+backward-analytic[{dtype}]",
+            "flax.linen.RMSNorm vjp (jit); ours with vjp='analytic'",
+            lambda: fwd_bwd("analytic"),
+            0.75 if dtype == "float32" else 1.0,
+            REQUIRES,
+        ),
     ]
 
 

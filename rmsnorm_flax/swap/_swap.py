@@ -42,6 +42,23 @@ def _is_candidate(node: fnnx.Module, ours: type) -> bool:
     return leaf and not isinstance(node, ours) and "norm" in type(node).__name__.lower()
 
 
+#: The constructor arguments of ``flax.nnx.RMSNorm`` (Flax 0.12) besides ``num_features``.
+_NNX_FIELDS = (
+    "epsilon", "dtype", "param_dtype", "use_scale", "reduction_axes", "feature_axes",
+    "axis_name", "axis_index_groups", "use_fast_variance", "promote_dtype",
+)  # fmt: skip
+
+
+def _from_fields(node: fnnx.Module, ours: type) -> tuple[Any, RMSNormSpec]:
+    """Ours for a ``flax.nnx.RMSNorm`` built from its own fields (no probe: they say
+    everything, ``dtype``, ``feature_axes`` and ``promote_dtype`` included), with the
+    same scale ``Param``."""
+    new = ours(node.num_features, rngs=fnnx.Rngs(0), **{f: getattr(node, f) for f in _NNX_FIELDS})
+    if node.scale is not None:
+        new.scale = node.scale  # the same Param object
+    return new, new.layer.spec
+
+
 def _replacement(node: fnnx.Module, ours: type) -> tuple[Any, RMSNormSpec] | str:
     """Ours for ``node`` with its spec (the same Param objects), or why it stays."""
     state = dict(fnnx.to_flat_state(fnnx.state(node)))
@@ -49,6 +66,11 @@ def _replacement(node: fnnx.Module, ours: type) -> tuple[Any, RMSNormSpec] | str
     other = sorted(".".join(map(str, k)) for k in state if k not in kept)
     if other or not all(isinstance(v, fnnx.Param) for v in state.values()):
         return f"it holds state {other or sorted(map(str, state))} that ours would not keep"
+    if type(node) is fnnx.RMSNorm:
+        try:
+            return _from_fields(node, ours)
+        except RMSNormError as err:  # a field ours refuses (axis_index_groups)
+            return str(err)
     scale = getattr(node, "scale", None)
     try:
         if scale is not None:
@@ -110,8 +132,8 @@ def intercept_norms() -> Iterator[None]:
         )  # fmt: skip
         scale = mod.get_variable("params", "scale") if spec.use_scale else None
         return rms_norm(
-            x, layer.spec, layer.expand(scale, x.shape), axis_name=mod.axis_name,
-            mask=kwargs.get("mask"), dtype=mod.dtype,
+            x, layer.spec, layer.param(scale, x.shape), axis_name=mod.axis_name,
+            mask=kwargs.get("mask"), dtype=mod.dtype, feature_axes=layer.feature_axes,
         )  # fmt: skip
 
     with fnn.intercept_methods(interceptor):

@@ -5,9 +5,10 @@ as JSON, else as a string), and asks each installed backend to measure it
 (``infer_spec``: probed, never read off the class name, then verified in
 float32, bfloat16 and float16). Prints the spec as JSON. ``--shape`` gives the
 normalized block's shape where the object cannot tell (a function, or a linen
-module, whose parameters exist only after it sees an input). Exit 1 when no
-spec reproduces the implementation (the message says what was found), 2 on
-bad usage.
+module, whose parameters exist only after it sees an input). Exit 2 when no
+spec reproduces the implementation (the message says what was found), as on
+bad usage: the implementation is an input the command refuses, not a check
+that failed.
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ def _run_all(
     out: dict[tuple[int, str], tuple[Any, float]] = {}
     for chosen in runners.values():
         for runner in chosen:
-            if runner.batch is not None:
+            if runner.batch is not None and taken[runner.name]:  # no launch for nothing
                 out.update(_run_batch(items, runner, taken[runner.name], advance))
     tasks = [[(i, r) for r in chosen if r.batch is None for i in taken[r.name]]
              for chosen in runners.values()]  # fmt: skip

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rmsnorm_core import NeutralLayer, RMSNormSpec, load, neutral_layer, save
 from rmsnorm_core.cli._cli import main
+from rmsnorm_core.spec._errors import RMSNormError
 
 
 def _checkpoint(path):
@@ -52,7 +54,12 @@ def test_orbax_refuses_the_working_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path / "work")
     before = _snapshot(tmp_path)
     assert main(["convert", str(src), ".", "--to", "orbax"]) == 2
-    assert "is not an Orbax checkpoint" in capsys.readouterr().err
+    # the check every command runs refuses it first; the writer refuses it on its own too
+    assert "DST '.' is the current working directory" in capsys.readouterr().err
+    from rmsnorm_flax.interop._orbax import save_orbax
+
+    with pytest.raises(RMSNormError, match="is not an Orbax checkpoint"):
+        save_orbax(Path("."), load(src))
     assert _snapshot(tmp_path) == before and src.exists()
 
 

@@ -34,7 +34,7 @@ from rmsnorm_core.cli._cli_args import command_parser, parse_overrides, spec_fie
 from rmsnorm_core.cli._cli_paths import CommandPaths
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._checkpoint import load, save
-from rmsnorm_core.io._hf_checkpoint import is_hf_folder
+from rmsnorm_core.io._hf_checkpoint import is_hf_folder, target_folder
 from rmsnorm_core.io._hf_checkpoint import read_layers as hf_read
 from rmsnorm_core.io._hf_checkpoint import write_layers as hf_write
 from rmsnorm_core.io._layouts import (
@@ -114,8 +114,11 @@ def add_parser(sub: Any) -> None:
 
 
 def paths(args: argparse.Namespace) -> CommandPaths:
-    """The file or folder ``convert`` reads (SRC) and the one it writes (DST)."""
-    return CommandPaths(inputs={"SRC": args.src}, outputs={"DST": args.dst})
+    """The file or folder ``convert`` reads (SRC) and the one it writes (DST): with
+    ``--to hf`` the folder the writer replaces whole (a DST naming the folder's index
+    replaces the index's folder)."""
+    dst = target_folder(args.dst) if args.dst_format == "hf" else args.dst
+    return CommandPaths(inputs={"SRC": args.src}, outputs={"DST": dst})
 
 
 def _formats() -> dict[str, list[_backends.CheckpointFormat]]:

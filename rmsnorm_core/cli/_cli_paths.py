@@ -5,7 +5,9 @@ Every subcommand declares them (``command_parser(..., paths=...)``) and
 code runs, so a command cannot write over its inputs or write two outputs to
 one file. Two paths are the same file when they resolve to one path (symlinks
 followed) or name one inode (hard links: ``st_dev`` and ``st_ino``); an output
-folder (written or replaced whole) clashes with every path inside it. A
+folder (written or replaced whole) clashes with every path inside it, an output
+inside an input folder clashes with that folder (it would change the input),
+and no output may be the current working directory or a folder holding it. A
 character device is written into and never replaced, so it clashes with nothing.
 """
 
@@ -73,16 +75,30 @@ def _clash(output: _Named, other: _Named) -> str | None:
         return "is the same file as"
     if _inside(other.real, output.real) and os.path.isdir(output.real):
         return "is a folder that holds"
+    if _inside(output.real, other.real) and os.path.isdir(other.real):
+        return "is inside the folder"
     return None
+
+
+def _refuse_cwd(output: _Named) -> None:
+    """Refuse an output that is the working directory or a folder holding it: replacing
+    it whole would pull the folder the command runs in out from under it."""
+    cwd = os.path.realpath(os.getcwd())
+    if output.real == cwd or _inside(cwd, output.real):
+        raise RMSNormUsageError(
+            f"{output.label} {str(output.path)!r} is the current working directory or a folder "
+            f"holding it ({cwd!r}); give an output path outside it"
+        )
 
 
 def refuse_collisions(
     inputs: Mapping[str, Path | str | None], outputs: Mapping[str, Path | str | None]
 ) -> None:
     """Refuse an output that is an input or another output (paths resolved, symlinks
-    followed, hard links compared by device and inode), or a folder holding one: a
-    writer must never destroy a file it did not write. Entries that are None (an
-    option not given) are skipped.
+    followed, hard links compared by device and inode), a folder holding one, a path
+    inside an input folder, or the working directory or a folder holding it: a writer
+    must never destroy a file it did not write. Entries that are None (an option not
+    given) are skipped.
 
     Raises:
         RMSNormUsageError: naming both parameters and their paths.
@@ -102,6 +118,7 @@ def refuse_collisions(
                     f"{first.label} {str(first.path)!r} {how} {second.label} "
                     f"{str(second.path)!r}; give every output its own path, apart from the inputs"
                 )
+        _refuse_cwd(out)  # after the clashes: those name both parameters
         seen.append(out)
 
 

@@ -34,10 +34,17 @@ def replacing_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
         The path the caller creates and fills.
 
     Raises:
-        RMSNormError: the parent folder is missing, or a step fails (one line,
+        RMSNormError: ``path`` is the working directory or holds it, the parent folder
+            is missing, or a step fails (one line,
             naming ``path`` and the reason).
     """
     target = Path(path).resolve()
+    cwd = Path.cwd().resolve()
+    if cwd == target or target in cwd.parents:  # the process's own folder, pulled away
+        raise RMSNormError(
+            f"cannot write {str(path)!r}: it is the current working directory or a folder "
+            f"holding it ({str(cwd)!r})"
+        )
     if not target.parent.is_dir():
         raise RMSNormError(
             f"cannot write {str(path)!r}: folder {str(target.parent)!r} does not exist"

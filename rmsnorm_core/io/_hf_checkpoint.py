@@ -52,7 +52,11 @@ def is_hf_folder(path: Path) -> bool:
     return (path.is_dir() and (path / INDEX).is_file()) or path.name == INDEX
 
 
-def _folder(path: Path) -> Path:
+def target_folder(path: Path | str) -> Path:
+    """The folder a Hugging Face path names: ``path`` itself, or its parent when ``path``
+    is the folder's ``model.safetensors.index.json`` (the folder read, or replaced whole
+    by :func:`write_layers`)."""
+    path = Path(path)
     return path.parent if path.name == INDEX else path
 
 
@@ -147,7 +151,7 @@ def read_layers(
     named in one warning. A tensor the index maps to a shard that lacks it is an
     error naming both.
     """
-    folder = _folder(path)
+    folder = target_folder(path)
     index = _json(folder / INDEX, "index")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
@@ -194,7 +198,7 @@ def write_layers(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
     """Shards and an index holding the norms (``<layer>.weight``, ``<layer>.bias``), and
     ``rmsnorm_layers.json`` with each layer's spec; into a new or empty folder or over a
     previous output of this writer, never into a model folder (``_hf_sidecar.py``)."""
-    folder = _folder(path)
+    folder = target_folder(path)
     writable_target(folder, INDEX, _json)  # empty, absent, or all ours: replaced whole
     missing = sorted(n for n, la in layers.items() if la.scale is None)
     if missing:

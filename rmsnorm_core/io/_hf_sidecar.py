@@ -6,13 +6,14 @@ metadata does (``{"format": "rmsnorm-bridge", "format_version": "2",
 folder back restores every layer's own eps, offset and dtypes without a
 ``config.json``. A folder is written only when it is absent, empty, or one
 this writer wrote (its index names only this file's layers' tensors and every
-entry is the index, this file or a shard of the index): a model folder is
-refused, never rewritten.
+entry is the index, this file or a shard of the index named as this writer
+names its shards): a model folder is refused, never rewritten.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from rmsnorm_core.io._neutral import NeutralLayer
 from rmsnorm_core.spec._errors import RMSNormError
 
 SIDECAR = "rmsnorm_layers.json"
+SHARD_NAME = re.compile(r"model(-[0-9]{5}-of-[0-9]{5})?\.safetensors")
+"""The names of the shards this writer writes: a folder holding any other file is not ours."""
 
 
 def sidecar_bytes(layers: Mapping[str, NeutralLayer]) -> bytes:
@@ -54,7 +57,9 @@ def writable_target(folder: Path, index: str, read_json: Callable[[Path, str], A
         weight_map = read_json(folder / index, "index").get("weight_map", {})
         side = read_json(folder / SIDECAR, "layer specs").get("layers", {})
         names = {f"{n}.{k}" for n in side for k in ("weight", "bias")}
-        shards = {str(s) for s in weight_map.values()}
+        # only names this writer gives its shards: a crafted index cannot make it delete
+        # any other file
+        shards = {str(s) for s in weight_map.values() if SHARD_NAME.fullmatch(str(s))}
         ours = set(weight_map) <= names and entries <= {index, SIDECAR} | shards
     if not ours:
         shown = ", ".join(sorted(entries)[:3]) + (" ..." if len(entries) > 3 else "")

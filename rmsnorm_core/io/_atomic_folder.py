@@ -24,8 +24,9 @@ def replacing_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     into place, and only then is the old one deleted. A failure or a signal at
     any step moves the old folder back; the hidden staging folder is removed
     on every path except the one where the old folder cannot be moved back,
-    and there the error says where it is. The new folder gets the old one's
-    mode.
+    and there the error says where it is. A signal that lands once the new
+    folder is in place removes the old one and goes up unchanged. The new
+    folder gets the old one's mode.
 
     Args:
         path: the folder to write (a symlink to a folder is written through).
@@ -52,15 +53,17 @@ def replacing_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield new
         if not new.is_dir():
             raise RMSNormError(f"cannot write {str(path)!r}: the writer made no folder")
-        moved = False
         try:
             if os.path.lexists(target):
                 os.chmod(new, stat.S_IMODE(os.stat(target).st_mode))
                 os.rename(target, aside)
-                moved = True
             os.rename(new, target)
         except BaseException as err:
-            if moved:
+            # judged from the folders, not a flag: a signal can land between a rename
+            # and the next statement
+            if not os.path.lexists(new):  # the new folder is in place: the old one goes
+                raise
+            if os.path.lexists(aside):
                 keep_staging = not _move_back(aside, target)
                 if keep_staging:
                     raise RMSNormError(

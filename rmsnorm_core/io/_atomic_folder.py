@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -76,7 +77,8 @@ def replacing_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     except OSError as err:  # from the caller's block
         raise RMSNormError(f"cannot write {str(path)!r}: {_reason(err)}") from None
     except RMSNormError as err:  # a file writer's error names the target, not the staging
-        message = str(err).replace(str(new), str(Path(path)))
+        # a writer's own temporary sibling (``new.tmp-123``) stands for the target too
+        message = re.sub(re.escape(str(new)) + r"[^/'\"\s]*", str(Path(path)), str(err))
         raise type(err)(message) from None
     finally:
         if not keep_staging:

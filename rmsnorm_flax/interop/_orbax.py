@@ -24,6 +24,8 @@ no digests: it is read as Orbax gives it.
 
 from __future__ import annotations
 
+import os
+import re
 import stat
 import time
 from collections.abc import Collection, Mapping
@@ -42,7 +44,7 @@ from rmsnorm_core import (
     read_regular,
 )
 from rmsnorm_core.io._atomic_folder import replacing_folder
-from rmsnorm_flax.interop._orbax_noise import quiet_reads_of
+from rmsnorm_flax.interop._orbax_noise import quiet_reads_of, quiet_writes_to
 from rmsnorm_flax.interop._orbax_owner import OURS, check_replaceable
 
 
@@ -222,11 +224,23 @@ def save_orbax(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
     tree = {"params": param_tree_from_layers(layers)}
     digests = {name: array_digest(array) for name, array in _leaves(tree)}
     with replacing_folder(target) as new:  # the old checkpoint stays whole until replaced
+        quiet_writes_to(new)
         try:
             checkpointer.save(new, tree, custom_metadata={OURS: {"sha256": digests}})
             checkpointer.wait_until_finished()
         except Exception as err:  # orbax raises many types, some wrapping an OSError
             if isinstance(err, RMSNormError):
                 raise
-            reason = getattr(err, "strerror", None) or str(err).splitlines()[0][:200]
-            raise RMSNormError(f"cannot write {str(path)!r}: {reason}") from None
+            raise RMSNormError(f"cannot write {str(path)!r}: {_write_failure(err)}") from None
+
+
+def _write_failure(err: Exception) -> str:
+    """Why a save failed, in a few words: the OS error where there is one (TensorStore
+    reports it as ``[os_error_code='28']`` inside a long message naming staging paths)."""
+    strerror = getattr(err, "strerror", None)
+    if strerror:
+        return str(strerror)
+    code = re.search(r"os_error_code='(\d+)'", str(err))
+    if code:
+        return os.strerror(int(code.group(1)))
+    return str(err).splitlines()[0][:200] if str(err) else type(err).__name__

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ import pytest
 pytest.importorskip("orbax.checkpoint")
 
 from rmsnorm_core import RMSNormError, RMSNormSpec, neutral_layer  # noqa: E402
-from rmsnorm_flax.interop._orbax import save_orbax  # noqa: E402
+from rmsnorm_core.cli._cli_signals import Stopped  # noqa: E402
+from rmsnorm_flax.interop._orbax import _restore_norms, save_orbax  # noqa: E402
 
 RENAMES = 3
 
@@ -94,3 +96,51 @@ def test_when_the_old_checkpoint_cannot_be_moved_back_the_error_says_where_it_is
     monkeypatch.undo()
     kept = str(info.value).rsplit(" is at ", 1)[1].strip("'")
     assert _snapshot(type(target)(kept)) == before
+
+
+def _rename_then_raise(monkeypatch, at, fault):
+    """os.rename that makes its call numbered ``at`` (from 1) and then raises ``fault``:
+    a signal landing just after the rename, before the code that follows it."""
+    real, count = os.rename, [0]
+
+    def rename(src, dst, *args, **kwargs):
+        real(src, dst, *args, **kwargs)
+        count[0] += 1
+        if count[0] == at:
+            raise fault
+
+    monkeypatch.setattr(os, "rename", rename)
+
+
+SIGNALS = {"interrupt": KeyboardInterrupt(), "stopped": Stopped(signal.SIGTERM)}
+
+
+@pytest.mark.parametrize("step", range(1, RENAMES), ids=lambda s: f"rename{s}")
+@pytest.mark.parametrize("fault", SIGNALS, ids=str)
+def test_a_signal_just_after_a_rename_before_the_swap_keeps_the_old_checkpoint(
+    tmp_path, monkeypatch, step, fault
+):
+    target = tmp_path / "ck"
+    save_orbax(target, _layers(1.0))
+    before = _snapshot(target)
+    _rename_then_raise(monkeypatch, step, SIGNALS[fault])
+    with pytest.raises(type(SIGNALS[fault])):
+        save_orbax(target, _layers(2.0))
+    monkeypatch.undo()
+    assert _snapshot(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+@pytest.mark.parametrize("fault", SIGNALS, ids=str)
+def test_a_signal_just_after_the_swap_leaves_the_new_checkpoint_and_no_staging(
+    tmp_path, monkeypatch, fault
+):
+    target = tmp_path / "ck"
+    save_orbax(target, _layers(1.0))
+    _rename_then_raise(monkeypatch, RENAMES, SIGNALS[fault])
+    with pytest.raises(type(SIGNALS[fault])):
+        save_orbax(target, _layers(2.0))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+    restored = _restore_norms(target)  # checks each array against its written digest
+    np.testing.assert_array_equal(restored["params"]["norm"]["scale"], np.full(8, 2.0))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -24,8 +25,9 @@ def replacing_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     into place, and only then is the old one deleted. A failure or a signal at
     any step moves the old folder back; the hidden staging folder is removed
     on every path except the one where the old folder cannot be moved back,
-    and there the error says where it is. The new folder gets the old one's
-    mode.
+    and there the error says where it is. A signal that lands once the new
+    folder is in place removes the old one and goes up unchanged. The new
+    folder gets the old one's mode.
 
     Args:
         path: the folder to write (a symlink to a folder is written through).
@@ -59,15 +61,17 @@ def replacing_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield new
         if not new.is_dir():
             raise RMSNormError(f"cannot write {str(path)!r}: the writer made no folder")
-        moved = False
         try:
             if os.path.lexists(target):
                 os.chmod(new, stat.S_IMODE(os.stat(target).st_mode))
                 os.rename(target, aside)
-                moved = True
             os.rename(new, target)
         except BaseException as err:
-            if moved:
+            # judged from the folders, not a flag: a signal can land between a rename
+            # and the next statement
+            if not os.path.lexists(new):  # the new folder is in place: the old one goes
+                raise
+            if os.path.lexists(aside):
                 keep_staging = not _move_back(aside, target)
                 if keep_staging:
                     raise RMSNormError(
@@ -80,7 +84,8 @@ def replacing_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     except OSError as err:  # from the caller's block
         raise RMSNormError(f"cannot write {str(path)!r}: {_reason(err)}") from None
     except RMSNormError as err:  # a file writer's error names the target, not the staging
-        message = str(err).replace(str(new), str(Path(path)))
+        # a writer's own temporary sibling (``new.tmp-123``) stands for the target too
+        message = re.sub(re.escape(str(new)) + r"[^/'\"\s]*", str(Path(path)), str(err))
         raise type(err)(message) from None
     finally:
         if not keep_staging:

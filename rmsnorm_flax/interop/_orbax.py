@@ -4,7 +4,8 @@ Read with ``orbax.checkpoint.StandardCheckpointer().restore(path)`` and no
 target: the tree comes back as NumPy arrays, no model needed; the norms are
 its subtrees of just ``scale`` (and ``bias``). Written as ``{"params": tree}``
 of the layers (orbax writes a temporary folder and renames it when complete;
-an existing folder is replaced only once the new one is whole).
+an existing folder is replaced only if this writer wrote it, and only once the new
+one is whole).
 
 Orbax stores no checksum of array data: a damaged data file can restore as
 other numbers, silently. A checkpoint written here therefore carries, in
@@ -23,6 +24,8 @@ no digests: it is read as Orbax gives it.
 
 from __future__ import annotations
 
+import os
+import re
 import stat
 import time
 from collections.abc import Collection, Mapping
@@ -41,7 +44,8 @@ from rmsnorm_core import (
     read_regular,
 )
 from rmsnorm_core.io._atomic_folder import replacing_folder
-from rmsnorm_flax.interop._orbax_noise import quiet_reads_of
+from rmsnorm_flax.interop._orbax_noise import quiet_reads_of, quiet_writes_to
+from rmsnorm_flax.interop._orbax_owner import OURS, check_replaceable
 
 
 def _checkpointer() -> Any:
@@ -124,12 +128,12 @@ def _written_digests(path: Path) -> Any:
         raise RMSNormError(
             f"{where}: custom_metadata is a {type(custom).__name__}; expected an object"
         )
-    ours = custom.get(_OURS)
+    ours = custom.get(OURS)
     if ours is None:
         return None
     if not isinstance(ours, dict) or "sha256" not in ours:
         raise RMSNormError(
-            f"{where}: custom_metadata[{_OURS!r}] is {repr(ours)[:80]}; expected an object "
+            f"{where}: custom_metadata[{OURS!r}] is {repr(ours)[:80]}; expected an object "
             "with 'sha256' (what this library writes)"
         )
     return ours["sha256"]
@@ -165,9 +169,6 @@ def _restore(path: Path, wanted: Any) -> Any:
     args = _tree_map(lambda m: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
     restore = ocp.args.PyTreeRestore(item=item, restore_args=args, partial_restore=True)
     return ocp.PyTreeCheckpointer().restore(path, args=restore)
-
-
-_OURS = "rmsnorm_bridge"
 
 
 def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -211,27 +212,35 @@ def read_layers(
 
 
 def save_orbax(path: Path, layers: Mapping[str, NeutralLayer]) -> None:
-    """``{"params": ...}`` of the layers as an Orbax checkpoint at ``path`` (a folder)."""
+    """``{"params": ...}`` of the layers as an Orbax checkpoint at ``path`` (a folder):
+    a new or empty folder, or one this function wrote (``_orbax_owner.py``), else refused."""
     target = path.resolve()
     if not target.parent.is_dir():
         raise RMSNormError(
             f"cannot write {str(path)!r}: folder {str(target.parent)!r} does not exist"
         )
-    if target.exists() and not is_orbax(target):
-        # the checkpoint replaces the target whole: only an earlier checkpoint may go
-        raise RMSNormError(
-            f"cannot write {str(path)!r}: it exists and is not an Orbax checkpoint; a writer "
-            "replaces only what it wrote (remove it yourself or choose another path)"
-        )
+    check_replaceable(target, str(path))  # a folder it did not write is never replaced
     checkpointer = _checkpointer()
     tree = {"params": param_tree_from_layers(layers)}
     digests = {name: array_digest(array) for name, array in _leaves(tree)}
     with replacing_folder(target) as new:  # the old checkpoint stays whole until replaced
+        quiet_writes_to(new)
         try:
-            checkpointer.save(new, tree, custom_metadata={_OURS: {"sha256": digests}})
+            checkpointer.save(new, tree, custom_metadata={OURS: {"sha256": digests}})
             checkpointer.wait_until_finished()
         except Exception as err:  # orbax raises many types, some wrapping an OSError
             if isinstance(err, RMSNormError):
                 raise
-            reason = getattr(err, "strerror", None) or str(err).splitlines()[0][:200]
-            raise RMSNormError(f"cannot write {str(path)!r}: {reason}") from None
+            raise RMSNormError(f"cannot write {str(path)!r}: {_write_failure(err)}") from None
+
+
+def _write_failure(err: Exception) -> str:
+    """Why a save failed, in a few words: the OS error where there is one (TensorStore
+    reports it as ``[os_error_code='28']`` inside a long message naming staging paths)."""
+    strerror = getattr(err, "strerror", None)
+    if strerror:
+        return str(strerror)
+    code = re.search(r"os_error_code='(\d+)'", str(err))
+    if code:
+        return os.strerror(int(code.group(1)))
+    return str(err).splitlines()[0][:200] if str(err) else type(err).__name__

@@ -1,5 +1,5 @@
-"""What Orbax prints around a failed read of a checkpoint, dropped because our one-line
-error already says it (``rmsnorm convert`` promises one line and no tracebacks).
+"""What Orbax prints around a failed read or write of a checkpoint, dropped because our
+one-line error already says it (``rmsnorm convert`` promises one line and no tracebacks).
 
 A damaged checkpoint makes Orbax start several TensorStore reads at once; when one
 fails, Orbax gives up (or logs and returns no tree metadata) while the others are still
@@ -30,13 +30,23 @@ from pathlib import Path
 from typing import Any
 
 _read: set[str] = set()  # every checkpoint path read: a collected task may come late
+_written: set[str] = set()  # every staging folder written: its threads may log late
 
 
 def quiet_reads_of(path: Path) -> None:
     """Drop Orbax's noise about reads of ``path`` (an absolute path) from now on."""
-    if not _read:
+    if not (_read or _written):
         _install()
     _read.add(str(path))
+
+
+def quiet_writes_to(path: Path) -> None:
+    """Drop absl's records naming ``path`` (an absolute path, a fresh staging folder that
+    only this write uses) from now on: a failed save logs its error with a traceback
+    from each of its threads, which our one-line error already says."""
+    if not (_read or _written):
+        _install()
+    _written.add(str(path))
 
 
 def _install() -> None:
@@ -58,9 +68,12 @@ def _install() -> None:
 
 
 def _is_not_noise(record: logging.LogRecord) -> bool:
-    """False for the two log records above about a checkpoint read here."""
+    """False for the two log records above about a checkpoint read here, and for absl's
+    records naming a folder written through :func:`quiet_writes_to`."""
     if record.name == "absl":
         text = record.getMessage()
+        if any(p in text for p in _written):
+            return False
         return not any(
             text.startswith(f"Failed to get item metadata from directory {p}.") for p in _read
         )

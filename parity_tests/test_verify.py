@@ -35,7 +35,9 @@ def test_quick_run_passes_and_writes_the_report(tmp_path):
         timeout=300,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "0 failed; nothing skipped" in r.stdout
+    # compiled and ONNX Runtime runners may vary where they declare it (batch, self rows)
+    varied = r"(, \d+ vary where their runtime declares it)?"
+    assert re.search(rf"0 failed{varied}; nothing skipped", r.stdout), r.stdout[-2000:]
     for backend in (
         "flax-linen",
         "flax-nnx",

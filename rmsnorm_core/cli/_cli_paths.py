@@ -34,6 +34,27 @@ class CommandPaths:
     outputs: Mapping[str, Path | str | None] = field(default_factory=dict)
 
 
+def make_output_folder(flag: str, path: Path | str) -> None:
+    """Before a command runs: ``path``'s folder exists or is made now, and ``path`` is not a
+    folder, so a bad output path fails at once rather than after the work it would hold.
+
+    Raises:
+        RMSNormUsageError: naming ``flag``, the path and why it cannot be written.
+    """
+    target = Path(path)
+    parent = target.resolve().parent
+    try:
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(0, f"{str(parent)!r} is not a folder")
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RMSNormUsageError(
+            f"{flag} {str(path)!r}: cannot create its folder: {err.strerror}"
+        ) from None
+    if target.is_dir():
+        raise RMSNormUsageError(f"{flag} {str(path)!r} is a folder; give a file path")
+
+
 def no_paths(args: argparse.Namespace) -> CommandPaths:
     """``paths=`` of a command that reads and writes no file (it prints)."""
     return CommandPaths()

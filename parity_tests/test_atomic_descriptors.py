@@ -65,8 +65,11 @@ def test_convert_to_dev_stdout_appends_to_the_file_the_shell_opened(tmp_path):
     log.write_bytes(b"earlier\n")
     inode = log.stat().st_ino
     with open(log, "ab") as out:  # the shell's >> build.log
-        r = subprocess.run([*convert, "/dev/stdout", "--to", "neutral"], stdout=out, timeout=120)
-    assert r.returncode == 0
-    written = log.read_bytes()
-    assert written.startswith(b"earlier\n") and ref.read_bytes() in written
+        r = subprocess.run(
+            [*convert, "/dev/stdout", "--to", "neutral"], stdout=out, stderr=subprocess.PIPE,
+            timeout=120,
+        )
+    assert r.returncode == 0, r.stderr
+    assert log.read_bytes() == b"earlier\n" + ref.read_bytes()  # the artifact alone, appended
     assert log.stat().st_ino == inode
+    assert b"wrote 1 layer(s) to /dev/stdout" in r.stderr  # its line went to stderr

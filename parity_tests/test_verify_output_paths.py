@@ -70,3 +70,15 @@ def test_the_report_is_written_before_the_diff(counted, tmp_path, monkeypatch, c
     assert _verify(*argv, "--report", str(tmp_path / "r2.json")) == 2
     assert (tmp_path / "r2.json").read_bytes().startswith(b"{")
     assert not diff.exists()
+
+
+def test_a_report_to_stdout_keeps_the_stream_to_itself(counted, capfd):
+    """``--report /dev/stdout``: stdout carries the JSON report alone; the table and the
+    summary go to stderr."""
+    import json
+
+    assert _verify("--report", "/dev/stdout") == 0
+    out, err = capfd.readouterr()
+    doc = json.loads(out)  # the whole stream is one JSON document
+    assert doc["records"] and all(r["status"] == "pass" for r in doc["records"])
+    assert "counted-eager" in err and "exit 0" in err

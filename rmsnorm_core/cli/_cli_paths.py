@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rmsnorm_core.io._atomic import names_stdout
 from rmsnorm_core.spec._errors import RMSNormUsageError
 
 
@@ -124,6 +125,13 @@ def refuse_collisions(
                     f"{str(second.path)!r}; give every output its own path, apart from the inputs"
                 )
         seen.append(out)
+
+
+def writes_to_stdout(args: argparse.Namespace) -> bool:
+    """Whether one of the command's outputs is standard output (``/dev/stdout``): its
+    human-readable lines then go to stderr, so the stream carries only the artifact."""
+    declared: CommandPaths = args.paths(args)
+    return any(path and names_stdout(path) for path in declared.outputs.values())
 
 
 def check_command_paths(args: argparse.Namespace) -> None:

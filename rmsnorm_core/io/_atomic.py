@@ -47,6 +47,13 @@ def _descriptor(target: Path) -> int | None:
     return int(found["pfd"]) if own else -1
 
 
+def names_stdout(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names this process's standard output (``/dev/stdout``,
+    ``/dev/fd/1``, ``/proc/self/fd/1``): a command writing there keeps its own lines
+    off that stream."""
+    return _descriptor(Path(path)) == 1
+
+
 def _kind(mode: int) -> str:
     """What a special file is, in words."""
     for test, name in (

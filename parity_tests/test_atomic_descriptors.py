@@ -73,3 +73,18 @@ def test_convert_to_dev_stdout_appends_to_the_file_the_shell_opened(tmp_path):
     assert log.read_bytes() == b"earlier\n" + ref.read_bytes()  # the artifact alone, appended
     assert log.stat().st_ino == inode
     assert b"wrote 1 layer(s) to /dev/stdout" in r.stderr  # its line went to stderr
+
+
+def test_bench_takes_a_report_path_that_names_a_descriptor_open_on_a_log(tmp_path):
+    """``bench --json /dev/fd/N`` where N is open on a log (``>> build.log``): the log is
+    no earlier report, yet it is appended to, never replaced, so it is not refused."""
+    from rmsnorm_core.cli._cli_bench import check_report_path
+
+    log = tmp_path / "build.log"
+    log.write_bytes(b"earlier\n")
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    try:
+        check_report_path(f"/dev/fd/{fd}", "--json")  # raises if refused
+    finally:
+        os.close(fd)
+    assert log.read_bytes() == b"earlier\n"

@@ -47,6 +47,12 @@ def _descriptor(target: Path) -> int | None:
     return int(found["pfd"]) if own else -1
 
 
+def names_descriptor(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names an open descriptor (``/dev/stdout``, ``/dev/fd/N``,
+    ``/proc/*/fd/N``), which :func:`write_atomic` writes where it points."""
+    return _descriptor(Path(path)) is not None
+
+
 def names_stdout(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` names this process's standard output (``/dev/stdout``,
     ``/dev/fd/1``, ``/proc/self/fd/1``): a command writing there keeps its own lines

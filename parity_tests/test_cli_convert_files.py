@@ -78,3 +78,25 @@ def test_convert_reads_only_the_norm_tensors_of_a_large_state_dict(tmp_path):
     code, grown_mb = r.stdout.split()[-2:]
     assert code == "0", r.stderr
     assert int(grown_mb) < 50, f"peak memory grew by {grown_mb} MB converting a 200 MB file"
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch's prototype/beta layouts warn
+@pytest.mark.parametrize(
+    "make, kind",
+    [
+        (lambda: torch.ones(4).to_sparse(), "torch.sparse_coo"),
+        (lambda: torch.ones(2, 4).to_sparse_csr(), "torch.sparse_csr"),
+        (lambda: torch.nested.nested_tensor([torch.ones(4), torch.ones(3)]), "nested"),
+    ],
+    ids=["sparse-coo", "sparse-csr", "nested"],
+)
+def test_convert_refuses_a_tensor_that_is_not_dense_naming_its_key(tmp_path, capsys, make, kind):
+    torch.save({"model.norm.weight": make()}, tmp_path / "odd.pt")
+    out = tmp_path / "o.safetensors"
+    assert main(["convert", str(tmp_path / "odd.pt"), str(out), "--preset", "llama"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"rmsnorm convert: error: state dict key 'model.norm.weight' holds a {kind} tensor; "
+        "accepted: a dense (torch.strided) tensor"
+    ]
+    assert not out.exists()

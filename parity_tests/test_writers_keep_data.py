@@ -153,3 +153,27 @@ def test_convert_to_a_json_path_without_to_is_refused(tmp_path, capsys):
     assert main(["convert", str(src), str(tmp_path / "out.json")]) == 2
     assert "names no format" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.parametrize(
+    "file, text",
+    [
+        ("model.safetensors.index.json", "[]"),
+        ("rmsnorm_layers.json", "[]"),
+        ("model.safetensors.index.json", '{"weight_map": []}'),
+        ("rmsnorm_layers.json", '{"layers": [1]}'),
+    ],
+    ids=["index-list", "sidecar-list", "weight-map-list", "layers-list"],
+)
+def test_to_hf_refuses_a_folder_whose_json_has_another_shape(tmp_path, capsys, file, text):
+    """JSON of another shape than the writer's is not a folder this command wrote."""
+    src, _ = _neutral(tmp_path)
+    out = tmp_path / "hf"
+    assert main(["convert", str(src), str(out), "--to", "hf"]) == 0
+    (out / file).write_text(text)
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert main(["convert", str(src), str(out), "--to", "hf"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds files this writer did not write" in err[0], err
+    assert _snapshot(out) == before

@@ -13,11 +13,12 @@ process as that signal does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
 from rmsnorm_core.cli._cli_args import EXIT_STATUSES, parse_overrides, spec_fields
-from rmsnorm_core.cli._cli_paths import check_command_paths, no_paths
+from rmsnorm_core.cli._cli_paths import check_command_paths, no_paths, writes_to_stdout
 from rmsnorm_core.cli._cli_signals import Stopped, stop_signals_unwind, take_usual_course
 from rmsnorm_core.spec._errors import RMSNormError
 from rmsnorm_core.spec._spec import RMSNormSpec, preset, presets
@@ -94,7 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_command_paths(args)  # every command: no output over an input or another output
-        with stop_signals_unwind():
+        # an artifact written to stdout keeps the stream to itself: the lines go to stderr
+        lines = sys.stderr if writes_to_stdout(args) else sys.stdout
+        with stop_signals_unwind(), contextlib.redirect_stdout(lines):
             return int(args.func(args))
     except Stopped as stopped:  # cleaned up on the way out
         return take_usual_course(stopped)

@@ -35,6 +35,7 @@ from rmsnorm_core.bench._bench import (
 from rmsnorm_core.bench._load import MAX_LOAD, competing_processes
 from rmsnorm_core.cli._cli_args import command_parser
 from rmsnorm_core.cli._cli_paths import CommandPaths
+from rmsnorm_core.io._atomic import names_descriptor
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
 from rmsnorm_core.spec._json import loads_strict
@@ -91,8 +92,8 @@ def check_report_path(path: str, flag: str) -> None:
     target = Path(path)
     if not target.parent.is_dir():
         raise RMSNormUsageError(f"{flag} {path!r}: folder {str(target.parent)!r} does not exist")
-    if target.exists() and _streams(target):
-        return  # a FIFO or a terminal: written into, never replaced
+    if names_descriptor(target) or (target.exists() and _streams(target)):
+        return  # a descriptor (>> log), a FIFO or a terminal: written into, never replaced
     if target.exists():
         doc = None
         if target.is_file() and target.stat().st_size < 64 * 1024 * 1024:

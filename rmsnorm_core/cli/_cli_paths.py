@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rmsnorm_core.io._atomic import names_stdout
 from rmsnorm_core.spec._errors import RMSNormUsageError
 
 
@@ -34,6 +35,27 @@ class CommandPaths:
 
     inputs: Mapping[str, Path | str | None] = field(default_factory=dict)
     outputs: Mapping[str, Path | str | None] = field(default_factory=dict)
+
+
+def make_output_folder(flag: str, path: Path | str) -> None:
+    """Before a command runs: ``path``'s folder exists or is made now, and ``path`` is not a
+    folder, so a bad output path fails at once rather than after the work it would hold.
+
+    Raises:
+        RMSNormUsageError: naming ``flag``, the path and why it cannot be written.
+    """
+    target = Path(path)
+    parent = target.resolve().parent
+    try:
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(0, f"{str(parent)!r} is not a folder")
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RMSNormUsageError(
+            f"{flag} {str(path)!r}: cannot create its folder: {err.strerror}"
+        ) from None
+    if target.is_dir():
+        raise RMSNormUsageError(f"{flag} {str(path)!r} is a folder; give a file path")
 
 
 def no_paths(args: argparse.Namespace) -> CommandPaths:
@@ -120,6 +142,13 @@ def refuse_collisions(
                 )
         _refuse_cwd(out)  # after the clashes: those name both parameters
         seen.append(out)
+
+
+def writes_to_stdout(args: argparse.Namespace) -> bool:
+    """Whether one of the command's outputs is standard output (``/dev/stdout``): its
+    human-readable lines then go to stderr, so the stream carries only the artifact."""
+    declared: CommandPaths = args.paths(args)
+    return any(path and names_stdout(path) for path in declared.outputs.values())
 
 
 def check_command_paths(args: argparse.Namespace) -> None:

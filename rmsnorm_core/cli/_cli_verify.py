@@ -34,7 +34,7 @@ from typing import Any
 
 from rmsnorm_core.cli._cli_args import command_parser
 from rmsnorm_core.cli._cli_convert import load_neutral
-from rmsnorm_core.cli._cli_paths import CommandPaths
+from rmsnorm_core.cli._cli_paths import CommandPaths, make_output_folder
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.registry import _backends
@@ -179,18 +179,11 @@ def run(args: argparse.Namespace) -> int:
         raise RMSNormUsageError(
             "--spec and --weights are exclusive: a checkpoint carries its specs"
         )
-    if args.report:  # its folder is made now: a bad path fails before the run, not after
-        parent = Path(args.report).resolve().parent
-        try:
-            if parent.exists() and not parent.is_dir():
-                raise NotADirectoryError(0, f"{str(parent)!r} is not a folder")
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise RMSNormUsageError(
-                f"--report {args.report!r}: cannot create its folder: {err.strerror}"
-            ) from None
     if (args.diff or args.allow_bit_changes) and not args.baseline:
         raise RMSNormUsageError("--diff and --allow-bit-changes go with --baseline OLD.json")
+    for flag, path in paths(args).outputs.items():  # a bad path fails before the run
+        if path:
+            make_output_folder(flag, path)
     before = _baseline.load_report(args.baseline) if args.baseline else None  # before the run
     start = time.perf_counter()
     if args.weights:
@@ -224,12 +217,12 @@ def run(args: argparse.Namespace) -> int:
         )
     skips = _verify.skips(skipped, set(_backends.unavailable()))
     written = []
-    if diff is not None and args.diff:
-        write_atomic(args.diff, json.dumps(_baseline.as_json(diff), indent=1).encode())
-        written.append(f"diff written to {args.diff}")
-    if args.report:
+    if args.report:  # first: the run's record outlives a diff that cannot be written
         doc = report_doc(records, skips, versions=_versions(), seconds=seconds, jobs=args.jobs,
                          calls=matrix.calls, not_applicable=matrix.not_applicable)  # fmt: skip
         write_atomic(args.report, json.dumps(doc, indent=1, allow_nan=True).encode())
         written.append(f"report written to {args.report}")
+    if diff is not None and args.diff:
+        write_atomic(args.diff, json.dumps(_baseline.as_json(diff), indent=1).encode())
+        written.append(f"diff written to {args.diff}")
     return print_results(matrix, skips, diff, args, seconds, written)

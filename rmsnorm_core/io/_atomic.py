@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,39 @@ def _umask() -> int:
     mask = os.umask(0o022)  # no read-only query elsewhere: set and restore at once
     os.umask(mask)
     return mask
+
+
+#: A path that names an open descriptor rather than a file: written where it points.
+_DESCRIPTOR = re.compile(
+    r"/dev/(?P<name>stdout|stderr)|/dev/fd/(?P<fd>\d+)|/proc/(?P<pid>self|\d+)/fd/(?P<pfd>\d+)"
+)
+
+
+def _descriptor(target: Path) -> int | None:
+    """This process's descriptor that ``target`` names (``/dev/stdout``, ``/dev/fd/N``,
+    ``/proc/self/fd/N``), -1 for another process's (``/proc/PID/fd/N``), else None."""
+    found = _DESCRIPTOR.fullmatch(os.path.normpath(os.path.abspath(target)))
+    if found is None:
+        return None
+    if found["name"]:
+        return 1 if found["name"] == "stdout" else 2
+    if found["fd"]:
+        return int(found["fd"])
+    own = found["pid"] == "self" or int(found["pid"]) == os.getpid()
+    return int(found["pfd"]) if own else -1
+
+
+def names_descriptor(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names an open descriptor (``/dev/stdout``, ``/dev/fd/N``,
+    ``/proc/*/fd/N``), which :func:`write_atomic` writes where it points."""
+    return _descriptor(Path(path)) is not None
+
+
+def names_stdout(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names this process's standard output (``/dev/stdout``,
+    ``/dev/fd/1``, ``/proc/self/fd/1``): a command writing there keeps its own lines
+    off that stream."""
+    return _descriptor(Path(path)) == 1
 
 
 def _kind(mode: int) -> str:
@@ -49,7 +84,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[Path], No
     kept. Only a regular file is ever replaced: a FIFO or a character device
     (``/dev/stdout``, a shell's process substitution) gets the bytes written
     into it in place, with no rename; a socket, a block device or any other
-    special file is refused. The hidden temporary file is removed on every
+    special file is refused. A path that names an open descriptor
+    (``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``, ``/proc/*/fd/N``) is
+    written where that descriptor points, whatever it is (a shell's ``>> build.log``
+    gets the bytes appended), never renamed over. The hidden temporary file is removed on every
     failure path, and errors name the target, not the temporary file.
 
     Args:
@@ -67,6 +105,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[Path], No
             write fails (naming the target and the reason).
     """
     target = Path(path)
+    fd = _descriptor(target)
+    if fd is not None:
+        _write_to_descriptor(target, fd, data)
+        return target
     try:
         info = os.stat(target)  # links followed as the kernel does (/dev/stdout -> a pipe)
     except FileNotFoundError:
@@ -111,24 +153,50 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[Path], No
     return target
 
 
+def _as_bytes(data: bytes | Callable[[Path], None]) -> bytes:
+    """The bytes; a writer function first writes a private temporary file."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    fd, tmp = tempfile.mkstemp(prefix="rmsnorm-", suffix=".tmp")
+    os.close(fd)
+    try:
+        data(Path(tmp))
+        return Path(tmp).read_bytes()
+    finally:
+        _remove(tmp)
+
+
 def _write_in_place(target: Path, data: bytes | Callable[[Path], None]) -> None:
     """Write into a FIFO or a character device: opened for writing (never created,
-    never renamed over); a writer function first writes a private temporary file."""
-    tmp = None
+    never renamed over)."""
     try:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            fd, tmp = tempfile.mkstemp(prefix="rmsnorm-", suffix=".tmp")
-            os.close(fd)
-            data(Path(tmp))
-            data = Path(tmp).read_bytes()
+        data = _as_bytes(data)
         out = os.open(target, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
         with os.fdopen(out, "wb") as handle:
             handle.write(data)
     except OSError as err:
         raise RMSNormError(f"cannot write {str(target)!r}: {err.strerror or err}") from None
-    finally:
-        if tmp is not None:
-            _remove(tmp)
+
+
+def _write_to_descriptor(target: Path, fd: int, data: bytes | Callable[[Path], None]) -> None:
+    """Write through the descriptor ``target`` names, at its offset and with its flags (a
+    shell's ``>>`` appends); another process's (``fd`` -1) is opened for appending. Never
+    created, truncated or renamed over; this process's descriptor is left open."""
+    try:
+        data = _as_bytes(data)
+        for stream in (sys.stdout, sys.stderr):  # earlier text first, in order
+            if stream is not None:
+                stream.flush()
+        out = os.open(target, os.O_WRONLY | os.O_APPEND) if fd < 0 else fd
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view) :]
+        finally:
+            if fd < 0:
+                os.close(out)
+    except OSError as err:
+        raise RMSNormError(f"cannot write {str(target)!r}: {err.strerror or err}") from None
 
 
 def _fsync(tmp: str) -> None:

@@ -38,6 +38,15 @@ def sidecar_bytes(layers: Mapping[str, NeutralLayer]) -> bytes:
     return json.dumps(doc, indent=2, sort_keys=True).encode()
 
 
+def _member(doc: Any, key: str) -> dict | None:
+    """``doc[key]`` where ``doc`` is a JSON object and that member an object (absent: empty);
+    None for any other shape, which this writer never writes."""
+    if not isinstance(doc, dict):
+        return None
+    member = doc.get(key, {})
+    return member if isinstance(member, dict) else None
+
+
 def writable_target(folder: Path, index: str, read_json: Callable[[Path, str], Any]) -> set[str]:
     """The shards of a previous write of this writer in ``folder`` (empty for a new folder).
 
@@ -54,13 +63,15 @@ def writable_target(folder: Path, index: str, read_json: Callable[[Path, str], A
     shards: set[str] = set()
     ours = {index, SIDECAR} <= entries
     if ours:
-        weight_map = read_json(folder / index, "index").get("weight_map", {})
-        side = read_json(folder / SIDECAR, "layer specs").get("layers", {})
-        names = {f"{n}.{k}" for n in side for k in ("weight", "bias")}
-        # only names this writer gives its shards: a crafted index cannot make it delete
-        # any other file
-        shards = {str(s) for s in weight_map.values() if SHARD_NAME.fullmatch(str(s))}
-        ours = set(weight_map) <= names and entries <= {index, SIDECAR} | shards
+        weight_map = _member(read_json(folder / index, "index"), "weight_map")
+        side = _member(read_json(folder / SIDECAR, "layer specs"), "layers")
+        ours = weight_map is not None and side is not None  # else: JSON of another shape
+        if ours:
+            names = {f"{n}.{k}" for n in side for k in ("weight", "bias")}
+            # only names this writer gives its shards: a crafted index cannot make it
+            # delete any other file
+            shards = {str(s) for s in weight_map.values() if SHARD_NAME.fullmatch(str(s))}
+            ours = set(weight_map) <= names and entries <= {index, SIDECAR} | shards
     if not ours:
         shown = ", ".join(sorted(entries)[:3]) + (" ..." if len(entries) > 3 else "")
         raise RMSNormError(

@@ -228,7 +228,15 @@ class _NumpyView(Mapping):
 
     def __getitem__(self, key: str) -> object:
         value = self._state[key]
-        return to_numpy(value) if isinstance(value, Tensor) else value
+        if not isinstance(value, Tensor):
+            return value
+        if value.is_nested or value.layout != torch.strided or value.is_quantized:
+            kind = "nested" if value.is_nested else "quantized" if value.is_quantized else None
+            raise RMSNormError(
+                f"state dict key {key!r} holds a {kind or str(value.layout)} tensor; "
+                "accepted: a dense (torch.strided) tensor"
+            )
+        return to_numpy(value)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._state)

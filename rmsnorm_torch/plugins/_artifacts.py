@@ -9,6 +9,7 @@ error against core's reference is reported as an ``Artifact``.
 from __future__ import annotations
 
 import argparse
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, List, Optional
@@ -47,6 +48,14 @@ def _check(
     return Artifact(name, kind, str(path), result.max_abs, result.max_rel, result.passed)
 
 
+def _scripted_bytes(scripted: torch.jit.ScriptModule) -> bytes:
+    """The saved archive, in memory: ``torch.jit.save`` to a path writes from C++, where a
+    full disk aborts the process; here a failed write is ``write_atomic``'s OSError."""
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    return buffer.getvalue()
+
+
 def export_torchscript(
     layers: Mapping[str, NeutralLayer], out: Path, options: Any
 ) -> List[Artifact]:
@@ -56,7 +65,7 @@ def export_torchscript(
         print(f"[{i}/{len(layers)}] {name} (torchscript)", flush=True)
         path = artifact_path(out, name, len(layers))
         scripted = torch.jit.script(module.eval())
-        write_atomic(path, lambda tmp, m=scripted: torch.jit.save(m, str(tmp)))
+        write_atomic(path, _scripted_bytes(scripted))
         x = _input(layers[name], options.rank, 3, seed=i)
         with torch.no_grad():
             y = to_numpy(torch.jit.load(str(path))(to_tensor(x)))

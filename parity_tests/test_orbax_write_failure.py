@@ -27,22 +27,23 @@ from rmsnorm_core.io._atomic_folder import replacing_folder  # noqa: E402
 LIMIT = 100_000  # bytes per file: the array below compresses to several times this
 
 
-def _limit_file_size():
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file-size limits")
 def test_a_failed_write_is_one_line_naming_the_target(tmp_path):
     values = np.random.default_rng(0).standard_normal(200_000).astype(np.float32)
     src = tmp_path / "big.safetensors"
     save(src, {"norm": neutral_layer("norm", RMSNormSpec.preset("llama"), values, None)})
     target = tmp_path / "ck"
-    code = "import sys; from rmsnorm_core.cli._cli import main; sys.exit(main(sys.argv[1:]))"
-    argv = [sys.executable, "-c", code, "convert", str(src), str(target), "--to", "orbax"]
-    done = subprocess.run(
-        argv, capture_output=True, text=True, preexec_fn=_limit_file_size, timeout=120
+    # the child limits itself (a preexec_fn would fork this process, where JAX may run)
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit: EFBIG, no signal\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({LIMIT}, "
+        "resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+        "from rmsnorm_core.cli._cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
     )
+    argv = [sys.executable, "-c", code, "convert", str(src), str(target), "--to", "orbax"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     expected = f"cannot write {str(target)!r}: {os.strerror(errno.EFBIG)}"
     assert done.stderr == f"rmsnorm convert: error: {expected}\n"

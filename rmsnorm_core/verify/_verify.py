@@ -202,8 +202,12 @@ def _run_all(
              for chosen in runners.values()]  # fmt: skip
     tasks = [sorted(t, key=lambda ir: ir[0]) for t in tasks]  # problem by problem
 
+    stop = threading.Event()  # set when the main thread is interrupted (Ctrl-C, SIGTERM)
+
     def work(backend_tasks: list[tuple[int, Runner]]) -> None:
         for i, runner in backend_tasks:
+            if stop.is_set():  # a worker finishes its call in hand, then starts no other
+                return
             label, case, p = items[i]
             start = time.perf_counter()
             try:
@@ -217,8 +221,12 @@ def _run_all(
             advance(1, f"{runner.name} {p.x.dtype.name} {label} {case.id}")
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in [pool.submit(work, t) for t in tasks if t]:
-            future.result()
+        try:
+            for future in [pool.submit(work, t) for t in tasks if t]:
+                future.result()
+        except BaseException:  # the pool's exit waits for its workers: stop them first
+            stop.set()
+            raise
     return out
 
 

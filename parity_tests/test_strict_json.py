@@ -130,3 +130,25 @@ def test_set_refuses_a_huge_integer_and_a_duplicate_key(capsys):
     assert "--set eps=... is not accepted: the integer" in capsys.readouterr().err
     assert main(["spec", "--set", 'axes={"a": 1, "a": 2}']) == 2
     assert "the key 'a' appears twice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["layers", "sha256"])
+def test_a_metadata_entry_given_twice_in_the_safetensors_header_is_refused(key, tmp_path):
+    """The safetensors library keeps the last of two equal ``__metadata__`` keys: a second
+    ``layers`` (another eps) or ``sha256`` entry would win silently."""
+    from rmsnorm_core import neutral_layer, save
+
+    path = tmp_path / "twice.safetensors"
+    save(path, {"n": neutral_layer("n", RMSNormSpec(), np.ones(4, np.float32), None)})
+    data = path.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    assert key in header["__metadata__"]  # a file this project writes carries both
+    text = data[8 : 8 + length].decode()
+    entry = f'"{key}":' + json.dumps(header["__metadata__"][key])
+    twice = text.replace('"__metadata__":{', '"__metadata__":{' + entry + ",", 1)
+    assert twice != text
+    padded = twice.encode().ljust(len(twice) + (-len(twice)) % 8)
+    path.write_bytes(len(padded).to_bytes(8, "little") + padded + data[8 + length :])
+    with pytest.raises(RMSNormError, match=rf"the key '{key}' appears twice"):
+        load(path)

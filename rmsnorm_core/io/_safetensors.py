@@ -22,6 +22,7 @@ import json
 import math
 import os
 import stat
+import struct
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -135,7 +136,7 @@ def _open(path: str | os.PathLike[str]) -> tuple[str, object]:
     file = str(path)
     os.close(open_regular(Path(path)))
     try:
-        return file, safe_open(file, framework="np")
+        handle = safe_open(file, framework="np")
     except SafetensorError as err:
         raise RMSNormError(
             f"checkpoint {file!r} is not a valid safetensors file (truncated or corrupt): "
@@ -143,6 +144,17 @@ def _open(path: str | os.PathLike[str]) -> tuple[str, object]:
         ) from None
     except OSError as err:
         raise RMSNormError(f"checkpoint {file!r} cannot be read: {err.strerror}") from None
+    _strict_header(file)
+    return file, handle
+
+
+def _strict_header(file: str) -> None:
+    """Read the header the library validated again with the strict JSON reader: the library
+    keeps the last of two equal keys (two ``layers`` or ``sha256`` entries in
+    ``__metadata__``), where a file must name each once."""
+    with open(file, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        loads_strict(f.read(length), f"checkpoint {file!r}: the safetensors header")
 
 
 def _header(file: str, handle: object) -> Header:

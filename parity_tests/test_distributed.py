@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def _run(script, checks, **kw):
         done = launch(str(HERE / script), checks, timeout=300, **kw)
     except RMSNormError as err:
         return str(err)
+    shutil.rmtree(done.folder)  # a returned launch's folder is the caller's to remove
     return done.outputs[0]
 
 

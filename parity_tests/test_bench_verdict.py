@@ -4,6 +4,8 @@ excess; a ``--gpu --smoke`` table says that it measures nothing."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rmsnorm_core.backends import Backend, register_backend, unregister_backend
@@ -76,3 +78,32 @@ def test_a_smoke_table_says_it_measures_nothing():
     assert SMOKE_NOTE in format_rows([row], smoke=True)
     assert SMOKE_NOTE not in format_rows([row])
     assert "measure no speed" in SMOKE_NOTE
+
+
+def test_check_fails_on_a_case_that_crashed_and_the_json_holds_null(tmp_path, capsys,
+                                                                     monkeypatch):
+    def crash(*a, **k):
+        raise RuntimeError("simulated crash")
+
+    register_backend(Backend("crashy", benchmarks=lambda: [
+        Benchmark("crashy.case[float32]", "peer", lambda: (None, None), target=1.0)]))  # fmt: skip
+    try:
+        monkeypatch.setattr(_bench, "time_pairs", crash)
+        report = tmp_path / "b.json"
+        argv = ["bench", "-k", "crashy*", "--sweep", "none", "--json", str(report)]
+        assert main(argv) == 0  # reported in the table without --check
+        assert main([*argv, "--check"]) == 1
+        assert "--check: 1 failed: crashy.case[float32]" in capsys.readouterr().err
+        text = report.read_text()
+        assert "NaN" not in text and json.loads(text)["results"][0]["ratio"] is None
+    finally:
+        unregister_backend("crashy")
+
+
+def test_the_ratio_lies_within_its_spread(monkeypatch):
+    bench = Benchmark("b[float32]", "peer", lambda: (None, None), target=1.0)
+    # medians 5 / 1 = 5, but the pairs' ratios are 1, 5, 1 (quartiles 1 and 3): a ratio of
+    # the medians lay outside its own spread; the median of the pairs cannot
+    monkeypatch.setattr(_bench, "time_pairs", _timed([1.0, 5.0, 6.0], [1.0, 1.0, 6.0]))
+    r = run_one(bench)
+    assert r.ratio == 1.0 and r.spread[0] <= r.ratio <= r.spread[1]

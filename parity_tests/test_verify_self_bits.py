@@ -50,3 +50,26 @@ def test_the_torch_runners_that_must_match_eager_declare_nothing():
         assert torch_runners[name].bit_variance == "", name
     for name in ("torch-compile", "ort-torchscript-17", "ort-dynamo-18"):
         assert torch_runners[name].bit_variance, name
+
+
+def test_a_report_with_varies_rows_is_a_baseline(registered, tmp_path, capsys):
+    """A report that holds ``varies`` records reads back as ``--baseline``; a check that was
+    identical and now varies (or the reverse) is a bit change, a varies check that fails
+    is a regression."""
+    registered(Backend("selfy", runners=(
+        reference_runner("selfy-eager"),
+        Runner("selfy-ort", _one_ulp_off, bit_variance="kernels of its own"),
+    )))  # fmt: skip
+    report = tmp_path / "r.json"
+    argv = ["verify", "--quick", "--preset", "torch", "--backend", "selfy"]
+    assert main([*argv, "--report", str(report)]) == 0
+    doc = json.loads(report.read_text())
+    rows = [r for r in doc["records"] if r["check"] == "self" and r["status"] == "varies"]
+    assert rows and all(r["digest"] and len(r["digest"]) == 64 for r in rows)
+    assert main([*argv, "--baseline", str(report)]) == 0  # read back; nothing changed
+    for r in rows:  # the same checks identical before: now they vary
+        r["status"], r["digest"] = "pass", "0" * 64
+    report.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main([*argv, "--baseline", str(report)]) == 1
+    assert "output bits changed" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -147,8 +148,10 @@ def run_one(bench: Benchmark, *, warmup: int = 3, repeat: int = 15) -> Result:
         status = f"failed: {type(err).__name__}: {str(err)[:120]}"
         return Result(bench.name, bench.baseline, nan, nan, nan, bench.target, status)
     cand, base = statistics.median(cands), statistics.median(bases)
-    ratio = cand / base
-    spread = _quartiles([c / b for c, b in zip(cands, bases, strict=True)])
+    pairs = [c / b for c, b in zip(cands, bases, strict=True)]
+    # the ratio is the median of the per-pair ratios, the spread their quartiles: one
+    # statistic, so the ratio always lies within its spread and the verdict reads both alike
+    ratio, spread = statistics.median(pairs), _quartiles(pairs)
     return Result(bench.name, bench.baseline, cand, base, ratio, bench.target,
                   judge(ratio, spread, bench.target), spread)  # fmt: skip
 
@@ -174,8 +177,9 @@ def run_sweep(sweep: Sweep, dtype: str, *, warmup: int = 2, repeat: int = 7) -> 
 
 
 LEGEND = """\
-ratio: median time of ours / median time of the peer, both timed in this run, alternately,
-  after warm-up (lower is faster; absolute times drift on a shared machine, ratios hold).
+ratio: the median over alternating pairs (ours, then the peer, timed in this run after
+  warm-up) of ours / peer (lower is faster; absolute times drift on a shared machine, ratios
+  hold). ours ms and peer ms are each side's median time.
 spread: the quartiles of the ratios of the alternating pairs (ours_i / peer_i).
 target: the ratio a case should stay at or under. Above it, "unsettled" marks a ratio whose
   spread still reaches the target (noise covers the excess) and "over target" one whose
@@ -212,4 +216,16 @@ def write_json(
         "sweeps": list(sweeps),
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(doc, indent=2, allow_nan=True).encode())
+    write_atomic(path, json.dumps(_finite(doc), indent=2, allow_nan=False).encode())
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity as None (null): a skipped or failed case has no
+    time, and strict JSON readers refuse NaN literals."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -1,15 +1,17 @@
 """``rmsnorm bench``: ratio benchmarks against the peers, in one process run.
 
 Every case a backend registers (``rmsnorm_core.backends``), plus core's own,
-timed against its peer in this process: warm-up, then both run alternately,
-ratio of the medians. Prints a table (progress on stderr while it runs),
-writes a JSON file, and with ``--plots DIR`` (created if missing) two PNGs: the
-ratios (``ratios.png``) and time against row length from 64 to 65536 columns at
-a fixed total size (``sweep.png``; matplotlib, ``pip install
-'rmsnorm-bridge[bench]'``). ``-k`` selects benchmarks and sweeps by name; a plot
-that is not written is named, with why. ``--check`` exits 1 when a ratio is over
-its target. Ratios, never absolute times, are the result: these machines are
-shared and noisy.
+timed against its peer in this process: warm-up, then both run alternately;
+the ratio is the median of the per-pair ratios, the spread their quartiles.
+Prints a table (progress on stderr while it runs), writes a JSON file, and
+with ``--plots DIR`` (created if missing) two PNGs: the ratios
+(``ratios.png``) and time against row length from 64 to 65536 columns at a
+fixed total size (``sweep.png``; matplotlib, ``pip install
+'rmsnorm-bridge[bench]'``). ``-k`` selects benchmarks and sweeps by name; a
+plot that is not written is named, with why. ``--check`` exits 1 when a ratio
+is over its target and settled (its spread's lower quartile is over it too;
+over the target within the spread it is "unsettled") or a case failed. Ratios,
+never absolute times, are the result: these machines are shared and noisy.
 """
 
 from __future__ import annotations
@@ -145,7 +147,11 @@ def add_parser(sub: Any) -> None:
         help="run N busy processes beside the cases (another workload on the cores)",
     )
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    p.add_argument("--check", action="store_true", help="exit 1 when a ratio is over its target")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when a ratio is settled over its target, or a case failed",
+    )
     gpu = p.add_argument_group("accelerator bandwidth: GB/s, fraction of peak, ratio to the peer")
     gpu.add_argument("--gpu", action="store_true", help="achieved bandwidth on the GPU instead")
     gpu.add_argument("--smoke", action="store_true", help="with --gpu: a tiny shape, end to end")
@@ -220,10 +226,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"sweep.png not written: {unswept}")
     over = [r.name for r in results if r.status == "over target"]
+    crashed = [r.name for r in results if r.status.startswith("failed")]
     if args.check and over:
         print(f"--check: {len(over)} over target: {', '.join(over)}", file=sys.stderr)
-        return 1
-    return 0
+    if args.check and crashed:
+        print(f"--check: {len(crashed)} failed: {', '.join(crashed)}", file=sys.stderr)
+    return 1 if args.check and (over or crashed) else 0
 
 
 def _run_cases(args: argparse.Namespace, chosen: list, sweeps: list) -> tuple:

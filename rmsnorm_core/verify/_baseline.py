@@ -94,7 +94,11 @@ def _digest(v: Any) -> bool:
 RECORD_FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     **{name: (True, _string, "a string") for name in NAMED_BY if name != "shape"},
     "shape": (True, _shape, "a list of ints >= 0"),
-    "status": (True, lambda v: v in ("pass", "fail", "skipped"), "'pass', 'fail' or 'skipped'"),
+    "status": (
+        True,
+        lambda v: v in ("pass", "fail", "varies", "skipped"),
+        "'pass', 'fail', 'varies' or 'skipped'",
+    ),
     "reason": (False, _string, "a string"),
     "digest": (False, _digest, "null or a SHA-256 (64 hex digits)"),
     "spec_json": (False, lambda v: isinstance(v, dict), "a JSON object (the spec)"),
@@ -173,10 +177,13 @@ def compare_reports(before: dict, records: Sequence[dict], versions: dict[str, s
     for key in old.keys() & new.keys():
         a, b = old[key], new[key]
         kind = None
-        if a["status"] == "pass" and b["status"] == "fail":
+        held = ("pass", "varies")  # varies: a difference its runner declares, not a failure
+        if a["status"] in held and b["status"] == "fail":
             kind = "regression"
-        elif a["status"] == "fail" and b["status"] == "pass":
+        elif a["status"] == "fail" and b["status"] in held:
             kind = "fixed"
+        elif a["status"] != b["status"] and {a["status"], b["status"]} == set(held):
+            kind = "bits changed"  # identical before and not now, or the reverse
         elif a["status"] == b["status"] == "fail" and a.get("reason") != b.get("reason"):
             kind = "error changed"
         elif a.get("digest") and b.get("digest") and a["digest"].lower() != b["digest"].lower():

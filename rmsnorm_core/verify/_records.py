@@ -144,7 +144,7 @@ def self_checks(
             status = "varies" if runner.bit_variance else "fail"
             reason += f" ({runner.bit_variance})" if runner.bit_variance else ""
         out.append(Record(**head, status=status, reason=reason, bit_share=share,
-                          bit_share_required=1.0))  # fmt: skip
+                          bit_share_required=1.0, digest=array_digest(theirs)))  # fmt: skip
     return out
 
 

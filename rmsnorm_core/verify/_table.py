@@ -41,8 +41,9 @@ worst rel: the largest |y - ref| / |ref| of the row's fwd and vs checks, from th
   float32 output is judged by f32).
 bit-exact: the smallest share of output elements equal bit for bit, over the (n) checks
   a floor judged: fwd checks whose last rounding is to a half dtype (at least 98% of
-  elements equal the reference; a rounding at the wrong point changes about a quarter)
-  and bits rows (100% equal ours); n/a: no check of the row is judged by bits."""
+  elements equal the reference; a rounding at the wrong point changes about a quarter),
+  bits, batch and self checks (100% required; a check its runner declares may differ,
+  "varies", shows its own share here too); n/a: no check of the row is judged by bits."""
 
 
 def kind(r: Any) -> str:
@@ -72,7 +73,7 @@ def worst(rows: Sequence[Any]) -> tuple[str, str]:
 
 def bit_exact(rows: Sequence[Any]) -> str:
     """The smallest judged bit share and how many checks a floor judged, or ``n/a``."""
-    judged = [r for r in rows if r.bit_share_required is not None and r.status != "varies"]
+    judged = [r for r in rows if r.bit_share_required is not None]
     shares = [r.bit_share for r in judged if r.bit_share is not None]
     if not judged:
         return "n/a"

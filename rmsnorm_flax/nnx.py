@@ -16,13 +16,20 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn import dtypes as nnx_dtypes
 
-from rmsnorm_core import ReplaceReport, RMSNormSpec
+from rmsnorm_core import ReplaceReport, RMSNormError, RMSNormSpec
 from rmsnorm_flax.functional._fields import Layer, computes_as_flax, resolve, scale_init_for
 from rmsnorm_flax.functional._functional import check_vjp, rms_norm, rms_norm_residual
 from rmsnorm_flax.swap._swap import replace_norms as _replace
 
 _ONES = nnx.initializers.ones
 _ZEROS = nnx.initializers.zeros
+
+
+def _fixed(name: str, value: Any) -> None:
+    raise RMSNormError(
+        f"{name}={value!r}: an rmsnorm_flax.nnx.RMSNorm's {name} is fixed when it is built "
+        f"(its spec holds it); build a new layer with {name}={value!r} (or spec=...)"
+    )
 
 
 class RMSNorm(nnx.Module):
@@ -128,6 +135,36 @@ class RMSNorm(nnx.Module):
         ):  # flax's casts: x cast once, so that its gradient is rounded once, as flax's
             promote_dtype = nnx_dtypes.promote_dtype
         self.promote_dtype = promote_dtype
+
+    # flax.nnx.RMSNorm's fields that the spec holds: readable as flax's; fixed once built
+    # (flax reads them at each call; ours resolved them into the spec, so an assignment
+    # would be ignored silently: it is refused instead)
+    @property
+    def epsilon(self) -> float:
+        """The spec's eps (flax's ``epsilon``)."""
+        return self.layer.spec.eps
+
+    @epsilon.setter
+    def epsilon(self, value: Any) -> None:
+        _fixed("epsilon", value)
+
+    @property
+    def reduction_axes(self) -> tuple[int, ...]:
+        """The spec's normalized axes (flax's ``reduction_axes``)."""
+        return tuple(self.layer.spec.axes)
+
+    @reduction_axes.setter
+    def reduction_axes(self, value: Any) -> None:
+        _fixed("reduction_axes", value)
+
+    @property
+    def feature_axes(self) -> tuple[int, ...]:
+        """The axes the scale is kept over (flax's ``feature_axes``)."""
+        return tuple(self.layer.feature_axes)
+
+    @feature_axes.setter
+    def feature_axes(self, value: Any) -> None:
+        _fixed("feature_axes", value)
 
     def _inputs(self, x: jax.Array) -> tuple[jax.Array, Any, Any]:
         scale = None if self.scale is None else self.scale[...]

@@ -83,7 +83,7 @@ def test_verify_distributed_lists_its_rows(tmp_path, capsys):
     for runner in ("torch-dtensor-2procs", "jax-2procs"):
         rows = [ln for ln in out.splitlines() if ln.startswith(runner + " ")]
         assert rows and all(re.search(r"\d+ fwd.*\s+PASS\s", ln) for ln in rows), out
-    backends = {r["backend"] for r in json.loads(report.read_text())["records"]}
+    backends = {r["runner"] for r in json.loads(report.read_text())["records"]}
     assert {"torch-dtensor-2procs", "jax-2procs"} <= backends
 
 

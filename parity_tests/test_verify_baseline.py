@@ -118,7 +118,7 @@ NAMES = ("backend", "check", "dtype", "spec", "case", "shape")  # what names a c
         (
             json.dumps({"records": [dict.fromkeys(NAMES, "x") | {"shape": [], "status": None}]}),
             2,
-            "record 0 has status=null; accepted: 'pass', 'fail' or 'skipped'",
+            "record 0 has status=null; accepted: 'pass', 'fail', 'varies' or 'skipped'",
         ),
     ],
     ids=["not-json", "not-a-report", "fifo", "record-not-object", "record-unnamed", "status"],

@@ -84,8 +84,9 @@ def test_the_progress_counter_ends_at_the_calls_the_summary_counts():
     assert totals == {3 * len(items)} and seen[-1][0] == 3 * len(items)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)  # never goes back
     assert matrix.calls == 3 * len(items) and matrix.not_applicable == len(items) // 2
-    # one forward check per call that was not declined, and one cross check per problem
-    checks = 2 * len(items) + len(items) // 2 + len(items)
+    # one forward check per call that was not declined, one cross check per problem, and
+    # one self check (against a-one's bits) per call of a-some that was not declined
+    checks = 2 * len(items) + len(items) // 2 + len(items) + len(items) // 2
     assert len(matrix.records) == checks
     line = counts_line(matrix.records, matrix.calls, matrix.not_applicable, 0)
     assert line == (f"{3 * len(items)} runner calls ({len(items) // 2} not applicable) gave "

@@ -68,6 +68,7 @@ def test_records_name_backend_and_runner_and_time_each_call_once(registered, tmp
     assert doc["counts"] == {
         "pass": sum(r["status"] == "pass" for r in records),
         "fail": sum(r["status"] == "fail" for r in records),
+        "varies": sum(r["status"] == "varies" for r in records),
     }
     assert doc["skipped"] == [] and all(r["status"] != "skipped" for r in records)
 

@@ -55,7 +55,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--spec", metavar="FILE.json", help="verify one spec from a JSON file")
     p.add_argument("--weights", metavar="CKPT", help="verify the layers of a neutral checkpoint")
     p.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
-    p.add_argument("--quick", action="store_true", help="a small matrix (under 30 s)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small matrix: float32 and bfloat16, the cases tagged quick",
+    )
     p.add_argument(
         "-v", "--verbose", action="store_true", help="one line per failing check (default: 20)"
     )

@@ -97,7 +97,7 @@ class Runner:
 
     @classmethod
     def distributed_batch(
-        cls, name: str, batch: Callable[[list[Problem]], list[Outcome]]
+        cls, name: str, batch: Callable[[list[Problem]], list[Outcome]], **declared: str
     ) -> Runner:
         """A multi-process runner: ``batch`` runs every problem in one launch (e.g. through
         ``testing.launch_problems``); it runs only under ``rmsnorm verify --distributed``,
@@ -106,7 +106,7 @@ class Runner:
         def one(p: Problem) -> Outcome:
             return batch([p])[0]
 
-        return cls(name, one, quick=False, empty=False, batch=batch, distributed=True)
+        return cls(name, one, quick=False, empty=False, batch=batch, distributed=True, **declared)
 
 
 @dataclasses.dataclass(frozen=True)

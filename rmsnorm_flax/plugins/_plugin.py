@@ -21,6 +21,7 @@ OP_BY_OP = (
     "runs op by op, where flax-linen runs one jitted XLA fusion: their reductions round in"
     " other orders"
 )
+SHARDED = "a statistic reduced across processes sums in another order than one process"
 XLA_SHAPES = (
     "XLA compiles a kernel per input shape and may reduce a row of a batch of 1 in another"
     " order; flax.linen.RMSNorm under jit differs the same way"
@@ -61,7 +62,8 @@ BACKEND = Backend(
         Runner("flax-linen", lazy(_RUNNERS, "linen_run"), batch_variance=XLA_SHAPES),
         Runner("flax-nnx", lazy(_RUNNERS, "nnx_run"), batch_variance=XLA_SHAPES,
                bit_variance=OP_BY_OP),  # fmt: skip
-        Runner.distributed_batch("jax-2procs", lazy(_RUNNERS, "distributed_batch")),
+        Runner.distributed_batch("jax-2procs", lazy(_RUNNERS, "distributed_batch"),
+                                 batch_variance=XLA_SHAPES, bit_variance=SHARDED),  # fmt: skip
         Runner(
             "upstream-flax-linen",
             lazy("rmsnorm_flax.plugins._upstream", "flax_linen_run"),

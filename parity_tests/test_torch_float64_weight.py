@@ -37,11 +37,8 @@ def _call(module: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor):
     return (y.detach(), *torch.autograd.grad(y, [x, module.weight], dy))
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("rows", ROWS, ids=lambda r: f"numel{r * N}")
-def test_module_float64_weight_is_torchs(rows, dtype):
-    x, w, dy = _data(rows, dtype)
-    theirs, ours = torch.nn.RMSNorm(N, dtype=torch.float64), RMSNorm(N, dtype=torch.float64)
+def _assert_same(theirs, ours, w, x, dy):
+    """Both modules with weight ``w``: y, dx and dweight equal in dtype and bits."""
     with torch.no_grad():
         theirs.weight.copy_(w)
         ours.weight.copy_(w)
@@ -49,6 +46,14 @@ def test_module_float64_weight_is_torchs(rows, dtype):
         "y dx dweight".split(), _call(theirs, x, dy), _call(ours, x, dy), strict=True
     ):
         assert a.dtype == b.dtype and torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("rows", ROWS, ids=lambda r: f"numel{r * N}")
+def test_module_float64_weight_is_torchs(rows, dtype):
+    x, w, dy = _data(rows, dtype)
+    theirs, ours = torch.nn.RMSNorm(N, dtype=torch.float64), RMSNorm(N, dtype=torch.float64)
+    _assert_same(theirs, ours, w, x, dy)
     assert torch.equal(rms_norm(x, [N], w), F.rms_norm(x, [N], w))
 
 
@@ -72,10 +77,4 @@ def test_hugging_face_norms_with_float64_weights(preset, dtype):
     x, w, dy = _data(ROWS[0], dtype)
     theirs = cls(N, eps=1e-6).double()
     ours = RMSNorm.from_spec(RMSNormSpec.preset(preset, param_dtype="float64"), N)
-    with torch.no_grad():
-        theirs.weight.copy_(w)
-        ours.weight.copy_(w)
-    for name, a, b in zip(
-        "y dx dweight".split(), _call(theirs, x, dy), _call(ours, x, dy), strict=True
-    ):
-        assert a.dtype == b.dtype and torch.equal(a, b), name
+    _assert_same(theirs, ours, w, x, dy)

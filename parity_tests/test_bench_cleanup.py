@@ -45,7 +45,7 @@ def test_plots_refusal_names_the_install_command(ran, tmp_path, monkeypatch, cap
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["bench", "-k", "cleanup*", "--plots", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err
-    assert "--plots needs matplotlib: pip install 'rmsnorm-bridge[bench]'" in err, err
+    assert "--plots needs matplotlib: pip install -e '.[bench]'" in err, err
     assert err.count("\n") == 1
 
 

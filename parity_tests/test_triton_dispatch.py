@@ -125,7 +125,7 @@ def test_without_triton_the_default_works_and_forcing_it_says_install():
             "    print(e)\n"
         )
     )
-    assert "triton is not installed (pip install 'rmsnorm-bridge[gpu]')" in _fresh(code, True)
+    assert "triton is not installed (pip install -e '.[gpu]')" in _fresh(code, True)
 
 
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])

@@ -17,6 +17,8 @@ verify`` imports all. An entry point that fails to load, or whose
 :func:`register_backend` adds a backend in-process (tests, notebooks).
 :func:`lazy` and :func:`lazy_exports` let a backend declare everything without
 importing its framework: it is imported when a command uses it.
+:func:`install_command` names the one command that installs missing packages
+(the extras that hold them), for every message that asks for one.
 :func:`launch` runs a module as local processes (for multi-process runners
 and tests), bounded in time.
 """
@@ -40,6 +42,7 @@ from rmsnorm_core.registry._backends import (
     unregister_backend,
 )
 from rmsnorm_core.registry._capabilities import Artifact, CheckpointFormat, Exporter
+from rmsnorm_core.registry._install import install_command
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -50,6 +53,7 @@ __all__ = [
     "lazy_exports",
     "Artifact",
     "artifact_path",
+    "install_command",
     "Backend",
     "Benchmark",
     "GpuCase",

@@ -16,6 +16,7 @@ from typing import Any
 
 from rmsnorm_core.bench._bench import SWEEP_ELEMENTS, Result
 from rmsnorm_core.io._atomic import write_atomic
+from rmsnorm_core.registry._install import install_command
 from rmsnorm_core.spec._errors import RMSNormUsageError
 
 PLOTS = ("ratios.png", "sweep.png")
@@ -31,7 +32,7 @@ def _pyplot() -> Any:
         import matplotlib.pyplot as plt
     except ImportError:
         raise RMSNormUsageError(
-            "--plots needs matplotlib: pip install 'rmsnorm-bridge[bench]'"
+            f"--plots needs matplotlib: {install_command(['matplotlib'])}"
         ) from None
     return plt
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from rmsnorm_core.cli._cli_paths import CommandPaths
-from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError, did_you_mean
 from rmsnorm_core.spec._json import NotJSON, loads_strict
 
 
@@ -25,6 +25,51 @@ EXIT_STATUSES = (
     "or an output that cannot be written. Errors are one line on stderr."
 )
 """The exit statuses of every command, the epilog of every ``--help``."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, answering a mistake as a user needs: a value outside an
+    option's choices (a subcommand, ``--names``) names the close matches, and
+    :meth:`refuse_unknown` reports arguments a subcommand does not take with that
+    subcommand's usage line (argparse alone answers them with the top-level one)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.option_names: list[str] = []  # before argparse's own add_argument("-h")
+        self.commands: dict[str, Parser] = {}
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        """argparse's ``add_argument``; the option strings are kept for suggestions."""
+        action = super().add_argument(*args, **kwargs)
+        self.option_names += action.option_strings
+        return action
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as err:
+            hint = did_you_mean(value, [str(c) for c in action.choices or ()])
+            if not hint or "did you mean" in str(err):
+                raise
+            raise argparse.ArgumentError(action, f"{err.message}{hint}") from None
+
+    def refuse_unknown(self, command: str, unknown: list[str]) -> None:
+        """Exit 2 with ``rmsnorm COMMAND``'s usage line: ``unknown`` are arguments it
+        does not take; for each option among them, the close matches among its own
+        options and the other commands that take it."""
+        parser = self.commands.get(command, self)
+        notes = []
+        for token in unknown:
+            name = token.partition("=")[0]
+            if not name.startswith("-"):
+                continue
+            elsewhere = [c for c, p in self.commands.items() if name in p.option_names]
+            if elsewhere:
+                owners = ", ".join(f"rmsnorm {c}" for c in elsewhere)
+                notes.append(f"; {name} is an option of {owners}")
+            else:  # options share their "--": only a near-identical name is offered
+                notes.append(did_you_mean(name, parser.option_names, cutoff=0.8))
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{''.join(notes)}")
 
 
 def command_parser(
@@ -85,6 +130,7 @@ def parse_overrides(
             )
             raise RMSNormUsageError(
                 f"{flag} {item[:80]!r} is not accepted; FIELD={field[:40]!r} must be {accepted}"
+                f"{did_you_mean(field, fields or ())}"
             )
         if len(value) > MAX_VALUE:
             raise RMSNormUsageError(

@@ -6,8 +6,8 @@ the ratio is the median of the per-pair ratios, the spread their quartiles.
 Prints a table (progress on stderr while it runs), writes a JSON file, and
 with ``--plots DIR`` (created if missing) two PNGs: the ratios
 (``ratios.png``) and time against row length from 64 to 65536 columns at a
-fixed total size (``sweep.png``; matplotlib, ``pip install
-'rmsnorm-bridge[bench]'``). ``-k`` selects benchmarks and sweeps by name; a
+fixed total size (``sweep.png``; matplotlib, ``pip install -e
+'.[bench]'``). ``-k`` selects benchmarks and sweeps by name; a
 plot that is not written is named, with why. ``--check`` exits 1 when a ratio
 is over its target and settled (its spread's lower quartile is over it too;
 over the target within the spread it is "unsettled") or a case failed. Ratios,

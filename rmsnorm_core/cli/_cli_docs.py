@@ -1,7 +1,7 @@
 """``rmsnorm docs``: the documentation, offline.
 
 The guides and the reference are the ``docs/`` folder of the source tree (the
-folder ``pip install`` was run from). With the ``docs`` extra (``pip install
+folder ``pip install`` was run from). With the ``docs`` extra (``pip install -e
 '.[docs]'``), ``rmsnorm docs`` builds the site from them and serves it on
 http://127.0.0.1:8000 from this process until Ctrl-C, SIGTERM or SIGHUP (each
 removes the built site); ``--build DIR`` only builds it into DIR

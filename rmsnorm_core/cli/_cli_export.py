@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rmsnorm_core.cli._cli_args import command_parser
-from rmsnorm_core.cli._cli_convert import load_neutral
+from rmsnorm_core.cli._cli_formats import load_neutral
 from rmsnorm_core.cli._cli_paths import CommandPaths, refuse_collisions
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.registry._artifact_paths import artifact_path

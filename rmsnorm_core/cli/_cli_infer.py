@@ -3,7 +3,9 @@
 Imports the class, builds it with the ``--init`` keyword arguments (VALUE read
 as JSON, else as a string), and asks each installed backend to measure it
 (``infer_spec``: probed, never read off the class name, then verified in
-float32, bfloat16 and float16). Prints the spec as JSON. ``--shape`` gives the
+float32, bfloat16 and float16). Prints the spec as JSON on stdout and, on
+stderr, the preset it equals or the nearest presets and how they differ.
+``--shape`` gives the
 normalized block's shape where the object cannot tell (a function, or a linen
 module, whose parameters exist only after it sees an input). Exit 2 when no
 spec reproduces the implementation (the message says what was found), as on
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from typing import Any
 
 from rmsnorm_core.cli._cli_args import command_parser, parse_overrides
@@ -22,6 +25,7 @@ from rmsnorm_core.cli._cli_paths import no_paths
 from rmsnorm_core.infer._report import check_block
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+from rmsnorm_core.spec._spec import RMSNormSpec, presets
 
 
 def add_parser(sub: Any) -> None:
@@ -72,6 +76,23 @@ def _load(target: str) -> Any:
     return obj
 
 
+def preset_named(spec: RMSNormSpec) -> str:
+    """``equals the preset 'torch'``, or the presets that differ from ``spec`` in the
+    fewest fields, with those fields (``no preset equals it; nearest: 'llama' (eps
+    1e-05 here, 1e-06 there)``)."""
+    apart = {name: spec.differences(p) for name, p in presets().items()}
+    equal = [name for name, diff in apart.items() if not diff]
+    if equal:
+        return f"equals the preset {' and '.join(map(repr, equal))}"
+    fewest = min(len(diff) for diff in apart.values())
+    near = [
+        f"{name!r} ({', '.join(f'{f} {a!r} here, {b!r} there' for f, (a, b) in diff.items())})"
+        for name, diff in apart.items()
+        if len(diff) == fewest
+    ]
+    return f"no preset equals it; nearest: {'; '.join(near)}"
+
+
 def run(args: argparse.Namespace) -> int:
     shape = _block(args.shape)
     factory = _load(args.target)
@@ -86,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         spec = backend.infer(subject, shape)
         if spec is not None:
             print(spec.to_json(indent=2))
+            print(preset_named(spec), file=sys.stderr)
             return 0
     hint = " (a function needs --shape)" if callable(subject) and shape is None else ""
     raise RMSNormError(

@@ -3,19 +3,21 @@
 With no arguments: every preset x float32/bfloat16/float16 x axes cases
 (trailing, non-trailing, several axes, partial, residual, empty batch) x every
 backend. ``--preset`` narrows the presets, ``--spec FILE.json`` verifies one
-spec, ``--weights CKPT`` the layers of a neutral checkpoint with their own
-parameters. ``--quick``: float32 and bfloat16, two axes cases, no compile,
-export or dynamo ONNX. ``--distributed`` adds the multi-process runners
-(``torch-dtensor-2procs``: 2 gloo processes, x sharded along a normalized dim
-where it divides; ``jax-2procs``: 2 processes joined by
-``jax.distributed.initialize``). ``--baseline OLD.json`` compares the run
-with an earlier report check by check: regressions, fixes, changed errors and
-outputs whose bits changed (by digest). Exit 0 when every check passes, 1 on
-any failure (or, with ``--baseline``, a regression or a bit change unless
-``--allow-bit-changes``), 2 on an error (bad arguments, a bad input file). The
-output: a summary per spec and dtype, a table per runner and dtype, the skipped
-runners with the command that installs what they need, the failing checks (all of
-them with ``-v``) and, last, the exit status and why.
+spec, ``--set FIELD=VALUE`` changes a field of each (``--preset llama --set
+eps=1e-5``; the spec is named ``llama+eps=1e-05``), ``--weights CKPT`` the
+layers of a neutral checkpoint with their own parameters. ``--quick``: float32
+and bfloat16, two axes cases, no compile, export or dynamo ONNX.
+``--distributed`` adds the multi-process runners (``torch-dtensor-2procs``: 2
+gloo processes, x sharded along a normalized dim where it divides;
+``jax-2procs``: 2 processes joined by ``jax.distributed.initialize``).
+``--baseline OLD.json`` compares the run with an earlier report check by check:
+regressions, fixes, changed errors and outputs whose bits changed (by digest).
+Exit 0 when every check passes, 1 on any failure (or, with ``--baseline``, a
+regression or a bit change unless ``--allow-bit-changes``), 2 on an error (bad
+arguments, a bad input file). The output: a summary per spec and dtype, a table
+per runner and dtype, the skipped runners with the command that installs what
+they need, the failing checks (all of them with ``-v``) and, last, the exit
+status and why.
 ``docs/reference/verify-report.md`` documents the ``--report`` fields.
 """
 
@@ -32,14 +34,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rmsnorm_core.cli._cli_args import command_parser
-from rmsnorm_core.cli._cli_convert import load_neutral
+from rmsnorm_core.cli._cli_args import command_parser, parse_overrides, spec_fields
+from rmsnorm_core.cli._cli_formats import load_neutral
 from rmsnorm_core.cli._cli_paths import CommandPaths, make_output_folder
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.registry import _backends
-from rmsnorm_core.registry._install import needs
-from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+from rmsnorm_core.registry._install import install_command, needs
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError, did_you_mean
 from rmsnorm_core.spec._spec import RMSNormSpec, preset, presets
 from rmsnorm_core.verify import _baseline
 from rmsnorm_core.verify._output import print_results
@@ -53,6 +55,13 @@ def add_parser(sub: Any) -> None:
     p = command_parser(sub, "verify", "run the cross-framework parity matrix", __doc__, paths=paths)
     p.add_argument("--preset", action="append", metavar="NAME", help="preset(s) to verify")
     p.add_argument("--spec", metavar="FILE.json", help="verify one spec from a JSON file")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a field of each spec verified; VALUE is read as JSON, else as a string",
+    )
     p.add_argument("--weights", metavar="CKPT", help="verify the layers of a neutral checkpoint")
     p.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
     p.add_argument(
@@ -137,14 +146,28 @@ def _progress(done: int, total: int, what: str) -> None:
 
 
 def _specs(args: argparse.Namespace) -> dict[str, RMSNormSpec]:
+    """``{name: spec}`` to verify: ``--spec``'s or the presets', each with ``--set``'s
+    changes (its name then says them: ``llama+eps=1e-05``, so a report read as another
+    run's ``--baseline`` never pairs it with the preset's own records)."""
+    changes = parse_overrides(args.set, fields=spec_fields())
     if args.spec:
         text = read_regular(Path(args.spec), "--spec", MAX_SPEC_BYTES)
-        return {Path(args.spec).stem: RMSNormSpec.from_json(text)}
-    names = args.preset or list(presets())
+        specs = {Path(args.spec).stem: RMSNormSpec.from_json(text)}
+    else:
+        try:
+            specs = {name: preset(name) for name in args.preset or list(presets())}
+        except RMSNormError as err:
+            raise RMSNormUsageError(f"--preset: {err}") from None
+    if not changes:
+        return specs
     try:
-        return {name: preset(name) for name in names}
+        changed = {name: spec.replace(**changes) for name, spec in specs.items()}
     except RMSNormError as err:
-        raise RMSNormUsageError(f"--preset: {err}") from None
+        raise RMSNormUsageError(f"--set: {err}") from None
+    return {
+        f"{name}+" + ",".join(f"{k}={getattr(spec, k)!r}" for k in changes): spec
+        for name, spec in changed.items()
+    }
 
 
 def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
@@ -161,7 +184,7 @@ def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
         if unknown:
             raise RMSNormUsageError(
                 f"--backend {', '.join(map(repr, unknown))} is not a runner or backend; "
-                f"accepted: {', '.join(sorted(known))}"
+                f"accepted: {', '.join(sorted(known))}{did_you_mean(unknown[0], known)}"
             )
         skipped = {k: v for k, v in skipped.items() if k in args.backend}
     chosen = select_runners(available, args.backend, args.distributed)
@@ -179,9 +202,9 @@ def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
 def run(args: argparse.Namespace) -> int:
     from rmsnorm_core.verify import _verify
 
-    if args.spec and args.weights:
+    if (args.spec or args.set) and args.weights:
         raise RMSNormUsageError(
-            "--spec and --weights are exclusive: a checkpoint carries its specs"
+            "--spec and --set do not go with --weights: a checkpoint carries its specs"
         )
     if (args.diff or args.allow_bit_changes) and not args.baseline:
         raise RMSNormUsageError("--diff and --allow-bit-changes go with --baseline OLD.json")
@@ -209,8 +232,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if not _backends.backends():
             what = (
-                "no backend is installed; install one: pip install 'rmsnorm-bridge[torch]' "
-                "(PyTorch), '[flax]' (JAX/Flax) or '[all]'"
+                f"no backend is installed; install one: {install_command(['torch'])} "
+                "(PyTorch), '.[flax]' (JAX/Flax) or '.[all]'"
             )
         raise RMSNormUsageError(f"nothing was checked: {what}")
     seconds = time.perf_counter() - start

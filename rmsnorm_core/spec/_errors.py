@@ -10,6 +10,9 @@ wrong shape raises :class:`RMSNormShapeError`, also a :class:`RuntimeError`
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class RMSNormError(ValueError):
     """A value given to rmsnorm-bridge is not accepted.
@@ -36,3 +39,17 @@ class RMSNormWarning(UserWarning):
 
 class RMSNormUsageError(RMSNormError):
     """A command-line argument is missing, contradictory or malformed (exit code 2)."""
+
+
+def did_you_mean(value: object, accepted: Iterable[str], cutoff: float = 0.6) -> str:
+    """``"; did you mean 'llama'?"`` when ``value`` is a string close to one of
+    ``accepted`` (``difflib``'s ratio of at least ``cutoff``, at most three offered), else
+    ``""``:
+    the tail every "is not accepted" message adds, so a typo (``lama``, ``verfy``,
+    ``--preset``) is answered with the word it missed."""
+    if not isinstance(value, str) or not value:
+        return ""
+    close = difflib.get_close_matches(value, list(accepted), n=3, cutoff=cutoff)
+    if not close:
+        return ""
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?"

@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any, ClassVar
 
-from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError, did_you_mean
 from rmsnorm_core.spec._presets import PRESET_FIELDS
 from rmsnorm_core.spec._rules import Recipe
 from rmsnorm_core.spec._spec_json import SCHEMA_VERSION, parse_json, spec_from_dict
@@ -178,6 +178,7 @@ class RMSNormSpec:
             raise RMSNormTypeError(
                 f"replace() got unknown field(s) {unknown}; accepted fields are "
                 f"{[f.name for f in dataclasses.fields(self)]}"
+                f"{did_you_mean(unknown[0], [f.name for f in dataclasses.fields(self)])}"
             )
         return dataclasses.replace(self, **changes)
 
@@ -257,7 +258,7 @@ class RMSNormSpec:
         except KeyError:
             raise RMSNormError(
                 f"preset={name!r} is not a preset; accepted presets are "
-                f"{', '.join(repr(n) for n in PRESET_FIELDS)}"
+                f"{', '.join(repr(n) for n in PRESET_FIELDS)}{did_you_mean(name, PRESET_FIELDS)}"
             ) from None
         spec = cls(**fields)
         return spec.replace(**overrides) if overrides else spec

@@ -6,7 +6,7 @@ import math
 import numbers
 from typing import Any
 
-from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError, did_you_mean
 from rmsnorm_core.spec._rules import float_dtypes
 
 
@@ -79,6 +79,7 @@ def require_choice(field: str, value: Any, accepted: list[str]) -> str:
     if not isinstance(value, str) or value not in accepted:
         raise RMSNormError(
             f"{field}={value!r} is not accepted; expected one of {_quoted(tuple(accepted))}"
+            f"{did_you_mean(value, accepted)}"
         )
     return value
 

@@ -52,8 +52,10 @@ def _checkpointer() -> Any:
     try:
         import orbax.checkpoint as ocp
     except ImportError:
+        from rmsnorm_core.backends import install_command
+
         raise RMSNormUsageError(
-            "Orbax checkpoints need orbax-checkpoint: pip install 'rmsnorm-bridge[orbax]'"
+            f"Orbax checkpoints need orbax-checkpoint: {install_command(['orbax-checkpoint'])}"
         ) from None
     return ocp.StandardCheckpointer()
 

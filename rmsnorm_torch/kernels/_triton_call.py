@@ -62,7 +62,9 @@ def triton_for(x: Tensor, reason: str, forced: bool) -> Optional[Any]:
         return ops if ops is not None and not ops.interpreted() else None
     ops = triton_ops()
     if ops is None:
-        reason = "triton is not installed (pip install 'rmsnorm-bridge[gpu]')"
+        from rmsnorm_core.backends import install_command  # the error path only: tooling
+
+        reason = f"triton is not installed ({install_command(['triton'])})"
     elif not x.is_cuda and not ops.interpreted():
         reason = (
             f"x is on {x.device}: the kernel runs on CPU tensors only under the Triton "

@@ -27,7 +27,7 @@ from rmsnorm_core import (
     sample_shape,
     write_atomic,
 )
-from rmsnorm_core.backends import Artifact, artifact_path, missing_modules
+from rmsnorm_core.backends import Artifact, artifact_path, install_command, missing_modules
 from rmsnorm_torch.export._onnx import DYNAMO_OPSETS, EXPORTERS, TORCHSCRIPT_OPSETS, export_onnx
 from rmsnorm_torch.interop._bridge import modules_from_layers, to_numpy, to_tensor
 from rmsnorm_torch.plugins._onnx_requires import ONNX_REQUIRES
@@ -120,5 +120,5 @@ def check_onnx_arguments(options: Any) -> None:
     if missing:
         raise RMSNormUsageError(
             f"--onnx with --exporter {options.exporter} needs {', '.join(missing)}, not "
-            "installed: pip install 'rmsnorm-bridge[onnx]'"
+            f"installed: {install_command(missing)}"
         )

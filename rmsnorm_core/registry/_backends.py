@@ -15,7 +15,7 @@ from typing import Any
 from rmsnorm_core.bench._bench import Benchmark, Sweep
 from rmsnorm_core.bench._bench_gpu import GpuCase
 from rmsnorm_core.parity._case_table import Case
-from rmsnorm_core.parity._problems import Outcome, Problem
+from rmsnorm_core.parity._problems import Outcome, Problem, upstream_takes
 from rmsnorm_core.registry._capabilities import CheckpointFormat, Exporter
 from rmsnorm_core.registry._install import not_installed
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
@@ -86,12 +86,16 @@ class Runner:
             )
 
     def takes(self, case: Case, problem: Problem, *, quick: bool = False) -> bool:
-        """Whether this runner runs ``problem`` of ``case`` (tags and coverage)."""
+        """Whether this runner runs ``problem`` of ``case``: tags, coverage and, for an
+        upstream runner, a call its upstream makes (``upstream_takes``). What a run
+        calls, and what it lists as skipped, is decided here alone."""
         if quick and not self.quick:
             return False
         if self.only_tag is not None and self.only_tag not in case.tags:
             return False
         if problem.residual is not None and not self.residual:
+            return False
+        if self.upstream is not None and not upstream_takes(problem, self.upstream):
             return False
         return self.empty or problem.x.size > 0
 

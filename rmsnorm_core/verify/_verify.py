@@ -24,8 +24,9 @@ from rmsnorm_core.io._neutral import NeutralLayer
 from rmsnorm_core.parity._batches import in_one_launch, with_batches
 from rmsnorm_core.parity._case_table import CHECKPOINT, DTYPES, QUICK_DTYPES, Case, cases
 from rmsnorm_core.parity._problems import Problem, check_outcome, make_problem
+from rmsnorm_core.registry import _backends
 from rmsnorm_core.registry._backends import Backend, NotApplicable, Runner
-from rmsnorm_core.registry._install import split_hint
+from rmsnorm_core.registry._install import needs, split_hint
 from rmsnorm_core.spec._plan import sample_shape
 from rmsnorm_core.spec._spec import RMSNormSpec
 from rmsnorm_core.verify._records import (
@@ -85,6 +86,36 @@ def select_runners(
     return out
 
 
+def runners_for(
+    items: list[Item], quick: bool, names: Iterable[str] | None, distributed: bool = False
+) -> tuple[dict[str, list[Runner]], dict[str, str]]:
+    """The runners a run calls, by backend, and those it would call but cannot (name ->
+    reason with the install command).
+
+    One rule decides both: a runner counts when :func:`select_runners` selects it
+    (``names``, ``distributed``) and it takes at least one of ``items``
+    (``Runner.takes``: ``quick``, its case tags, its upstream's preset). Such a runner
+    whose ``requires`` are missing is a skip; any other runner is neither run nor
+    listed. A backend whose framework is missing (its runners unknown) is a skip
+    where ``names`` select it (no names, or its own name)."""
+    chosen: dict[str, list[Runner]] = {}
+    skipped: dict[str, str] = {}
+    wanted = None if names is None else set(names)
+    for name, reason in _backends.unavailable().items():
+        if wanted is None or name in wanted:
+            skipped[name] = reason
+    for backend, runners in select_runners(_backends.backends(), names, distributed).items():
+        for runner in runners:
+            if not any(runner.takes(case, p, quick=quick) for _, case, p in items):
+                continue  # the run would never call it: neither run nor skipped
+            missing = _backends.missing_modules(runner.requires)
+            if missing:  # a partial install: skipped, saying what it needs
+                skipped[runner.name] = needs(missing)
+            else:
+                chosen.setdefault(backend, []).append(runner)
+    return chosen, skipped
+
+
 @dataclasses.dataclass
 class Matrix:
     """What a run produced.
@@ -94,8 +125,8 @@ class Matrix:
         calls: runner calls made (one per problem a runner took; the progress counter's
             unit); each gives a forward check, and a gradient check where the runner
             has autograd.
-        not_applicable: calls the runner declined (``NotApplicable``: e.g. an upstream
-            runner on another preset's problem); they give no check.
+        not_applicable: calls the runner declined (``NotApplicable``: e.g. a case an
+            exporter cannot express); they give no check.
     """
 
     records: list[Record]

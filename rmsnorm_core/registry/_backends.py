@@ -58,6 +58,11 @@ class Runner:
             (a compiler that builds a kernel per shape); then a ``batch`` check that
             finds a difference is reported as ``varies`` with its share, not failed.
             Empty (the default): a difference fails.
+        gradients: returns gradients (``Outcome.grads``) for every problem with
+            elements: ``rmsnorm verify`` then plans a ``gradients`` check for each
+            such call (a call that returns none fails it). False (the default): a
+            forward-only path (an exported artifact, an upstream module); a call that
+            returns gradients anyway fails, since they would go unjudged.
         bit_variance: why this runtime computes other bits than its backend's first
             runner (the eager path) on the same call (a fused kernel of its own); then
             its ``self`` check reports a difference as ``varies`` with its share.
@@ -75,6 +80,7 @@ class Runner:
     upstream: str | None = None
     requires: tuple[str, ...] = ()
     batch_variance: str = ""
+    gradients: bool = False
     bit_variance: str = ""
 
     def __post_init__(self) -> None:
@@ -105,12 +111,13 @@ class Runner:
     ) -> Runner:
         """A multi-process runner: ``batch`` runs every problem in one launch (e.g. through
         ``testing.launch_problems``); it runs only under ``rmsnorm verify --distributed``,
-        not in ``--quick``, and skips empty inputs (nothing to shard)."""
+        not in ``--quick``, skips empty inputs (nothing to shard) and returns gradients."""
 
         def one(p: Problem) -> Outcome:
             return batch([p])[0]
 
-        return cls(name, one, quick=False, empty=False, batch=batch, distributed=True, **declared)
+        return cls(name, one, quick=False, empty=False, batch=batch, distributed=True,
+                   gradients=True, **declared)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ from rmsnorm_core.backends import Backend, register_backend, unregister_backend
 from rmsnorm_core.bench import _bench
 from rmsnorm_core.bench._bench import Benchmark, judge, run_one
 from rmsnorm_core.bench._bench_gpu import SMOKE_NOTE, format_rows
+from rmsnorm_core.bench._blocks import BlockTimes
 from rmsnorm_core.cli._cli import main
 
 
@@ -31,7 +32,7 @@ def test_judge(ratio, spread, target, verdict):
 
 
 def _timed(cands, bases):
-    return lambda *a, **k: (list(cands), list(bases))
+    return lambda *a, **k: BlockTimes(list(cands), list(bases), 1)
 
 
 def test_run_one_judges_the_spread_of_its_pairs(monkeypatch):
@@ -80,8 +81,7 @@ def test_a_smoke_table_says_it_measures_nothing():
     assert "measure no speed" in SMOKE_NOTE
 
 
-def test_check_fails_on_a_case_that_crashed_and_the_json_holds_null(tmp_path, capsys,
-                                                                     monkeypatch):
+def test_check_fails_on_a_case_that_crashed_and_the_json_holds_null(tmp_path, capsys, monkeypatch):
     def crash(*a, **k):
         raise RuntimeError("simulated crash")
 

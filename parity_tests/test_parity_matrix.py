@@ -66,6 +66,9 @@ def test_runner_matches_reference(runner, case, preset, dtype):
         assert result.passed, f"{runner.name} {check}: {result.reason}"
     if runner.name in ("torch-eager", "torch-script", "flax-linen", "flax-nnx"):
         assert outcome.grads is not None or problem.x.size == 0, "a training path returns gradients"
+    # rmsnorm verify plans its gradient checks from the declaration: it must hold
+    returned = outcome.grads is not None
+    assert returned == (runner.gradients and problem.x.size > 0), f"{runner.name}: {returned=}"
 
 
 def test_every_backend_of_this_project_is_registered():

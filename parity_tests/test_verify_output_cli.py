@@ -98,8 +98,8 @@ def test_hugging_face_runners_without_transformers_are_skipped_rows_with_install
     code = (
         "import sys\nsys.modules['transformers'] = None\n"
         "from rmsnorm_core.cli._cli import main\n"
-        "sys.exit(main(['verify', '--quick', '--preset', 'llama', '--backend', 'torch-eager',"
-        " '--backend', 'upstream-hf-llama', '--backend', 'upstream-hf-t5']))\n"
+        "sys.exit(main(['verify', '--quick', '--preset', 'llama', '--preset', 't5', '--backend',"
+        " 'torch-eager', '--backend', 'upstream-hf-llama', '--backend', 'upstream-hf-t5']))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]

@@ -9,14 +9,12 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 from _verify_backends import reference_runner
+from _verify_backends import with_gradients as _with_gradients
 
 from rmsnorm_core.backends import Backend, Runner
 from rmsnorm_core.cli._cli import main
-from rmsnorm_core.oracle._reference import rms_norm_vjp
-from rmsnorm_core.testing import Outcome, expected_forward
 from rmsnorm_core.verify._records import Record, Skip
 from rmsnorm_core.verify._report_json import report_doc, upgrade_record
 
@@ -24,21 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "reference" / "verify-report.md"
 
 
-def _with_gradients(p):
-    """The reference's output and gradients, as a runner with autograd returns them."""
-    y, s = expected_forward(p)
-    at = s if s is not None else p.x
-    grads = rms_norm_vjp(at, p.dy.astype(np.float64), p.spec, p.scale, p.bias)
-    like = (p.x, p.scale, p.bias)
-    return Outcome(
-        y,
-        s,
-        tuple(None if g is None else g.astype(a.dtype) for g, a in zip(grads, like, strict=True)),
-    )
-
-
 def test_records_name_backend_and_runner_and_time_each_call_once(registered, tmp_path):
-    registered(Backend("grads", runners=(Runner("grads-oracle", _with_gradients),)))
+    registered(Backend("grads", runners=(Runner("grads-oracle", _with_gradients, gradients=True),)))
     registered(Backend("numpyref", runners=(reference_runner("numpyref-oracle"),)))
     report = tmp_path / "r.json"
     argv = ["verify", "--quick", "--preset", "gemma", "--backend", "grads"]

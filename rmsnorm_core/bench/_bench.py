@@ -1,12 +1,14 @@
 """Ratio benchmarks: each candidate timed against a peer in the same process run.
 
-A :class:`Benchmark` times a candidate against a baseline: both are warmed up,
-then run alternately ``repeat`` times, and the ratio of their medians is
-reported. Absolute times drift on shared machines; ratios hold. Backends
-contribute their cases (``Backend.benchmarks``, ``Backend.sweeps``); core adds
-its own. A :class:`Sweep` times ours and the peer at row lengths from 64 to
-65536 columns at a fixed total size, so a user sees how cost grows with the
-work. Nothing here asserts speed: tests assert behaviour.
+A :class:`Benchmark` times a candidate against a baseline in repeated alternating
+blocks (:mod:`~rmsnorm_core.bench._blocks`: a block is ``k`` back-to-back calls of one
+side, sized to last long enough to time well; each pair of blocks gives a ratio); the
+reported ratio is the median of the pairs' ratios and its spread their quartiles.
+Absolute times drift on shared machines; ratios hold. Backends contribute their cases
+(``Backend.benchmarks``, ``Backend.sweeps``); core adds its own. A :class:`Sweep` times
+ours and the peer at row lengths from 64 to 65536 columns at a fixed total size, so a
+user sees how cost grows with the work. Nothing here asserts speed: tests assert
+behaviour.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import math
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rmsnorm_core.bench._blocks import time_pairs
 from rmsnorm_core.io._atomic import write_atomic
 
 Pair = tuple[Callable[[], object], Callable[[], object]]
@@ -69,7 +71,7 @@ class Sweep:
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """Medians in milliseconds and their ratio (candidate / baseline)."""
+    """Medians in milliseconds per call and their ratio (candidate / baseline)."""
 
     name: str
     baseline: str
@@ -79,21 +81,7 @@ class Result:
     target: float | None
     status: str  # "ok", "unsettled", "over target", "skipped: <why>", "failed: <why>"
     spread: tuple[float, float] = (float("nan"), float("nan"))  # quartiles of pair ratios
-
-
-def _time_ms(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    _block(fn())
-    return (time.perf_counter() - start) * 1e3
-
-
-def _block(result: object) -> None:
-    """Wait for asynchronous results (JAX arrays) before the clock stops."""
-    leaves = result if isinstance(result, (tuple, list)) else (result,)
-    for leaf in leaves:
-        ready = getattr(leaf, "block_until_ready", None)
-        if ready is not None:
-            ready()
+    calls_per_block: int = 0  # k: calls in each timed block (0: nothing was timed)
 
 
 def missing(requires: Sequence[str]) -> str | None:
@@ -106,26 +94,12 @@ def missing(requires: Sequence[str]) -> str | None:
     return None
 
 
-def time_pairs(
-    candidate: Callable, baseline: Callable, warmup: int, repeat: int
-) -> tuple[list[float], list[float]]:
-    """Times (ms) of both, warmed up, run alternately so drift hits both alike."""
-    for _ in range(warmup):
-        _block(candidate())
-        _block(baseline())
-    cand, base = [], []
-    for _ in range(repeat):
-        cand.append(_time_ms(candidate))
-        base.append(_time_ms(baseline))
-    return cand, base
-
-
 def time_pair(
     candidate: Callable, baseline: Callable, warmup: int, repeat: int
 ) -> tuple[float, float]:
-    """Medians (ms) of both (:func:`time_pairs`)."""
-    cand, base = time_pairs(candidate, baseline, warmup, repeat)
-    return statistics.median(cand), statistics.median(base)
+    """Medians (ms per call) of both (:func:`time_pairs`)."""
+    times = time_pairs(candidate, baseline, warmup, repeat)
+    return statistics.median(times.candidate_ms), statistics.median(times.baseline_ms)
 
 
 def _quartiles(values: Sequence[float]) -> tuple[float, float]:
@@ -136,24 +110,26 @@ def _quartiles(values: Sequence[float]) -> tuple[float, float]:
 
 
 def run_one(bench: Benchmark, *, warmup: int = 3, repeat: int = 15) -> Result:
-    """Time one benchmark; a missing framework gives a skipped result, a crash a failed one."""
+    """Time one benchmark in ``repeat`` pairs of blocks (:func:`time_pairs`); a missing
+    framework gives a skipped result, a crash a failed one."""
     nan = float("nan")
     absent = missing(bench.requires)
     if absent is not None:
         status = f"skipped: {absent} is not installed"
         return Result(bench.name, bench.baseline, nan, nan, nan, bench.target, status)
     try:
-        cands, bases = time_pairs(*bench.setup(), warmup, repeat)
+        times = time_pairs(*bench.setup(), warmup, repeat)
     except Exception as err:  # reported in the table, never hidden
         status = f"failed: {type(err).__name__}: {str(err)[:120]}"
         return Result(bench.name, bench.baseline, nan, nan, nan, bench.target, status)
+    cands, bases = times.candidate_ms, times.baseline_ms
     cand, base = statistics.median(cands), statistics.median(bases)
     pairs = [c / b for c, b in zip(cands, bases, strict=True)]
     # the ratio is the median of the per-pair ratios, the spread their quartiles: one
     # statistic, so the ratio always lies within its spread and the verdict reads both alike
     ratio, spread = statistics.median(pairs), _quartiles(pairs)
     return Result(bench.name, bench.baseline, cand, base, ratio, bench.target,
-                  judge(ratio, spread, bench.target), spread)  # fmt: skip
+                  judge(ratio, spread, bench.target), spread, times.calls_per_block)  # fmt: skip
 
 
 def judge(ratio: float, spread: tuple[float, float], target: float | None) -> str:
@@ -177,10 +153,13 @@ def run_sweep(sweep: Sweep, dtype: str, *, warmup: int = 2, repeat: int = 7) -> 
 
 
 LEGEND = """\
-ratio: the median over alternating pairs (ours, then the peer, timed in this run after
-  warm-up) of ours / peer (lower is faster; absolute times drift on a shared machine, ratios
-  hold). ours ms and peer ms are each side's median time.
-spread: the quartiles of the ratios of the alternating pairs (ours_i / peer_i).
+ratio: ours / peer per call (lower is faster), timed in this run after warm-up in repeated
+  alternating blocks: a block is k back-to-back calls of one side (k, shown as calls/block,
+  sized so the faster side's block lasts at least 2 ms), a pair is a block of ours and a
+  block of the peer (which leads alternates), and the ratio is the median over the pairs
+  of their ratios (absolute times drift on a shared machine, ratios hold). ours ms and
+  peer ms are each side's median time per call.
+spread: the quartiles of the pairs' ratios.
 target: the ratio a case should stay at or under. Above it, "unsettled" marks a ratio whose
   spread still reaches the target (noise covers the excess) and "over target" one whose
   lower quartile is above it too (a settled excess; --check makes it exit 1)."""
@@ -190,7 +169,7 @@ def format_table(results: Sequence[Result], load: int = 0) -> str:
     """A plain-text table of the results, then :data:`LEGEND` (and the load, if any)."""
     head = (
         f"{'benchmark':46s} {'baseline':40s} {'ours ms':>9s} {'peer ms':>9s} "
-        f"{'ratio':>7s} {'spread':>13s} {'target':>7s}  status"
+        f"{'calls/block':>11s} {'ratio':>7s} {'spread':>13s} {'target':>7s}  status"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -198,7 +177,7 @@ def format_table(results: Sequence[Result], load: int = 0) -> str:
         spread = f"{r.spread[0]:.3f}-{r.spread[1]:.3f}"
         lines.append(
             f"{r.name:46s} {r.baseline[:40]:40s} {r.candidate_ms:9.3f} {r.baseline_ms:9.3f} "
-            f"{r.ratio:7.3f} {spread:>13s} {target:>7s}  {r.status}"
+            f"{r.calls_per_block or '-':>11} {r.ratio:7.3f} {spread:>13s} {target:>7s}  {r.status}"
         )
     loaded = f"\nload: {load} busy process(es) ran beside every case (--load)." if load else ""
     return "\n".join(lines) + "\n\n" + LEGEND + loaded

@@ -1,8 +1,13 @@
 """``rmsnorm bench``: ratio benchmarks against the peers, in one process run.
 
 Every case a backend registers (``rmsnorm_core.backends``), plus core's own,
-timed against its peer in this process: warm-up, then both run alternately;
-the ratio is the median of the per-pair ratios, the spread their quartiles.
+timed against its peer in this process, in repeated alternating blocks:
+after warm-up, a block is k back-to-back calls of one side (k the fewest power
+of two for which the faster side's block lasts 2 ms or more: one call at a large
+shape, thousands at a decode shape such as [1, 4096]); each of ``--repeat``
+pairs runs a block of ours and a block of the peer (the side that leads
+alternates) and gives one ratio, ours / peer per call. The reported ratio is the
+median of the pairs' ratios, the spread their quartiles.
 Prints a table (progress on stderr while it runs), writes a JSON file, and
 with ``--plots DIR`` (created if missing) two PNGs: the ratios
 (``ratios.png``) and time against row length from 64 to 65536 columns at a
@@ -131,8 +136,11 @@ def add_parser(sub: Any) -> None:
         paths=paths,
     )
     p.add_argument("-k", "--filter", default="*", help="glob over benchmark names")
-    p.add_argument("--repeat", type=int, default=15, help="timed runs of each side (default 15)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed runs of each side (default 3)")
+    p.add_argument(
+        "--repeat", type=int, default=15,
+        help="timed pairs of blocks (a block of ours, a block of the peer; default 15)",
+    )  # fmt: skip
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls of each side (default 3)")
     p.add_argument("--json", default="bench-results.json", help="report path")
     p.add_argument("--plots", metavar="DIR", help="write ratios.png and sweep.png here")
     p.add_argument(

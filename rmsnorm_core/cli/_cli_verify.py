@@ -15,9 +15,9 @@ regressions, fixes, changed errors and outputs whose bits changed (by digest).
 Exit 0 when every check passes, 1 on any failure (or, with ``--baseline``, a
 regression or a bit change unless ``--allow-bit-changes``), 2 on an error (bad
 arguments, a bad input file). The output: a summary per spec and dtype, a table
-per runner and dtype, the skipped runners with the command that installs what
-they need, the failing checks (all of them with ``-v``) and, last, the exit
-status and why.
+per runner and dtype, the skipped runners (only those this selection would have
+called) with the command that installs what they need, the failing checks (all
+of them with ``-v``) and, last, the exit status and why.
 ``docs/reference/verify-report.md`` documents the ``--report`` fields.
 """
 
@@ -40,7 +40,7 @@ from rmsnorm_core.cli._cli_paths import CommandPaths, make_output_folder
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.registry import _backends
-from rmsnorm_core.registry._install import install_command, needs
+from rmsnorm_core.registry._install import install_command
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError, did_you_mean
 from rmsnorm_core.spec._spec import RMSNormSpec, preset, presets
 from rmsnorm_core.verify import _baseline
@@ -170,15 +170,15 @@ def _specs(args: argparse.Namespace) -> dict[str, RMSNormSpec]:
     }
 
 
-def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
+def _runners(args: argparse.Namespace, items: list) -> tuple[dict, dict[str, str]]:
     """The runners by backend and the skipped backends and runners (name -> reason, with
-    the install command); unknown names are a usage error."""
-    from rmsnorm_core.verify._verify import select_runners
+    the install command), both decided by ``_verify.runners_for``; unknown names are a
+    usage error."""
+    from rmsnorm_core.verify._verify import runners_for
 
-    available = _backends.backends()
-    skipped = _backends.unavailable()
     if args.backend:
-        known = {b.name for b in available.values()} | set(skipped)
+        available = _backends.backends()
+        known = {b.name for b in available.values()} | set(_backends.unavailable())
         known |= {r.name for b in available.values() for r in b.runners}
         unknown = sorted(set(args.backend) - known)
         if unknown:
@@ -186,17 +186,7 @@ def _runners(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
                 f"--backend {', '.join(map(repr, unknown))} is not a runner or backend; "
                 f"accepted: {', '.join(sorted(known))}{did_you_mean(unknown[0], known)}"
             )
-        skipped = {k: v for k, v in skipped.items() if k in args.backend}
-    chosen = select_runners(available, args.backend, args.distributed)
-    for backend, runners in list(chosen.items()):
-        for runner in list(runners):
-            missing = _backends.missing_modules(runner.requires)
-            if missing:  # a partial install: skipped, saying what it needs
-                runners.remove(runner)
-                skipped[runner.name] = needs(missing)
-        if not runners:
-            del chosen[backend]
-    return chosen, skipped
+    return runners_for(items, args.quick, args.backend, args.distributed)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -218,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         items = _verify.problems_for_weights(layers, args.quick)
     else:
         items = _verify.problems_for(_specs(args), args.quick)
-    runners, skipped = _runners(args)
+    runners, skipped = _runners(args, items)
     if args.jobs < 1:
         raise RMSNormUsageError(f"--jobs {args.jobs} is not accepted; expected an int >= 1")
     matrix = _verify.run_matrix(items, runners, args.quick, _progress, args.jobs)

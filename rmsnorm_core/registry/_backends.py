@@ -15,7 +15,7 @@ from typing import Any
 from rmsnorm_core.bench._bench import Benchmark, Sweep
 from rmsnorm_core.bench._bench_gpu import GpuCase
 from rmsnorm_core.parity._case_table import Case
-from rmsnorm_core.parity._problems import Outcome, Problem
+from rmsnorm_core.parity._problems import Outcome, Problem, upstream_takes
 from rmsnorm_core.registry._capabilities import CheckpointFormat, Exporter
 from rmsnorm_core.registry._install import not_installed
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
@@ -58,6 +58,11 @@ class Runner:
             (a compiler that builds a kernel per shape); then a ``batch`` check that
             finds a difference is reported as ``varies`` with its share, not failed.
             Empty (the default): a difference fails.
+        gradients: returns gradients (``Outcome.grads``) for every problem with
+            elements: ``rmsnorm verify`` then plans a ``gradients`` check for each
+            such call (a call that returns none fails it). False (the default): a
+            forward-only path (an exported artifact, an upstream module); a call that
+            returns gradients anyway fails, since they would go unjudged.
         bit_variance: why this runtime computes other bits than its backend's first
             runner (the eager path) on the same call (a fused kernel of its own); then
             its ``self`` check reports a difference as ``varies`` with its share.
@@ -75,6 +80,7 @@ class Runner:
     upstream: str | None = None
     requires: tuple[str, ...] = ()
     batch_variance: str = ""
+    gradients: bool = False
     bit_variance: str = ""
 
     def __post_init__(self) -> None:
@@ -86,12 +92,16 @@ class Runner:
             )
 
     def takes(self, case: Case, problem: Problem, *, quick: bool = False) -> bool:
-        """Whether this runner runs ``problem`` of ``case`` (tags and coverage)."""
+        """Whether this runner runs ``problem`` of ``case``: tags, coverage and, for an
+        upstream runner, a call its upstream makes (``upstream_takes``). What a run
+        calls, and what it lists as skipped, is decided here alone."""
         if quick and not self.quick:
             return False
         if self.only_tag is not None and self.only_tag not in case.tags:
             return False
         if problem.residual is not None and not self.residual:
+            return False
+        if self.upstream is not None and not upstream_takes(problem, self.upstream):
             return False
         return self.empty or problem.x.size > 0
 
@@ -101,12 +111,13 @@ class Runner:
     ) -> Runner:
         """A multi-process runner: ``batch`` runs every problem in one launch (e.g. through
         ``testing.launch_problems``); it runs only under ``rmsnorm verify --distributed``,
-        not in ``--quick``, and skips empty inputs (nothing to shard)."""
+        not in ``--quick``, skips empty inputs (nothing to shard) and returns gradients."""
 
         def one(p: Problem) -> Outcome:
             return batch([p])[0]
 
-        return cls(name, one, quick=False, empty=False, batch=batch, distributed=True, **declared)
+        return cls(name, one, quick=False, empty=False, batch=batch, distributed=True,
+                   gradients=True, **declared)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

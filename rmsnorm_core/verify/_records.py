@@ -59,18 +59,20 @@ def _tolerance(key: str | None, gradient: bool = False) -> dict | None:
     return out
 
 
-def failure(base: dict, backend: str, runner: str, err: Exception, seconds: float) -> Record:
-    """The record of a runner call that raised: a failed forward check, without numbers."""
-    return Record(
-        **base,
-        backend=backend,
-        runner=runner,
-        check="forward",
-        against="reference",
-        status="fail",
-        seconds=seconds,
-        reason=f"{type(err).__name__}: {err}"[:300],
-    )
+def failure(
+    base: dict,
+    backend: str,
+    runner: str,
+    check: str,
+    reason: str,
+    *,
+    against: str = "reference",
+    seconds: float | None = None,
+) -> Record:
+    """The failed record of a planned check that has no numbers: its runner raised (the
+    error is the reason), or a runner it is compared with did."""
+    return Record(**base, backend=backend, runner=runner, check=check, against=against,
+                  status="fail", seconds=seconds, reason=reason[:300])  # fmt: skip
 
 
 def record(
@@ -108,11 +110,6 @@ def record(
     )
 
 
-#: ``{backend: (its first runner's name, that runner's output)}``: each backend's own
-#: output, which upstream runners and other backends are compared with.
-Primary = dict[str, tuple[str, np.ndarray]]
-
-
 def same_bits(a: np.ndarray, b: np.ndarray) -> float:
     """The share of elements equal bit for bit (NaN equal to NaN); 1.0 when empty."""
     return float(_same(a, b).mean()) if np.size(a) else 1.0
@@ -123,77 +120,61 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (np.isnan(a) & np.isnan(b))
 
 
-def self_checks(
-    base: dict, primary: Primary, others: list[tuple[str, Any, np.ndarray]]
-) -> list[Record]:
-    """Each runner's output against its backend's first runner's (the eager path), bit for
-    bit: check ``self``. A difference fails, unless the runner declares why its runtime
-    computes other bits (``Runner.bit_variance``): then it is ``varies`` with the share."""
-    out = []
-    for backend, runner, theirs in others:
-        first, ours = primary[backend]
-        head = dict(**base, backend=backend, runner=runner.name, check="self", against=first)
-        if ours.dtype != theirs.dtype or ours.shape != theirs.shape:
-            reason = f"gives {theirs.dtype}{list(theirs.shape)}, {first} {ours.dtype}"
-            out.append(Record(**head, status="fail", reason=reason, bit_share_required=1.0))
-            continue
-        share = same_bits(ours, theirs)
-        status, reason = "pass", ""
-        if share < 1.0:
-            reason = f"{share:.4%} of elements identical to {first}'s"
-            status = "varies" if runner.bit_variance else "fail"
-            reason += f" ({runner.bit_variance})" if runner.bit_variance else ""
-        out.append(Record(**head, status=status, reason=reason, bit_share=share,
-                          bit_share_required=1.0, digest=array_digest(theirs)))  # fmt: skip
-    return out
+def self_check(
+    base: dict, backend: str, runner: Any, first: str, ours: np.ndarray, theirs: np.ndarray
+) -> Record:
+    """``runner``'s output (``theirs``) against its backend's first runner's (``first``,
+    ``ours``: the eager path), bit for bit: check ``self``. A difference fails, unless
+    the runner declares why its runtime computes other bits (``Runner.bit_variance``):
+    then it is ``varies`` with the share."""
+    head = dict(**base, backend=backend, runner=runner.name, check="self", against=first)
+    if ours.dtype != theirs.dtype or ours.shape != theirs.shape:
+        reason = f"gives {theirs.dtype}{list(theirs.shape)}, {first} {ours.dtype}"
+        return Record(**head, status="fail", reason=reason, bit_share_required=1.0)
+    share = same_bits(ours, theirs)
+    status, reason = "pass", ""
+    if share < 1.0:
+        reason = f"{share:.4%} of elements identical to {first}'s"
+        status = "varies" if runner.bit_variance else "fail"
+        reason += f" ({runner.bit_variance})" if runner.bit_variance else ""
+    return Record(**head, status=status, reason=reason, bit_share=share,
+                  bit_share_required=1.0, digest=array_digest(theirs))  # fmt: skip
 
 
-def bit_checks(
-    base: dict, primary: Primary, upstream: list[tuple[str, str, np.ndarray]]
-) -> list[Record]:
-    """Each upstream runner's output against its backend's own, bit for bit (NaN equal
-    to NaN): passes only when every element is identical."""
-    out = []
-    for backend, name, theirs in upstream:
-        if backend not in primary:
-            continue
-        ours_name, ours = primary[backend]
-        head = dict(**base, backend=backend, runner=name, check="bits", against=ours_name)
-        if ours.dtype != theirs.dtype or ours.shape != theirs.shape:
-            reason = f"{name} gives {theirs.dtype}{list(theirs.shape)}, ours {ours.dtype}"
-            out.append(Record(**head, status="fail", reason=reason, bit_share_required=1.0))
-            continue
-        same = _same(ours, theirs)
-        share = float(same.mean()) if same.size else 1.0
-        status = "pass" if share == 1.0 else "fail"
-        reason = ""
-        if status == "fail":
-            a, b = ours.astype(np.float64), theirs.astype(np.float64)
-            first = [int(i) for i in np.argwhere(~same)[0]]
-            reason = (
-                f"{share:.4%} of elements identical to ours; first difference at {first}: "
-                f"{float(b[tuple(first)])!r} where ours is {float(a[tuple(first)])!r}"
-            )
-        out.append(
-            Record(**head, status=status, reason=reason, bit_share=share, bit_share_required=1.0,
-                   digest=array_digest(theirs))  # upstream's bits, for --baseline
-        )  # fmt: skip
-    return out
+def bit_check(
+    base: dict, backend: str, name: str, ours_name: str, ours: np.ndarray, theirs: np.ndarray
+) -> Record:
+    """Upstream runner ``name``'s output (``theirs``) against its backend's own
+    (``ours_name``, ``ours``), bit for bit (NaN equal to NaN): passes only when every
+    element is identical."""
+    head = dict(**base, backend=backend, runner=name, check="bits", against=ours_name)
+    if ours.dtype != theirs.dtype or ours.shape != theirs.shape:
+        reason = f"{name} gives {theirs.dtype}{list(theirs.shape)}, ours {ours.dtype}"
+        return Record(**head, status="fail", reason=reason, bit_share_required=1.0)
+    same = _same(ours, theirs)
+    share = float(same.mean()) if same.size else 1.0
+    status = "pass" if share == 1.0 else "fail"
+    reason = ""
+    if status == "fail":
+        a, b = ours.astype(np.float64), theirs.astype(np.float64)
+        first = [int(i) for i in np.argwhere(~same)[0]]
+        reason = (
+            f"{share:.4%} of elements identical to ours; first difference at {first}: "
+            f"{float(b[tuple(first)])!r} where ours is {float(a[tuple(first)])!r}"
+        )
+    return Record(**head, status=status, reason=reason, bit_share=share, bit_share_required=1.0,
+                  digest=array_digest(theirs))  # upstream's bits, for --baseline  # fmt: skip
 
 
-def cross_checks(base: dict, p: Problem, primary: Primary) -> list[Record]:
-    """The first backend's output against each other backend's, under the tolerance table."""
-    backends = list(primary)
-    if len(backends) < 2:
-        return []
+def cross_check(
+    base: dict, p: Problem, backend: str, runner: str, first_runner: str,
+    first: np.ndarray, theirs: np.ndarray,
+) -> Record:  # fmt: skip
+    """Another backend's first runner's output (``theirs``) against the first backend's
+    (``first_runner``, ``first``), under the tolerance table: check ``cross``."""
     key = dtype_plan(p.spec, p.x.dtype, None if p.scale is None else p.scale.dtype).precision
-    first_runner, first = primary[backends[0]]
-    out = []
-    for backend in backends[1:]:
-        runner, theirs = primary[backend]
-        result = compare(theirs, first, key)
-        out.append(record(base, backend, runner, "cross", result, against=first_runner, key=key))
-    return out
+    result = compare(theirs, first, key)
+    return record(base, backend, runner, "cross", result, against=first_runner, key=key)
 
 
 @dataclasses.dataclass

@@ -17,27 +17,18 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-
-from rmsnorm_core.io._digest import array_digest
 from rmsnorm_core.io._neutral import NeutralLayer
 from rmsnorm_core.parity._batches import in_one_launch, with_batches
 from rmsnorm_core.parity._case_table import CHECKPOINT, DTYPES, QUICK_DTYPES, Case, cases
-from rmsnorm_core.parity._problems import Problem, check_outcome, make_problem
+from rmsnorm_core.parity._problems import Outcome, Problem, make_problem
+from rmsnorm_core.registry import _backends
 from rmsnorm_core.registry._backends import Backend, NotApplicable, Runner
-from rmsnorm_core.registry._install import split_hint
+from rmsnorm_core.registry._install import needs, split_hint
+from rmsnorm_core.spec._errors import RMSNormError
 from rmsnorm_core.spec._plan import sample_shape
 from rmsnorm_core.spec._spec import RMSNormSpec
-from rmsnorm_core.verify._records import (
-    Primary,
-    Record,
-    Skip,
-    bit_checks,
-    cross_checks,
-    failure,
-    record,
-    self_checks,
-)
+from rmsnorm_core.verify import _checks as checks
+from rmsnorm_core.verify._records import Record, Skip
 
 Item = tuple[str, Case, Problem]
 
@@ -85,17 +76,48 @@ def select_runners(
     return out
 
 
+def runners_for(
+    items: list[Item], quick: bool, names: Iterable[str] | None, distributed: bool = False
+) -> tuple[dict[str, list[Runner]], dict[str, str]]:
+    """The runners a run calls, by backend, and those it would call but cannot (name ->
+    reason with the install command).
+
+    One rule decides both: a runner counts when :func:`select_runners` selects it
+    (``names``, ``distributed``) and it takes at least one of ``items``
+    (``Runner.takes``: ``quick``, its case tags, its upstream's preset). Such a runner
+    whose ``requires`` are missing is a skip; any other runner is neither run nor
+    listed. A backend whose framework is missing (its runners unknown) is a skip
+    where ``names`` select it (no names, or its own name)."""
+    chosen: dict[str, list[Runner]] = {}
+    skipped: dict[str, str] = {}
+    wanted = None if names is None else set(names)
+    for name, reason in _backends.unavailable().items():
+        if wanted is None or name in wanted:
+            skipped[name] = reason
+    for backend, runners in select_runners(_backends.backends(), names, distributed).items():
+        for runner in runners:
+            if not any(runner.takes(case, p, quick=quick) for _, case, p in items):
+                continue  # the run would never call it: neither run nor skipped
+            missing = _backends.missing_modules(runner.requires)
+            if missing:  # a partial install: skipped, saying what it needs
+                skipped[runner.name] = needs(missing)
+            else:
+                chosen.setdefault(backend, []).append(runner)
+    return chosen, skipped
+
+
 @dataclasses.dataclass
 class Matrix:
     """What a run produced.
 
     Attributes:
-        records: one per check, in a fixed order (problem by problem, runner by runner).
+        records: one per planned check (:mod:`~rmsnorm_core.verify._checks`), in a
+            fixed order (problem by problem, runner by runner), whatever happened to run.
         calls: runner calls made (one per problem a runner took; the progress counter's
             unit); each gives a forward check, and a gradient check where the runner
-            has autograd.
-        not_applicable: calls the runner declined (``NotApplicable``: e.g. an upstream
-            runner on another preset's problem); they give no check.
+            declares gradients.
+        not_applicable: calls the runner declined (``NotApplicable``: e.g. a case an
+            exporter cannot express); they give no check.
     """
 
     records: list[Record]
@@ -110,45 +132,43 @@ def run_matrix(
     progress: Callable[[int, int, str], None],
     jobs: int = 2,
 ) -> Matrix:
-    """Run every runner on every problem it takes (see :class:`Matrix`)."""
-    outcomes = _run_all(items, runners, quick, progress, jobs)
-    records: list[Record] = []
+    """Run every runner on every problem it takes (see :class:`Matrix`); the records are
+    the checks :func:`~rmsnorm_core.verify._checks.plan` plans, one each, whatever
+    happened to run."""
+    taken = {
+        r.name: [i for i, (_, case, p) in enumerate(items) if r.takes(case, p, quick=quick)]
+        for chosen in runners.values()
+        for r in chosen
+    }
+    outcomes = _run_all(items, runners, taken, progress, jobs)
+    out: list[Record] = []
     for i, (label, case, p) in enumerate(items):
-        dtype = p.x.dtype.name
-        base = dict(
-            spec=label, spec_json=p.spec.to_dict(), case=case.id, dtype=dtype, shape=list(p.x.shape)
-        )
-        primary: Primary = {}  # backend -> its first runner's name and output
-        others: list[tuple[str, Runner, np.ndarray]] = []
-        upstream: list[tuple[str, str, np.ndarray]] = []
+        base = dict(spec=label, spec_json=p.spec.to_dict(), case=case.id, dtype=p.x.dtype.name,
+                    shape=list(p.x.shape))  # fmt: skip
+        taking, results, seconds = [], {}, {}
         for backend, chosen in runners.items():
             for runner in chosen:
-                outcome, seconds = outcomes.get((i, runner.name), (None, None))
-                if outcome is None:
-                    continue  # not taken, or not applicable
-                if isinstance(outcome, Exception):  # reported, never hidden: a crash fails
-                    records.append(failure(base, backend, runner.name, outcome, seconds))
+                if i not in taken[runner.name]:
                     continue
-                for check, result in check_outcome(p, outcome):
-                    arrays = {"forward": (outcome.y, outcome.s), "gradients": outcome.grads,
-                              "batch": outcome.batch_ys}[check]  # fmt: skip
-                    row = record(base, backend, runner.name, check, result,
-                                 seconds=seconds if check == "forward" else None,
-                                 out_digest=array_digest(*arrays))  # fmt: skip
-                    if check == "batch" and row.status == "fail" and runner.batch_variance:
-                        row.status, row.reason = "varies", f"{row.reason} ({runner.batch_variance})"
-                    records.append(row)
-                if runner.upstream is not None:
-                    upstream.append((backend, runner.name, outcome.y))
-                elif backend in primary:
-                    others.append((backend, runner, outcome.y))
-                else:
-                    primary[backend] = (runner.name, outcome.y)
-        records.extend(cross_checks(base, p, primary))
-        records.extend(self_checks(base, primary, others))
-        records.extend(bit_checks(base, primary, upstream))
+                # a call with no entry did not complete: it fails, never vanishes
+                entry = outcomes.get((i, runner.name), (RMSNormError("the call did not end"), None))
+                if entry[0] is None:
+                    continue  # declined (NotApplicable): no check
+                taking.append((backend, runner))
+                results[runner.name] = _declared(runner, p, entry[0])
+                seconds[runner.name] = entry[1]
+        out.extend(checks.records(base, p, checks.plan(p, taking), results, seconds))
     declined = sum(o is None for o, _ in outcomes.values())
-    return Matrix(records, len(outcomes), declined)
+    return Matrix(out, len(outcomes), declined)
+
+
+def _declared(runner: Runner, p: Problem, outcome: Any) -> Any:
+    """``outcome``, or the error where it breaks what ``runner`` declares: gradients it
+    does not declare would go unjudged (``Runner.gradients``)."""
+    if isinstance(outcome, Outcome) and outcome.grads is not None and not runner.gradients:
+        return RMSNormError(f"runner {runner.name!r} returned gradients but declares none; "
+                            "set Runner(gradients=True) so that they are checked")  # fmt: skip
+    return outcome
 
 
 def skips(skipped: dict[str, str], backends: set[str]) -> list[Skip]:
@@ -164,7 +184,7 @@ def skips(skipped: dict[str, str], backends: set[str]) -> list[Skip]:
 def _run_all(
     items: list[Item],
     runners: dict[str, list[Runner]],
-    quick: bool,
+    taken: dict[str, list[int]],
     progress: Callable[[int, int, str], None],
     jobs: int,
 ) -> dict[tuple[int, str], tuple[Any, float]]:
@@ -179,11 +199,6 @@ def _run_all(
     compilers release the GIL while the other's run, so two cores finish the matrix
     in about the time of its slowest backend.
     """
-    taken = {
-        r.name: [i for i, (_, case, p) in enumerate(items) if r.takes(case, p, quick=quick)]
-        for chosen in runners.values()
-        for r in chosen
-    }
     total = sum(len(t) for t in taken.values())
     done = [0]
     lock = threading.Lock()

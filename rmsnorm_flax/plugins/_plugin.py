@@ -59,9 +59,10 @@ BACKEND = Backend(
     name="flax",
     requires=("jax", "flax"),
     runners=(
-        Runner("flax-linen", lazy(_RUNNERS, "linen_run"), batch_variance=XLA_SHAPES),
+        Runner("flax-linen", lazy(_RUNNERS, "linen_run"), batch_variance=XLA_SHAPES,
+               gradients=True),  # fmt: skip
         Runner("flax-nnx", lazy(_RUNNERS, "nnx_run"), batch_variance=XLA_SHAPES,
-               bit_variance=OP_BY_OP),  # fmt: skip
+               bit_variance=OP_BY_OP, gradients=True),  # fmt: skip
         Runner.distributed_batch("jax-2procs", lazy(_RUNNERS, "distributed_batch"),
                                  batch_variance=XLA_SHAPES, bit_variance=SHARDED),  # fmt: skip
         Runner(

@@ -53,8 +53,8 @@ def runners() -> list[Runner]:
                    requires=("transformers",))
         )  # fmt: skip
     return [
-        Runner("torch-eager", lazy(_RUNNERS, "eager_run")),
-        Runner("torch-script", lazy(_RUNNERS, "script_run")),
+        Runner("torch-eager", lazy(_RUNNERS, "eager_run"), gradients=True),
+        Runner("torch-script", lazy(_RUNNERS, "script_run"), gradients=True),
         Runner("torch-compile", lazy(_RUNNERS, "compile_run"), only_tag="compile",
                batch_variance=INDUCTOR_SHAPES, bit_variance=INDUCTOR_FUSES, **export),  # fmt: skip
         Runner("torch-export", lazy(_RUNNERS, "export_run"), only_tag="export", **export),
@@ -79,7 +79,7 @@ def runners() -> list[Runner]:
             for opset in (18, 23)
         ),  # fmt: skip
         Runner("torch-eager-python-cpu", lazy(_FALLBACK, "run_one"), only_tag="large",
-               batch=lazy(_FALLBACK, "run_all"), quick=False),  # fmt: skip
+               batch=lazy(_FALLBACK, "run_all"), quick=False, gradients=True),  # fmt: skip
         Runner.distributed_batch("torch-dtensor-2procs", lazy(_RUNNERS, "distributed_batch"),
                                  bit_variance=SHARDED),  # fmt: skip
         *upstream,

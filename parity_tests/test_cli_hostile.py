@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,17 +231,29 @@ def test_garbage_safetensors_is_named_as_such(tmp_path, capsys):
 
 LIMITED = textwrap.dedent(
     """
-    import resource, sys, time
+    import resource, sys
     resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
     from rmsnorm_core.cli._cli import main
+
+    def read_bytes():  # every byte this process has read through read() so far
+        with open("/proc/self/io") as io:
+            return int(next(line for line in io if line.startswith("rchar:")).split()[1])
+
     for argv in {argvs!r}:
-        start = time.perf_counter()
+        before = read_bytes()
         code = main(argv)
-        print(code, round(time.perf_counter() - start, 2), flush=True)
+        print(code, read_bytes() - before, flush=True)
     """
 )
 
+#: What "fails fast" means here: a command refuses the 6 GiB file having read at most
+#: this much of anything (its header, the modules it imports), never the file's body.
+#: Bytes read, not seconds, so the test holds on a loaded machine (a 5 s wall-clock
+#: bound failed at 5.4-8.3 s under load).
+READ_LIMIT = 256 * 1024**2
 
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux's /proc/self/io")
 def test_hostile_files_fail_fast_under_a_2gb_address_space_limit(tmp_path):
     sparse = tmp_path / "sparse"
     for suffix in (".safetensors", ".msgpack", ".pt"):
@@ -260,12 +273,12 @@ def test_hostile_files_fail_fast_under_a_2gb_address_space_limit(tmp_path):
         [sys.executable, "-c", LIMITED.format(argvs=argvs)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # a hang guard only; the bound that matters is READ_LIMIT
     )
     assert r.returncode == 0, r.stderr[-3000:]
     results = [line.split() for line in r.stdout.splitlines()]
     errors = [line for line in r.stderr.splitlines() if line.startswith("rmsnorm ")]
     assert len(results) == len(argvs) and len(errors) == len(argvs), (r.stdout, r.stderr[-3000:])
-    for argv, (code, seconds) in zip(argvs, results, strict=True):
-        assert code == "2" and float(seconds) < 5, (argv, code, seconds)
+    for argv, (code, read) in zip(argvs, results, strict=True):
+        assert code == "2" and int(read) < READ_LIMIT, (argv, code, read)
     assert "Traceback" not in r.stderr and "MemoryError" not in r.stderr

@@ -13,6 +13,7 @@ behaviour.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -43,6 +44,9 @@ class Benchmark:
         setup: builds both callables (imports the framework).
         target: the ratio to stay at or under (reported, never asserted).
         requires: modules that must import, else the case is reported skipped.
+        around: a context manager factory entered once around the whole timing of the
+            case (e.g. one thread, grad mode off), so the callables themselves are one
+            call each and the times are per call.
     """
 
     name: str
@@ -50,6 +54,7 @@ class Benchmark:
     setup: Callable[[], Pair]
     target: float | None = None
     requires: tuple[str, ...] = ()
+    around: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +123,9 @@ def run_one(bench: Benchmark, *, warmup: int = 3, repeat: int = 15) -> Result:
         status = f"skipped: {absent} is not installed"
         return Result(bench.name, bench.baseline, nan, nan, nan, bench.target, status)
     try:
-        times = time_pairs(*bench.setup(), warmup, repeat)
+        pair = bench.setup()
+        with bench.around():
+            times = time_pairs(*pair, warmup, repeat)
     except Exception as err:  # reported in the table, never hidden
         status = f"failed: {type(err).__name__}: {str(err)[:120]}"
         return Result(bench.name, bench.baseline, nan, nan, nan, bench.target, status)

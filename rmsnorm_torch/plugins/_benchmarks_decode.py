@@ -4,19 +4,19 @@ Inputs [1, 4096] and [8, 4096], float32 and bfloat16, one thread, parameters
 in the input's dtype (a model cast with ``.to(dtype)``), against the module
 each preset replaces: ``torch.nn.RMSNorm`` (``torch`` preset) and Hugging
 Face's ``LlamaRMSNorm`` (``llama`` preset; skipped without ``transformers``).
-A call takes microseconds, so each timed sample is :data:`CALLS` calls;
-forward cases run under ``torch.no_grad()``, forward+backward is
-``torch.autograd.grad`` of the output for x and the weight.
+Each callable is one call (a call takes microseconds: the bench's blocks hold
+thousands); one thread and the grad mode are set once around the whole timing
+(``Benchmark.around``), not per call. Forward cases run under ``torch.no_grad()``,
+forward+backward is ``torch.autograd.grad`` of the output for x and the weight.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Tuple
+import contextlib
+from typing import Any, Callable, Iterator, List, Tuple
 
 from rmsnorm_core.backends import Benchmark
 
-CALLS = 200
-"""Calls per timed sample."""
 SHAPES = ((1, 4096), (8, 4096))
 DTYPES = ("float32", "bfloat16")
 
@@ -50,21 +50,22 @@ def _pair(preset: str, shape: Tuple[int, int], dtype_name: str) -> Tuple[Any, An
     return x, ours, peer
 
 
-def _looped(step: Callable[[], Any], grad: bool) -> Callable[[], Any]:
-    import torch
+def _one_thread(grad: bool) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """What a decode case is timed under: one thread, grad mode ``grad`` (both restored)."""
 
-    def run() -> Any:
+    @contextlib.contextmanager
+    def around() -> Iterator[None]:
+        import torch
+
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             with torch.set_grad_enabled(grad):
-                for _ in range(CALLS):
-                    out = step()
+                yield
         finally:
             torch.set_num_threads(threads)
-        return out
 
-    return run
+    return around
 
 
 def _case(preset: str, shape: Tuple[int, int], dtype: str, backward: bool) -> Benchmark:
@@ -73,11 +74,11 @@ def _case(preset: str, shape: Tuple[int, int], dtype: str, backward: bool) -> Be
 
         x, ours, peer = _pair(preset, shape, dtype)
         if not backward:
-            return _looped(lambda: ours(x), False), _looped(lambda: peer(x), False)
+            return (lambda: ours(x)), (lambda: peer(x))
         xg, dy = x.clone().requires_grad_(), torch.randn_like(x)
 
         def step(m: Any) -> Callable[[], Any]:
-            return _looped(lambda: torch.autograd.grad(m(xg), (xg, m.weight), dy), True)
+            return lambda: torch.autograd.grad(m(xg), (xg, m.weight), dy)
 
         return step(ours), step(peer)
 
@@ -88,7 +89,8 @@ def _case(preset: str, shape: Tuple[int, int], dtype: str, backward: bool) -> Be
     # torch.nn.RMSNorm is one op behind one Python frame: ours may cost 5% more a call;
     # Hugging Face's norm is six ops, which ours must not be slower than
     target = 1.05 if preset == "torch" else 1.0
-    return Benchmark(name, f"{peer} {what}, 1 thread", setup, target, requires)
+    around = _one_thread(backward)
+    return Benchmark(name, f"{peer} {what}, 1 thread", setup, target, requires, around)
 
 
 def decode_benchmarks() -> List[Benchmark]:

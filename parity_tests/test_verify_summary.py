@@ -91,11 +91,12 @@ def test_gradients_are_counted_but_do_not_set_the_worst_rel_column():
     assert row[8] == "1.0e-08"
 
 
-def _diff(regression=0, bits=0):
+def _diff(regression=0, bits=0, only_now=0):
     counts = {"regression": regression, "bits changed": bits}
     return types.SimpleNamespace(
         count=lambda kind: counts.get(kind, 0),
         failed=lambda allow: regression > 0 or (bits > 0 and not allow),
+        only_now=[f"check {i}" for i in range(only_now)],
     )
 
 
@@ -106,10 +107,16 @@ def _diff(regression=0, bits=0):
         (1, None, False, 1, r"^exit 1: 1 of 3 checks failed$"),
         (0, _diff(bits=4), False, 1, r"^exit 1: all 3 checks passed, but against the baseline: "
                                      r"4 check\(s\) whose output bits changed"),
-        (0, _diff(bits=4), True, 0, r"^exit 0: all 3 checks passed and nothing regressed"),
+        (0, _diff(bits=4), True, 0, r"^exit 0: all 3 checks passed and nothing regressed in "
+                                    r"the 3 compared with the baseline$"),
         (0, _diff(regression=2), True, 1, r"against the baseline: 2 regression\(s\)$"),
+        (0, _diff(only_now=1), False, 0, r"nothing regressed in the 2 compared with the "
+                                         r"baseline; 1 only in this run$"),
+        (0, _diff(only_now=3), False, 1, r"^exit 1: all 3 checks passed, but the baseline "
+                                         r"has none of them: nothing was compared"),
     ],
-    ids=["pass", "fail", "bits-changed", "bits-allowed", "regression"],
+    ids=["pass", "fail", "bits-changed", "bits-allowed", "regression", "some-unpaired",
+         "none-paired"],
 )  # fmt: skip
 def test_the_verdict_says_why_the_exit_status_is_what_it_is(failed, diff, allow, code, says):
     records = [rec(status="fail" if i < failed else "pass") for i in range(3)]

@@ -147,8 +147,9 @@ def _progress(done: int, total: int, what: str) -> None:
 
 def _specs(args: argparse.Namespace) -> dict[str, RMSNormSpec]:
     """``{name: spec}`` to verify: ``--spec``'s or the presets', each with ``--set``'s
-    changes (its name then says them: ``llama+eps=1e-05``, so a report read as another
-    run's ``--baseline`` never pairs it with the preset's own records)."""
+    changes. A changed spec's name says what changed, in the spec's field order
+    whatever the order of the ``--set`` options (``llama+eps=1e-05``; a ``--set`` that
+    changes nothing leaves the name), so two runs of one spec pair in ``--baseline``."""
     changes = parse_overrides(args.set, fields=spec_fields())
     if args.spec:
         text = read_regular(Path(args.spec), "--spec", MAX_SPEC_BYTES)
@@ -164,21 +165,30 @@ def _specs(args: argparse.Namespace) -> dict[str, RMSNormSpec]:
         changed = {name: spec.replace(**changes) for name, spec in specs.items()}
     except RMSNormError as err:
         raise RMSNormUsageError(f"--set: {err}") from None
-    return {
-        f"{name}+" + ",".join(f"{k}={getattr(spec, k)!r}" for k in changes): spec
-        for name, spec in changed.items()
-    }
+    out = {}
+    for name, spec in changed.items():
+        diff = specs[name].differences(spec)  # in field order
+        said = ",".join(f"{field}={now!r}" for field, (_, now) in diff.items())
+        out[f"{name}+{said}" if said else name] = spec
+    return out
 
 
 def _runners(args: argparse.Namespace, items: list) -> tuple[dict, dict[str, str]]:
     """The runners by backend and the skipped backends and runners (name -> reason, with
     the install command), both decided by ``_verify.runners_for``; unknown names are a
-    usage error."""
+    usage error. A backend that is not installed cannot list its runners, so a name
+    ``BACKEND-...`` of one (``torch-eager`` without torch) stands for that backend: it
+    is skipped with its install command, not refused as unknown."""
     from rmsnorm_core.verify._verify import runners_for
 
     if args.backend:
         available = _backends.backends()
-        known = {b.name for b in available.values()} | set(_backends.unavailable())
+        absent = set(_backends.unavailable())
+        args.backend = [
+            next((b for b in sorted(absent) if name.startswith(f"{b}-")), name)
+            for name in args.backend
+        ]
+        known = {b.name for b in available.values()} | absent
         known |= {r.name for b in available.values() for r in b.runners}
         unknown = sorted(set(args.backend) - known)
         if unknown:
@@ -220,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
             if args.weights and not items
             else "no selected runner takes any of the problems"
         )
+        if skipped:  # what was asked for is not installed: say what installs it
+            what = "; ".join(f"{name}: {why}" for name, why in skipped.items())
         if not _backends.backends():
             what = (
                 f"no backend is installed; install one: {install_command(['torch'])} "

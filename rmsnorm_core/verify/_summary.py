@@ -93,7 +93,9 @@ def verdict(
 ) -> tuple[int, str]:
     """``(exit status, the line that says why)``: 1 when a check failed, or, against a
     baseline (``diff``, None without one), on a regression or a bit change that is
-    not allowed; else 0."""
+    not allowed, or when the baseline holds none of this run's checks (a comparison
+    that compared nothing must not read as "nothing regressed"); else 0. Against a
+    baseline the line says how many checks were compared with it."""
     failed = sum(r.status == "fail" for r in records)
     total = len(records)
     skip_note = f" ({skipped} skipped: not run, not passed)" if skipped else ""
@@ -109,7 +111,16 @@ def verdict(
                          "accepts them)")  # fmt: skip
         return 1, (f"exit 1: all {total} checks passed, but against the baseline: "
                    f"{', '.join(parts)}")  # fmt: skip
-    against = " and nothing regressed against the baseline" if diff is not None else ""
+    against = ""
+    if diff is not None:
+        compared = total - len(diff.only_now)
+        if total and not compared:
+            return 1, (f"exit 1: all {total} checks passed, but the baseline has none of "
+                       "them: nothing was compared (it is a run of other specs, cases or "
+                       "runners)")  # fmt: skip
+        unpaired = f"; {total - compared} only in this run" if compared < total else ""
+        against = (f" and nothing regressed in the {compared} compared with the "
+                   f"baseline{unpaired}")  # fmt: skip
     varies = sum(r.status == "varies" for r in records)
     if varies:  # declared by their runners (batch_variance, bit_variance): not failures
         return 0, (f"exit 0: no check failed: {total - varies} passed, {varies} vary where "

@@ -48,6 +48,18 @@ def eps_outside_spec(eps: Any) -> bool:
     return real and (math.isnan(eps) or eps == math.inf or eps < 0)
 
 
+def eps_shown(eps: Any) -> Any:
+    """``eps`` as ``m.eps`` and ``repr`` show it: as given, as torch.nn.RMSNorm keeps it
+    (``eps=1`` stays the int 1), where it is a Python int or float; another number type as
+    the int or float it equals (``np.float32(1e-5)`` -> 9.99999974e-06), because a
+    TorchScript constant (``eps`` is one of ``torch.nn.RMSNorm.__constants__``) must be one."""
+    if eps is None or isinstance(eps, (int, float)):
+        return eps
+    if isinstance(eps, numbers.Integral):
+        return int(eps)
+    return float(eps)
+
+
 def no_spec_reason(
     eps_override: Optional[float], weight: Optional[torch.Tensor], bias: Optional[torch.Tensor]
 ) -> str:

@@ -43,6 +43,7 @@ from rmsnorm_torch.nn._module_fields import (
     elementwise_affine_field,
     eps_assignment,
     eps_outside_spec,
+    eps_shown,
     module_repr,
     no_spec_reason,
     normalized_shape_field,
@@ -52,9 +53,14 @@ from rmsnorm_torch.nn._module_fields import (
 )
 
 
-class RMSNorm(nn.Module):
+class RMSNorm(nn.RMSNorm):
     """RMSNorm over any axes; a drop-in for ``torch.nn.RMSNorm``.
 
+    A subclass of it, so that code which finds norms by ``isinstance(m, nn.RMSNorm)``
+    (wrap policies, weight-decay filters, initializers) finds this one too; every method
+    torch's defines (``forward``, ``reset_parameters``, ``extra_repr``) is this class's own,
+    and ``torch.nn.RMSNorm.__init__`` is not run. ``ResidualRMSNorm`` is one too, with its
+    own ``forward(x, residual)``.
     Same positional arguments, defaults and ``state_dict`` keys as
     ``torch.nn.RMSNorm`` (``weight``; ``bias`` when enabled), so its calls
     and state dicts work unchanged. ``eps=None`` means the epsilon of the dtype
@@ -113,7 +119,7 @@ class RMSNorm(nn.Module):
         bias: bool = False,
         spec: Optional[RMSNormSpec] = None,
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not torch.nn.RMSNorm's: the spec makes the parameters
         shape = check_normalized_shape(normalized_shape)
         resolved = resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
         self._sizes = list(shape)
@@ -121,7 +127,7 @@ class RMSNorm(nn.Module):
         # eps=None: float64 inputs use float64's epsilon, as torch.nn.RMSNorm's do
         self._eps_follows_dtype = eps is None and spec is None
         self._eps_override = float(eps) if spec is None and eps_outside_spec(eps) else None
-        self._eps_given = eps  # what m.eps and repr show, as torch.nn.RMSNorm keeps it
+        self._eps_given = eps_shown(eps)  # what m.eps and repr show
         # complex parameters as torch makes them (the spec records their real dtype)
         complex_dtype = isinstance(dtype, torch.dtype) and dtype.is_complex
         pdtype = dtype if complex_dtype else torch_dtype(resolved.param_dtype)
@@ -190,7 +196,7 @@ class RMSNorm(nn.Module):
     def _set_eps(self, eps: Any) -> None:
         """``m.eps = eps`` (``eps_assignment``)."""
         spec, self._eps_follows_dtype, self._eps_override = eps_assignment(self._spec_now(), eps)
-        self._eps_given = eps
+        self._eps_given = eps_shown(eps)
         self._set_spec(spec)
 
     def _set_spec(self, spec: RMSNormSpec) -> None:

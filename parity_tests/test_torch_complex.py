@@ -1,7 +1,8 @@
-"""Complex inputs as torch computes them: ``rmsnorm_torch.functional.rms_norm`` against
-``F.rms_norm`` on torch's OpInfo samples (complex64, complex128: forward, backward,
+"""Complex inputs and weights as torch computes them: ``rmsnorm_torch.functional.rms_norm``
+against ``F.rms_norm`` on torch's OpInfo samples (complex64, complex128: forward, backward,
 gradcheck), ``RMSNorm`` against ``torch.nn.RMSNorm`` on sizes on both sides of every kernel
-threshold, and the specs without torch's formula refusing them, saying why.
+threshold (a complex weight on real and complex inputs too), and the specs without torch's
+formula refusing them, saying why.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import make_tensor
 
-from rmsnorm_core import RMSNormSpec, RMSNormTypeError
+from rmsnorm_core import RMSNormError, RMSNormSpec, RMSNormTypeError
 from rmsnorm_torch import RMSNorm, use_kernel
 from rmsnorm_torch import rms_norm as spec_rms_norm
 from rmsnorm_torch.functional import rms_norm
@@ -134,9 +135,67 @@ def test_specs_without_torchs_formula_refuse_complex_inputs_saying_why(spec, fie
         RMSNorm.from_spec(spec, 8)(x)
 
 
-def test_a_complex_weight_on_a_real_input_and_the_blocked_kernel_are_refused():
-    with pytest.raises(RMSNormTypeError, match=r"weight has dtype complex64; accepted dtypes"):
-        rms_norm(torch.ones(2, 8), [8], torch.ones(8, dtype=torch.complex64))
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        (RMSNormSpec.preset("llama"), r"cast_order='before_scale'"),
+        (RMSNormSpec.preset("gemma"), r"scale_offset=1\.0"),
+        (RMSNormSpec.preset("paper"), r"eps_placement='outside'"),
+    ],
+    ids=["llama", "gemma", "paper"],
+)
+def test_specs_without_torchs_formula_refuse_complex_weights_saying_why(spec, field):
+    w = torch.ones(8, dtype=torch.complex128)
+    with pytest.raises(
+        RMSNormTypeError, match=r"weight has dtype complex128; a complex weight .*" + field
+    ):
+        spec_rms_norm(torch.ones(2, 8), spec, w)
+
+
+REAL = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
+
+
+@pytest.mark.parametrize("wdtype", COMPLEX, ids=str)
+@pytest.mark.parametrize("dtype", REAL + COMPLEX, ids=str)
+@pytest.mark.parametrize("rows", ROWS, ids=lambda r: f"numel{r * N}")
+# torch casts the complex product back to a real input's dtype (ours too), and warns
+@pytest.mark.filterwarnings("ignore:Casting complex values to real discards:UserWarning")
+@pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight:UserWarning")
+def test_module_with_complex_weight_is_torch_nn_rmsnorms(rows, dtype, wdtype):
+    g = torch.Generator().manual_seed(rows)
+    x = torch.randn(rows, N, generator=g).to(dtype)
+    dy = torch.randn(rows, N, generator=g).to(dtype)
+    theirs, ours = torch.nn.RMSNorm(N, dtype=wdtype), RMSNorm(N, dtype=wdtype)
+    assert ours.weight.dtype == theirs.weight.dtype and torch.equal(ours.weight, theirs.weight)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.randn(N, dtype=wdtype, generator=g))
+        ours.weight.copy_(theirs.weight)
+    for name, a, b in zip(
+        "y dx dweight".split(), _module_call(theirs, x, dy), _module_call(ours, x, dy), strict=True
+    ):
+        assert _same(a, b), name
+    with torch.no_grad():
+        if rows == ROWS[0]:  # scripted code takes no size-dependent path
+            assert _same(torch.jit.script(ours)(x), theirs(x))
+        with use_kernel("graph"):
+            assert _same(ours(x), theirs(x))
+        assert _same(rms_norm(x, [N], ours.weight), F.rms_norm(x, [N], theirs.weight))
+
+
+@pytest.mark.parametrize("wdtype", COMPLEX, ids=str)
+def test_a_complex_weight_prints_as_torchs_and_has_no_spec(wdtype):
+    ours, theirs = RMSNorm(8, dtype=wdtype), torch.nn.RMSNorm(8, dtype=wdtype)
+    assert repr(ours) == repr(theirs)
+    with pytest.raises(RMSNormError, match=rf"weight has dtype {wdtype} and no spec holds it"):
+        _ = ours.spec
+    real = torch.float32 if wdtype == torch.complex64 else torch.float64
+    ours.weight = torch.nn.Parameter(torch.ones(8, dtype=real))  # a real weight: a spec again
+    assert ours.spec.param_dtype == str(real).removeprefix("torch.")
+
+
+def test_the_blocked_kernel_refuses_complex_calls():
     x = torch.ones(2, 8, dtype=torch.complex64)
     with use_kernel("blocked"), pytest.raises(ValueError, match=r"dtype=complex64"):
         RMSNorm(8)(x)
+    with use_kernel("blocked"), pytest.raises(ValueError, match=r"scale=complex64"):
+        RMSNorm(8, dtype=torch.complex64)(torch.ones(2, 8))

@@ -120,7 +120,12 @@ def test_from_spec_nchw_over_c():
             r"normalized_shape=\(2, 8\) has 2 dims but the spec normalizes 1 axes",
         ),
         ({"normalized_shape": -3}, RMSNormError, r"normalized_shape=-3 is not accepted"),
-        ({"normalized_shape": 8, "eps": -1.0}, RMSNormError, r"eps=-1\.0 is not accepted"),
+        # without spec= a negative eps is torch's (test_torch_eps_attribute.py); no spec holds it
+        (
+            {"normalized_shape": 8, "eps": -1.0, "spec": RMSNormSpec()},
+            RMSNormError,
+            r"eps=-1\.0 \(spec\.eps=1e-06\) conflict with the spec",
+        ),
         ({"normalized_shape": 8, "eps": "small"}, RMSNormTypeError, r"eps='small' is not accepted"),
         (
             {"normalized_shape": 8, "spec": {"eps": 1e-6}},
@@ -135,7 +140,7 @@ def test_from_spec_nchw_over_c():
         "dtype-conflict",
         "shape-vs-axes",
         "negative-shape",
-        "eps-negative",
+        "eps-negative-with-spec",
         "eps-string",
         "spec-dict",
     ],

@@ -1,7 +1,8 @@
 """``eps`` as torch.nn.RMSNorm keeps it: ``None`` stays ``None`` (``m.eps = None`` too: the
-input dtype's epsilon at call time), and NaN and inf compute what torch computes, on the
-module and the functional, at sizes on both sides of every kernel threshold. A module with
-such an eps has no spec (none holds it) and says so when asked for one.
+input dtype's epsilon at call time), an int stays an int, and NaN, inf and negative eps
+compute what torch computes, on the module and the functional, at sizes on both sides of
+every kernel threshold. A module with such an eps has no spec (none holds it) and says so
+when asked for one.
 """
 
 from __future__ import annotations
@@ -92,6 +93,39 @@ def test_a_module_with_nan_or_inf_eps_has_no_spec_until_eps_is_set(eps):
     assert ours.spec.eps == 1e-5 and _same(ours(x), theirs(x))
 
 
-def test_negative_eps_stays_refused_on_the_module():
-    with pytest.raises(RMSNormError, match=r"eps=-inf is not accepted; eps must be a finite"):
-        RMSNorm(8, eps=-math.inf)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("rows", ROWS, ids=lambda r: f"numel{r * N}")
+@pytest.mark.parametrize("eps", [-0.5, -math.inf], ids=str)
+def test_module_negative_eps_computes_torchs(eps, rows, dtype):
+    x = torch.randn(rows, N, generator=torch.Generator().manual_seed(rows))
+    x[::2] *= 0.1  # mean square ~0.01, below 0.5: these rows are NaN, the others finite
+    x = x.to(dtype)
+    theirs, ours = _pair(eps, dtype)
+    assert ours.eps == eps
+    for name, a, b in zip("y dx dweight".split(), _call(theirs, x), _call(ours, x), strict=True):
+        assert _same(a, b), name
+    with pytest.raises(RMSNormError, match=rf"eps={eps!r} has no spec \(a spec's eps is a finite"):
+        _ = ours.spec
+
+
+def test_negative_eps_assigned_computes_torchs_and_a_valid_eps_restores_the_spec():
+    ours, theirs = RMSNorm(8), torch.nn.RMSNorm(8)
+    ours.eps = theirs.eps = -0.5
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+    x[1] *= 0.1
+    assert _same(ours(x), theirs(x))
+    assert _same(torch.jit.script(ours)(x), theirs(x))
+    with pytest.raises(RMSNormError, match=r"eps=-0\.5 has no spec"):
+        _ = ours.spec
+    ours.eps = theirs.eps = 1e-5
+    assert ours.spec.eps == 1e-5 and _same(ours(x), theirs(x))
+
+
+@pytest.mark.parametrize("eps", [1, 2.0, 0], ids=["int-1", "float-2", "int-0"])
+def test_eps_reads_back_as_given(eps):
+    theirs, ours = torch.nn.RMSNorm(8, eps=eps), RMSNorm(8, eps=eps)
+    assert type(ours.eps) is type(theirs.eps) and ours.eps == theirs.eps
+    ours.eps = theirs.eps = 2 * eps
+    assert type(ours.eps) is type(theirs.eps) and ours.eps == theirs.eps
+    ours.cast_order = "after_scale"  # another field keeps eps as given
+    assert type(ours.eps) is type(theirs.eps) and repr(ours) == repr(theirs)

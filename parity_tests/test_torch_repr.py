@@ -13,8 +13,15 @@ from rmsnorm_torch import RMSNorm
 
 @pytest.mark.parametrize(
     "args, kwargs",
-    [((5,), {"eps": 1e-3}), ((5,), {}), ((4, 6), {"elementwise_affine": False}), (3, {"eps": 0.0})],
-    ids=["eps", "eps-none", "two-dims-no-affine", "eps-zero"],
+    [
+        ((5,), {"eps": 1e-3}),
+        ((5,), {}),
+        ((4, 6), {"elementwise_affine": False}),
+        (3, {"eps": 0.0}),
+        (3, {"eps": 1}),
+        (3, {"eps": -0.5}),
+    ],
+    ids=["eps", "eps-none", "two-dims-no-affine", "eps-zero", "eps-int", "eps-negative"],
 )
 def test_torchs_own_modules_print_alike(args, kwargs):
     assert repr(RMSNorm(args, **kwargs)) == repr(torch.nn.RMSNorm(args, **kwargs))

@@ -14,9 +14,10 @@ trailing ``normalized_shape``, with torch's defaults and errors:
   spec: a row whose mean square is ``<= -eps`` divides by zero or takes the
   root of a negative number, NaN gives NaN everywhere. Such calls are torch's
   op itself, so they give what torch gives.
-- complex64 and complex128 inputs (with a real or complex weight) are
-  computed as torch computes them (``x^2``, not ``|x|^2``: torch's formula in
-  the complex dtype; ``kernels/_resolve.complex_unfit``).
+- complex64 and complex128 inputs (with a real or complex weight), and a
+  complex weight on a real input, are computed as torch computes them (``x^2``,
+  not ``|x|^2``: torch's formula in the complex dtype; for a real input, the
+  real part of the product in its own dtype; ``kernels/_resolve.complex_unfit``).
 - float8 inputs, which torch accepts, no spec describes: refused, saying so.
 
 Results are bit-identical to torch's on the CPU (``parity_tests/test_torch_functional_dropin.py``
@@ -42,13 +43,11 @@ from rmsnorm_core import (
     RMSNormTypeError,
     dtype_name,
 )
+from rmsnorm_torch.kernels._torch_dtypes import real_dtype
 from rmsnorm_torch.nn._arguments import check_eps, check_tensor, normalized_shape_list
 from rmsnorm_torch.nn._functional import rms_norm as spec_rms_norm
 
 __all__ = ["rms_norm"]
-
-#: complex dtypes torch's rms_norm computes, and the real dtype a spec records for them
-_REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64}
 
 
 @lru_cache(maxsize=256)
@@ -98,16 +97,15 @@ def rms_norm(
     Raises:
         rmsnorm_core.RMSNormShapeError: a shape that does not fit (a RuntimeError).
         rmsnorm_core.RMSNormTypeError: an input or weight that is not a tensor, or is
-            integer or float8; a complex weight on a real input; a normalized_shape that
-            is not an int or a sequence of ints (a bool is not); an eps that is not a
-            number.
+            integer or float8; a normalized_shape that is not an int or a sequence of
+            ints (a bool is not); an eps that is not a number.
     """
     check_tensor("input", input)
     check_tensor("weight", weight, optional=True)
     shape = normalized_shape_list(normalized_shape)
     check_eps(eps)
     for name, t in (("input", input), ("weight", weight)):
-        if t is not None and dtype_name(_REAL.get(t.dtype, t.dtype)) not in FLOAT_DTYPES:
+        if t is not None and dtype_name(real_dtype(t.dtype)) not in FLOAT_DTYPES:
             raise RMSNormTypeError(
                 f"{name} has dtype {t.dtype}; rms_norm accepts float16, bfloat16, float32, "
                 "float64, complex64 and complex128 (no spec describes an integer or float8 "
@@ -118,5 +116,5 @@ def rms_norm(
         eps = FLOAT64_EPS if input.dtype in (torch.float64, torch.complex128) else FLOAT32_EPS
     if not 0 <= eps < math.inf:  # outside every spec (module docstring): torch's op itself
         return torch.rms_norm(input, shape, weight, eps)
-    pdtype = None if weight is None else dtype_name(_REAL.get(weight.dtype, weight.dtype))
+    pdtype = None if weight is None else dtype_name(real_dtype(weight.dtype))
     return spec_rms_norm(input, _spec(len(shape), float(eps), pdtype), weight)

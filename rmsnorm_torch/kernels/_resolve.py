@@ -68,14 +68,21 @@ class Plan(NamedTuple):
 
 
 def _check_param(
-    name: str, field: str, p: Optional[Tensor], used: bool, x: Tensor, dims: List[int]
+    name: str,
+    field: str,
+    p: Optional[Tensor],
+    used: bool,
+    x: Tensor,
+    dims: List[int],
+    complex_ok: bool = False,
 ) -> str:
-    """Check a parameter; return its dtype name ("" when absent)."""
+    """Check a parameter (complex too where ``complex_ok``); return its dtype name ("" when
+    absent)."""
     if p is None:
         return ""
     if not used:
         _rules.check_unused(name, field)
-    if not (x.is_complex() and _complex_input(p)):  # a complex input takes complex ones too
+    if not (complex_ok and _complex_input(p)):
         _rules.check_float(name, torch_dtype_name(p.dtype))
     if not torch.jit.is_tracing():  # a trace records ops, not these shape comparisons
         _rules.check_param_shape(name, list(p.shape), [x.shape[d] for d in dims])
@@ -139,11 +146,14 @@ def _complex_input(x: Tensor) -> bool:
 
 
 def complex_unfit(recipe: Recipe) -> str:
-    """Why a spec does not compute complex inputs ("" when it does).
+    """Why a spec does not compute complex inputs or weights ("" when it does).
 
     torch computes complex64 and complex128 inputs (``torch.rms_norm``: ``x * rsqrt(mean(x^2)
-    + eps) * w`` in the input's own complex dtype, ``x^2`` not ``|x|^2``), and so does every
-    spec with its formula: eps inside the root, the whole block, ``cast_order="after_scale"``,
+    + eps) * w`` in the input's own complex dtype, ``x^2`` not ``|x|^2``), and a complex
+    weight on a real input (``f(x) * rsqrt(mean(f(x)^2) + eps)`` in the real compute dtype
+    ``f``, times ``w`` in the promoted complex dtype, cast to x's dtype: the real part, with
+    torch's warning that the imaginary part is discarded), and so does every spec with its
+    formula: eps inside the root, the whole block, ``cast_order="after_scale"``,
     ``output_dtype="input"``, no offset, ``scale_multiplies="normalized"``, no bias, compute
     ``"float32"`` or ``"input"`` (the ``torch`` and ``olmo2`` presets, the default spec), over
     any axes. The others cast or promote in ways that have no complex meaning (Llama's and
@@ -171,37 +181,55 @@ def complex_unfit(recipe: Recipe) -> str:
 
 
 def _complex_plan(
-    recipe: Recipe, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]
+    recipe: Recipe,
+    x: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    in_dtype: torch.dtype,
 ) -> Plan:
-    """The plan of a complex64/complex128 call: torch's arithmetic in x's dtype, the weight
-    multiplied in the promoted dtype (``complex_unfit``)."""
+    """The plan of a call with a complex64/complex128 input or weight: torch's arithmetic
+    (``complex_unfit``). A complex input is computed in its own dtype; a real one in the
+    spec's compute dtype, and its output, the promoted product's real part, in its own."""
+    what = "input"
+    dtype = x.dtype
+    compute = x.dtype
+    out = x.dtype
+    if not _complex_input(x):
+        _rules.check_float("x", torch_dtype_name(x.dtype))
+        what = "weight"
+        if weight is not None:
+            dtype = weight.dtype
+        compute = torch_dtype(_rules.resolve_dtypes(recipe, torch_dtype_name(in_dtype), "").compute)
+        out = in_dtype
     reason = complex_unfit(recipe)
     if reason != "":
         raise RMSNormTypeError(
-            "x has dtype {}; a complex input is computed as torch.rms_norm computes it, by a "
+            "{} has dtype {}; a complex {} is computed as torch.rms_norm computes it, by a "
             "spec with its formula only (eps inside the root, the whole block, "
             "cast_order='after_scale', output_dtype='input', scale_offset=0, "
             "scale_multiplies='normalized', no bias, compute_dtype 'float32' or 'input'); "
-            "this spec has {}".format(torch_dtype_name(x.dtype), reason)
+            "this spec has {}".format(
+                "x" if what == "input" else what, torch_dtype_name(dtype), what, reason
+            )
         )
     dims = _rules.canonical_dims(recipe.axes, x.dim())
-    _check_param("weight", "scale", weight, recipe.use_scale, x, dims)
-    _check_param("bias", "bias", bias, recipe.use_bias, x, dims)
-    scale = x.dtype
+    _check_param("weight", "scale", weight, recipe.use_scale, x, dims, True)
+    _check_param("bias", "bias", bias, recipe.use_bias, x, dims, True)
+    scale = compute
     if weight is not None:
-        scale = torch.promote_types(x.dtype, weight.dtype)
+        scale = torch.promote_types(compute, weight.dtype)
     return Plan(
         _relative(dims, recipe.axes, x.dim()),
         _rules.is_trailing(dims, x.dim()),
         -1,
         recipe.eps,
         False,
-        x.dtype,
+        compute,
         scale,
         False,
-        x.dtype,
-        x.dtype,
-        x.dtype,
+        out,
+        out,
+        out,
         0.0,
         False,
     )
@@ -215,8 +243,8 @@ def resolve(
     in_dtype: torch.dtype,
 ) -> Plan:
     """Check ``x`` and the parameters against ``recipe``; return the call's plan."""
-    if _complex_input(x):
-        return _complex_plan(recipe, x, weight, bias)
+    if _complex_input(x) or (weight is not None and _complex_input(weight)):
+        return _complex_plan(recipe, x, weight, bias, in_dtype)
     _rules.check_float("x", torch_dtype_name(x.dtype))
     dims = _rules.canonical_dims(recipe.axes, x.dim())
     w = _check_param("weight", "scale", weight, recipe.use_scale, x, dims)

@@ -16,6 +16,16 @@ def torch_dtype(name: str) -> torch.dtype:
     return torch.float32
 
 
+def real_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The real dtype of a complex one (complex64 -> float32, complex128 -> float64), which
+    a spec records for complex parameters; any other dtype as it is."""
+    if dtype == torch.complex64:
+        return torch.float32
+    if dtype == torch.complex128:
+        return torch.float64
+    return dtype
+
+
 def torch_dtype_name(dtype: torch.dtype) -> str:
     """Core's name for a torch dtype (``torch.bfloat16`` -> ``"bfloat16"``); other dtypes
     keep their own name (``"int32"``, ``"float8_e4m3fn"``) so that core's checks can

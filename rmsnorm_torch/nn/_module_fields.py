@@ -18,6 +18,7 @@ from rmsnorm_core import (
     RMSNormTypeError,
     dtype_name,
 )
+from rmsnorm_torch.kernels._torch_dtypes import real_dtype
 
 _ShapeLike = Union[int, Sequence[int], torch.Size]
 MUTABLE_FIELDS = (
@@ -36,10 +37,48 @@ STRUCTURAL = ("use_scale", "use_bias", "param_dtype")
 
 
 def eps_outside_spec(eps: Any) -> bool:
-    """Whether ``eps`` is one torch computes and no spec holds: NaN or +inf (a spec's eps is
-    a finite float >= 0). Such a module computes torch's result and has no spec to give."""
+    """Whether ``eps`` is one torch computes and no spec holds: NaN, +inf or a negative
+    number, -inf included (torch's own tests pass -0.5; a row whose mean square is below
+    ``-eps`` then gives NaN). A spec's eps stays a finite float >= 0: a spec is the portable
+    description that checkpoints, exports and the other frameworks read, and none of them
+    means anything by the others. So the module alone carries such an eps (``RMSNorm``'s
+    ``_eps_override``), computes torch's result with it, and has no spec to give until eps
+    is set to a finite value >= 0 or None."""
     real = isinstance(eps, numbers.Real) and not isinstance(eps, bool)
-    return real and (math.isnan(eps) or eps == math.inf)
+    return real and (math.isnan(eps) or eps == math.inf or eps < 0)
+
+
+def eps_shown(eps: Any) -> Any:
+    """``eps`` as ``m.eps`` and ``repr`` show it: as given, as torch.nn.RMSNorm keeps it
+    (``eps=1`` stays the int 1), where it is a Python int or float; another number type as
+    the int or float it equals (``np.float32(1e-5)`` -> 9.99999974e-06), because a
+    TorchScript constant (``eps`` is one of ``torch.nn.RMSNorm.__constants__``) must be one."""
+    if eps is None or isinstance(eps, (int, float)):
+        return eps
+    if isinstance(eps, numbers.Integral):
+        return int(eps)
+    return float(eps)
+
+
+def no_spec_reason(
+    eps_override: Optional[float], weight: Optional[torch.Tensor], bias: Optional[torch.Tensor]
+) -> str:
+    """Why a module computes what torch.nn.RMSNorm computes but has no spec to give ("" when
+    it has one): an eps outside every spec (:func:`eps_outside_spec`), or a complex parameter
+    (a spec's ``param_dtype`` is real)."""
+    done = "the module computes it as torch.nn.RMSNorm does but cannot give a spec to save, "
+    if eps_override is not None:
+        return (
+            f"eps={eps_override!r} has no spec (a spec's eps is a finite float >= 0): {done}"
+            "export or compare; set eps to a finite value >= 0 or None"
+        )
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.is_complex():
+            return (
+                f"{name} has dtype {p.dtype} and no spec holds it (a spec's param_dtype is "
+                f"one of {', '.join(FLOAT_DTYPES)}): {done}export or compare"
+            )
+    return ""
 
 
 def resolve_spec(
@@ -53,7 +92,8 @@ def resolve_spec(
     """Build the spec from torch's arguments, or check them against ``spec``."""
     if eps is not None and (isinstance(eps, bool) or not isinstance(eps, numbers.Real)):
         raise RMSNormTypeError(f"eps={eps!r} is not accepted; eps must be a real number or None")
-    param_dtype = None if dtype is None else dtype_name(dtype)
+    # complex parameters (torch computes them) are recorded by their real dtype
+    param_dtype = None if dtype is None else dtype_name(real_dtype(dtype))
     if spec is None:
         return RMSNormSpec(
             axes=tuple(range(-len(shape), 0)),
@@ -106,6 +146,35 @@ def spec_field(name: str) -> property:
     return property(get, set_, doc=f"The spec's ``{name}`` ({what}).")
 
 
+def normalized_shape_field() -> property:
+    """``normalized_shape``: read, as torch.nn.RMSNorm's; assigning it is refused."""
+
+    def get(self: Any) -> Tuple[int, ...]:
+        return tuple(self._sizes)
+
+    def set_(self: Any, value: Any) -> None:
+        raise RMSNormError(
+            f"normalized_shape={value!r} cannot be assigned: it shapes the parameters; build a "
+            "new module with RMSNorm.from_spec(spec, normalized_shape)"
+        )
+
+    return property(
+        get, set_, doc="The sizes of the normalized axes (fixed: they shape the parameters)."
+    )
+
+
+def elementwise_affine_field() -> property:
+    """``elementwise_affine``: torch.nn.RMSNorm's name for ``use_scale``."""
+
+    def get(self: Any) -> bool:
+        return self._spec.use_scale
+
+    def set_(self: Any, value: Any) -> None:
+        self.use_scale = value  # refused likewise: it shapes the parameters
+
+    return property(get, set_, doc="torch.nn.RMSNorm's name for ``use_scale`` (fixed).")
+
+
 def check_structure(sizes: Tuple[int, ...], current: RMSNormSpec, spec: RMSNormSpec) -> None:
     """Raise unless ``spec`` keeps the parameters of a module with ``current``."""
     check_axes_count(sizes, spec)
@@ -124,9 +193,9 @@ def check_structure(sizes: Tuple[int, ...], current: RMSNormSpec, spec: RMSNormS
 def eps_assignment(spec: RMSNormSpec, eps: Any) -> Tuple[RMSNormSpec, bool, Optional[float]]:
     """``m.eps = eps`` as torch.nn.RMSNorm takes it: ``(spec, follows_dtype, override)``.
 
-    None: the input dtype's epsilon at call time (the spec records float32's); NaN or +inf:
-    computed as torch computes them, with no spec (``override``); else the spec's eps,
-    validated (a negative eps is refused).
+    None: the input dtype's epsilon at call time (the spec records float32's); NaN, +inf
+    or a negative number: computed as torch computes them, with no spec (``override``);
+    else the spec's eps, validated.
     """
     if eps is None:
         return spec.replace(eps=FLOAT32_EPS), True, None
@@ -163,4 +232,3 @@ def spec_of_parameters(
     if present and present[0] != spec.param_dtype and present[0] in FLOAT_DTYPES:
         return spec.replace(param_dtype=present[0])
     return spec
-

@@ -16,7 +16,7 @@ is ``"bfloat16"``.
 # No "from __future__ import annotations" here: TorchScript reads the class
 # attribute annotations as real types.
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -40,18 +40,27 @@ from rmsnorm_torch.nn._module_fields import (
     STRUCTURAL,
     _ShapeLike,
     check_structure,
+    elementwise_affine_field,
     eps_assignment,
     eps_outside_spec,
+    eps_shown,
     module_repr,
+    no_spec_reason,
+    normalized_shape_field,
     resolve_spec,
     spec_field,
     spec_of_parameters,
 )
 
 
-class RMSNorm(nn.Module):
+class RMSNorm(nn.RMSNorm):
     """RMSNorm over any axes; a drop-in for ``torch.nn.RMSNorm``.
 
+    A subclass of it, so that code which finds norms by ``isinstance(m, nn.RMSNorm)``
+    (wrap policies, weight-decay filters, initializers) finds this one too; every method
+    torch's defines (``forward``, ``reset_parameters``, ``extra_repr``) is this class's own,
+    and ``torch.nn.RMSNorm.__init__`` is not run. ``ResidualRMSNorm`` is one too, with its
+    own ``forward(x, residual)``.
     Same positional arguments, defaults and ``state_dict`` keys as
     ``torch.nn.RMSNorm`` (``weight``; ``bias`` when enabled), so its calls
     and state dicts work unchanged. ``eps=None`` means the epsilon of the dtype
@@ -60,12 +69,13 @@ class RMSNorm(nn.Module):
     complex128 inputs; ``m.eps`` stays None, as torch's does, and ``m.eps = None``
     restores that rule. A spec has one eps: ``.spec`` (and so a checkpoint or an
     export) records float32's, and float64 calls use float64's until eps is set
-    (``m.eps = ...`` or a new spec with another eps). NaN and inf, which torch
-    computes, are computed as torch computes them; no spec holds them, so ``.spec``
-    then raises, naming the eps. complex64 and complex128 inputs are computed as
-    torch computes them under the specs with torch's formula
-    (``kernels/_resolve.complex_unfit``). ``eps=0`` is accepted, as torch accepts it (a row of
-    zeros then gives NaN, as torch's does).
+    (``m.eps = ...`` or a new spec with another eps). ``eps=0`` is accepted, as torch
+    accepts it (a row of zeros then gives NaN, as torch's does). NaN, inf and negative
+    eps, which torch computes, are computed as torch computes them, and the spec stays
+    without them (``_module_fields.eps_outside_spec``): ``.spec`` then raises, naming
+    the eps. ``m.eps`` and ``repr`` show eps as given (``eps=1`` stays the int 1), as
+    torch's do. complex64 and complex128 inputs are computed as torch computes them
+    under the specs with torch's formula (``kernels/_resolve.complex_unfit``).
 
     Args:
         normalized_shape: sizes of the normalized axes: the trailing dims
@@ -87,8 +97,9 @@ class RMSNorm(nn.Module):
     _recipe64: Optional[Recipe]  # float64 calls' recipe where eps=None follows the dtype
     _sizes: List[int]
     _onnx_mode: OnnxExport
-    # eager calls' plans (_calls.py); the spec, which raises where eps is NaN or inf
-    __jit_ignored_attributes__ = ["_calls", "spec"]
+    # eager calls' plans (_calls.py); eps as given (any real number type); the spec, which
+    # raises where no spec holds eps
+    __jit_ignored_attributes__ = ["_calls", "_eps_given", "spec"]
     __jit_unused_properties__ = [
         "spec",
         "normalized_shape",
@@ -108,7 +119,7 @@ class RMSNorm(nn.Module):
         bias: bool = False,
         spec: Optional[RMSNormSpec] = None,
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not torch.nn.RMSNorm's: the spec makes the parameters
         shape = check_normalized_shape(normalized_shape)
         resolved = resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
         self._sizes = list(shape)
@@ -116,7 +127,11 @@ class RMSNorm(nn.Module):
         # eps=None: float64 inputs use float64's epsilon, as torch.nn.RMSNorm's do
         self._eps_follows_dtype = eps is None and spec is None
         self._eps_override = float(eps) if spec is None and eps_outside_spec(eps) else None
-        factory = {"device": device, "dtype": torch_dtype(resolved.param_dtype)}
+        self._eps_given = eps_shown(eps)  # what m.eps and repr show
+        # complex parameters as torch makes them (the spec records their real dtype)
+        complex_dtype = isinstance(dtype, torch.dtype) and dtype.is_complex
+        pdtype = dtype if complex_dtype else torch_dtype(resolved.param_dtype)
+        factory = {"device": device, "dtype": pdtype}
         for name, used in (("weight", resolved.use_scale), ("bias", resolved.use_bias)):
             if used:
                 setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
@@ -137,14 +152,12 @@ class RMSNorm(nn.Module):
         """The spec this module computes (``param_dtype`` read from its parameters).
 
         Raises:
-            rmsnorm_core.RMSNormError: eps is NaN or inf, which no spec holds.
+            rmsnorm_core.RMSNormError: eps is NaN, inf or negative, or a parameter is
+                complex, which no spec holds (``no_spec_reason``).
         """
-        if self._eps_override is not None:
-            raise RMSNormError(
-                f"eps={self._eps_override!r} has no spec (a spec's eps is a finite float "
-                ">= 0): the module computes it as torch.nn.RMSNorm does but cannot give a spec "
-                "to save, export or compare; set eps to a finite value >= 0 or None"
-            )
+        reason = no_spec_reason(self._eps_override, self.weight, self.bias)
+        if reason:
+            raise RMSNormError(reason)
         return self._spec_now()
 
     @spec.setter
@@ -155,6 +168,7 @@ class RMSNorm(nn.Module):
         if spec.eps != self._spec.eps or self._eps_override is not None:
             self._eps_follows_dtype = False  # an eps set by hand is every dtype's
         self._eps_override = None
+        self._eps_given = None  # the spec's eps is the one shown
         self._set_spec(spec)
 
     def _spec_now(self) -> RMSNormSpec:
@@ -171,16 +185,18 @@ class RMSNorm(nn.Module):
         self._set_spec(spec)
 
     def _eps_attribute(self) -> Optional[float]:
-        """``m.eps`` as torch.nn.RMSNorm's: None while it follows the input dtype."""
+        """``m.eps`` as torch.nn.RMSNorm's: None while it follows the input dtype, else
+        the value given (``eps=1`` stays the int 1), or the spec's."""
         if self._eps_follows_dtype:
             return None
-        if self._eps_override is not None:
-            return self._eps_override
+        if self._eps_given is not None:
+            return self._eps_given
         return self._spec.eps
 
     def _set_eps(self, eps: Any) -> None:
         """``m.eps = eps`` (``eps_assignment``)."""
         spec, self._eps_follows_dtype, self._eps_override = eps_assignment(self._spec_now(), eps)
+        self._eps_given = eps_shown(eps)
         self._set_spec(spec)
 
     def _set_spec(self, spec: RMSNormSpec) -> None:
@@ -241,26 +257,8 @@ class RMSNorm(nn.Module):
     param_dtype = spec_field("param_dtype")
     """The parameters' dtype (fixed: it shapes the parameters)."""
 
-    @property
-    def normalized_shape(self) -> Tuple[int, ...]:
-        """The sizes of the normalized axes (fixed: they shape the parameters)."""
-        return tuple(self._sizes)
-
-    @normalized_shape.setter
-    def normalized_shape(self, value: Any) -> None:
-        raise RMSNormError(
-            f"normalized_shape={value!r} cannot be assigned: it shapes the parameters; build a "
-            "new module with RMSNorm.from_spec(spec, normalized_shape)"
-        )
-
-    @property
-    def elementwise_affine(self) -> bool:
-        """torch.nn.RMSNorm's name for ``use_scale`` (assigning it is refused likewise)."""
-        return self._spec.use_scale
-
-    @elementwise_affine.setter
-    def elementwise_affine(self, value: Any) -> None:
-        self.use_scale = value
+    normalized_shape = normalized_shape_field()
+    elementwise_affine = elementwise_affine_field()
 
     def reset_parameters(self) -> None:
         """Weight to ``1 - scale_offset`` (so ``g = 1``: ones, or Gemma's zeros); bias to 0."""

@@ -8,7 +8,7 @@ import sys
 from test_imports import _graph
 
 # rmsnorm_core's library: what ``import rmsnorm_core`` loads and a backend's layers use
-CORE_LIBRARY = ("spec", "oracle", "io", "_lazy", "reference", "rules")
+CORE_LIBRARY = ("spec", "oracle", "io", "_lazy", "_install", "reference", "rules")
 # the tools beside it, each loaded by the command (or the name) that uses it
 CORE_TOOLS = ("parity", "infer", "bench", "registry", "verify", "cli", "testing", "backends")
 

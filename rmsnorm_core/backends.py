@@ -23,6 +23,7 @@ importing its framework: it is imported when a command uses it.
 and tests), bounded in time.
 """
 
+from rmsnorm_core._install import install_command
 from rmsnorm_core._lazy import lazy, lazy_exports
 from rmsnorm_core.bench._bench import Benchmark, Sweep
 from rmsnorm_core.bench._bench_gpu import GpuCase, Timed, Unavailable
@@ -42,7 +43,6 @@ from rmsnorm_core.registry._backends import (
     unregister_backend,
 )
 from rmsnorm_core.registry._capabilities import Artifact, CheckpointFormat, Exporter
-from rmsnorm_core.registry._install import install_command
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rmsnorm_core._install import install_command
 from rmsnorm_core.bench._blocks import time_pairs
 from rmsnorm_core.io._atomic import write_atomic
 
@@ -120,7 +121,7 @@ def run_one(bench: Benchmark, *, warmup: int = 3, repeat: int = 15) -> Result:
     nan = float("nan")
     absent = missing(bench.requires)
     if absent is not None:
-        status = f"skipped: {absent} is not installed"
+        status = f"skipped: {absent} is not installed ({install_command([absent])})"
         return Result(bench.name, bench.baseline, nan, nan, nan, bench.target, status)
     try:
         pair = bench.setup()

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rmsnorm_core._install import install_command
 from rmsnorm_core.bench._bench import SWEEP_ELEMENTS, Result
 from rmsnorm_core.io._atomic import write_atomic
-from rmsnorm_core.registry._install import install_command
 from rmsnorm_core.spec._errors import RMSNormUsageError
 
 PLOTS = ("ratios.png", "sweep.png")

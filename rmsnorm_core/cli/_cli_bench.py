@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from rmsnorm_core._install import install_command
 from rmsnorm_core.bench._bench import (
     Benchmark,
     format_table,
@@ -44,7 +45,7 @@ from rmsnorm_core.cli._cli_args import command_parser
 from rmsnorm_core.cli._cli_paths import CommandPaths
 from rmsnorm_core.io._atomic import names_descriptor
 from rmsnorm_core.registry import _backends
-from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError
+from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError, did_you_mean
 from rmsnorm_core.spec._json import loads_strict
 
 
@@ -135,7 +136,11 @@ def add_parser(sub: Any) -> None:
         __doc__,
         paths=paths,
     )
-    p.add_argument("-k", "--filter", default="*", help="glob over benchmark names")
+    p.add_argument(
+        "-k", "--filter", action="append", default=None, metavar="GLOB",
+        help="a glob over benchmark names, or an exact name from --list (its [...] read "
+        "literally); repeat -k for several (default: every case)",
+    )  # fmt: skip
     p.add_argument(
         "--repeat", type=int, default=15,
         help="timed pairs of blocks (a block of ours, a block of the peer; default 15)",
@@ -170,6 +175,13 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def selected(name: str, filters: list[str] | None) -> bool:
+    """Whether ``-k`` selects ``name``: no ``-k`` selects all; else any of the filters
+    equals the name (case names hold ``[...]``, which a glob reads as a character
+    class) or matches it as a glob (case-sensitive on every platform)."""
+    return filters is None or any(f == name or fnmatch.fnmatchcase(name, f) for f in filters)
+
+
 def run_gpu(args: argparse.Namespace) -> int:
     """``--gpu``: every backend's bandwidth cases, table and ``gpu-<device>.json``."""
     from rmsnorm_core.bench import _bench_gpu as g
@@ -177,7 +189,7 @@ def run_gpu(args: argparse.Namespace) -> int:
     shapes = g.SMOKE_SHAPES if args.smoke else g.SHAPES
     cases = [c for backend in _backends.backends().values()
              for c in backend.gpu_benchmarks(shapes, g.DTYPES, args.smoke)]  # fmt: skip
-    cases = [c for c in cases if fnmatch.fnmatch(f"{c.group} {c.contender}", args.filter)]
+    cases = [c for c in cases if selected(f"{c.group} {c.contender}", args.filter)]
     if args.list:
         for c in cases:
             print(f"{c.group:34s} {c.contender}")
@@ -210,16 +222,20 @@ def run(args: argparse.Namespace) -> int:
 
         check_plot_folder(args.plots)
     benches, sweeps = collect()
-    chosen = [b for b in benches if fnmatch.fnmatch(b.name, args.filter)]
-    sweeps = [w for w in sweeps if fnmatch.fnmatch(w.name, args.filter)]
+    chosen = [b for b in benches if selected(b.name, args.filter)]
+    sweeps = [w for w in sweeps if selected(w.name, args.filter)]
+    if not chosen and not (args.list and sweeps):
+        names = [b.name for b in benches] + [w.name for w in sweeps]
+        given = args.filter or ["*"]
+        shown = " ".join(f"-k {f!r}" for f in given)
+        hint = did_you_mean(given[0], names)
+        raise RMSNormUsageError(f"{shown} matches no benchmark (see --list){hint}")
     if args.list:
         for b in chosen:
             print(f"{b.name:46s} vs {b.baseline}")
         for w in sweeps:
             print(f"{w.name:46s} vs {w.baseline} (sweep)")
         return 0
-    if not chosen:
-        raise RMSNormUsageError(f"-k {args.filter!r} matches no benchmark (see --list)")
     with competing_processes(args.load):
         results, swept, unswept = _run_cases(args, chosen, sweeps)
     print(format_table(results, load=args.load))
@@ -250,11 +266,12 @@ def _run_cases(args: argparse.Namespace, chosen: list, sweeps: list) -> tuple:
         print(f"[{i}/{len(chosen)}] {bench.name}: ratio {results[-1].ratio:.3f}", file=sys.stderr)
     swept, unswept = [], "--sweep none"
     if args.sweep != "none":
-        unswept = f"-k {args.filter!r} matches no sweep (see --list)" if not sweeps else ""
+        unswept = "-k matches no sweep (see --list)" if not sweeps else ""
         for j, sweep in enumerate(sweeps, 1):
             absent = missing(sweep.requires)
             if absent is not None:
-                unswept = f"{sweep.name} needs {absent}, which is not installed"
+                unswept = (f"{sweep.name} needs {absent}, which is not installed "
+                           f"({install_command([absent])})")  # fmt: skip
                 continue
             print(f"[sweep {j}/{len(sweeps)}] {sweep.name}", file=sys.stderr, flush=True)
             swept.append(run_sweep(sweep, args.sweep, repeat=max(3, args.repeat // 2)))

@@ -34,13 +34,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rmsnorm_core._install import install_command
 from rmsnorm_core.cli._cli_args import command_parser, parse_overrides, spec_fields
 from rmsnorm_core.cli._cli_formats import load_neutral
 from rmsnorm_core.cli._cli_paths import CommandPaths, make_output_folder
 from rmsnorm_core.io._atomic import write_atomic
 from rmsnorm_core.io._safetensors import read_regular
 from rmsnorm_core.registry import _backends
-from rmsnorm_core.registry._install import install_command
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormUsageError, did_you_mean
 from rmsnorm_core.spec._spec import RMSNormSpec, preset, presets
 from rmsnorm_core.verify import _baseline

@@ -12,12 +12,12 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
+from rmsnorm_core._install import not_installed
 from rmsnorm_core.bench._bench import Benchmark, Sweep
 from rmsnorm_core.bench._bench_gpu import GpuCase
 from rmsnorm_core.parity._case_table import Case
 from rmsnorm_core.parity._problems import Outcome, Problem, upstream_takes
 from rmsnorm_core.registry._capabilities import CheckpointFormat, Exporter
-from rmsnorm_core.registry._install import not_installed
 from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
 
 #: The entry-point group backends register under.

@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from rmsnorm_core._install import needs, split_hint
 from rmsnorm_core.io._neutral import NeutralLayer
 from rmsnorm_core.parity._batches import in_one_launch, with_batches
 from rmsnorm_core.parity._case_table import CHECKPOINT, DTYPES, QUICK_DTYPES, Case, cases
 from rmsnorm_core.parity._problems import Outcome, Problem, make_problem
 from rmsnorm_core.registry import _backends
 from rmsnorm_core.registry._backends import Backend, NotApplicable, Runner
-from rmsnorm_core.registry._install import needs, split_hint
 from rmsnorm_core.spec._errors import RMSNormError
 from rmsnorm_core.spec._plan import sample_shape
 from rmsnorm_core.spec._spec import RMSNormSpec

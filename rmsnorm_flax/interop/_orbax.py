@@ -52,7 +52,7 @@ def _checkpointer() -> Any:
     try:
         import orbax.checkpoint as ocp
     except ImportError:
-        from rmsnorm_core.backends import install_command
+        from rmsnorm_core._install import install_command
 
         raise RMSNormUsageError(
             f"Orbax checkpoints need orbax-checkpoint: {install_command(['orbax-checkpoint'])}"

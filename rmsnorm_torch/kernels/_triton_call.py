@@ -62,7 +62,7 @@ def triton_for(x: Tensor, reason: str, forced: bool) -> Optional[Any]:
         return ops if ops is not None and not ops.interpreted() else None
     ops = triton_ops()
     if ops is None:
-        from rmsnorm_core.backends import install_command  # the error path only: tooling
+        from rmsnorm_core._install import install_command
 
         reason = f"triton is not installed ({install_command(['triton'])})"
     elif not x.is_cuda and not ops.interpreted():

@@ -1,6 +1,7 @@
 """The install command that adds missing modules: one place, so every skip, hint and
-error names the same command (``pip install -e '.[flax]'``, from the source tree the
-README installs from).
+error, the library's and the tools', names the same command (``pip install -e
+'.[flax]'``, from the source tree the README installs from). Standard library only:
+the library's layers use it as the tools do.
 """
 
 from __future__ import annotations

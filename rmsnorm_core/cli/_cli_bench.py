@@ -266,7 +266,8 @@ def _run_cases(args: argparse.Namespace, chosen: list, sweeps: list) -> tuple:
         print(f"[{i}/{len(chosen)}] {bench.name}: ratio {results[-1].ratio:.3f}", file=sys.stderr)
     swept, unswept = [], "--sweep none"
     if args.sweep != "none":
-        unswept = "-k matches no sweep (see --list)" if not sweeps else ""
+        given = " ".join(f"-k {f!r}" for f in args.filter or ["*"])
+        unswept = f"{given} matches no sweep (see --list)" if not sweeps else ""
         for j, sweep in enumerate(sweeps, 1):
             absent = missing(sweep.requires)
             if absent is not None:

@@ -24,7 +24,7 @@ from rmsnorm_flax.functional._fields import (
     resolve,
     scale_init_for,
 )
-from rmsnorm_flax.functional._flax_calls import flax_only, flax_only_fields, flax_rms_norm
+from rmsnorm_flax.functional._flax_calls import flax_only_fields, flax_only_input, flax_rms_norm
 from rmsnorm_flax.functional._functional import check_vjp, rms_norm, rms_norm_residual
 from rmsnorm_flax.swap._swap import replace_norms as _replace
 
@@ -228,9 +228,7 @@ class RMSNorm(nnx.Module):
             return True
         if self.spec_given or not self._as_flax:
             return False
-        return flax_only(
-            x, epsilon=self.epsilon, reduction_axes=self.layer.spec.axes, dtype=self.dtype
-        )
+        return flax_only_input(x, reduction_axes=self.layer.spec.axes, dtype=self.dtype)
 
     def _options(self) -> dict[str, Any]:
         """The keywords every call passes on to the functional."""

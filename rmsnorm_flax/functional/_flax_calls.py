@@ -26,8 +26,9 @@ from jax import lax
 
 from rmsnorm_core import RMSNormError
 
-#: Input dtypes a spec computes (core's floating dtypes).
-_SPEC_DTYPES = frozenset(("float16", "bfloat16", "float32", "float64"))
+#: Input dtypes a spec computes (core's floating dtypes); dtype objects, as a dtype's
+#: ``.name`` is built anew at each read (microseconds on an eager call).
+_SPEC_DTYPES = frozenset(jnp.dtype(n) for n in ("float16", "bfloat16", "float32", "float64"))
 
 
 def _canonicalize_axes(rank: int, axes: Any) -> tuple[int, ...]:
@@ -47,8 +48,11 @@ def _abs_sq(x: jax.Array) -> jax.Array:
 def flax_only_fields(epsilon: Any, reduction_axes: Any) -> str | None:
     """Why a layer's own fields are outside every spec (an ``epsilon`` that is not a
     Python number; ``reduction_axes`` empty or naming an axis twice), or None."""
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
+    plain = type(epsilon) is float or type(epsilon) is int  # the common case, without the ABC
+    if not plain and (isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real)):
         return f"epsilon of type {type(epsilon).__name__}"
+    if type(reduction_axes) is int:
+        return None
     axes = tuple(reduction_axes) if isinstance(reduction_axes, Iterable) else (reduction_axes,)
     if not axes:
         return "reduction_axes=()"
@@ -69,14 +73,21 @@ def flax_only(
     Out-of-range axes are not: the spec's path refuses them with its message."""
     if not force_float32_reductions or flax_only_fields(epsilon, reduction_axes) is not None:
         return True
-    if x.dtype.name not in _SPEC_DTYPES:
+    return flax_only_input(x, reduction_axes=reduction_axes, dtype=dtype)
+
+
+def flax_only_input(x: jax.Array, *, reduction_axes: Any, dtype: Any) -> bool:
+    """:func:`flax_only` for a layer whose own fields a spec describes: what ``x``
+    brings (its dtype against ``dtype``, its rank against ``reduction_axes``)."""
+    if x.dtype not in _SPEC_DTYPES:
         return True
     if dtype is not None:
         ours = jnp.promote_types(x.dtype, jnp.float32)
         if jnp.promote_types(jnp.dtype(dtype), jnp.float32) != ours:
             return True
-    axes = reduction_axes if isinstance(reduction_axes, Iterable) else (reduction_axes,)
-    return len(_canonicalize_axes(x.ndim, axes)) != len(tuple(axes))
+    if not isinstance(reduction_axes, Iterable) or len(reduction_axes) < 2:
+        return False
+    return len(_canonicalize_axes(x.ndim, reduction_axes)) != len(tuple(reduction_axes))
 
 
 def _check_axes(name: str, axes: Any, rank: int) -> None:

@@ -182,7 +182,9 @@ def intercept_norms() -> Any:
     line, not its code.
 
     Built on ``flax.linen.intercept_methods``. Initialization is left to flax
-    (it creates the parameters); only applications are routed. Routing happens
+    (it creates the parameters); only applications are routed, and of those only
+    the calls a spec describes (a call ``rmsnorm_flax.functional._flax_calls`` names,
+    such as complex input or a traced epsilon, runs flax's own code). Routing happens
     when a function is traced: a function jitted inside the context keeps our
     kernel in its cached trace after the context ends, and one traced before
     it keeps flax's.

@@ -48,7 +48,10 @@ class RMSNorm(nnx.Module):
 
     Without ``spec``, ``x`` and the scale go through ``promote_dtype`` (flax's
     default: both cast to ``dtype``, or to their promoted dtype) before
-    normalizing, exactly as flax does. With ``spec`` the spec decides the
+    normalizing, exactly as flax does; a layer or call no spec describes (an
+    array or traced ``epsilon``, ``reduction_axes=()`` or an axis twice, complex
+    input: ``rmsnorm_flax.functional._flax_calls``) computes as flax's, op for op,
+    and such a layer's ``layer`` is None. With ``spec`` the spec decides the
     dtypes: ``promote_dtype`` runs only if passed explicitly, or without
     ``dtype`` on a spec flax computes (the ``flax`` preset with any eps,
     axes, param dtype and ``use_scale``), where it changes no value but
@@ -81,7 +84,8 @@ class RMSNorm(nnx.Module):
             statistic); see :func:`rmsnorm_flax.rms_norm`.
 
     Attributes:
-        layer: the resolved spec and feature axes (static).
+        layer: the resolved spec and feature axes (static); None for a layer no
+            spec describes (its fields are then in ``flax_epsilon``, ``flax_axes``).
         scale: the ``nnx.Param`` scale, or None without ``use_scale``.
         bias: the ``nnx.Param`` bias, or None without ``use_bias``.
         spec_given: whether ``spec`` was passed (it decides the dtypes then).

@@ -116,7 +116,10 @@ def rms_norm(
             devices, the mesh axis name: the per-row statistic is all-reduced
             (one all-reduce of a per-row scalar; ``x`` is never gathered; for
             flax's order the ``pmean`` of the local mean squares, as flax).
-            Partial statistics are refused then.
+            A ``vmap`` axis name joins the statistic across examples likewise;
+            gradients are then autodiff's whatever ``vjp`` says (a custom VJP's
+            backward runs where that axis is unbound). Partial statistics are
+            refused with it.
         mask: booleans broadcastable to ``x``: the mean square is taken over the
             True elements of each block only (flax's ``mask=``; every element is
             still normalized). Not with a partial statistic or ``axis_name``;

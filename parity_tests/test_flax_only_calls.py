@@ -233,3 +233,12 @@ def test_with_spec_they_are_refused(fields, match):
     m = ours_linen.RMSNorm(spec=RMSNormSpec.preset("flax"), **fields)
     with pytest.raises(RMSNormError, match=match):
         m.init(jax.random.key(0), jnp.ones(SHAPE))
+
+
+def test_traced_epsilon_with_spec_is_refused_by_name():
+    def f(eps, x):
+        m = ours_linen.RMSNorm(epsilon=eps, spec=RMSNormSpec.preset("flax"))
+        return m.init_with_output(jax.random.key(0), x)[0]
+
+    with pytest.raises(RMSNormError, match=r"epsilon=.*Tracer.* with spec= is not accepted"):
+        jax.jit(f)(1e-2, jnp.ones(SHAPE))

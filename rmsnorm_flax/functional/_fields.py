@@ -115,6 +115,11 @@ def resolve(
         )
     if not isinstance(spec, RMSNormSpec):
         raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
+    if isinstance(epsilon, jax.core.Tracer):  # a traced value cannot be compared with the spec
+        raise RMSNormError(
+            f"epsilon={epsilon!r} with spec= is not accepted: the spec holds eps as a Python "
+            "number; leave epsilon at its default and set eps in the spec, or leave spec out"
+        )
     wanted = {
         "epsilon": spec.eps,
         "param_dtype": spec.param_dtype,

@@ -39,13 +39,17 @@ def _key(x_dtype, y_dtype):
 LINEN_CASES = [(d, c) for d in DTYPES for c in LINEN_CONFIGS]
 
 
-def test_force_float32_reductions_false_is_refused_not_mapped():
+def test_force_float32_reductions_false_with_spec_is_refused_not_mapped():
     # flax then takes the mean square in the input dtype and normalizes in float32;
-    # compute_dtype="input" (every step rounded) differs in 97% of bf16 outputs, so
-    # the field is refused rather than mapped to a spec that computes something else.
+    # compute_dtype="input" (every step rounded) differs in 97% of bf16 outputs, so with
+    # spec= the field is refused rather than mapped to a spec that computes something
+    # else (without spec= it is flax's own computation: test_flax_only_calls.py)
     x = jnp.ones((3, 48), jnp.bfloat16)
-    with pytest.raises(RMSNormError, match=r"force_float32_reductions=False is not supported"):
-        ours_linen.RMSNorm(force_float32_reductions=False).init(jax.random.key(0), x)
+    m = ours_linen.RMSNorm(force_float32_reductions=False, spec=RMSNormSpec.preset("flax"))
+    with pytest.raises(
+        RMSNormError, match=r"force_float32_reductions=False with spec= is not supported"
+    ):
+        m.init(jax.random.key(0), x)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from rmsnorm_core import RMSNormSpec
-from rmsnorm_flax.functional._fields import Layer, resolve, scale_init_for
+from rmsnorm_flax.functional._fields import Layer, check_index_groups, resolve, scale_init_for
+from rmsnorm_flax.functional._flax_calls import feature_shape, flax_only, flax_rms_norm
 from rmsnorm_flax.functional._functional import rms_norm, rms_norm_residual
 from rmsnorm_flax.swap._swap import intercept_norms as _intercept
 
@@ -48,9 +49,9 @@ class RMSNorm(nn.Module):
         axis_index_groups: refused unless None.
         use_fast_variance: accepted and ignored (a mean square has no
             variance to stabilize).
-        force_float32_reductions: must be True (the default); for a
-            statistic in the input dtype pass ``spec`` with
-            ``compute_dtype="input"``.
+        force_float32_reductions: flax's: False takes the statistic in the
+            input dtype (``dtype``'s, when given), computed as flax does (no
+            spec describes it; refused with ``spec``).
         spec: an ``RMSNormSpec`` deciding the semantics (default: the
             ``flax`` preset with the fields above).
         bias_init: initializer of ``bias``, used when ``spec.use_bias``.
@@ -97,10 +98,48 @@ class RMSNorm(nn.Module):
             bias = layer.param(self.param("bias", self.bias_init, shape, dtype), x.shape)
         return scale, bias
 
+    def _flax_only(self, x: jax.Array) -> bool:
+        """Whether this call is one only flax's own op sequence computes (static)."""
+        return self.spec is None and flax_only(
+            x,
+            epsilon=self.epsilon,
+            reduction_axes=self.reduction_axes,
+            dtype=self.dtype,
+            force_float32_reductions=self.force_float32_reductions,
+        )
+
+    def _flax_call(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
+        """flax's own computation, for a call no spec describes (``_flax_calls``)."""
+        check_index_groups(self.axis_index_groups)
+        scale = None
+        if self.use_scale:
+            shape = feature_shape(x.shape, self.feature_axes)
+            scale = self.param("scale", self.scale_init, shape, self.param_dtype)
+        return flax_rms_norm(
+            x,
+            scale,
+            epsilon=self.epsilon,
+            dtype=self.dtype,
+            reduction_axes=self.reduction_axes,
+            feature_axes=self.feature_axes,
+            axis_name=self.axis_name,
+            mask=mask,
+            force_float32_reductions=self.force_float32_reductions,
+            param_dtype=self.param_dtype,
+        )
+
     @nn.compact
     def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
         """Normalize ``x`` (formula: ``rmsnorm_core.RMSNormSpec``); ``mask``: booleans
-        broadcastable to ``x``, the statistic over the True elements (flax's)."""
+        broadcastable to ``x``, the statistic over the True elements (flax's).
+
+        A call no spec describes (``rmsnorm_flax.functional._flax_calls``: integer
+        or complex input, a traced epsilon, ``force_float32_reductions=False``, ...)
+        is computed as flax's, op for op, with autodiff gradients whatever ``vjp``
+        says."""
+        x = jnp.asarray(x)
+        if self._flax_only(x):
+            return self._flax_call(x, mask)
         layer = self._layer()
         scale, bias = self._params(layer, x)
         return rms_norm(
@@ -143,7 +182,9 @@ def intercept_norms() -> Any:
     line, not its code.
 
     Built on ``flax.linen.intercept_methods``. Initialization is left to flax
-    (it creates the parameters); only applications are routed. Routing happens
+    (it creates the parameters); only applications are routed, and of those only
+    the calls a spec describes (a call ``rmsnorm_flax.functional._flax_calls`` names,
+    such as complex input or a traced epsilon, runs flax's own code). Routing happens
     when a function is traced: a function jitted inside the context keeps our
     kernel in its cached trace after the context ends, and one traced before
     it keeps flax's.

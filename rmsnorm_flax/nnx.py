@@ -7,7 +7,7 @@ Same constructor and parameter layout as flax's (``scale`` of shape
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -17,12 +17,23 @@ from flax import nnx
 from flax.nnx.nn import dtypes as nnx_dtypes
 
 from rmsnorm_core import ReplaceReport, RMSNormError, RMSNormSpec
-from rmsnorm_flax.functional._fields import Layer, computes_as_flax, resolve, scale_init_for
+from rmsnorm_flax.functional._fields import (
+    Layer,
+    check_index_groups,
+    computes_as_flax,
+    resolve,
+    scale_init_for,
+)
+from rmsnorm_flax.functional._flax_calls import flax_only_fields, flax_only_input, flax_rms_norm
 from rmsnorm_flax.functional._functional import check_vjp, rms_norm, rms_norm_residual
 from rmsnorm_flax.swap._swap import replace_norms as _replace
 
 _ONES = nnx.initializers.ones
 _ZEROS = nnx.initializers.zeros
+
+
+def _as_tuple(axes: Any) -> tuple[int, ...]:
+    return tuple(axes) if isinstance(axes, Iterable) else (axes,)
 
 
 def _fixed(name: str, value: Any) -> None:
@@ -37,7 +48,10 @@ class RMSNorm(nnx.Module):
 
     Without ``spec``, ``x`` and the scale go through ``promote_dtype`` (flax's
     default: both cast to ``dtype``, or to their promoted dtype) before
-    normalizing, exactly as flax does. With ``spec`` the spec decides the
+    normalizing, exactly as flax does; a layer or call no spec describes (an
+    array or traced ``epsilon``, ``reduction_axes=()`` or an axis twice, complex
+    input: ``rmsnorm_flax.functional._flax_calls``) computes as flax's, op for op,
+    and such a layer's ``layer`` is None. With ``spec`` the spec decides the
     dtypes: ``promote_dtype`` runs only if passed explicitly, or without
     ``dtype`` on a spec flax computes (the ``flax`` preset with any eps,
     axes, param dtype and ``use_scale``), where it changes no value but
@@ -70,7 +84,8 @@ class RMSNorm(nnx.Module):
             statistic); see :func:`rmsnorm_flax.rms_norm`.
 
     Attributes:
-        layer: the resolved spec and feature axes (static).
+        layer: the resolved spec and feature axes (static); None for a layer no
+            spec describes (its fields are then in ``flax_epsilon``, ``flax_axes``).
         scale: the ``nnx.Param`` scale, or None without ``use_scale``.
         bias: the ``nnx.Param`` bias, or None without ``use_bias``.
         spec_given: whether ``spec`` was passed (it decides the dtypes then).
@@ -102,8 +117,19 @@ class RMSNorm(nnx.Module):
         bias_init: Any = _ZEROS,
         vjp: str = "autodiff",
     ) -> None:
-        self.layer: Layer = nnx.static(
-            resolve(
+        # flax's own fields, kept as flax keeps them when the layer is one no spec
+        # describes (see _flax_calls: a traced or array epsilon, reduction_axes=() or
+        # an axis named twice); such a layer computes as flax's, op for op
+        outside = spec is None and self._as_flax
+        outside = outside and flax_only_fields(epsilon, reduction_axes) is not None
+        check_index_groups(axis_index_groups)
+        self.flax_epsilon: Any = epsilon if outside else None  # an array is data, as flax's
+        axes = (_as_tuple(reduction_axes), _as_tuple(feature_axes))
+        self.flax_axes: tuple | None = axes if outside else None
+        self.layer: Layer | None = nnx.static(
+            None
+            if outside
+            else resolve(
                 epsilon=epsilon,
                 param_dtype=param_dtype,
                 use_scale=use_scale,
@@ -114,16 +140,16 @@ class RMSNorm(nnx.Module):
                 spec=spec,
             )
         )
-        s = self.layer.spec
+        s = None if outside else self.layer.spec
         # an int is flax's flat (num_features,) scale, also over several feature axes
         shape = (num_features,) if isinstance(num_features, int) else tuple(num_features)
-        pdt = jnp.dtype(s.param_dtype)
+        pdt = jnp.dtype(param_dtype if outside else s.param_dtype)
         self.scale: nnx.Param | None = nnx.data(None)
         self.bias: nnx.Param | None = nnx.data(None)
-        if s.use_scale:
-            init = scale_init_for(s, scale_init, _ONES)
+        if use_scale if outside else s.use_scale:
+            init = scale_init if outside else scale_init_for(s, scale_init, _ONES)
             self.scale = nnx.Param(init(rngs.params(), shape, pdt), **scale_metadata)
-        if s.use_bias:
+        if not outside and s.use_bias:
             self.bias = nnx.Param(bias_init(rngs.params(), shape, pdt))
         self.num_features = num_features
         self.dtype = dtype
@@ -140,9 +166,9 @@ class RMSNorm(nnx.Module):
     # (flax reads them at each call; ours resolved them into the spec, so an assignment
     # would be ignored silently: it is refused instead)
     @property
-    def epsilon(self) -> float:
-        """The spec's eps (flax's ``epsilon``)."""
-        return self.layer.spec.eps
+    def epsilon(self) -> Any:
+        """The spec's eps (flax's ``epsilon``; as given, for a layer no spec describes)."""
+        return self.flax_epsilon if self.layer is None else self.layer.spec.eps
 
     @epsilon.setter
     def epsilon(self, value: Any) -> None:
@@ -151,6 +177,8 @@ class RMSNorm(nnx.Module):
     @property
     def reduction_axes(self) -> tuple[int, ...]:
         """The spec's normalized axes (flax's ``reduction_axes``)."""
+        if self.layer is None:
+            return _as_tuple(self.flax_axes[0])
         return tuple(self.layer.spec.axes)
 
     @reduction_axes.setter
@@ -160,6 +188,8 @@ class RMSNorm(nnx.Module):
     @property
     def feature_axes(self) -> tuple[int, ...]:
         """The axes the scale is kept over (flax's ``feature_axes``)."""
+        if self.layer is None:
+            return _as_tuple(self.flax_axes[1])
         return tuple(self.layer.feature_axes)
 
     @feature_axes.setter
@@ -171,13 +201,38 @@ class RMSNorm(nnx.Module):
         bias = None if self.bias is None else self.bias[...]
         if self.promote_dtype is not None:  # flax's step: x and scale to one dtype
             x, scale = self.promote_dtype((x, scale), dtype=self.dtype)
+        if self.layer is None:
+            return x, scale, bias
         return x, self.layer.param(scale, x.shape), self.layer.param(bias, x.shape)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         """Normalize ``x`` (formula: ``rmsnorm_core.RMSNormSpec``); ``mask``: booleans
-        broadcastable to ``x``, the statistic over the True elements (flax's)."""
+        broadcastable to ``x``, the statistic over the True elements (flax's).
+
+        A call no spec describes (``rmsnorm_flax.functional._flax_calls``: complex
+        input, a traced epsilon, ...) is computed as flax's, op for op, with autodiff
+        gradients whatever ``vjp`` says."""
         x, scale, bias = self._inputs(x)
+        if self._flax_only(x):
+            return flax_rms_norm(
+                x,
+                scale,
+                epsilon=self.epsilon,
+                dtype=self.dtype,
+                reduction_axes=self.reduction_axes,
+                feature_axes=self.feature_axes,
+                axis_name=self.axis_name,
+                mask=mask,
+            )
         return rms_norm(x, self.layer.spec, scale, bias, mask=mask, **self._options())
+
+    def _flax_only(self, x: jax.Array) -> bool:
+        """Whether this call is one only flax's own op sequence computes (static)."""
+        if self.layer is None:
+            return True
+        if self.spec_given or not self._as_flax:
+            return False
+        return flax_only_input(x, reduction_axes=self.layer.spec.axes, dtype=self.dtype)
 
     def _options(self) -> dict[str, Any]:
         """The keywords every call passes on to the functional."""

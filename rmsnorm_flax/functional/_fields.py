@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from rmsnorm_core import RMSNormError, RMSNormSpec, RMSNormTypeError, dtype_name
 from rmsnorm_flax.functional._call_plan import feature_dims
+from rmsnorm_flax.functional._flax_calls import flax_only_fields
 
 #: flax.linen.RMSNorm / flax.nnx.RMSNorm defaults (Flax 0.12).
 FLAX_DEFAULTS = {
@@ -53,6 +54,19 @@ class Layer:
         return p.reshape(fshape) if p.size == math.prod(fshape) else p
 
 
+def check_index_groups(axis_index_groups: Any) -> None:
+    """Refuse flax's ``axis_index_groups`` unless None.
+
+    Raises:
+        RMSNormError: naming the value.
+    """
+    if axis_index_groups is not None:
+        raise RMSNormError(
+            f"axis_index_groups={axis_index_groups!r} is not supported; use axis_name with "
+            "a mesh axis that spans exactly the devices holding one normalized block"
+        )
+
+
 def resolve(
     *,
     epsilon: float,
@@ -72,16 +86,13 @@ def resolve(
     """
     if not force_float32_reductions:
         raise RMSNormError(
-            "force_float32_reductions=False is not supported: flax then takes the mean square "
-            "in the input dtype but normalizes in float32, which no spec reproduces; use "
-            "force_float32_reductions=True (the default), or spec=... with "
-            "compute_dtype='input' to round every step to the input dtype"
+            "force_float32_reductions=False with spec= is not supported: flax then takes the "
+            "mean square in the input dtype but normalizes in float32, which no spec "
+            "reproduces; leave spec out (flax's own computation), or use "
+            "force_float32_reductions=True with compute_dtype='input' in the spec to round "
+            "every step to the input dtype"
         )
-    if axis_index_groups is not None:
-        raise RMSNormError(
-            f"axis_index_groups={axis_index_groups!r} is not supported; use axis_name with "
-            "a mesh axis that spans exactly the devices holding one normalized block"
-        )
+    check_index_groups(axis_index_groups)
     pdt = dtype_name(jnp.dtype(param_dtype))
     fields = {
         "epsilon": epsilon,
@@ -104,6 +115,11 @@ def resolve(
         )
     if not isinstance(spec, RMSNormSpec):
         raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
+    if isinstance(epsilon, jax.core.Tracer):  # a traced value cannot be compared with the spec
+        raise RMSNormError(
+            f"epsilon={epsilon!r} with spec= is not accepted: the spec holds eps as a Python "
+            "number; leave epsilon at its default and set eps in the spec, or leave spec out"
+        )
     wanted = {
         "epsilon": spec.eps,
         "param_dtype": spec.param_dtype,
@@ -147,14 +163,27 @@ def scale_init_for(spec: RMSNormSpec, given: Any, default: Any) -> Any:
 
 
 def flax_norm_spec(module: Any) -> tuple[RMSNormSpec, tuple]:
-    """The spec a ``flax.linen.RMSNorm`` / ``flax.nnx.RMSNorm`` computes, and its feature axes."""
+    """The spec a ``flax.linen.RMSNorm`` / ``flax.nnx.RMSNorm`` computes, and its feature axes.
+
+    Raises:
+        RMSNormError: the module is one no spec describes (``_flax_calls``), or has a
+            field ours refuses.
+    """
+    force = getattr(module, "force_float32_reductions", True)
+    why = flax_only_fields(module.epsilon, module.reduction_axes)
+    if why is not None or not force:
+        raise RMSNormError(
+            f"{why or 'force_float32_reductions=False'}: no spec describes this flax "
+            "RMSNorm (only flax's own computation does); a spec needs a Python-number "
+            "epsilon, distinct reduction_axes and force_float32_reductions=True"
+        )
     layer = resolve(
         epsilon=module.epsilon,
         param_dtype=module.param_dtype,
         use_scale=module.use_scale,
         reduction_axes=module.reduction_axes,
         feature_axes=module.feature_axes,
-        force_float32_reductions=getattr(module, "force_float32_reductions", True),
+        force_float32_reductions=force,
         axis_index_groups=module.axis_index_groups,
         spec=None,
     )

@@ -37,6 +37,15 @@ def _forward_mode(*arrays: Any) -> bool:
     return False
 
 
+def _unbound_in_backward(axis_name: Any) -> bool:
+    """Whether ``axis_name`` names an axis that is not a ``shard_map`` mesh axis (a ``vmap``
+    or ``pmap`` axis): JAX runs a custom VJP's backward outside such an axis, where its
+    all-reduce would fail ("unbound axis name")."""
+    names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
+    manual = getattr(jax.sharding.get_abstract_mesh(), "manual_axes", ())
+    return any(n not in manual for n in names)
+
+
 def check_vjp(vjp: Any) -> str:
     """``vjp`` if it is one of :data:`VJPS`, else an error naming it."""
     if not isinstance(vjp, str) or vjp not in VJPS:
@@ -58,13 +67,20 @@ def _apply(x: jax.Array, cfg: _kernel.Plan, scale: Any, bias: Any, vjp: str) -> 
     differentiate that rounding as a step (zero where it flushes a subnormal), where
     the spec's gradient passes through it. Plain autodiff serves ``compute_dtype="input"``
     (naive code, op by op) and forward-mode differentiation, which a
-    ``custom_vjp`` refuses: forward values are the same function either way. A
+    ``custom_vjp`` refuses, and an ``axis_name`` bound by ``vmap`` (not a ``shard_map``
+    mesh axis: the custom backward would run where that axis is unbound): forward
+    values are the same function either way. A
     function jitted *before* ``jax.jvp`` is applied to it (``jax.jvp(jax.jit(f))``)
     was traced without seeing the JVP, so with ``vjp="analytic"`` it keeps the
     custom VJP and JAX refuses the JVP: apply ``jit`` outside then.
     """
     autodiff = vjp == "autodiff" and cfg.plan.intermediate is None
-    if autodiff or cfg.plan.compute in ("float16", "bfloat16") or _forward_mode(x, scale, bias):
+    if (
+        autodiff
+        or cfg.plan.compute in ("float16", "bfloat16")
+        or _forward_mode(x, scale, bias)
+        or (cfg.axis_name is not None and _unbound_in_backward(cfg.axis_name))
+    ):
         return _kernel.forward(x, scale, bias, cfg)[0]
     return _analytic.rms_norm_vjp(x, scale, bias, cfg)
 
@@ -100,7 +116,10 @@ def rms_norm(
             devices, the mesh axis name: the per-row statistic is all-reduced
             (one all-reduce of a per-row scalar; ``x`` is never gathered; for
             flax's order the ``pmean`` of the local mean squares, as flax).
-            Partial statistics are refused then.
+            A ``vmap`` axis name joins the statistic across examples likewise;
+            gradients are then autodiff's whatever ``vjp`` says (a custom VJP's
+            backward runs where that axis is unbound). Partial statistics are
+            refused with it.
         mask: booleans broadcastable to ``x``: the mean square is taken over the
             True elements of each block only (flax's ``mask=``; every element is
             still normalized). Not with a partial statistic or ``axis_name``;

@@ -200,6 +200,12 @@ def _nnx_norms(model: fnnx.Module, flax_too: bool) -> dict[str, tuple[Any, RMSNo
         scale = getattr(node, "scale", None)
         scale = None if scale is None else scale[...]
         if isinstance(node, nnx.RMSNorm):
+            if node.layer is None:
+                raise RMSNormError(
+                    f"layer {name!r} has epsilon={node.epsilon!r} and reduction_axes="
+                    f"{node.reduction_axes!r}, which no spec describes; a checkpoint holds "
+                    "layers with a spec (a Python-number epsilon, distinct reduction axes)"
+                )
             bias = None if node.bias is None else node.bias[...]
             spec = _with_params(node.layer.spec, scale, bias)
             out[name] = (node, spec, tuple(node.layer.feature_axes))

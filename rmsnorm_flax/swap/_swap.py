@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as fnn
+import jax.numpy as jnp
 from flax import nnx as fnnx
 
 from rmsnorm_core import ReplaceReport, RMSNormError, RMSNormSpec, check_probe_size, replace_each
 from rmsnorm_flax.functional._fields import flax_norm_spec, resolve
+from rmsnorm_flax.functional._flax_calls import flax_only
 from rmsnorm_flax.functional._functional import rms_norm
 from rmsnorm_flax.swap._infer import infer_spec
 
@@ -53,6 +55,7 @@ def _from_fields(node: fnnx.Module, ours: type) -> tuple[Any, RMSNormSpec]:
     """Ours for a ``flax.nnx.RMSNorm`` built from its own fields (no probe: they say
     everything, ``dtype``, ``feature_axes`` and ``promote_dtype`` included), with the
     same scale ``Param``."""
+    flax_norm_spec(node)  # refuses a layer no spec describes (it would not be ours to swap)
     new = ours(node.num_features, rngs=fnnx.Rngs(0), **{f: getattr(node, f) for f in _NNX_FIELDS})
     if node.scale is not None:
         new.scale = node.scale  # the same Param object
@@ -123,6 +126,10 @@ def intercept_norms() -> Iterator[None]:
         ):
             return next_fun(*args, **kwargs)
         (x,) = args
+        x = jnp.asarray(x)
+        fields = {f: getattr(mod, f) for f in ("epsilon", "reduction_axes", "dtype")}
+        if flax_only(x, force_float32_reductions=mod.force_float32_reductions, **fields):
+            return next_fun(*args, **kwargs)  # a call no spec describes: flax's own code
         spec, feature_axes = flax_norm_spec(mod)
         layer = resolve(
             epsilon=mod.epsilon, param_dtype=mod.param_dtype, use_scale=mod.use_scale,

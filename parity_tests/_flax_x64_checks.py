@@ -1,0 +1,85 @@
+"""``jax_enable_x64`` checks of ``test_flax_x64_vmap.py``, run in a subprocess (the flag
+must be set before jax is imported; the rest of the suite runs without it).
+
+Under x64 flax's statistic is in ``promote(dtype or x.dtype, float32)`` and the
+product in the wider of that and x's dtype: our linen and nnx layers must give
+flax's output dtype, ``y``, ``dx`` and ``dscale`` bit for bit. Prints ``PASS name``
+per check that passes, ``FAIL name: why`` otherwise.
+"""
+
+from __future__ import annotations
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import flax.linen as fnn  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from rmsnorm_flax import linen as ours_linen  # noqa: E402
+from rmsnorm_flax import nnx as ours_nnx  # noqa: E402
+
+# (name, x dtype, flax fields)
+CASES = [
+    ("f64-dtype-f32", "float64", {"dtype": jnp.float32}),
+    ("f32-dtype-f64", "float32", {"dtype": jnp.float64}),
+    ("bf16-dtype-f64", "bfloat16", {"dtype": jnp.float64}),
+    ("f32-param-f64", "float32", {"param_dtype": jnp.float64}),
+    ("f64", "float64", {}),
+]
+
+
+def _cotangent(y):
+    return jax.random.normal(jax.random.key(5), y.shape).astype(y.dtype)
+
+
+def _linen(cls, x, scale, fields):
+    def f(x, s):
+        return cls(**fields).apply({"params": {"scale": s}}, x)
+
+    y, pull = jax.vjp(f, x, scale)
+    return (y, *pull(_cotangent(y)))
+
+
+def _nnx(cls, x, scale, fields):
+    layer = cls(8, rngs=nnx.Rngs(0), **fields)
+    layer.scale[...] = scale
+
+    @nnx.jit
+    def go(layer, x):
+        y, pull = jax.vjp(lambda m, x: m(x), layer, x)
+        dm, dx = pull(_cotangent(y))
+        return y, dx, dm.scale[...]
+
+    return go(layer, x)
+
+
+def _why_not_equal(got, want) -> str | None:
+    for name, a, b in zip(("y", "dx", "dscale"), got, want, strict=True):
+        if a.dtype != b.dtype:
+            return f"{name}: dtype {a.dtype} != flax's {b.dtype}"
+        if not bool(jnp.array_equal(a, b)):
+            return f"{name}: {int(jnp.sum(a != b))} of {a.size} elements differ"
+    return None
+
+
+def main() -> None:
+    pairs = {
+        "linen": (_linen, fnn.RMSNorm, ours_linen.RMSNorm),
+        "nnx": (_nnx, nnx.RMSNorm, ours_nnx.RMSNorm),
+    }
+    for api, (run, theirs, ours) in pairs.items():
+        for name, dtype, fields in CASES:
+            x = (jax.random.normal(jax.random.key(3), (2, 3, 8)) * 3).astype(dtype)
+            pdt = fields.get("param_dtype", jnp.float32)
+            scale = jax.random.uniform(jax.random.key(1), (8,), minval=0.5, maxval=1.5).astype(pdt)
+            try:
+                why = _why_not_equal(run(ours, x, scale, fields), run(theirs, x, scale, fields))
+            except Exception as err:  # noqa: BLE001 - reported to the parent test
+                why = f"{type(err).__name__}: {err}"
+            print(f"PASS {api}-{name}" if why is None else f"FAIL {api}-{name}: {why}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

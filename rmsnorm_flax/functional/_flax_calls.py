@@ -1,0 +1,160 @@
+"""flax's RMSNorm for the calls that no spec describes, op for op (Flax 0.12).
+
+``flax.linen.RMSNorm`` and ``flax.nnx.RMSNorm`` accept calls outside what an
+``RMSNormSpec`` holds: an ``epsilon`` that is a JAX array or a tracer (a layer
+built inside ``jit`` from a traced value), integer, boolean or complex inputs,
+``force_float32_reductions=False`` (the mean square in the input dtype),
+``reduction_axes=()`` or an axis named twice, and a ``dtype`` whose float32
+promotion differs from the input's (under ``jax_enable_x64``: statistics in
+that dtype, the product in the wider of both). :func:`flax_only` decides, once
+per trace from static facts (types, dtypes, rank), whether a call is one of
+these; :func:`flax_rms_norm` then computes it as flax's ``_compute_stats`` and
+``_normalize`` do, so values and autodiff gradients are flax's bit for bit.
+Every other call takes the spec's path (``rms_norm``).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax.linen import dtypes as flax_dtypes
+from jax import lax
+
+from rmsnorm_core import RMSNormError
+
+#: Input dtypes a spec computes (core's floating dtypes); dtype objects, as a dtype's
+#: ``.name`` is built anew at each read (microseconds on an eager call).
+_SPEC_DTYPES = frozenset(jnp.dtype(n) for n in ("float16", "bfloat16", "float32", "float64"))
+
+
+def _canonicalize_axes(rank: int, axes: Any) -> tuple[int, ...]:
+    """flax's ``_canonicalize_axes``: non-negative, each axis once (a set's order)."""
+    if not isinstance(axes, Iterable):
+        axes = (axes,)
+    return tuple({rank + axis if axis < 0 else axis for axis in axes})
+
+
+def _abs_sq(x: jax.Array) -> jax.Array:
+    """flax's ``_abs_sq``: ``|x|^2`` elementwise, real for a complex ``x``."""
+    if jnp.iscomplexobj(x):
+        return lax.square(lax.real(x)) + lax.square(lax.imag(x))
+    return lax.square(x)
+
+
+def flax_only_fields(epsilon: Any, reduction_axes: Any) -> str | None:
+    """Why a layer's own fields are outside every spec (an ``epsilon`` that is not a
+    Python number; ``reduction_axes`` empty or naming an axis twice), or None."""
+    plain = type(epsilon) is float or type(epsilon) is int  # the common case, without the ABC
+    if not plain and (isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real)):
+        return f"epsilon of type {type(epsilon).__name__}"
+    if type(reduction_axes) is int:
+        return None
+    axes = tuple(reduction_axes) if isinstance(reduction_axes, Iterable) else (reduction_axes,)
+    if not axes:
+        return "reduction_axes=()"
+    if len(set(axes)) != len(axes):
+        return f"reduction_axes={axes!r} names an axis twice"
+    return None
+
+
+def flax_only(
+    x: jax.Array,
+    *,
+    epsilon: Any,
+    reduction_axes: Any,
+    dtype: Any,
+    force_float32_reductions: bool = True,
+) -> bool:
+    """Whether flax's call on ``x`` is outside every spec (module docstring); static.
+    Out-of-range axes are not: the spec's path refuses them with its message."""
+    if not force_float32_reductions or flax_only_fields(epsilon, reduction_axes) is not None:
+        return True
+    return flax_only_input(x, reduction_axes=reduction_axes, dtype=dtype)
+
+
+def flax_only_input(x: jax.Array, *, reduction_axes: Any, dtype: Any) -> bool:
+    """:func:`flax_only` for a layer whose own fields a spec describes: what ``x``
+    brings (its dtype against ``dtype``, its rank against ``reduction_axes``)."""
+    if x.dtype not in _SPEC_DTYPES:
+        return True
+    if dtype is not None:
+        ours = jnp.promote_types(x.dtype, jnp.float32)
+        if jnp.promote_types(jnp.dtype(dtype), jnp.float32) != ours:
+            return True
+    if not isinstance(reduction_axes, Iterable) or len(reduction_axes) < 2:
+        return False
+    return len(_canonicalize_axes(x.ndim, reduction_axes)) != len(tuple(reduction_axes))
+
+
+def _check_axes(name: str, axes: Any, rank: int) -> None:
+    axes = tuple(axes) if isinstance(axes, Iterable) else (axes,)
+    if any(not -rank <= int(a) < rank for a in axes):
+        raise RMSNormError(
+            f"{name}={axes} is out of range for an input of rank {rank}; each axis must "
+            f"satisfy {-rank} <= axis < {rank}"
+        )
+
+
+def feature_shape(x_shape: tuple[int, ...], feature_axes: Any) -> tuple[int, ...]:
+    """flax's parameter shape for ``x_shape``: the sizes at ``feature_axes`` in its order."""
+    _check_axes("feature_axes", feature_axes, len(x_shape))
+    return tuple(x_shape[a] for a in _canonicalize_axes(len(x_shape), feature_axes))
+
+
+def flax_rms_norm(
+    x: Any,
+    scale: jax.Array | None,
+    *,
+    epsilon: Any,
+    dtype: Any,
+    reduction_axes: Any,
+    feature_axes: Any,
+    axis_name: Any = None,
+    axis_index_groups: Any = None,
+    mask: Any = None,
+    force_float32_reductions: bool = True,
+    param_dtype: Any = None,
+) -> jax.Array:
+    """flax's ``RMSNorm.__call__`` after its parameter lookup: ``_compute_stats`` with
+    ``use_mean=False``, then ``_normalize`` (linen's, which with
+    ``force_float32_reductions=False`` casts ``scale`` to ``param_dtype``; nnx passes
+    its promoted ``x`` and ``scale`` and the default flag).
+
+    Raises:
+        RMSNormError: ``reduction_axes`` or ``feature_axes`` out of range for ``x``.
+    """
+    x = jnp.asarray(x)
+    _check_axes("reduction_axes", reduction_axes, x.ndim)
+    _check_axes("feature_axes", feature_axes, x.ndim)
+    # _compute_stats
+    stats_dtype = jnp.result_type(x) if dtype is None else dtype
+    if force_float32_reductions:
+        stats_dtype = jnp.promote_types(stats_dtype, jnp.float32)
+    h = x.astype(stats_dtype)
+    axes = _canonicalize_axes(h.ndim, reduction_axes)
+    where = None if mask is None else jnp.asarray(mask, dtype=bool)
+    var = _abs_sq(h).mean(axes, where=where)
+    if axis_name is not None:
+        var = lax.pmean(var, axis_name, axis_index_groups=axis_index_groups)
+    mean = jnp.zeros_like(var)
+    # _normalize
+    shape = [1] * x.ndim
+    for a in _canonicalize_axes(x.ndim, feature_axes):
+        shape[a] = x.shape[a]
+    mean = jnp.expand_dims(mean, axes)
+    var = jnp.expand_dims(var, axes)
+    y = x - mean
+    mul = lax.rsqrt(var + epsilon)
+    args = [x]
+    if scale is not None:
+        scale = scale.reshape(shape)
+        if not force_float32_reductions:
+            scale = jnp.asarray(scale, param_dtype)
+        mul = mul * scale
+        args.append(scale)
+    y = y * mul
+    return jnp.asarray(y, flax_dtypes.canonicalize_dtype(*args, dtype=dtype))

@@ -100,3 +100,25 @@ def test_replace_norms_replaces_torchs_and_leaves_ours():
     ours = model[1]
     replace_norms(model)
     assert type(model[0]) is RMSNorm and model[1] is ours
+
+
+@pytest.mark.parametrize("kind", ["eps-negative", "eps-nan-nested", "complex-weight"])
+def test_a_module_with_no_spec_traces_as_torchs_does(kind):
+    """``torch.jit.trace`` reads every name ``dir()`` lists; ``spec`` raises for a module no
+    spec holds, so ``dir()`` leaves it out there (torch's module traces in all three)."""
+    x = torch.randn(2, 8)
+    if kind == "eps-negative":
+        ours, theirs = RMSNorm(8, eps=-0.5), torch.nn.RMSNorm(8, eps=-0.5)
+    elif kind == "eps-nan-nested":
+        lin = torch.nn.Linear(8, 8)
+        ours = torch.nn.Sequential(lin, RMSNorm(8, eps=float("nan")))
+        theirs = torch.nn.Sequential(lin, torch.nn.RMSNorm(8, eps=float("nan")))
+    else:
+        x = x.to(torch.complex64)
+        ours = RMSNorm(8, dtype=torch.complex64)
+        theirs = torch.nn.RMSNorm(8, dtype=torch.complex64)
+    for m in (ours, theirs):
+        traced = torch.jit.trace(m, x)
+        assert torch.equal(traced(x), m(x)) or torch.allclose(traced(x), m(x), equal_nan=True)
+    assert "spec" not in dir(ours if kind != "eps-nan-nested" else ours[1])
+    assert "spec" in dir(RMSNorm(8))

@@ -155,10 +155,17 @@ class RMSNorm(nn.RMSNorm):
             rmsnorm_core.RMSNormError: eps is NaN, inf or negative, or a parameter is
                 complex, which no spec holds (``no_spec_reason``).
         """
-        reason = no_spec_reason(self._eps_override, self.weight, self.bias)
+        reason = self._no_spec()
         if reason:
             raise RMSNormError(reason)
         return self._spec_now()
+
+    def __dir__(self) -> List[str]:
+        """``nn.Module``'s names less ``spec`` while no spec holds it: ``jit.trace`` reads each."""
+        return [n for n in super().__dir__() if n != "spec" or not self._no_spec()]
+
+    def _no_spec(self) -> str:
+        return no_spec_reason(self._eps_override, self.weight, self.bias)
 
     @spec.setter
     def spec(self, spec: RMSNormSpec) -> None:

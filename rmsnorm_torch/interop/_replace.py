@@ -81,6 +81,11 @@ def _replacement(sub: nn.Module, infer: bool) -> Union[Tuple[RMSNorm, RMSNormSpe
             setattr(new, ours, params[theirs])  # the same Parameter object
     new.train(sub.training)
     _carry_hooks(sub, new)
+    if getattr(sub, "_is_hf_initialized", False):
+        # Hugging Face's initializer skips a module so marked; unmarked, ours (class name
+        # "RMSNorm") falls to its generic branch, which sets a weight of ones: for a
+        # zero-centred norm (Qwen3-Next, Gemma-style offsets) a scale of 2, not 1
+        new._is_hf_initialized = True
     return new, spec
 
 

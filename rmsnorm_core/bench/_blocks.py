@@ -2,7 +2,7 @@
 
 Both sides are warmed up; a block is ``k`` back-to-back calls of one side, ``k`` the
 fewest power of two for which the faster side's block lasts :data:`MIN_BLOCK_S` (one
-call of a large shape, thousands at a decode shape), so the clock's resolution and
+call of a large shape, tens to thousands at a decode shape), so the clock's resolution and
 one call's jitter are small against it. Then ``repeat`` pairs of blocks run, ours and
 the peer in turn, the side that leads swapping from pair to pair: a drift that slows
 the machine during a pair hits both sides alike, and a burst of other work spoils one

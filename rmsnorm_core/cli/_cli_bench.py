@@ -4,7 +4,7 @@ Every case a backend registers (``rmsnorm_core.backends``), plus core's own,
 timed against its peer in this process, in repeated alternating blocks:
 after warm-up, a block is k back-to-back calls of one side (k the fewest power
 of two for which the faster side's block lasts 2 ms or more: one call at a large
-shape, thousands at a decode shape such as [1, 4096]); each of ``--repeat``
+shape, tens to thousands at a decode shape such as [1, 4096]); each of ``--repeat``
 pairs runs a block of ours and a block of the peer (the side that leads
 alternates) and gives one ratio, ours / peer per call. The reported ratio is the
 median of the pairs' ratios, the spread their quartiles.

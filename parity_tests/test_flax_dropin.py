@@ -138,10 +138,10 @@ def test_linen_spec_decides_and_gemma_initializes_to_identity():
             r"use_scale=False \(the spec has True\)",
         ),
         ({"spec": "llama"}, RMSNormTypeError, r"spec must be an RMSNormSpec, got str"),
-        (
-            {"axis_index_groups": [[0, 1]]},
+        (  # without spec= it computes as flax's (test_flax_index_groups.py)
+            {"axis_index_groups": [[0, 1]], "spec": RMSNormSpec()},
             RMSNormError,
-            r"axis_index_groups=\(\(0, 1\),\) is not supported",
+            r"axis_index_groups=\(\(0, 1\),\) is not supported with spec=",
         ),
         (
             {"feature_axes": 3},
@@ -149,7 +149,11 @@ def test_linen_spec_decides_and_gemma_initializes_to_identity():
             r"feature_axes=\(3,\) is out of range for an input of rank 2; each axis must "
             r"satisfy -2 <= axis < 2",
         ),
-        ({"epsilon": -1.0}, RMSNormError, r"eps=-1\.0 is not accepted"),
+        (  # without spec= it computes as flax's (test_flax_only_calls.py)
+            {"epsilon": -1.0, "spec": RMSNormSpec()},
+            RMSNormError,
+            r"epsilon=-1\.0 \(the spec has 1e-06\) conflict with spec=",
+        ),
     ],
     ids=[
         "eps-conflict",

@@ -1,8 +1,10 @@
 """Calls flax's RMSNorm accepts that no spec describes: ours computes them as flax does.
 
-An ``epsilon`` given as a JAX array or traced (the layer built inside ``jit``),
+An ``epsilon`` given as a JAX array or traced (the layer built inside ``jit``) or
+one a spec refuses (negative, NaN, infinite, below float32's smallest normal),
 integer, boolean and complex inputs, ``force_float32_reductions=False`` and
-``reduction_axes=()`` or an axis named twice: ``rmsnorm_flax.linen.RMSNorm`` and
+``reduction_axes=()`` or an axis named twice (``axis_index_groups``:
+``test_flax_index_groups.py``): ``rmsnorm_flax.linen.RMSNorm`` and
 ``rmsnorm_flax.nnx.RMSNorm`` give ``flax.linen.RMSNorm``'s / ``flax.nnx.RMSNorm``'s
 output dtype, values and gradients (``dx`` where ``x`` is inexact, ``dscale``)
 bit for bit (``jnp.array_equal``). ``jax_enable_x64`` and ``vmap`` axis names:
@@ -88,6 +90,11 @@ LINEN_CASES = [
     ("axes-empty-bf16", "bfloat16", {"reduction_axes": ()}),
     ("axes-1-1", "float32", {"reduction_axes": (1, 1)}),
     ("axes-minus1-2", "float16", {"reduction_axes": (-1, 2), "feature_axes": (2, -1)}),
+    ("eps-negative", "float32", {"epsilon": -1e-6}),
+    ("eps-minus-half-bf16", "bfloat16", {"epsilon": -0.5}),
+    ("eps-nan", "float32", {"epsilon": float("nan")}),
+    ("eps-inf-f16", "float16", {"epsilon": float("inf")}),
+    ("eps-below-f32-normal", "float32", {"epsilon": 1e-40}),
 ]
 
 
@@ -175,6 +182,8 @@ NNX_CASES = [
     ("axes-empty", "bfloat16", {"reduction_axes": ()}),
     ("axes-2-2", "float32", {"reduction_axes": (2, 2)}),
     ("axes-minus1-2", "float16", {"reduction_axes": (-1, 2)}),
+    ("eps-negative", "float32", {"epsilon": -1e-6}),
+    ("eps-minus-half-bf16", "bfloat16", {"epsilon": -0.5}),
 ]
 
 
@@ -225,8 +234,9 @@ def test_replace_norms_skips_a_flax_layer_no_spec_describes():
         ({"force_float32_reductions": False}, r"force_float32_reductions=False with spec="),
         ({"epsilon": jnp.float32(1e-2)}, r"epsilon=Array\(0\.01.*\(the spec has 1e-06\) conflict"),
         ({"reduction_axes": ()}, r"reduction_axes=\(\) \(the spec has \(-1,\)\) conflict"),
+        ({"epsilon": -1e-6}, r"epsilon=-1e-06 \(the spec has 1e-06\) conflict"),
     ],
-    ids=["force32-false", "eps-array", "axes-empty"],
+    ids=["force32-false", "eps-array", "axes-empty", "eps-negative"],
 )
 def test_with_spec_they_are_refused(fields, match):
     # spec= decides the semantics; it holds a Python-number eps and distinct axes

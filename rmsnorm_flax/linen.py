@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from rmsnorm_core import RMSNormSpec
-from rmsnorm_flax.functional._fields import Layer, check_index_groups, resolve, scale_init_for
+from rmsnorm_flax.functional._fields import Layer, resolve, scale_init_for
 from rmsnorm_flax.functional._flax_calls import feature_shape, flax_only, flax_rms_norm
 from rmsnorm_flax.functional._functional import rms_norm, rms_norm_residual
 from rmsnorm_flax.swap._swap import intercept_norms as _intercept
@@ -33,7 +33,8 @@ class RMSNorm(nn.Module):
     and one set to a value the spec disagrees with is an error.
 
     Attributes:
-        epsilon: the spec's ``eps``. Default ``1e-6``.
+        epsilon: the spec's ``eps``. Default ``1e-6``. One no spec takes
+            (negative, NaN, ...) is computed as flax's (without ``spec``).
         dtype: the output dtype, rounded once from the computation (flax's);
             None (default) keeps the spec's output dtype.
         param_dtype: dtype of ``scale`` / ``bias``. Default float32.
@@ -46,7 +47,9 @@ class RMSNorm(nn.Module):
             (broadcast over the rest). Default -1.
         axis_name: a mesh axis the statistic is summed over, for a feature
             dim sharded across devices (see :func:`rmsnorm_flax.rms_norm`).
-        axis_index_groups: refused unless None.
+        axis_index_groups: flax's ``lax.pmean`` groups: not None computes as
+            flax's, under ``pmap`` (refused with ``spec`` and in
+            ``ResidualRMSNorm``).
         use_fast_variance: accepted and ignored (a mean square has no
             variance to stabilize).
         force_float32_reductions: flax's: False takes the statistic in the
@@ -106,11 +109,11 @@ class RMSNorm(nn.Module):
             reduction_axes=self.reduction_axes,
             dtype=self.dtype,
             force_float32_reductions=self.force_float32_reductions,
+            axis_index_groups=self.axis_index_groups,
         )
 
     def _flax_call(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
         """flax's own computation, for a call no spec describes (``_flax_calls``)."""
-        check_index_groups(self.axis_index_groups)
         scale = None
         if self.use_scale:
             shape = feature_shape(x.shape, self.feature_axes)
@@ -123,6 +126,7 @@ class RMSNorm(nn.Module):
             reduction_axes=self.reduction_axes,
             feature_axes=self.feature_axes,
             axis_name=self.axis_name,
+            axis_index_groups=self.axis_index_groups,
             mask=mask,
             force_float32_reductions=self.force_float32_reductions,
             param_dtype=self.param_dtype,

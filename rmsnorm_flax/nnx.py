@@ -19,7 +19,6 @@ from flax.nnx.nn import dtypes as nnx_dtypes
 from rmsnorm_core import ReplaceReport, RMSNormError, RMSNormSpec
 from rmsnorm_flax.functional._fields import (
     Layer,
-    check_index_groups,
     computes_as_flax,
     resolve,
     scale_init_for,
@@ -49,10 +48,11 @@ class RMSNorm(nnx.Module):
     Without ``spec``, ``x`` and the scale go through ``promote_dtype`` (flax's
     default: both cast to ``dtype``, or to their promoted dtype) before
     normalizing, exactly as flax does; a layer or call no spec describes (an
-    array or traced ``epsilon``, ``reduction_axes=()`` or an axis twice, complex
-    input: ``rmsnorm_flax.functional._flax_calls``) computes as flax's, op for op,
-    and such a layer's ``layer`` is None. With ``spec`` the spec decides the
-    dtypes: ``promote_dtype`` runs only if passed explicitly, or without
+    array, traced or negative ``epsilon``, ``reduction_axes=()`` or an axis twice,
+    ``axis_index_groups``, complex input: ``rmsnorm_flax.functional._flax_calls``)
+    computes as flax's, op for op, and such a layer's ``layer`` is None. With
+    ``spec`` the spec decides the dtypes: ``promote_dtype`` runs only if passed
+    explicitly, or without
     ``dtype`` on a spec flax computes (the ``flax`` preset with any eps,
     axes, param dtype and ``use_scale``), where it changes no value but
     gives flax's gradients; ``dtype`` is the output dtype. ``mask=`` is
@@ -62,7 +62,7 @@ class RMSNorm(nnx.Module):
     Args:
         num_features: size of the feature dim (a tuple for several
             ``feature_axes``).
-        epsilon: the spec's ``eps``. Default ``1e-6``.
+        epsilon: the spec's ``eps``. Default ``1e-6`` (one no spec takes: above).
         dtype: as described above. Default None.
         param_dtype: dtype of ``scale`` / ``bias``. Default float32.
         use_scale: learn ``scale``. Default True.
@@ -72,7 +72,7 @@ class RMSNorm(nnx.Module):
         feature_axes: the axes ``scale`` spans, any axes of ``x`` as in flax.
             Default -1.
         axis_name: a mesh axis the statistic is summed over.
-        axis_index_groups: refused unless None.
+        axis_index_groups: not None computes as flax's, under ``pmap``.
         use_fast_variance: accepted and ignored.
         promote_dtype: flax's dtype-promotion function, or None (above).
         rngs: the ``nnx.Rngs`` the initializers draw from.
@@ -118,11 +118,13 @@ class RMSNorm(nnx.Module):
         vjp: str = "autodiff",
     ) -> None:
         # flax's own fields, kept as flax keeps them when the layer is one no spec
-        # describes (see _flax_calls: a traced or array epsilon, reduction_axes=() or
-        # an axis named twice); such a layer computes as flax's, op for op
+        # describes (see _flax_calls: a traced, array or negative epsilon, reduction_axes=()
+        # or an axis named twice, axis_index_groups); such a layer computes as flax's
         outside = spec is None and self._as_flax
-        outside = outside and flax_only_fields(epsilon, reduction_axes) is not None
-        check_index_groups(axis_index_groups)
+        outside = (
+            outside and flax_only_fields(epsilon, reduction_axes, axis_index_groups) is not None
+        )
+        self.axis_index_groups = axis_index_groups  # not None: outside, or refused by resolve
         self.flax_epsilon: Any = epsilon if outside else None  # an array is data, as flax's
         axes = (_as_tuple(reduction_axes), _as_tuple(feature_axes))
         self.flax_axes: tuple | None = axes if outside else None
@@ -222,6 +224,7 @@ class RMSNorm(nnx.Module):
                 reduction_axes=self.reduction_axes,
                 feature_axes=self.feature_axes,
                 axis_name=self.axis_name,
+                axis_index_groups=self.axis_index_groups,
                 mask=mask,
             )
         return rms_norm(x, self.layer.spec, scale, bias, mask=mask, **self._options())

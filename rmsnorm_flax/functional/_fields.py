@@ -55,15 +55,18 @@ class Layer:
 
 
 def check_index_groups(axis_index_groups: Any) -> None:
-    """Refuse flax's ``axis_index_groups`` unless None.
+    """Refuse flax's ``axis_index_groups`` unless None, for a layer a spec computes
+    (``RMSNorm`` without ``spec`` hands it to flax's own computation instead).
 
     Raises:
         RMSNormError: naming the value.
     """
     if axis_index_groups is not None:
         raise RMSNormError(
-            f"axis_index_groups={axis_index_groups!r} is not supported; use axis_name with "
-            "a mesh axis that spans exactly the devices holding one normalized block"
+            f"axis_index_groups={axis_index_groups!r} is not supported with spec= or in "
+            "ResidualRMSNorm; leave spec out (RMSNorm then computes as flax's, under pmap), "
+            "or use axis_name with a mesh axis that spans exactly the devices holding one "
+            "normalized block"
         )
 
 
@@ -170,12 +173,13 @@ def flax_norm_spec(module: Any) -> tuple[RMSNormSpec, tuple]:
             field ours refuses.
     """
     force = getattr(module, "force_float32_reductions", True)
-    why = flax_only_fields(module.epsilon, module.reduction_axes)
+    why = flax_only_fields(module.epsilon, module.reduction_axes, module.axis_index_groups)
     if why is not None or not force:
         raise RMSNormError(
             f"{why or 'force_float32_reductions=False'}: no spec describes this flax "
             "RMSNorm (only flax's own computation does); a spec needs a Python-number "
-            "epsilon, distinct reduction_axes and force_float32_reductions=True"
+            "epsilon >= 0, distinct reduction_axes, axis_index_groups=None and "
+            "force_float32_reductions=True"
         )
     layer = resolve(
         epsilon=module.epsilon,

@@ -2,7 +2,11 @@
 
 ``flax.linen.RMSNorm`` and ``flax.nnx.RMSNorm`` accept calls outside what an
 ``RMSNormSpec`` holds: an ``epsilon`` that is a JAX array or a tracer (a layer
-built inside ``jit`` from a traced value), integer, boolean or complex inputs,
+built inside ``jit`` from a traced value) or a number a spec refuses (negative,
+NaN, infinite, or below float32's smallest normal but not 0);
+``axis_index_groups`` (``lax.pmean`` over groups of devices: flax's own layer runs
+it under ``pmap`` only, ``vmap`` and ``shard_map`` raise ``NotImplementedError`` in
+jax 0.10); integer, boolean or complex inputs,
 ``force_float32_reductions=False`` (the mean square in the input dtype),
 ``reduction_axes=()`` or an axis named twice, and a ``dtype`` whose float32
 promotion differs from the input's (under ``jax_enable_x64``: statistics in
@@ -15,6 +19,7 @@ Every other call takes the spec's path (``rms_norm``).
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +34,9 @@ from rmsnorm_core import RMSNormError
 #: Input dtypes a spec computes (core's floating dtypes); dtype objects, as a dtype's
 #: ``.name`` is built anew at each read (microseconds on an eager call).
 _SPEC_DTYPES = frozenset(jnp.dtype(n) for n in ("float16", "bfloat16", "float32", "float64"))
+
+#: float32's smallest normal: the flax preset (float32 compute) refuses an eps in (0, this).
+_TINY_F32 = float(jnp.finfo(jnp.float32).tiny)
 
 
 def _canonicalize_axes(rank: int, axes: Any) -> tuple[int, ...]:
@@ -45,12 +53,19 @@ def _abs_sq(x: jax.Array) -> jax.Array:
     return lax.square(x)
 
 
-def flax_only_fields(epsilon: Any, reduction_axes: Any) -> str | None:
+def flax_only_fields(
+    epsilon: Any, reduction_axes: Any, axis_index_groups: Any = None
+) -> str | None:
     """Why a layer's own fields are outside every spec (an ``epsilon`` that is not a
-    Python number; ``reduction_axes`` empty or naming an axis twice), or None."""
+    Python number, or one the flax preset refuses; ``reduction_axes`` empty or naming
+    an axis twice; ``axis_index_groups`` not None), or None."""
+    if axis_index_groups is not None:
+        return f"axis_index_groups={axis_index_groups!r}"
     plain = type(epsilon) is float or type(epsilon) is int  # the common case, without the ABC
     if not plain and (isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real)):
         return f"epsilon of type {type(epsilon).__name__}"
+    if not (epsilon == 0 or _TINY_F32 <= epsilon < math.inf):  # NaN fails both
+        return f"epsilon={epsilon!r}"
     if type(reduction_axes) is int:
         return None
     axes = tuple(reduction_axes) if isinstance(reduction_axes, Iterable) else (reduction_axes,)
@@ -68,10 +83,13 @@ def flax_only(
     reduction_axes: Any,
     dtype: Any,
     force_float32_reductions: bool = True,
+    axis_index_groups: Any = None,
 ) -> bool:
     """Whether flax's call on ``x`` is outside every spec (module docstring); static.
     Out-of-range axes are not: the spec's path refuses them with its message."""
-    if not force_float32_reductions or flax_only_fields(epsilon, reduction_axes) is not None:
+    if not force_float32_reductions:
+        return True
+    if flax_only_fields(epsilon, reduction_axes, axis_index_groups) is not None:
         return True
     return flax_only_input(x, reduction_axes=reduction_axes, dtype=dtype)
 

@@ -127,7 +127,8 @@ def intercept_norms() -> Iterator[None]:
             return next_fun(*args, **kwargs)
         (x,) = args
         x = jnp.asarray(x)
-        fields = {f: getattr(mod, f) for f in ("epsilon", "reduction_axes", "dtype")}
+        names = ("epsilon", "reduction_axes", "dtype", "axis_index_groups")
+        fields = {f: getattr(mod, f) for f in names}
         if flax_only(x, force_float32_reductions=mod.force_float32_reductions, **fields):
             return next_fun(*args, **kwargs)  # a call no spec describes: flax's own code
         spec, feature_axes = flax_norm_spec(mod)

@@ -78,7 +78,8 @@ ASSIGNED = {
     ),
     "bias-on-a-module-without-one": (
         lambda: RMSNorm(16), lambda: torch.randn(4, 16),
-        "bias", lambda: nn.Parameter(torch.ones(16)), r"bias",
+        "bias", lambda: nn.Parameter(torch.ones(16)),
+        r"^bias: this module holds a bias parameter but its spec has use_bias=False; set m.bias",
     ),
 }  # fmt: skip
 

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from rmsnorm_core import RMSNormError
 from rmsnorm_core.rules import Recipe
 from rmsnorm_torch.kernels._fused import FusedKind, fused_kind, fused_norm
 from rmsnorm_torch.kernels._kernel_choice import _CHOICE, CPU_OP_MIN, FUSED_LIMIT, Kernel
@@ -48,6 +49,11 @@ class CallEntry(NamedTuple):
 
 def _build(module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]) -> CallEntry:
     module._check_input(x)
+    if bias is not None and not module._spec.use_bias:  # assigned after it was built
+        raise RMSNormError(
+            "bias: this module holds a bias parameter but its spec has use_bias=False; "
+            "set m.bias = None, or build the module with a spec with use_bias=True"
+        )
     recipe = module._recipe_for(x)
     plan = resolve(recipe, x, weight, bias, x.dtype)
     kernel = eager_decide(x, plan, weight, bias, _OFF)

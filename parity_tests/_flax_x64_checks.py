@@ -15,6 +15,7 @@ jax.config.update("jax_enable_x64", True)
 
 import flax.linen as fnn  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from rmsnorm_flax import linen as ours_linen  # noqa: E402
@@ -27,6 +28,9 @@ CASES = [
     ("bf16-dtype-f64", "bfloat16", {"dtype": jnp.float64}),
     ("f32-param-f64", "float32", {"param_dtype": jnp.float64}),
     ("f64", "float64", {}),
+    # a NumPy float64 epsilon is a typed scalar: under x64 flax's statistic is float64
+    ("f32-eps-np-f64", "float32", {"epsilon": np.float64(1e-3)}),
+    ("bf16-eps-np-f64", "bfloat16", {"epsilon": np.float64(1e-3)}),
 ]
 
 

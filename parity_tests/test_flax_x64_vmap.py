@@ -32,7 +32,8 @@ SCRIPT = Path(__file__).with_name("_flax_x64_checks.py")
 X64_NAMES = [
     f"{api}-{case}"
     for api in ("linen", "nnx")
-    for case in ("f64-dtype-f32", "f32-dtype-f64", "bf16-dtype-f64", "f32-param-f64", "f64")
+    for case in ("f64-dtype-f32", "f32-dtype-f64", "bf16-dtype-f64", "f32-param-f64", "f64",
+                 "f32-eps-np-f64", "bf16-eps-np-f64")
 ]
 
 

@@ -66,6 +66,10 @@ def flax_only_fields(
         return f"epsilon of type {type(epsilon).__name__}"
     if not (epsilon == 0 or _TINY_F32 <= epsilon < math.inf):  # NaN fails both
         return f"epsilon={epsilon!r}"
+    wide = not plain and jnp.issubdtype(getattr(epsilon, "dtype", int), jnp.floating)
+    if wide and jnp.dtype(epsilon.dtype).itemsize > 4 and jax.config.read("jax_enable_x64"):
+        # a typed scalar (np.float64) is not weak: under x64 flax's statistic is float64
+        return f"epsilon of dtype {epsilon.dtype} under jax_enable_x64"
     if type(reduction_axes) is int:
         return None
     axes = tuple(reduction_axes) if isinstance(reduction_axes, Iterable) else (reduction_axes,)

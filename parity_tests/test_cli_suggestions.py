@@ -131,4 +131,4 @@ def test_verify_set_is_checked_and_refused_with_weights(capsys):
     err = _refused(["verify", "--set", "eps=-1"], capsys)
     assert "--set: eps=-1 is not accepted" in err
     err = _refused(["verify", "--set", "eps=1e-5", "--weights", "w.safetensors"], capsys)
-    assert "--spec and --set do not go with --weights" in err
+    assert "--set does not go with --weights: a checkpoint carries its specs" in err

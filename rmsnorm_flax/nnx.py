@@ -86,6 +86,9 @@ class RMSNorm(nnx.Module):
     Attributes:
         layer: the resolved spec and feature axes (static); None for a layer no
             spec describes (its fields are then in ``flax_epsilon``, ``flax_axes``).
+        flax_epsilon: flax's ``epsilon`` as given, for a layer no spec describes
+            (an array is state, as in flax); else None.
+        flax_axes: ``(reduction_axes, feature_axes)`` as given, for such a layer; else None.
         scale: the ``nnx.Param`` scale, or None without ``use_scale``.
         bias: the ``nnx.Param`` bias, or None without ``use_bias``.
         spec_given: whether ``spec`` was passed (it decides the dtypes then).

@@ -202,10 +202,12 @@ def _runners(args: argparse.Namespace, items: list) -> tuple[dict, dict[str, str
 def run(args: argparse.Namespace) -> int:
     from rmsnorm_core.verify import _verify
 
-    if (args.spec or args.set) and args.weights:
+    if args.spec and args.weights:
         raise RMSNormUsageError(
-            "--spec and --set do not go with --weights: a checkpoint carries its specs"
+            "--spec and --weights are exclusive: a checkpoint carries its specs"
         )
+    if args.set and args.weights:
+        raise RMSNormUsageError("--set does not go with --weights: a checkpoint carries its specs")
     if (args.diff or args.allow_bit_changes) and not args.baseline:
         raise RMSNormUsageError("--diff and --allow-bit-changes go with --baseline OLD.json")
     for flag, path in paths(args).outputs.items():  # a bad path fails before the run

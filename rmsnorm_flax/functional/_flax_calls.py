@@ -46,6 +46,11 @@ def _canonicalize_axes(rank: int, axes: Any) -> tuple[int, ...]:
     return tuple({rank + axis if axis < 0 else axis for axis in axes})
 
 
+def _ints(axes: tuple) -> bool:
+    """Whether every axis is an int (a bool is not)."""
+    return all(isinstance(a, int) and not isinstance(a, bool) for a in axes)
+
+
 def _abs_sq(x: jax.Array) -> jax.Array:
     """flax's ``_abs_sq``: ``|x|^2`` elementwise, real for a complex ``x``."""
     if jnp.iscomplexobj(x):
@@ -63,7 +68,10 @@ def flax_only_fields(
         return f"axis_index_groups={axis_index_groups!r}"
     plain = type(epsilon) is float or type(epsilon) is int  # the common case, without the ABC
     if not plain and (isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real)):
-        return f"epsilon of type {type(epsilon).__name__}"
+        # an array, a tracer or a bool flax computes with; anything else (a string) is
+        # left to the spec's path, which refuses it naming epsilon
+        numeric = isinstance(epsilon, bool) or hasattr(epsilon, "dtype")
+        return f"epsilon of type {type(epsilon).__name__}" if numeric else None
     if not (epsilon == 0 or _TINY_F32 <= epsilon < math.inf):  # NaN fails both
         return f"epsilon={epsilon!r}"
     wide = not plain and jnp.issubdtype(getattr(epsilon, "dtype", int), jnp.floating)
@@ -73,6 +81,8 @@ def flax_only_fields(
     if type(reduction_axes) is int:
         return None
     axes = tuple(reduction_axes) if isinstance(reduction_axes, Iterable) else (reduction_axes,)
+    if not _ints(axes) or isinstance(reduction_axes, str):  # the spec's path names the value
+        return None
     if not axes:
         return "reduction_axes=()"
     if len(set(axes)) != len(axes):
@@ -109,6 +119,8 @@ def flax_only_input(x: jax.Array, *, reduction_axes: Any, dtype: Any) -> bool:
             return True
     if not isinstance(reduction_axes, Iterable) or len(reduction_axes) < 2:
         return False
+    if isinstance(reduction_axes, str) or not _ints(tuple(reduction_axes)):
+        return False  # the spec's path refuses it, naming the value
     return len(_canonicalize_axes(x.ndim, reduction_axes)) != len(tuple(reduction_axes))
 
 

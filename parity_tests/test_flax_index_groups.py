@@ -8,12 +8,10 @@ XLA_FLAGS must be set before jax is imported). With ``spec=``, and in
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _check_script import assert_passed, assert_ran_all, run_checks
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
@@ -40,27 +38,16 @@ REFUSED = r"axis_index_groups=\(?\[?\(?\[?0, 1.* is not supported with spec= or 
 
 @pytest.fixture(scope="module")
 def pmap_run():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    return subprocess.run(
-        [sys.executable, str(SCRIPT)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        cwd=SCRIPT.parent,
-    )
+    return run_checks(SCRIPT, devices=8)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_index_groups_under_pmap_are_flax_s(pmap_run, name):
-    assert f"PASS {name}\n" in pmap_run.stdout, (
-        f"check {name} did not pass:\n{pmap_run.stdout[-2000:]}\n{pmap_run.stderr[-4000:]}"
-    )
+    assert_passed(pmap_run, name)
 
 
 def test_the_script_ran_every_check(pmap_run):
-    assert pmap_run.returncode == 0, pmap_run.stderr[-4000:]
-    assert pmap_run.stdout.count("PASS ") == len(NAMES)
+    assert_ran_all(pmap_run, NAMES)
 
 
 def test_linen_with_spec_is_refused():

@@ -8,12 +8,10 @@ device.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _check_script import assert_passed, assert_ran_all, run_checks
 
 pytest.importorskip("jax")
 
@@ -22,15 +20,7 @@ SCRIPT = Path(__file__).with_name("_flax_sharding_checks.py")
 
 @pytest.fixture(scope="module")
 def sharding_run():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    return subprocess.run(
-        [sys.executable, str(SCRIPT)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        cwd=SCRIPT.parent,
-    )
+    return run_checks(SCRIPT, devices=8)
 
 
 def _names():
@@ -49,11 +39,8 @@ def _names():
 
 @pytest.mark.parametrize("name", _names())
 def test_sharded_equals_unsharded(sharding_run, name):
-    assert f"PASS {name}\n" in sharding_run.stdout, (
-        f"check {name} did not pass:\n{sharding_run.stdout[-2000:]}\n{sharding_run.stderr[-4000:]}"
-    )
+    assert_passed(sharding_run, name)
 
 
 def test_the_script_ran_every_check(sharding_run):
-    assert sharding_run.returncode == 0, sharding_run.stderr[-4000:]
-    assert sharding_run.stdout.count("PASS ") == len(_names())
+    assert_ran_all(sharding_run, _names())

@@ -5,12 +5,10 @@ one device)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _check_script import assert_passed, assert_ran_all, run_checks
 
 pytest.importorskip("jax")
 
@@ -28,24 +26,13 @@ NAMES = [
 
 @pytest.fixture(scope="module")
 def shard_run():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    return subprocess.run(
-        [sys.executable, str(SCRIPT)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        cwd=SCRIPT.parent,
-    )
+    return run_checks(SCRIPT, devices=8)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_sharded_gradients_are_flax_s(shard_run, name):
-    assert f"PASS {name}\n" in shard_run.stdout, (
-        f"check {name} did not pass:\n{shard_run.stdout[-2000:]}\n{shard_run.stderr[-4000:]}"
-    )
+    assert_passed(shard_run, name)
 
 
 def test_the_script_ran_every_check(shard_run):
-    assert shard_run.returncode == 0, shard_run.stderr[-4000:]
-    assert shard_run.stdout.count("PASS ") == len(NAMES)
+    assert_ran_all(shard_run, NAMES)

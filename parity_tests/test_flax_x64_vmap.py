@@ -13,12 +13,11 @@ the same spec normalizing over the batch axis too, within the tolerance table.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _check_script import assert_passed, assert_ran_all, run_checks
 
 jax = pytest.importorskip("jax")
 import flax.linen as fnn  # noqa: E402
@@ -39,25 +38,16 @@ X64_NAMES = [
 
 @pytest.fixture(scope="module")
 def x64_run():
-    return subprocess.run(
-        [sys.executable, str(SCRIPT)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=SCRIPT.parent,
-    )
+    return run_checks(SCRIPT)
 
 
 @pytest.mark.parametrize("name", X64_NAMES)
 def test_x64_matches_flax(x64_run, name):
-    assert f"PASS {name}\n" in x64_run.stdout, (
-        f"check {name} did not pass:\n{x64_run.stdout[-2000:]}\n{x64_run.stderr[-4000:]}"
-    )
+    assert_passed(x64_run, name)
 
 
 def test_x64_script_ran_every_check(x64_run):
-    assert x64_run.returncode == 0, x64_run.stderr[-4000:]
-    assert x64_run.stdout.count("PASS ") == len(X64_NAMES)
+    assert_ran_all(x64_run, X64_NAMES)
 
 
 def _inputs(dtype):

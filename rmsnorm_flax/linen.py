@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from rmsnorm_core import RMSNormSpec
 from rmsnorm_flax.functional._fields import Layer, resolve, scale_init_for
-from rmsnorm_flax.functional._flax_calls import feature_shape, flax_only, flax_rms_norm
+from rmsnorm_flax.functional._flax_calls import feature_shape, flax_only, flax_rms_norm_of
 from rmsnorm_flax.functional._functional import rms_norm, rms_norm_residual
 from rmsnorm_flax.swap._swap import intercept_norms as _intercept
 
@@ -118,16 +118,11 @@ class RMSNorm(nn.Module):
         if self.use_scale:
             shape = feature_shape(x.shape, self.feature_axes)
             scale = self.param("scale", self.scale_init, shape, self.param_dtype)
-        return flax_rms_norm(
+        return flax_rms_norm_of(
+            self,
             x,
             scale,
-            epsilon=self.epsilon,
-            dtype=self.dtype,
-            reduction_axes=self.reduction_axes,
-            feature_axes=self.feature_axes,
-            axis_name=self.axis_name,
-            axis_index_groups=self.axis_index_groups,
-            mask=mask,
+            mask,
             force_float32_reductions=self.force_float32_reductions,
             param_dtype=self.param_dtype,
         )

@@ -23,7 +23,7 @@ from rmsnorm_flax.functional._fields import (
     resolve,
     scale_init_for,
 )
-from rmsnorm_flax.functional._flax_calls import flax_only_fields, flax_only_input, flax_rms_norm
+from rmsnorm_flax.functional._flax_calls import flax_only_fields, flax_only_input, flax_rms_norm_of
 from rmsnorm_flax.functional._functional import check_vjp, rms_norm, rms_norm_residual
 from rmsnorm_flax.swap._swap import replace_norms as _replace
 
@@ -219,17 +219,7 @@ class RMSNorm(nnx.Module):
         gradients whatever ``vjp`` says."""
         x, scale, bias = self._inputs(x)
         if self._flax_only(x):
-            return flax_rms_norm(
-                x,
-                scale,
-                epsilon=self.epsilon,
-                dtype=self.dtype,
-                reduction_axes=self.reduction_axes,
-                feature_axes=self.feature_axes,
-                axis_name=self.axis_name,
-                axis_index_groups=self.axis_index_groups,
-                mask=mask,
-            )
+            return flax_rms_norm_of(self, x, scale, mask)
         return rms_norm(x, self.layer.spec, scale, bias, mask=mask, **self._options())
 
     def _flax_only(self, x: jax.Array) -> bool:

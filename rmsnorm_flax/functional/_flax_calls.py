@@ -192,3 +192,18 @@ def flax_rms_norm(
         args.append(scale)
     y = y * mul
     return jnp.asarray(y, flax_dtypes.canonicalize_dtype(*args, dtype=dtype))
+
+
+#: A flax layer's fields :func:`flax_rms_norm` reads, named alike in linen and nnx.
+_LAYER_FIELDS = ("epsilon", "dtype", "reduction_axes", "feature_axes", "axis_name",
+                 "axis_index_groups")  # fmt: skip
+
+
+def flax_rms_norm_of(
+    layer: Any, x: Any, scale: jax.Array | None, mask: Any, **more: Any
+) -> jax.Array:
+    """:func:`flax_rms_norm` with ``layer``'s own fields (a linen or nnx layer: both name
+    them as flax does); ``more``: the fields only one API has (linen's
+    ``force_float32_reductions`` and ``param_dtype``)."""
+    fields = {name: getattr(layer, name) for name in _LAYER_FIELDS}
+    return flax_rms_norm(x, scale, mask=mask, **fields, **more)

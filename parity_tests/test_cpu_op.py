@@ -101,21 +101,27 @@ _FALLBACK = textwrap.dedent(
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        m = RMSNorm.from_spec(RMSNormSpec.preset("gemma").replace(use_bias=True), 1024)
-        with torch.no_grad():
-            m.weight.normal_(); m.bias.normal_()
-        x = torch.randn(70, 1024).bfloat16().requires_grad_()
         results = []
-        for kernel in ("blocked", "graph"):
-            with use_kernel(kernel):
-                y = m.bfloat16()(x)
-            results.append([y, *torch.autograd.grad(y, [x, m.weight, m.bias], torch.ones_like(y))])
+        # gemma with a bias; t5, whose dx adds two partial gradients rounded to bf16
+        for spec in (RMSNormSpec.preset("gemma").replace(use_bias=True), RMSNormSpec.preset("t5")):
+            m = RMSNorm.from_spec(spec, 1024).bfloat16()
+            with torch.no_grad():
+                for p in m.parameters():
+                    p.normal_()
+            x = torch.randn(70, 1024).bfloat16().requires_grad_()
+            dy = torch.randn(70, 1024).bfloat16()
+            pair = []
+            for kernel in ("blocked", "graph"):
+                with use_kernel(kernel):
+                    y = m(x)
+                pair.append([y, *torch.autograd.grad(y, [x, *m.parameters()], dy)])
+            results.extend(zip(*pair))
     assert status().startswith("python (disabled by RMSNORM_NATIVE=0)"), status()
     from rmsnorm_torch.kernels._kernel_choice import Kernel
     auto = RMSNorm(1024)
     auto(torch.randn(300, 1024))  # the fallback is slower than plain ops: auto takes those
     assert [e.kernel for e in auto._calls.values()] == [Kernel.GRAPH]
-    assert all(torch.equal(a, b) for a, b in zip(*results))
+    assert len(results) == 7 and all(torch.equal(a, b) for a, b in results)
     messages = [str(w.message) for w in caught if issubclass(w.category, RMSNormWarning)]
     assert len(messages) == 1 and "pure-Python kernel" in messages[0], messages
     print("ok")
@@ -160,7 +166,7 @@ def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
 def _direct_calls():
     x, inv = torch.randn(4, 8), torch.ones(4, 1)
     fwd = (8,), None, None, 1e-6, False, torch.float32, torch.float32, False
-    bwd = (None, False, False, torch.float32, False, torch.float32, True, True, True)
+    bwd = (None, False, False, torch.float32, False, torch.float32, True, True, True, False)
     return {
         "x float64": ("forward", (x.double(), [8], *fwd[1:]), "x must be float32"),
         "bias shape": ("forward", (x, [8], None, torch.ones(2, 4), *fwd[3:]), "bias of shape"),

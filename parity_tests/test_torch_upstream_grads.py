@@ -3,9 +3,9 @@ Hugging Face's norm it reproduces, across the fused-op and CPU-operator threshol
 
 Rows of 1024: 7 (below CPU_OP_MIN: the fused op or the graph path), 40 (the fused op
 where it applies, else the CPU operator) and 300 (above FUSED_LIMIT: the CPU operator).
-T5 is left out: its norm multiplies the half-precision input itself by the float32
-inverse rms, so autograd rounds two partial gradients of x to half precision and adds
-them there, where the spec widens x once; forward and dweight agree, dx does not yet.
+T5's norm multiplies the half-precision input itself by the float32 inverse rms, so
+autograd rounds the two partial gradients of x (through the product and through the
+statistic) to half precision and adds them there; ours does the same for the t5 preset.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ UPSTREAM = {
     "llama": "transformers.models.llama.modeling_llama:LlamaRMSNorm",
     "gemma": "transformers.models.gemma.modeling_gemma:GemmaRMSNorm",
     "olmo2": "transformers.models.olmo2.modeling_olmo2:Olmo2RMSNorm",
+    "t5": "transformers.models.t5.modeling_t5:T5LayerNorm",
 }
 
 

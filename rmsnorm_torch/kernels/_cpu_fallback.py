@@ -74,6 +74,7 @@ def backward(
     need_dx: bool,
     need_dgain: bool,
     need_dbias: bool,
+    split_dx: bool,
 ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
     """``(dx, dgain, dbias)``: see ``csrc/rmsnorm_cpu.cpp``'s ``rmsnorm_backward``."""
     n = math.prod(block)
@@ -115,7 +116,12 @@ def backward(
             grad_h1 = grad_y * invb
             grad_r = (grad_y * h).sum([-1], keepdim=True)
         grad_ms = (grad_r * -0.5).mul_(invb.pow(3)).div_(n)
-        dx.view(rows, n)[start:stop].copy_(grad_h1.add_(grad_ms * (h * 2.0)))
+        grad_h2 = grad_ms * (h * 2.0)
+        dxb = dx.view(rows, n)[start:stop]
+        if split_dx and dx.dtype != torch.float32:  # T5's two partials, each rounded
+            dxb.copy_(grad_h1).add_(grad_h2.to(dx.dtype))
+        else:
+            dxb.copy_(grad_h1.add_(grad_h2))
     dgain = _sum_to(p, block) if p is not None else None
     dbias = _sum_to(g1, block) if need_dbias and has_bias else None
     return dx, dgain, dbias

@@ -61,7 +61,7 @@ def cpu_norm_backward(
     block = list(x.shape[-len(plan.dims) :])
     return _cpu_op.ops().rmsnorm_backward(
         dy, x, inv, block, gain, has_bias, round_mid(plan), plan.mid, plan.scale_inverse,
-        scale_dtype, needs[0], needs[1], needs[2],
+        scale_dtype, needs[0], needs[1], needs[2], plan.split_dx,
     )  # fmt: skip
 
 

@@ -27,6 +27,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from rmsnorm_torch.kernels._graph import rms_norm_graph
 from rmsnorm_torch.kernels._resolve import Plan
 
 
@@ -37,7 +38,9 @@ class FusedKind(Enum):
         UNFIT: it does not compute this plan exactly: another path runs it.
         DIRECT: ``torch.rms_norm(x, shape, weight, eps)`` is the whole call.
         UPCAST: ``cast_out(torch.rms_norm(f(x), shape, offset + f(w), eps))``.
-        BEFORE_SCALE: ``cast_out(torch.rms_norm(x, shape, None, eps) * g)``.
+        BEFORE_SCALE: ``cast_out(torch.rms_norm(x, shape, None, eps) * g)``; T5's order
+            (``Plan.split_dx``) under autograd records the graph path instead, whose
+            gradient of ``x`` rounds as T5's does.
     """
 
     UNFIT = 0
@@ -116,6 +119,10 @@ def fused_norm(x: Tensor, plan: Plan, kind: FusedKind, weight: Optional[Tensor])
         if weight is not None:
             g = _gain(weight, plan.scale_offset)
         y = torch.rms_norm(x.float(), shape, g, plan.eps)
+    elif plan.split_dx and x.requires_grad and torch.is_grad_enabled():
+        # T5's gradient rounds two partial gradients of x (Plan.split_dx); the fused op
+        # widens x once, so autograd records the graph path (the same forward bits)
+        return rms_norm_graph(x, plan, weight, None)
     else:
         y = torch.rms_norm(x, shape, None, plan.eps)
         if weight is not None:  # T(h) * w rounds once, like f(T(h)) * f(w) then cast_out

@@ -114,8 +114,9 @@ def rms_norm_graph(
         y = h / torch.sqrt(_add_eps(ms, plan.eps))
     else:
         # the spec's rsqrt-multiply: what torch.rms_norm and Hugging Face compute,
-        # so eager, scripted and compiled calls round like the fused path (_fused.py)
-        y = h * torch.rsqrt(_add_eps(ms, plan.eps))
+        # so eager, scripted and compiled calls round like the fused path (_fused.py);
+        # T5 multiplies x itself, promoted (Plan.split_dx): the same values
+        y = (x if plan.split_dx else h) * torch.rsqrt(_add_eps(ms, plan.eps))
     if plan.before_scale and y.dtype != plan.mid:
         if exporting and plan.trailing:
             y = y * torch.ones([x.shape[d] for d in plan.dims], dtype=y.dtype, device=y.device)

@@ -50,6 +50,12 @@ class Plan(NamedTuple):
     or the parameters' dtype for ``output_dtype="param"``; the fused op and the native ONNX
     op round only to ``in_dtype`` and leave other calls to the rest); ``scale_inverse``:
     the spec's ``scale_multiplies="inverse"`` and a weight to fold into the inverse rms.
+    ``split_dx``: T5's order (``before_scale`` with ``output_dtype="param"``) on a
+    half-precision ``x``: ``x * rsqrt(...)`` multiplies ``x`` itself, promoted, and widens
+    it for the statistic only, so autograd rounds the two partial gradients of ``x`` (the
+    product's and the statistic's) to ``x``'s dtype and adds them there; the values are
+    the same as with one widened copy (a widening is exact), the gradient rounds as
+    Hugging Face's ``T5LayerNorm``'s does.
     """
 
     dims: List[int]
@@ -65,6 +71,7 @@ class Plan(NamedTuple):
     mid: torch.dtype
     scale_offset: float
     scale_inverse: bool
+    split_dx: bool
 
 
 def _check_param(
@@ -232,6 +239,7 @@ def _complex_plan(
         out,
         0.0,
         False,
+        False,
     )
 
 
@@ -253,6 +261,7 @@ def resolve(
     if b != "":
         params = b if params == "" else _rules.promote_pair(params, b)
     names = _rules.resolve_dtypes(recipe, torch_dtype_name(in_dtype), params)
+    compute = torch_dtype(names.compute)
     mid = in_dtype  # before_scale's rounding point (TorchScript refines a local, not a field)
     intermediate = names.intermediate
     if intermediate is not None:
@@ -263,7 +272,7 @@ def resolve(
         _count(x, dims, recipe.partial),
         recipe.eps,
         recipe.eps_outside,
-        torch_dtype(names.compute),
+        compute,
         torch_dtype(names.scale),
         recipe.before_scale,
         in_dtype,
@@ -271,4 +280,10 @@ def resolve(
         mid,
         recipe.scale_offset,
         recipe.scale_inverse and weight is not None,
+        recipe.before_scale
+        and recipe.param_output
+        and not recipe.eps_outside
+        and not recipe.scale_inverse
+        and compute == torch.float32
+        and (x.dtype == torch.float16 or x.dtype == torch.bfloat16),
     )

@@ -166,7 +166,7 @@ def graph_forward(
         s = h = torch.add(x.to(wide), residual.to(wide)).to(store_dtype)
     plan = Plan([1], True, k if k < n else -1, eps, eps_outside, torch.float32, torch.float32,
                 before_scale, mid_dtype, out_dtype, mid_dtype, scale_offset,
-                scale_inverse and weight is not None)  # fmt: skip
+                scale_inverse and weight is not None, False)  # fmt: skip
     h2 = h.reshape(-1, n)
     y = rms_norm_graph(h2, plan, weight, bias).reshape(x.shape)
     ms = h2.float()[:, :k].pow(2).mean(-1)

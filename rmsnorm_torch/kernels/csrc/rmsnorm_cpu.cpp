@@ -157,7 +157,8 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
 std::tuple<at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
     const at::Tensor& dy, const at::Tensor& x, const at::Tensor& inv, at::IntArrayRef block,
     const std::optional<at::Tensor>& gain, bool has_bias, bool round_mid, at::ScalarType mid,
-    bool inverse, at::ScalarType scale_dtype, bool need_dx, bool need_dgain, bool need_dbias) {
+    bool inverse, at::ScalarType scale_dtype, bool need_dx, bool need_dgain, bool need_dbias,
+    bool split_dx) {
   check_args(x, block, gain);
   check_dtype("dy", dy.scalar_type());
   check_dtype("mid", mid);
@@ -225,6 +226,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
       at::Tensor dxb = dx.view({rows, n}).slice(0, start, stop);
       if (dxb.scalar_type() == at::kFloat) {
         at::add_out(dxb, c, a);
+      } else if (split_dx) {
+        // T5's x * rsqrt(...) takes x itself: autograd rounds the product's partial
+        // gradient (c) and the statistic's (a, through _to_copy) to x's dtype, then adds
+        dxb.copy_(c).add_(a.to(dxb.scalar_type()));
       } else {
         dxb.copy_(c.add_(a));
       }
@@ -243,7 +248,7 @@ TORCH_LIBRARY(rmsnorm_bridge, m) {
       "rmsnorm_backward(Tensor dy, Tensor x, Tensor inv, int[] block, Tensor? gain, "
       "bool has_bias, bool round_mid, ScalarType mid, bool inverse, ScalarType scale_dtype, "
       "bool need_dx, "
-      "bool need_dgain, bool need_dbias) -> (Tensor, Tensor, Tensor)");
+      "bool need_dgain, bool need_dbias, bool split_dx) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(rmsnorm_bridge, CPU, m) {

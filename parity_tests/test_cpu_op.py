@@ -31,6 +31,7 @@ SHAPES = {  # (shape, axes): below and above each threshold, one row, several di
     "49x4096": ((49, 4096), (-1,)),
     "1x40000": ((1, 40000), (-1,)),
     "5x3x40x64": ((5, 3, 40, 64), (-2, -1)),
+    "33x1001": ((33, 1001), (-1,)),  # rows not a multiple of the kernel's 8 lanes
 }
 
 

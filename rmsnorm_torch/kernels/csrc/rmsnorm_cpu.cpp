@@ -3,12 +3,14 @@
 // Rows are cut into chunks of about 64 Ki elements (256 KiB of float32: in L2), and
 // the threads of ONE at::parallel_for take chunks from a shared counter, so a thread
 // that the OS deschedules (another process on the cores) leaves its chunks to the
-// others instead of holding everyone at a barrier. Each step on a chunk is ATen's own
-// op (mul, sum, div_, add_, rsqrt_, to) in the order rmsnorm_torch's graph path
-// (kernels/_graph.py) runs them, so every bit equals that path's forward and, in
-// backward, what autograd computes from it (derivatives.yaml: mul, rsqrt, mean, pow,
-// _to_copy). Reductions over rows (the weight and bias gradients) run once, after the
-// chunks, as autograd runs them: at::sum_to over the whole gradient.
+// others instead of holding everyone at a barrier. Every step on a chunk computes the
+// bits of the graph path's ops (kernels/_graph.py) in their order: the forward's
+// elementwise steps as loops (each product, sum and conversion one IEEE operation,
+// rounded as ATen's kernels round: see square_rows and finish_rows), its row sums and
+// the whole backward as ATen's own ops (mul, sum, div_, add_, rsqrt_, to), so that in
+// backward every bit is what autograd computes from that path (derivatives.yaml: mul,
+// rsqrt, mean, pow, _to_copy). Reductions over rows (the weight and bias gradients)
+// run once, after the chunks, as autograd runs them: at::sum_to over the whole gradient.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -17,7 +19,12 @@
 #include <atomic>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
+
+#if defined(__AVX2__) && defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -98,6 +105,169 @@ void check_args(const at::Tensor& x, at::IntArrayRef block, const std::optional<
   }
 }
 
+// The forward's elementwise steps, written as loops over a chunk: each widening and
+// narrowing rounds to nearest even as ATen's kernels do, and each product or sum is one
+// IEEE operation (no fused multiply-add: -ffp-contract=off), so every element is the
+// bits of the ATen ops they replace (the graph path's order); the row sum stays ATen's
+// at::sum, whose summation order is ATen's own. One pass reads x for the squares and
+// one writes y, where the ATen form made six. With AVX2 and F16C (the build's flags on
+// such a CPU: kernels/_cpu_op.py) eight lanes at a time, as ATen's AVX2 kernels convert
+// (a NaN narrowed to bfloat16 may carry another payload, as in ATen's own vector body
+// and tail); the tail, and every lane elsewhere, through c10's scalar conversions.
+template <typename T>
+inline float wide(T v) {
+  return static_cast<float>(v);
+}
+
+#if defined(__AVX2__) && defined(__F16C__)
+#define RMSNORM_LANES 8
+
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const c10::BFloat16* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+}
+inline __m256 load8(const c10::Half* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// bfloat16 bits in 32-bit lanes: (u + 0x7fff + ((u >> 16) & 1)) >> 16, a NaN 0xffff
+// (ATen's cvtfp32_bf16)
+inline __m256i bf16_lanes(__m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i biased = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb);
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  return _mm256_blendv_epi8(_mm256_srli_epi32(biased, 16), _mm256_set1_epi32(0xffff), nan);
+}
+
+inline void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+inline void store8(c10::BFloat16* p, __m256 v) {
+  const __m256i r = bf16_lanes(v);
+  const __m128i packed =
+      _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+}
+inline void store8(c10::Half* p, __m256 v) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+#else
+#define RMSNORM_LANES 0
+#endif
+
+struct NoRound {
+  static float apply(float v) { return v; }
+#if RMSNORM_LANES
+  static __m256 apply8(__m256 v) { return v; }
+#endif
+};
+
+template <typename M>
+struct RoundTo {
+  static float apply(float v) { return static_cast<float>(static_cast<M>(v)); }
+#if RMSNORM_LANES
+  static __m256 apply8(__m256 v) {
+    if constexpr (std::is_same_v<M, c10::Half>) {
+      return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    } else {
+      return _mm256_castsi256_ps(_mm256_slli_epi32(bf16_lanes(v), 16));
+    }
+  }
+#endif
+};
+
+template <typename In>
+void square_rows(const In* x, float* t, int64_t count) {
+  int64_t i = 0;
+#if RMSNORM_LANES
+  for (; i + RMSNORM_LANES <= count; i += RMSNORM_LANES) {
+    const __m256 h = load8(x + i);
+    store8(t + i, _mm256_mul_ps(h, h));
+  }
+#endif
+  for (; i < count; ++i) {
+    const float h = wide(x[i]);
+    t[i] = h * h;
+  }
+}
+
+// y = out(round(h * inv) * g + b), or out(h * (inv * g) + b) for flax's order.
+template <typename In, typename Out, typename Round>
+void finish_rows(const In* x, Out* y, const float* inv, const float* g, const float* b,
+                 int64_t m, int64_t n, bool inverse) {
+  const bool fold = inverse && g != nullptr;
+  for (int64_t r = 0; r < m; ++r) {
+    const float iv = inv[r];
+    const In* xr = x + r * n;
+    Out* yr = y + r * n;
+    int64_t j = 0;
+#if RMSNORM_LANES
+    const __m256 ivv = _mm256_set1_ps(iv);
+    for (; j + RMSNORM_LANES <= n; j += RMSNORM_LANES) {
+      const __m256 h = load8(xr + j);
+      __m256 t;
+      if (fold) {
+        t = _mm256_mul_ps(_mm256_mul_ps(ivv, load8(g + j)), h);
+      } else {
+        t = Round::apply8(_mm256_mul_ps(h, ivv));
+        if (g != nullptr) t = _mm256_mul_ps(t, load8(g + j));
+      }
+      if (b != nullptr) t = _mm256_add_ps(t, load8(b + j));
+      store8(yr + j, t);
+    }
+#endif
+    for (; j < n; ++j) {
+      float t;
+      if (fold) {
+        t = (iv * g[j]) * wide(xr[j]);
+      } else {
+        t = Round::apply(wide(xr[j]) * iv);
+        if (g != nullptr) t = t * g[j];
+      }
+      if (b != nullptr) t = t + b[j];
+      yr[j] = static_cast<Out>(t);
+    }
+  }
+}
+
+template <typename In, typename Out>
+void finish_mid(const In* x, Out* y, const float* inv, const float* g, const float* b,
+                int64_t m, int64_t n, bool inverse, bool round_mid, at::ScalarType mid) {
+  if (!round_mid || mid == at::kFloat) {
+    finish_rows<In, Out, NoRound>(x, y, inv, g, b, m, n, inverse);
+  } else if (mid == at::kBFloat16) {
+    finish_rows<In, Out, RoundTo<c10::BFloat16>>(x, y, inv, g, b, m, n, inverse);
+  } else {
+    finish_rows<In, Out, RoundTo<c10::Half>>(x, y, inv, g, b, m, n, inverse);
+  }
+}
+
+template <typename In>
+void finish_out(const In* x, at::Tensor& y, const float* inv, const float* g, const float* b,
+                int64_t m, int64_t n, bool inverse, bool round_mid, at::ScalarType mid) {
+  switch (y.scalar_type()) {
+    case at::kFloat:
+      return finish_mid(x, y.data_ptr<float>(), inv, g, b, m, n, inverse, round_mid, mid);
+    case at::kBFloat16:
+      return finish_mid(x, y.data_ptr<c10::BFloat16>(), inv, g, b, m, n, inverse, round_mid, mid);
+    default:
+      return finish_mid(x, y.data_ptr<c10::Half>(), inv, g, b, m, n, inverse, round_mid, mid);
+  }
+}
+
+// Calls fn with x's data as a typed pointer (float32, bfloat16 or float16).
+template <typename F>
+void with_input(const at::Tensor& x, const F& fn) {
+  switch (x.scalar_type()) {
+    case at::kFloat:
+      return fn(x.data_ptr<float>());
+    case at::kBFloat16:
+      return fn(x.data_ptr<c10::BFloat16>());
+    default:
+      return fn(x.data_ptr<c10::Half>());
+  }
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
@@ -120,36 +290,22 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
   if (rows == 0 || n == 0) return {y, inv};
   const at::Tensor x2 = x.view({rows, n});
   at::Tensor y2 = y.view({rows, n});
-  at::Tensor g = gain.has_value() ? gain->reshape({n}) : at::Tensor();
-  at::Tensor b = bias.has_value() ? bias->reshape({n}).to(at::kFloat) : at::Tensor();
-  const bool plain = !round_mid && !g.defined() && !b.defined() && out_dtype == at::kFloat;
+  const at::Tensor g = gain.has_value() ? gain->reshape({n}).contiguous() : at::Tensor();
+  const at::Tensor b = bias.has_value() ? bias->reshape({n}).to(at::kFloat).contiguous() : at::Tensor();
+  const float* gp = g.defined() ? g.data_ptr<float>() : nullptr;
+  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   for_chunks(rows, n, x.options(), [&](int64_t start, int64_t stop, Scratch& scratch) {
     const int64_t m = stop - start;
-    const at::Tensor xb = x2.slice(0, start, stop);
-    at::Tensor h = xb;
-    if (xb.scalar_type() != at::kFloat) h = scratch.get(1, m).copy_(xb);
     at::Tensor t = scratch.get(0, m);
     at::Tensor invb = inv.slice(0, start, stop);
-    at::sum_out(invb, at::mul_out(t, h, h), {-1}, /*keepdim=*/true);
-    invb.div_(n).add_(eps).rsqrt_();
     at::Tensor yb = y2.slice(0, start, stop);
-    if (plain) {
-      at::mul_out(yb, h, invb);
-      return;
-    }
-    if (inverse && g.defined()) {
-      at::mul_out(t, invb, g).mul_(h);  // h * (inv * g): flax's order
-    } else {
-      at::mul_out(t, h, invb);
-      if (round_mid) t.copy_(t.to(mid));
-      if (g.defined() && !b.defined() && out_dtype == at::kFloat) {
-        at::mul_out(yb, t, g);
-        return;
-      }
-      if (g.defined()) t.mul_(g);
-    }
-    if (b.defined()) t.add_(b);
-    yb.copy_(t);
+    with_input(x2, [&](auto* xp) {
+      const auto* xb = xp + start * n;
+      square_rows(xb, t.data_ptr<float>(), m * n);
+      at::sum_out(invb, t, {-1}, /*keepdim=*/true);
+      invb.div_(n).add_(eps).rsqrt_();
+      finish_out(xb, yb, invb.data_ptr<float>(), gp, bp, m, n, inverse, round_mid, mid);
+    });
   });
   return {y, inv};
 }

@@ -71,7 +71,7 @@ class RMSNorm(nn.RMSNorm):
     restores that rule. A spec has one eps: ``.spec`` (and so a checkpoint or an
     export) records float32's, and float64 calls use float64's until eps is set.
     Every eps torch's forward computes with is accepted (``_given.eps_value``: a bool,
-    a NumPy scalar, a 0-dim tensor, read once when given) with torch's result; NaN, inf,
+    a NumPy scalar, a 0-dim tensor: read when given, not per call) with torch's result; NaN, inf,
     negative and bool eps leave the module without a spec (``_module_fields.
     eps_outside_spec``): ``.spec`` then raises, naming the eps. ``m.eps``,
     ``m.normalized_shape``, ``m.elementwise_affine`` and ``repr`` show the arguments as
@@ -84,11 +84,13 @@ class RMSNorm(nn.RMSNorm):
         normalized_shape: sizes of the normalized axes: the trailing dims
             (torch's meaning) or, with ``spec``, the dims of ``spec.axes`` in
             increasing axis order.
-        eps: added inside the root; None (default) as above.
-        elementwise_affine: learn ``weight`` (initialized so that ``g = 1``).
+        eps: added inside the root; None (default) or any form torch's forward reads
+            (above); with ``spec`` a real number equal to ``spec.eps`` only.
+        elementwise_affine: learn ``weight`` (initialized so that ``g = 1``); read by
+            its truth, as torch reads it (``1`` and ``np.True_`` too).
         device: of the parameters.
         dtype: of the parameters.
-        bias: keyword-only; learn ``bias`` (initialized to zeros). Default False.
+        bias: keyword-only; learn ``bias`` (zeros at first), read by its truth; False.
         spec: keyword-only; an ``RMSNormSpec`` that decides the semantics;
             the other arguments must then agree with it (a conflict is an error).
 
@@ -150,7 +152,7 @@ class RMSNorm(nn.RMSNorm):
         """The spec this module computes (``param_dtype`` read from its parameters).
 
         Raises:
-            rmsnorm_core.RMSNormError: eps is NaN, inf or negative, or a parameter is
+            rmsnorm_core.RMSNormError: eps is NaN, inf, negative or a bool, or a parameter is
                 complex, which no spec holds (``no_spec_reason``).
         """
         reason = self._no_spec()

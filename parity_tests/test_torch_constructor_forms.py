@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from rmsnorm_torch import RMSNorm
+from rmsnorm_core import RMSNormError
+from rmsnorm_torch import RMSNorm, layers_from_module, replace_norms
 
 CASES = {
     "shape-int": ((8,), {}),
@@ -34,6 +35,7 @@ CASES = {
     "eps-numpy-float64": ((8,), {"eps": np.float64(1e-3)}),
     "eps-numpy-float32": ((8,), {"eps": np.float32(1e-3)}),
     "eps-numpy-int": ((8,), {"eps": np.int64(1)}),
+    "eps-tensor": ((8,), {"eps": torch.tensor(1e-5)}),
     "positional": ((8, 1e-3, False, "cpu", torch.float64), {}),
 }
 FIELDS = ("normalized_shape", "eps", "elementwise_affine")
@@ -109,3 +111,28 @@ def test_scripts_wherever_torchs_scripts_with_its_constants(name):
         return
     for field in FIELDS:
         assert _same_value(getattr(scripted, field), getattr(torchs, field)), field
+
+
+#: torch modules built with each form (meta has no values to compare), replaced without probing
+REPLACED = [n for n in CASES if n != "device-meta"]
+
+
+@pytest.mark.parametrize("name", REPLACED)
+def test_torchs_module_in_each_form_is_read_and_replaced_with_its_bits(name):
+    theirs, _ = _pair(name)
+    model = torch.nn.Sequential(theirs)
+    (layer,) = layers_from_module(model, preset_for_torch="torch").values()
+    report = replace_norms(model, infer=False)
+    assert list(report) == ["0"] and type(model[0]) is RMSNorm
+    assert layer.spec == report["0"] == model[0].spec
+    sizes = tuple(int(d) for d in theirs.normalized_shape)
+    dtype = theirs.weight.dtype if theirs.weight is not None else torch.float32
+    x = torch.randn((3, *sizes), generator=torch.Generator().manual_seed(4)).to(dtype)
+    assert torch.equal(model(x), theirs(x))
+
+
+def test_torchs_module_with_a_bool_eps_stays_saying_why():
+    model = torch.nn.Sequential(torch.nn.RMSNorm(8, eps=True))
+    with pytest.raises(RMSNormError, match=r"eps=True is not accepted"):
+        layers_from_module(model, preset_for_torch="torch")
+    assert replace_norms(model, infer=False) == {} and type(model[0]) is torch.nn.RMSNorm

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.testing import make_tensor
 
 from rmsnorm_core import RMSNormError, RMSNormSpec, RMSNormTypeError
-from rmsnorm_torch import RMSNorm, use_kernel
+from rmsnorm_torch import ResidualRMSNorm, RMSNorm, use_kernel
 from rmsnorm_torch import rms_norm as spec_rms_norm
 from rmsnorm_torch.functional import rms_norm
 from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, FUSED_LIMIT
@@ -199,3 +199,27 @@ def test_the_blocked_kernel_refuses_complex_calls():
         RMSNorm(8)(x)
     with use_kernel("blocked"), pytest.raises(ValueError, match=r"scale=complex64"):
         RMSNorm(8, dtype=torch.complex64)(torch.ones(2, 8))
+
+
+@pytest.mark.parametrize("dtype", COMPLEX, ids=str)
+def test_residual_norm_refuses_complex_parameters_when_built(dtype):
+    # RMSNorm builds and computes them (above); the residual sum has no complex rule
+    assert RMSNorm(8, dtype=dtype).weight.dtype == dtype
+    with pytest.raises(
+        RMSNormTypeError,
+        match=rf"dtype={dtype} is not accepted by ResidualRMSNorm; its parameters are real: "
+        r"float16, bfloat16, float32 or float64",
+    ):
+        ResidualRMSNorm(8, dtype=dtype)
+
+
+@pytest.mark.filterwarnings("ignore:Complex modules are a new feature:UserWarning")
+@pytest.mark.parametrize("dtype", COMPLEX, ids=str)
+def test_residual_norm_made_complex_later_refuses_its_call(dtype):
+    m = ResidualRMSNorm(8, bias=True)
+    m.bias = torch.nn.Parameter(torch.zeros(8, dtype=dtype))
+    x = torch.randn(2, 8)
+    with pytest.raises(RMSNormTypeError, match=rf"bias.dtype={dtype} is not accepted by Resid"):
+        m(x, x)
+    with pytest.raises(RMSNormTypeError, match=rf"weight.dtype={dtype} is not accepted by Resid"):
+        ResidualRMSNorm(8).to(dtype)(x, x)

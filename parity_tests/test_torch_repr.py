@@ -4,6 +4,7 @@ summaries read alike."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -50,3 +51,31 @@ def test_what_differs_from_torch_follows_torchs_form(spec, extra):
         ]
         extra = "".join(f", {f}={getattr(spec, f)!r}" for f in fields)
     assert repr(RMSNorm.from_spec(spec, 5)) == torch_form + extra + ")"
+
+
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        ((5,), {"eps": 1e-3}),
+        ((5,), {}),
+        ((4, 6), {"elementwise_affine": False}),
+        (3, {"eps": True}),
+        (3, {"eps": torch.tensor(1e-5)}),
+        (np.int64(3), {"elementwise_affine": 0}),
+    ],
+    ids=["eps", "eps-none", "two-dims-no-affine", "eps-bool", "eps-tensor", "numpy-size-int-flag"],
+)
+def test_torchs_own_extra_repr_reads_ours_as_torchs(args, kwargs):
+    theirs, ours = torch.nn.RMSNorm(args, **kwargs), RMSNorm(args, **kwargs)
+    assert torch.nn.RMSNorm.extra_repr(ours) == theirs.extra_repr()
+    ours.eps = theirs.eps = 1e-2  # assigned later: read again
+    assert torch.nn.RMSNorm.extra_repr(ours) == theirs.extra_repr()
+    mixed = torch.nn.Sequential(torch.nn.RMSNorm(args), ours, torch.nn.Linear(2, 2))
+    model = torch.nn.Sequential(torch.nn.RMSNorm(args), theirs, torch.nn.Linear(2, 2))
+    assert str(mixed) == str(model)
+
+
+def test_torchs_extra_repr_of_a_spec_module_is_torchs_form_of_its_fields():
+    spec = RMSNormSpec.preset("llama")
+    ours = RMSNorm.from_spec(spec, 5)
+    assert torch.nn.RMSNorm.extra_repr(ours) == torch.nn.RMSNorm(5, spec.eps).extra_repr()

@@ -77,10 +77,11 @@ def test_scripted_module_has_torchs_constants_and_computes_torchs(eps):
 
 
 def test_a_numpy_float32_eps_still_scripts():
-    # torch.nn.RMSNorm's own scripting refuses it as a constant; ours keeps scripting
+    # torch.nn.RMSNorm's own scripting refuses it as a constant; ours keeps scripting, and
+    # m.eps reads back as torch's does (the NumPy scalar)
     eps = np.float32(1e-5)
     theirs, ours = _pair(8, eps=eps)
-    assert type(ours.eps) is float and ours.eps == float(eps)
+    assert type(ours.eps) is type(theirs.eps) is np.float32 and ours.eps == theirs.eps
     x = _x(3, 8)
     assert torch.equal(torch.jit.script(ours)(x), theirs(x))
 

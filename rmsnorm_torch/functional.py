@@ -98,7 +98,9 @@ def rms_norm(
         rmsnorm_core.RMSNormShapeError: a shape that does not fit (a RuntimeError).
         rmsnorm_core.RMSNormTypeError: an input or weight that is not a tensor, or is
             integer or float8; a normalized_shape that is not an int or a sequence of
-            ints (a bool is not); an eps that is not a number.
+            ints (a bool is not); an eps that is not a number, or is a bool: this
+            call goes through a spec, which holds no bool (``RMSNorm(eps=True)``, which
+            keeps no spec, computes torch's 0 or 1).
     """
     check_tensor("input", input)
     check_tensor("weight", weight, optional=True)

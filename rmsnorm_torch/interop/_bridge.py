@@ -34,6 +34,7 @@ from rmsnorm_core import (
     preset,
     state_arrays_from_layers,
 )
+from rmsnorm_torch.nn._given import eps_is_bool, eps_value
 from rmsnorm_torch.nn._modules import RMSNorm
 
 NameMap = Callable[[str], str]
@@ -56,12 +57,15 @@ def to_tensor(a: np.ndarray) -> Tensor:
 
 def torch_norm_spec(module: nn.RMSNorm, base: str = "torch") -> RMSNormSpec:
     """The spec a ``torch.nn.RMSNorm`` computes: the ``torch`` preset (or ``base``) with
-    the module's eps (None: float32's epsilon), shape, affinity and parameter dtype."""
+    the module's eps (None: float32's epsilon), shape, affinity and parameter dtype, each
+    read as torch's forward reads it (a tensor or NumPy eps as the float its op takes; a
+    bool eps is left for the spec to refuse, naming it: a spec holds no bool)."""
     spec = preset(base)
+    eps = module.eps if eps_is_bool(module.eps) else eps_value(module.eps)
     return spec.replace(
         axes=tuple(range(-len(module.normalized_shape), 0)),
-        eps=FLOAT32_EPS if module.eps is None else module.eps,
-        use_scale=module.elementwise_affine,
+        eps=FLOAT32_EPS if eps is None else eps,
+        use_scale=module.weight is not None,
         use_bias=False,
         param_dtype=dtype_name(module.weight.dtype)
         if module.weight is not None

@@ -26,6 +26,7 @@ from rmsnorm_torch.kernels._kernel_choice import _CHOICE, CPU_OP_MIN, FUSED_LIMI
 from rmsnorm_torch.kernels._plain import all_plain
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
 from rmsnorm_torch.nn._functional import eager_decide, execute, norm
+from rmsnorm_torch.nn._traced import fx_call, traced_norm
 
 __all__ = ["CallEntry", "forward_eager"]
 
@@ -63,9 +64,8 @@ def _build(module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tens
 
 
 def _uncached(module: Any, x: Any, weight: Optional[Tensor], bias: Optional[Tensor]) -> Any:
-    if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace: a leaf module, as
-        tracer = x.tracer  # torch.nn.RMSNorm is (torch's modules are leaves)
-        return tracer.create_proxy("call_module", tracer.path_of_module(module), (x,), {})
+    if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace (_traced.py)
+        return fx_call(module, (x,), traced_norm)
     module._check_input(x)
     return norm(x, module._recipe_for(x), weight, bias, x.dtype, module._onnx_mode)
 

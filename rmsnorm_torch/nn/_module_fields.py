@@ -6,7 +6,7 @@ the spec's fields as module attributes (assigning one replaces the spec)."""
 import dataclasses
 import math
 import numbers
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -18,7 +18,8 @@ from rmsnorm_core import (
     RMSNormTypeError,
     dtype_name,
 )
-from rmsnorm_torch.kernels._torch_dtypes import real_dtype
+from rmsnorm_torch.kernels._torch_dtypes import real_dtype, torch_dtype
+from rmsnorm_torch.nn._given import eps_is_bool, eps_value, flag_value
 
 _ShapeLike = Union[int, Sequence[int], torch.Size]
 MUTABLE_FIELDS = (
@@ -39,37 +40,37 @@ STRUCTURAL = ("use_scale", "use_bias", "param_dtype")
 def eps_outside_spec(eps: Any) -> bool:
     """Whether ``eps`` is one torch computes and no spec holds: NaN, +inf or a negative
     number, -inf included (torch's own tests pass -0.5; a row whose mean square is below
-    ``-eps`` then gives NaN). A spec's eps stays a finite float >= 0: a spec is the portable
+    ``-eps`` then gives NaN), or a bool (torch computes 0 or 1; a spec refuses a bool as a
+    likely mistake). A spec's eps stays a finite float >= 0: a spec is the portable
     description that checkpoints, exports and the other frameworks read, and none of them
     means anything by the others. So the module alone carries such an eps (``RMSNorm``'s
     ``_eps_override``), computes torch's result with it, and has no spec to give until eps
-    is set to a finite value >= 0 or None."""
-    real = isinstance(eps, numbers.Real) and not isinstance(eps, bool)
-    return real and (math.isnan(eps) or eps == math.inf or eps < 0)
+    is set to a finite value >= 0 or None. Any other form torch reads (a NumPy scalar, a
+    0-dim tensor) is held by the spec as the float torch computes with (``eps_value``).
 
-
-def eps_shown(eps: Any) -> Any:
-    """``eps`` as ``m.eps`` and ``repr`` show it: as given, as torch.nn.RMSNorm keeps it
-    (``eps=1`` stays the int 1), where it is a Python int or float; another number type as
-    the int or float it equals (``np.float32(1e-5)`` -> 9.99999974e-06), because a
-    TorchScript constant (``eps`` is one of ``torch.nn.RMSNorm.__constants__``) must be one."""
-    if eps is None or isinstance(eps, (int, float)):
-        return eps
-    if isinstance(eps, numbers.Integral):
-        return int(eps)
-    return float(eps)
+    Raises:
+        rmsnorm_core.RMSNormTypeError: ``eps`` is no form torch reads (``eps_value``).
+    """
+    value = eps_value(eps)
+    if value is None:
+        return False
+    return eps_is_bool(eps) or math.isnan(value) or value == math.inf or value < 0
 
 
 def no_spec_reason(
-    eps_override: Optional[float], weight: Optional[torch.Tensor], bias: Optional[torch.Tensor]
+    eps_given: Any,
+    eps_override: Optional[float],
+    weight: Optional[torch.Tensor],
+    bias: Optional[torch.Tensor],
 ) -> str:
     """Why a module computes what torch.nn.RMSNorm computes but has no spec to give ("" when
     it has one): an eps outside every spec (:func:`eps_outside_spec`), or a complex parameter
     (a spec's ``param_dtype`` is real)."""
     done = "the module computes it as torch.nn.RMSNorm does but cannot give a spec to save, "
     if eps_override is not None:
+        kind = ", not a bool" if eps_is_bool(eps_given) else ""
         return (
-            f"eps={eps_override!r} has no spec (a spec's eps is a finite float >= 0): {done}"
+            f"eps={eps_given!r} has no spec (a spec's eps is a finite float >= 0{kind}): {done}"
             "export or compare; set eps to a finite value >= 0 or None"
         )
     for name, p in (("weight", weight), ("bias", bias)):
@@ -89,21 +90,28 @@ def resolve_spec(
     dtype: Optional[torch.dtype],
     spec: Optional[RMSNormSpec],
 ) -> RMSNormSpec:
-    """Build the spec from torch's arguments, or check them against ``spec``."""
-    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, numbers.Real)):
-        raise RMSNormTypeError(f"eps={eps!r} is not accepted; eps must be a real number or None")
+    """Build the spec from torch's arguments (each in any form torch.nn.RMSNorm accepts:
+    ``_given.py``), or check them against ``spec``, which takes eps as a real number only."""
+    elementwise_affine = flag_value("elementwise_affine", elementwise_affine)
+    bias = flag_value("bias", bias)
     # complex parameters (torch computes them) are recorded by their real dtype
     param_dtype = None if dtype is None else dtype_name(real_dtype(dtype))
     if spec is None:
+        value = eps_value(eps)
         return RMSNormSpec(
             axes=tuple(range(-len(shape), 0)),
-            eps=FLOAT32_EPS if eps is None or eps_outside_spec(eps) else eps,
+            eps=FLOAT32_EPS if value is None or eps_outside_spec(eps) else value,
             use_scale=elementwise_affine,
             use_bias=bias,
             param_dtype=param_dtype or dtype_name(torch.get_default_dtype()),
         )
     if not isinstance(spec, RMSNormSpec):
         raise RMSNormTypeError(f"spec must be an RMSNormSpec, got {type(spec).__name__}")
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, numbers.Real)):
+        raise RMSNormTypeError(
+            f"eps={eps!r} is not accepted with spec=; eps must then be a real number equal to "
+            "spec.eps, or None"
+        )
     conflicts = []
     if eps is not None and float(eps) != spec.eps:
         conflicts.append(f"eps={eps!r} (spec.eps={spec.eps!r})")
@@ -149,8 +157,8 @@ def spec_field(name: str) -> property:
 def normalized_shape_field() -> property:
     """``normalized_shape``: read, as torch.nn.RMSNorm's; assigning it is refused."""
 
-    def get(self: Any) -> Tuple[int, ...]:
-        return tuple(self._sizes)
+    def get(self: Any) -> tuple:
+        return self._shape_given  # as torch.nn.RMSNorm keeps it (``_given.shape_given``)
 
     def set_(self: Any, value: Any) -> None:
         raise RMSNormError(
@@ -166,8 +174,8 @@ def normalized_shape_field() -> property:
 def elementwise_affine_field() -> property:
     """``elementwise_affine``: torch.nn.RMSNorm's name for ``use_scale``."""
 
-    def get(self: Any) -> bool:
-        return self._spec.use_scale
+    def get(self: Any) -> Any:
+        return self._affine_given  # as given (``1`` stays 1), as torch.nn.RMSNorm keeps it
 
     def set_(self: Any, value: Any) -> None:
         self.use_scale = value  # refused likewise: it shapes the parameters
@@ -193,33 +201,55 @@ def check_structure(sizes: Tuple[int, ...], current: RMSNormSpec, spec: RMSNormS
 def eps_assignment(spec: RMSNormSpec, eps: Any) -> Tuple[RMSNormSpec, bool, Optional[float]]:
     """``m.eps = eps`` as torch.nn.RMSNorm takes it: ``(spec, follows_dtype, override)``.
 
-    None: the input dtype's epsilon at call time (the spec records float32's); NaN, +inf
-    or a negative number: computed as torch computes them, with no spec (``override``);
-    else the spec's eps, validated.
+    None: the input dtype's epsilon at call time (the spec records float32's); NaN, +inf,
+    a negative number or a bool: computed as torch computes them, with no spec
+    (``override``); else the spec's eps (the float torch computes with), validated.
     """
-    if eps is None:
+    value = eps_value(eps)
+    if value is None:
         return spec.replace(eps=FLOAT32_EPS), True, None
     if eps_outside_spec(eps):
-        return spec, False, float(eps)
-    return spec.replace(eps=eps), False, None
+        return spec, False, value
+    return spec.replace(eps=value), False, None
 
 
-def module_repr(sizes: List[int], eps: Optional[float], spec: RMSNormSpec) -> str:
+def module_repr(shape: tuple, eps: Any, affine: Any, spec: RMSNormSpec) -> str:
     """torch.nn.RMSNorm's ``extra_repr`` (``(5,), eps=0.001, elementwise_affine=True``),
     then ``field=value`` for each spec field other than what torch.nn.RMSNorm computes
-    (the ``torch`` preset over the trailing dims; ``bias=True`` for ``use_bias``)."""
+    (the ``torch`` preset over the trailing dims; ``bias=True`` for ``use_bias``). ``shape``,
+    ``eps`` and ``affine`` are shown as given, formatted by ``str.format`` as torch's are."""
     torch_spec = RMSNormSpec.preset("torch").replace(
-        axes=tuple(range(-len(sizes), 0)),
+        axes=tuple(range(-len(shape), 0)),
         eps=spec.eps,
         use_scale=spec.use_scale,
         param_dtype=spec.param_dtype,
     )
-    parts = [f"{tuple(sizes)}, eps={eps}, elementwise_affine={spec.use_scale}"]
+    parts = ["{}, eps={}, elementwise_affine={}".format(shape, eps, affine)]
     for field in dataclasses.fields(spec):
         value = getattr(spec, field.name)
         if value != getattr(torch_spec, field.name):
             parts.append(f"{'bias' if field.name == 'use_bias' else field.name}={value!r}")
     return ", ".join(parts)
+
+
+def make_parameters(
+    module: torch.nn.Module,
+    shape: Tuple[int, ...],
+    spec: RMSNormSpec,
+    device: Any,
+    dtype: Optional[torch.dtype],
+) -> None:
+    """``weight`` and ``bias`` of ``shape`` where ``spec`` uses them (else registered as
+    None); complex ones where ``dtype`` is complex, as torch makes them (the spec records
+    their real dtype)."""
+    complex_dtype = isinstance(dtype, torch.dtype) and dtype.is_complex
+    pdtype = dtype if complex_dtype else torch_dtype(spec.param_dtype)
+    for name, used in (("weight", spec.use_scale), ("bias", spec.use_bias)):
+        if used:
+            empty = torch.empty(shape, device=device, dtype=pdtype)
+            setattr(module, name, torch.nn.Parameter(empty))
+        else:
+            module.register_parameter(name, None)
 
 
 def spec_of_parameters(

@@ -31,10 +31,10 @@ from rmsnorm_core import (
 from rmsnorm_core.rules import Recipe
 from rmsnorm_core.spec import _rules
 from rmsnorm_torch.kernels._resolve import OnnxExport
-from rmsnorm_torch.kernels._torch_dtypes import torch_dtype
 from rmsnorm_torch.nn._arguments import check_tensor
 from rmsnorm_torch.nn._calls import forward_eager
 from rmsnorm_torch.nn._functional import norm
+from rmsnorm_torch.nn._given import eps_value, shape_given, show_torch_fields
 from rmsnorm_torch.nn._module_fields import (
     MUTABLE_FIELDS,
     STRUCTURAL,
@@ -43,7 +43,7 @@ from rmsnorm_torch.nn._module_fields import (
     elementwise_affine_field,
     eps_assignment,
     eps_outside_spec,
-    eps_shown,
+    make_parameters,
     module_repr,
     no_spec_reason,
     normalized_shape_field,
@@ -51,6 +51,7 @@ from rmsnorm_torch.nn._module_fields import (
     spec_field,
     spec_of_parameters,
 )
+from rmsnorm_torch.nn._traced import pick_recipe
 
 
 class RMSNorm(nn.RMSNorm):
@@ -68,24 +69,28 @@ class RMSNorm(nn.RMSNorm):
     for float16, bfloat16, float32 and complex64 inputs, float64's for float64 and
     complex128 inputs; ``m.eps`` stays None, as torch's does, and ``m.eps = None``
     restores that rule. A spec has one eps: ``.spec`` (and so a checkpoint or an
-    export) records float32's, and float64 calls use float64's until eps is set
-    (``m.eps = ...`` or a new spec with another eps). ``eps=0`` is accepted, as torch
-    accepts it (a row of zeros then gives NaN, as torch's does). NaN, inf and negative
-    eps, which torch computes, are computed as torch computes them, and the spec stays
-    without them (``_module_fields.eps_outside_spec``): ``.spec`` then raises, naming
-    the eps. ``m.eps`` and ``repr`` show eps as given (``eps=1`` stays the int 1), as
-    torch's do. complex64 and complex128 inputs are computed as torch computes them
-    under the specs with torch's formula (``kernels/_resolve.complex_unfit``).
+    export) records float32's, and float64 calls use float64's until eps is set.
+    Every eps torch's forward computes with is accepted (``_given.eps_value``: a bool,
+    a NumPy scalar, a 0-dim tensor: read when given, not per call) with torch's result; NaN, inf,
+    negative and bool eps leave the module without a spec (``_module_fields.
+    eps_outside_spec``): ``.spec`` then raises, naming the eps. ``m.eps``,
+    ``m.normalized_shape``, ``m.elementwise_affine`` and ``repr`` show the arguments as
+    given, as torch's do. complex64 and complex128 inputs are computed as torch computes
+    them under the specs with torch's formula (``kernels/_resolve.complex_unfit``).
+    ``torch.fx.symbolic_trace`` records it as a leaf ``call_module``, as torch's modules
+    are, and as the root one ``call_function`` (``_traced.py``).
 
     Args:
         normalized_shape: sizes of the normalized axes: the trailing dims
             (torch's meaning) or, with ``spec``, the dims of ``spec.axes`` in
             increasing axis order.
-        eps: added inside the root; None (default) as above.
-        elementwise_affine: learn ``weight`` (initialized so that ``g = 1``).
+        eps: added inside the root; None (default) or any form torch's forward reads
+            (above); with ``spec`` a real number equal to ``spec.eps`` only.
+        elementwise_affine: learn ``weight`` (initialized so that ``g = 1``); read by
+            its truth, as torch reads it (``1`` and ``np.True_`` too).
         device: of the parameters.
         dtype: of the parameters.
-        bias: keyword-only; learn ``bias`` (initialized to zeros). Default False.
+        bias: keyword-only; learn ``bias`` (zeros at first), read by its truth; False.
         spec: keyword-only; an ``RMSNormSpec`` that decides the semantics;
             the other arguments must then agree with it (a conflict is an error).
 
@@ -99,7 +104,7 @@ class RMSNorm(nn.RMSNorm):
     _onnx_mode: OnnxExport
     # eager calls' plans (_calls.py); eps as given (any real number type); the spec, which
     # raises where no spec holds eps
-    __jit_ignored_attributes__ = ["_calls", "_eps_given", "spec"]
+    __jit_ignored_attributes__ = ["_calls", "_eps_given", "_shape_given", "_affine_given", "spec"]
     __jit_unused_properties__ = [
         "spec",
         "normalized_shape",
@@ -123,20 +128,15 @@ class RMSNorm(nn.RMSNorm):
         shape = check_normalized_shape(normalized_shape)
         resolved = resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
         self._sizes = list(shape)
+        # as given, for m.normalized_shape, m.elementwise_affine and repr, as torch keeps them
+        self._shape_given = shape_given(normalized_shape)
+        self._affine_given = elementwise_affine if spec is None else resolved.use_scale
         self._onnx_mode = OnnxExport.OFF  # changed on export_onnx's private copy only
         # eps=None: float64 inputs use float64's epsilon, as torch.nn.RMSNorm's do
         self._eps_follows_dtype = eps is None and spec is None
-        self._eps_override = float(eps) if spec is None and eps_outside_spec(eps) else None
-        self._eps_given = eps_shown(eps)  # what m.eps and repr show
-        # complex parameters as torch makes them (the spec records their real dtype)
-        complex_dtype = isinstance(dtype, torch.dtype) and dtype.is_complex
-        pdtype = dtype if complex_dtype else torch_dtype(resolved.param_dtype)
-        factory = {"device": device, "dtype": pdtype}
-        for name, used in (("weight", resolved.use_scale), ("bias", resolved.use_bias)):
-            if used:
-                setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
-            else:
-                self.register_parameter(name, None)
+        self._eps_override = eps_value(eps) if spec is None and eps_outside_spec(eps) else None
+        self._eps_given = eps  # what m.eps and repr show
+        make_parameters(self, shape, resolved, device, dtype)
         self._set_spec(resolved)
         self.reset_parameters()
 
@@ -152,7 +152,7 @@ class RMSNorm(nn.RMSNorm):
         """The spec this module computes (``param_dtype`` read from its parameters).
 
         Raises:
-            rmsnorm_core.RMSNormError: eps is NaN, inf or negative, or a parameter is
+            rmsnorm_core.RMSNormError: eps is NaN, inf, negative or a bool, or a parameter is
                 complex, which no spec holds (``no_spec_reason``).
         """
         reason = self._no_spec()
@@ -165,7 +165,7 @@ class RMSNorm(nn.RMSNorm):
         return [n for n in super().__dir__() if n != "spec" or not self._no_spec()]
 
     def _no_spec(self) -> str:
-        return no_spec_reason(self._eps_override, self.weight, self.bias)
+        return no_spec_reason(self._eps_given, self._eps_override, self.weight, self.bias)
 
     @spec.setter
     def spec(self, spec: RMSNormSpec) -> None:
@@ -203,7 +203,7 @@ class RMSNorm(nn.RMSNorm):
     def _set_eps(self, eps: Any) -> None:
         """``m.eps = eps`` (``eps_assignment``)."""
         spec, self._eps_follows_dtype, self._eps_override = eps_assignment(self._spec_now(), eps)
-        self._eps_given = eps_shown(eps)
+        self._eps_given = eps
         self._set_spec(spec)
 
     def _set_spec(self, spec: RMSNormSpec) -> None:
@@ -214,6 +214,7 @@ class RMSNorm(nn.RMSNorm):
         self._recipe = recipe
         follows = self._eps_follows_dtype
         self._recipe64 = spec.replace(eps=FLOAT64_EPS).recipe if follows else None
+        show_torch_fields(self, self._shape_given, self._eps_attribute(), self._affine_given)
         # last: a forward on another thread that finds the new cache builds from the new
         # recipes (one that holds the old cache fills only that, which is dropped)
         self._new_calls()
@@ -221,10 +222,7 @@ class RMSNorm(nn.RMSNorm):
     def _recipe_for(self, x: Tensor) -> Recipe:
         """The recipe of a call on ``x``: the spec's, or, where eps=None follows the input
         dtype, the spec's with float64's epsilon for a float64 ``x``."""
-        recipe64 = self._recipe64
-        if recipe64 is not None and (x.dtype == torch.float64 or x.dtype == torch.complex128):
-            return recipe64
-        return self._recipe
+        return pick_recipe(self._recipe, self._recipe64, x.dtype)
 
     @torch.jit.unused
     def _new_calls(self) -> None:
@@ -277,7 +275,9 @@ class RMSNorm(nn.RMSNorm):
     def extra_repr(self) -> str:
         """torch.nn.RMSNorm's ``(5,), eps=0.001, elementwise_affine=True``, then each spec
         field that differs from what torch.nn.RMSNorm computes (``module_repr``)."""
-        return module_repr(self._sizes, self._eps_attribute(), self._spec_now())
+        return module_repr(
+            self._shape_given, self._eps_attribute(), self._affine_given, self._spec_now()
+        )
 
     def _check_input(self, x: Tensor) -> None:
         if not torch.jit.is_scripting():  # scripted code has a typed x already

@@ -2,26 +2,68 @@
 
 # No "from __future__ import annotations": TorchScript reads the annotations as types.
 
-from typing import Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from rmsnorm_core import RMSNormSpec, RMSNormTypeError
 from rmsnorm_torch.nn._arguments import check_tensor
 from rmsnorm_torch.nn._functional import norm_residual
+from rmsnorm_torch.nn._module_fields import _ShapeLike
 from rmsnorm_torch.nn._modules import RMSNorm
+from rmsnorm_torch.nn._traced import fx_call, traced_residual
+
+_REAL = "float16, bfloat16, float32 or float64"
+
+
+def _refuse_complex(name: str, dtype: Any) -> None:
+    if isinstance(dtype, torch.dtype) and dtype.is_complex:
+        raise RMSNormTypeError(
+            f"{name}={dtype} is not accepted by ResidualRMSNorm; its parameters are real: "
+            f"{_REAL} (RMSNorm computes complex parameters as torch.nn.RMSNorm does)"
+        )
 
 
 class ResidualRMSNorm(RMSNorm):
     """``forward(x, residual) -> (y, s)``: ``s = x + residual``, ``y = norm(s)``.
 
-    Same arguments as :class:`RMSNorm`; ``spec.residual_dtype="float32"``
-    keeps ``s`` in float32 (flash-attn's ``residual_in_fp32``). Fused equals
-    unfused: ``y`` is computed from the stored ``s``.
+    Same arguments as :class:`RMSNorm`, real parameters only (a complex ``dtype`` is
+    refused when built, a parameter made complex later by its call: the residual sum has
+    no complex rule); ``spec.residual_dtype="float32"`` keeps ``s`` in float32
+    (flash-attn's ``residual_in_fp32``). Fused equals unfused: ``y`` is computed from the
+    stored ``s``. Under ``torch.fx.symbolic_trace`` it is a leaf module (one
+    ``call_module`` node whose output unpacks to ``(y, s)``), and as the traced root one
+    ``call_function`` (``_traced.py``).
+
+    Raises:
+        rmsnorm_core.RMSNormTypeError: a complex ``dtype``; and as :class:`RMSNorm`.
     """
+
+    def __init__(
+        self,
+        normalized_shape: _ShapeLike,
+        eps: Optional[float] = None,
+        elementwise_affine: bool = True,
+        device: Any = None,
+        dtype: Optional[torch.dtype] = None,
+        *,
+        bias: bool = False,
+        spec: Optional[RMSNormSpec] = None,
+    ) -> None:
+        _refuse_complex("dtype", dtype)
+        super().__init__(
+            normalized_shape, eps, elementwise_affine, device, dtype, bias=bias, spec=spec
+        )
 
     def forward(self, x: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
         """Return ``(y, s)``."""
+        if not torch.jit.is_scripting():
+            if isinstance(x, torch.fx.Proxy) or isinstance(residual, torch.fx.Proxy):
+                return fx_call(self, (x, residual), traced_residual)
+            for name in ("weight", "bias"):
+                p = getattr(self, name)
+                _refuse_complex(name + ".dtype", None if p is None else p.dtype)
         self._check_input(x)
         if not torch.jit.is_scripting():
             check_tensor("residual", residual)

@@ -4,13 +4,14 @@
 // the threads of ONE at::parallel_for take chunks from a shared counter, so a thread
 // that the OS deschedules (another process on the cores) leaves its chunks to the
 // others instead of holding everyone at a barrier. Every step on a chunk computes the
-// bits of the graph path's ops (kernels/_graph.py) in their order: the forward's
-// elementwise steps as loops (each product, sum and conversion one IEEE operation,
-// rounded as ATen's kernels round: see square_rows and finish_rows), its row sums and
-// the whole backward as ATen's own ops (mul, sum, div_, add_, rsqrt_, to), so that in
-// backward every bit is what autograd computes from that path (derivatives.yaml: mul,
-// rsqrt, mean, pow, _to_copy). Reductions over rows (the weight and bias gradients)
-// run once, after the chunks, as autograd runs them: at::sum_to over the whole gradient.
+// bits of the graph path's ops (kernels/_graph.py) in their order: the elementwise
+// steps as loops (each product, sum and conversion one IEEE operation, rounded as
+// ATen's kernels round: square_rows, finish_rows, gradient_rows, dx_rows), every sum
+// over a row and the per-row statistic as ATen's own ops (sum, mul, pow, div_, add_,
+// rsqrt_), so that in backward every bit is what autograd computes from that path
+// (derivatives.yaml: mul, rsqrt, mean, pow, _to_copy). Reductions over rows (the weight
+// and bias gradients) run once, after the chunks, as autograd runs them: at::sum_to
+// over the whole gradient.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -167,7 +168,9 @@ struct RoundTo {
   static float apply(float v) { return static_cast<float>(static_cast<M>(v)); }
 #if RMSNORM_LANES
   static __m256 apply8(__m256 v) {
-    if constexpr (std::is_same_v<M, c10::Half>) {
+    if constexpr (std::is_same_v<M, float>) {
+      return v;
+    } else if constexpr (std::is_same_v<M, c10::Half>) {
       return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
     } else {
       return _mm256_castsi256_ps(_mm256_slli_epi32(bf16_lanes(v), 16));
@@ -230,6 +233,154 @@ void finish_rows(const In* x, Out* y, const float* inv, const float* g, const fl
   }
 }
 
+// The backward's elementwise steps, as loops in the same way (the row sums and the
+// statistic's gradient per row stay ATen's ops). RoundKind is the rounding to the spec's
+// intermediate dtype, chosen per call (a predictable branch per lane group).
+enum class RoundKind { kNone, kBFloat16, kHalf };
+
+inline float round1(float v, RoundKind k) {
+  if (k == RoundKind::kBFloat16) return RoundTo<c10::BFloat16>::apply(v);
+  if (k == RoundKind::kHalf) return RoundTo<c10::Half>::apply(v);
+  return v;
+}
+
+#if RMSNORM_LANES
+inline __m256 round8(__m256 v, RoundKind k) {
+  if (k == RoundKind::kBFloat16) return RoundTo<c10::BFloat16>::apply8(v);
+  if (k == RoundKind::kHalf) return RoundTo<c10::Half>::apply8(v);
+  return v;
+}
+#endif
+
+struct Backward {
+  const float* g;  // the float32 gain, or null
+  RoundKind mid;   // round(h * inv) before the scale, and its gradient
+  bool inverse;    // flax's h * (inv * g)
+  bool need_dx;
+  bool need_dgain;
+};
+
+// Per element: the products whose row sums give the statistic's gradient (c), the
+// gradient through the normalized product (h1) and the gain's gradient products (pf
+// in float32, or ph in dy's half dtype where the scale multiplied in it), as the ATen
+// ops of the graph path's autograd compute them.
+template <typename In, typename Dy>
+void gradient_rows(const In* x, const Dy* dy, const float* inv, float* c, float* h1, float* pf,
+                   Dy* ph, int64_t m, int64_t n, const Backward& a) {
+  const float* g = a.g;
+  const bool fold = a.inverse && g != nullptr;
+  for (int64_t r = 0; r < m; ++r) {
+    const float iv = inv[r];
+    const int64_t o = r * n;
+    int64_t j = 0;
+#if RMSNORM_LANES
+    const __m256 ivv = _mm256_set1_ps(iv);
+    for (; j + RMSNORM_LANES <= n; j += RMSNORM_LANES) {
+      const __m256 h = load8(x + o + j);
+      const __m256 d = load8(dy + o + j);
+      if (fold) {  // a = dy * h; p = a * inv; c = a * g; h1 = dy * (inv * g)
+        const __m256 dh = _mm256_mul_ps(d, h);
+        if (a.need_dgain) {
+          if (pf != nullptr) store8(pf + o + j, _mm256_mul_ps(dh, ivv));
+          else store8(ph + o + j, _mm256_mul_ps(dh, ivv));
+        }
+        if (a.need_dx) {
+          const __m256 gv = load8(g + j);
+          store8(c + o + j, _mm256_mul_ps(dh, gv));
+          store8(h1 + o + j, _mm256_mul_ps(d, _mm256_mul_ps(ivv, gv)));
+        }
+        continue;
+      }
+      if (a.need_dgain) {  // p = dy * round(h * inv), in dy's half dtype where it scaled
+        const __m256 ym = round8(_mm256_mul_ps(h, ivv), a.mid);
+        if (pf != nullptr) store8(pf + o + j, _mm256_mul_ps(d, ym));
+        else store8(ph + o + j, _mm256_mul_ps(d, RoundTo<Dy>::apply8(ym)));
+      }
+      if (a.need_dx) {  // gy = round(dy * g); c = gy * h; h1 = gy * inv
+        __m256 gy = g != nullptr ? _mm256_mul_ps(d, load8(g + j)) : d;
+        gy = round8(gy, a.mid);
+        store8(c + o + j, _mm256_mul_ps(gy, h));
+        store8(h1 + o + j, _mm256_mul_ps(gy, ivv));
+      }
+    }
+#endif
+    for (; j < n; ++j) {
+      const float h = wide(x[o + j]);
+      const float d = wide(dy[o + j]);
+      if (fold) {
+        const float dh = d * h;
+        if (a.need_dgain) {
+          if (pf != nullptr) pf[o + j] = dh * iv;
+          else ph[o + j] = static_cast<Dy>(dh * iv);
+        }
+        if (a.need_dx) {
+          c[o + j] = dh * g[j];
+          h1[o + j] = d * (iv * g[j]);
+        }
+        continue;
+      }
+      if (a.need_dgain) {
+        const float ym = round1(h * iv, a.mid);
+        if (pf != nullptr) pf[o + j] = d * ym;
+        else ph[o + j] = static_cast<Dy>(d * wide(static_cast<Dy>(ym)));
+      }
+      if (a.need_dx) {
+        float gy = g != nullptr ? d * g[j] : d;
+        gy = round1(gy, a.mid);
+        c[o + j] = gy * h;
+        h1[o + j] = gy * iv;
+      }
+    }
+  }
+}
+
+// dx = h1 + (h * 2) * grad_ms, cast to x's dtype; split: each term rounded to it first
+// and the two added there (T5's two partial gradients).
+template <typename In>
+void dx_rows(const In* x, const float* h1, const float* grad_ms, In* dx, int64_t m, int64_t n,
+             bool split) {
+  for (int64_t r = 0; r < m; ++r) {
+    const float gm = grad_ms[r];
+    const int64_t o = r * n;
+    int64_t j = 0;
+#if RMSNORM_LANES
+    const __m256 gmv = _mm256_set1_ps(gm);
+    const __m256 two = _mm256_set1_ps(2.0f);
+    for (; j + RMSNORM_LANES <= n; j += RMSNORM_LANES) {
+      const __m256 t2 = _mm256_mul_ps(_mm256_mul_ps(load8(x + o + j), two), gmv);
+      const __m256 t1 = load8(h1 + o + j);
+      if (split) {
+        store8(dx + o + j, _mm256_add_ps(RoundTo<In>::apply8(t1), RoundTo<In>::apply8(t2)));
+      } else {
+        store8(dx + o + j, _mm256_add_ps(t1, t2));
+      }
+    }
+#endif
+    for (; j < n; ++j) {
+      const float t2 = (wide(x[o + j]) * 2.0f) * gm;
+      const float t1 = h1[o + j];
+      if (split) {
+        dx[o + j] = static_cast<In>(RoundTo<In>::apply(t1) + RoundTo<In>::apply(t2));
+      } else {
+        dx[o + j] = static_cast<In>(t1 + t2);
+      }
+    }
+  }
+}
+
+// Calls fn with a typed pointer to t's data (float32, bfloat16 or float16).
+template <typename F>
+void with_data(const at::Tensor& t, const F& fn) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return fn(t.data_ptr<float>());
+    case at::kBFloat16:
+      return fn(t.data_ptr<c10::BFloat16>());
+    default:
+      return fn(t.data_ptr<c10::Half>());
+  }
+}
+
 template <typename In, typename Out>
 void finish_mid(const In* x, Out* y, const float* inv, const float* g, const float* b,
                 int64_t m, int64_t n, bool inverse, bool round_mid, at::ScalarType mid) {
@@ -252,19 +403,6 @@ void finish_out(const In* x, at::Tensor& y, const float* inv, const float* g, co
       return finish_mid(x, y.data_ptr<c10::BFloat16>(), inv, g, b, m, n, inverse, round_mid, mid);
     default:
       return finish_mid(x, y.data_ptr<c10::Half>(), inv, g, b, m, n, inverse, round_mid, mid);
-  }
-}
-
-// Calls fn with x's data as a typed pointer (float32, bfloat16 or float16).
-template <typename F>
-void with_input(const at::Tensor& x, const F& fn) {
-  switch (x.scalar_type()) {
-    case at::kFloat:
-      return fn(x.data_ptr<float>());
-    case at::kBFloat16:
-      return fn(x.data_ptr<c10::BFloat16>());
-    default:
-      return fn(x.data_ptr<c10::Half>());
   }
 }
 
@@ -299,7 +437,7 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
     at::Tensor t = scratch.get(0, m);
     at::Tensor invb = inv.slice(0, start, stop);
     at::Tensor yb = y2.slice(0, start, stop);
-    with_input(x2, [&](auto* xp) {
+    with_data(x2, [&](auto* xp) {
       const auto* xb = xp + start * n;
       square_rows(xb, t.data_ptr<float>(), m * n);
       at::sum_out(invb, t, {-1}, /*keepdim=*/true);
@@ -337,58 +475,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
   if (rows > 0 && n > 0 && (need_dx || need_dgain)) {
     const at::Tensor x2 = x.view({rows, n});
     const at::Tensor dy_rows = dy2.view({rows, n});
+    const RoundKind kind = !round_mid || mid == at::kFloat ? RoundKind::kNone
+                           : mid == at::kBFloat16           ? RoundKind::kBFloat16
+                                                            : RoundKind::kHalf;
+    const Backward args{g.defined() ? g.data_ptr<float>() : nullptr, kind, inverse, need_dx,
+                        need_dgain};
+    // the gain's gradient products in dy's half dtype where the scale multiplied in it
+    const bool p_half = need_dgain && scale_dtype != at::kFloat;
+    TORCH_CHECK(!p_half || scale_dtype == dy.scalar_type(), "rmsnorm_bridge: scale_dtype ",
+                scale_dtype, " must be float32 or dy's dtype ", dy.scalar_type());
+    const bool split = split_dx && x.scalar_type() != at::kFloat;
     for_chunks(rows, n, x.options(), [&](int64_t start, int64_t stop, Scratch& scratch) {
       const int64_t m = stop - start;
-      const at::Tensor xb = x2.slice(0, start, stop);
-      const at::Tensor h = xb.scalar_type() == at::kFloat ? xb : scratch.get(0, m).copy_(xb);
-      const at::Tensor dyb = dy_rows.slice(0, start, stop);
-      // the gradient reaching the float32 result: dy widened (ToCopyBackward)
-      const at::Tensor gb = dyb.scalar_type() == at::kFloat ? dyb : scratch.get(1, m).copy_(dyb);
+      at::Tensor c = scratch.get(0, m);
+      at::Tensor h1 = scratch.get(1, m);
       const at::Tensor invb = inv.slice(0, start, stop);
-      at::Tensor a = scratch.get(2, m);
-      at::Tensor c = scratch.get(3, m);
-      at::Tensor grad_r;
-      if (inverse && g.defined()) {  // y = h * (inv * g)
-        at::mul_out(a, gb, h);  // the gradient of inv * g
-        if (need_dgain) {
-          at::Tensor pb = p.view({rows, n}).slice(0, start, stop);
-          at::mul_out(pb, a, invb);
-        }
+      with_data(x2, [&](auto* xp) {
+        with_data(dy_rows, [&](auto* dyp) {
+          using Dy = std::remove_pointer_t<decltype(dyp)>;
+          float* pf = need_dgain && !p_half ? p.data_ptr<float>() + start * n : nullptr;
+          Dy* ph = p_half ? p.data_ptr<Dy>() + start * n : nullptr;
+          gradient_rows(xp + start * n, dyp + start * n, invb.data_ptr<float>(),
+                        c.data_ptr<float>(), h1.data_ptr<float>(), pf, ph, m, n, args);
+        });
         if (!need_dx) return;
-        grad_r = at::mul_out(c, a, g).sum({-1}, /*keepdim=*/true);
-        at::mul_out(a, invb, g);
-        at::mul_out(c, gb, a);  // grad_h1 = dy * (inv * g)
-      } else {  // y = round_mid(h * inv) * g
-        if (need_dgain) {
-          at::mul_out(a, h, invb);
-          if (round_mid) a.copy_(a.to(mid));
-          at::Tensor pb = p.view({rows, n}).slice(0, start, stop);
-          if (scale_dtype == at::kFloat) {
-            at::mul_out(pb, gb, a);
-          } else {  // the scale multiplied in half precision: so do its gradient's products
-            at::mul_out(pb, dyb, a.to(scale_dtype));
-          }
-        }
-        if (!need_dx) return;
-        at::Tensor grad_y = gb;
-        if (g.defined()) grad_y = at::mul_out(a, gb, g);
-        if (round_mid) grad_y = a.copy_(grad_y.to(mid));  // the cast to mid, backward
-        grad_r = at::mul_out(c, grad_y, h).sum({-1}, /*keepdim=*/true);
-        at::mul_out(c, grad_y, invb);  // grad_h1
-      }
-      // rsqrt: -0.5 * grad * result^3; mean: expand, / n; pow(h, 2): grad * (2 * h)
-      const at::Tensor grad_ms = at::mul(grad_r, -0.5).mul_(at::pow(invb, 3)).div_(n);
-      at::mul_out(a, h, 2.0).mul_(grad_ms);
-      at::Tensor dxb = dx.view({rows, n}).slice(0, start, stop);
-      if (dxb.scalar_type() == at::kFloat) {
-        at::add_out(dxb, c, a);
-      } else if (split_dx) {
-        // T5's x * rsqrt(...) takes x itself: autograd rounds the product's partial
-        // gradient (c) and the statistic's (a, through _to_copy) to x's dtype, then adds
-        dxb.copy_(c).add_(a.to(dxb.scalar_type()));
-      } else {
-        dxb.copy_(c.add_(a));
-      }
+        // rsqrt: -0.5 * grad * result^3; mean: expand, / n; pow(h, 2): grad * (2 * h)
+        const at::Tensor grad_r = c.sum({-1}, /*keepdim=*/true);
+        const at::Tensor grad_ms = at::mul(grad_r, -0.5).mul_(at::pow(invb, 3)).div_(n);
+        using In = std::remove_pointer_t<decltype(xp)>;
+        dx_rows(xp + start * n, h1.data_ptr<float>(), grad_ms.data_ptr<float>(),
+                dx.data_ptr<In>() + start * n, m, n, split);
+      });
     });
   }
   at::Tensor dgain = need_dgain ? at::sum_to(p, block) : at::Tensor();

@@ -1,6 +1,7 @@
 """Every bridge refusal of a norm no spec describes names the layer (its module path):
 our linen layer without ``spec=`` holds flax's fields and is refused as flax's own is
-(an array ``epsilon``, ``reduction_axes=()``, ``force_float32_reductions=False``)."""
+(an array ``epsilon``, ``reduction_axes=()``, a complex ``param_dtype``,
+``force_float32_reductions=False``)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ X = jnp.linspace(-1.0, 1.0, 8).reshape(2, 4)
 FIELDS = [
     ({"epsilon": jnp.array(1e-3)}, r"epsilon of type ArrayImpl"),
     ({"reduction_axes": ()}, r"reduction_axes=\(\)"),
+    ({"param_dtype": jnp.complex64}, r"param_dtype=complex64"),
     ({"force_float32_reductions": False}, r"force_float32_reductions=False"),
 ]
-IDS = ["eps-array", "axes-empty", "force32-false"]
+IDS = ["eps-array", "axes-empty", "param-complex64", "force32-false"]
 
 
 class _Model(fnn.Module):
@@ -51,7 +53,7 @@ def test_linen_refusal_names_the_layer_and_the_field(norm_type, fields, why):
             read()
 
 
-@pytest.mark.parametrize("fields,why", FIELDS[:2], ids=IDS[:2])
+@pytest.mark.parametrize("fields,why", FIELDS[:3], ids=IDS[:3])  # nnx has no force32 field
 @pytest.mark.parametrize("norm_type", [ours_nnx.RMSNorm, fnnx.RMSNorm], ids=["ours", "flax"])
 def test_nnx_refusal_names_the_layer_and_the_field(norm_type, fields, why):
     model = fnnx.Dict(norm=norm_type(4, rngs=fnnx.Rngs(0), **fields))

@@ -3,9 +3,10 @@
 ``flax.linen.RMSNorm`` and ``flax.nnx.RMSNorm`` accept calls outside what an
 ``RMSNormSpec`` holds: an ``epsilon`` that is a JAX array or a tracer (a layer
 built inside ``jit`` from a traced value) or a number a spec refuses (negative,
-NaN, infinite, or below float32's smallest normal but not 0);
-``axis_index_groups`` (``lax.pmean`` over groups of devices: flax's own layer runs
-it under ``pmap`` only, ``vmap`` and ``shard_map`` raise ``NotImplementedError`` in
+NaN, infinite, or below float32's smallest normal but not 0); a ``param_dtype``
+no spec holds (complex64: flax's scale is then complex); ``axis_index_groups``
+(``lax.pmean`` over groups of devices: flax's own layer runs it under ``pmap``
+only, ``vmap`` and ``shard_map`` raise ``NotImplementedError`` in
 jax 0.10); integer, boolean or complex inputs,
 ``force_float32_reductions=False`` (the mean square in the input dtype),
 ``reduction_axes=()`` or an axis named twice, and a ``dtype`` whose float32
@@ -19,6 +20,7 @@ Every other call takes the spec's path (``rms_norm``).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterable
@@ -58,14 +60,36 @@ def _abs_sq(x: jax.Array) -> jax.Array:
     return lax.square(x)
 
 
+@functools.lru_cache(maxsize=64)
+def _outside_param_dtype(param_dtype: Any) -> str | None:
+    """The name of ``param_dtype`` when it is a dtype no spec holds (complex, integer),
+    else None (also for a value that is no dtype: the spec's path names it)."""
+    try:
+        dtype = jnp.dtype(param_dtype)
+    except TypeError:
+        return None
+    return None if dtype in _SPEC_DTYPES else dtype.name
+
+
 def flax_only_fields(
-    epsilon: Any, reduction_axes: Any, axis_index_groups: Any = None
+    epsilon: Any,
+    reduction_axes: Any,
+    axis_index_groups: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> str | None:
     """Why a layer's own fields are outside every spec (an ``epsilon`` that is not a
     Python number, or one the flax preset refuses; ``reduction_axes`` empty or naming
-    an axis twice; ``axis_index_groups`` not None), or None."""
+    an axis twice; ``axis_index_groups`` not None; a ``param_dtype`` no spec holds,
+    such as complex64), or None."""
     if axis_index_groups is not None:
         return f"axis_index_groups={axis_index_groups!r}"
+    if param_dtype is not jnp.float32:  # the default, without the cache's hashing
+        try:
+            outside = _outside_param_dtype(param_dtype)
+        except TypeError:  # unhashable: no dtype, which the spec's path names
+            outside = None
+        if outside is not None:
+            return f"param_dtype={outside}"
     plain = type(epsilon) is float or type(epsilon) is int  # the common case, without the ABC
     if not plain and (isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real)):
         # an array, a tracer or a bool flax computes with; anything else (a string) is
@@ -98,12 +122,13 @@ def flax_only(
     dtype: Any,
     force_float32_reductions: bool = True,
     axis_index_groups: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> bool:
     """Whether flax's call on ``x`` is outside every spec (module docstring); static.
     Out-of-range axes are not: the spec's path refuses them with its message."""
     if not force_float32_reductions:
         return True
-    if flax_only_fields(epsilon, reduction_axes, axis_index_groups) is not None:
+    if flax_only_fields(epsilon, reduction_axes, axis_index_groups, param_dtype) is not None:
         return True
     return flax_only_input(x, reduction_axes=reduction_axes, dtype=dtype)
 

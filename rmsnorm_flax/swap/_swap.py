@@ -127,7 +127,7 @@ def intercept_norms() -> Iterator[None]:
             return next_fun(*args, **kwargs)
         (x,) = args
         x = jnp.asarray(x)
-        names = ("epsilon", "reduction_axes", "dtype", "axis_index_groups")
+        names = ("epsilon", "reduction_axes", "dtype", "axis_index_groups", "param_dtype")
         fields = {f: getattr(mod, f) for f in names}
         if flax_only(x, force_float32_reductions=mod.force_float32_reductions, **fields):
             return next_fun(*args, **kwargs)  # a call no spec describes: flax's own code

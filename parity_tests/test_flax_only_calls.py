@@ -228,11 +228,18 @@ def test_nnx_layer_no_spec_describes_reads_flaxs_fields_and_has_no_checkpoint_fo
         _bridge._nnx_norms(layer, flax_too=False)
 
 
-def test_replace_norms_skips_a_flax_layer_no_spec_describes():
-    model = nnx.Sequential(nnx.RMSNorm(8, reduction_axes=(), rngs=nnx.Rngs(0)))
+@pytest.mark.parametrize(
+    "fields,why",
+    [({"reduction_axes": ()}, "reduction_axes=()"), ({"epsilon": jnp.array(0.1)}, "epsilon of")],
+    ids=["axes-empty", "eps-array"],
+)
+def test_replace_norms_skips_a_flax_layer_no_spec_describes(fields, why):
+    model = nnx.Sequential(nnx.RMSNorm(8, rngs=nnx.Rngs(0), **fields))
     report = ours_nnx.replace_norms(model)
     assert not report and isinstance(model.layers[0], nnx.RMSNorm)
-    assert any("reduction_axes=()" in why for why in report.skipped.values()), report.skipped
+    assert any(f"{why}" in w and "no spec describes" in w for w in report.skipped.values()), (
+        report.skipped
+    )
 
 
 @pytest.mark.parametrize(

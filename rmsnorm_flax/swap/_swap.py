@@ -65,6 +65,8 @@ def _from_fields(node: fnnx.Module, ours: type) -> tuple[Any, RMSNormSpec]:
 def _replacement(node: fnnx.Module, ours: type) -> tuple[Any, RMSNormSpec] | str:
     """Ours for ``node`` with its spec (the same Param objects), or why it stays."""
     state = dict(fnnx.to_flat_state(fnnx.state(node)))
+    if type(node) is fnnx.RMSNorm:  # its array epsilon is a field ours keeps as flax does
+        state.pop(("epsilon",), None)
     kept = {("scale",), ("bias",)}
     other = sorted(".".join(map(str, k)) for k in state if k not in kept)
     if other or not all(isinstance(v, fnnx.Param) for v in state.values()):
@@ -72,7 +74,7 @@ def _replacement(node: fnnx.Module, ours: type) -> tuple[Any, RMSNormSpec] | str
     if type(node) is fnnx.RMSNorm:
         try:
             return _from_fields(node, ours)
-        except RMSNormError as err:  # a field ours refuses (axis_index_groups)
+        except RMSNormError as err:  # fields no spec describes (an array epsilon, ...)
             return str(err)
     scale = getattr(node, "scale", None)
     try:

@@ -86,14 +86,13 @@ class RMSNorm(nnx.Module):
 
     Attributes:
         layer: the resolved spec and feature axes (static); None for a layer no
-            spec describes (it computes as flax's, from the fields below).
-        num_features, epsilon, dtype, param_dtype, use_scale, reduction_axes,
-            feature_axes, axis_name, axis_index_groups, use_fast_variance,
-            promote_dtype: flax's fields, as flax keeps them (as given; an array
-            ``epsilon`` is data, in ``nnx.state`` under ``epsilon`` as flax's);
-            with ``spec``, the values the spec holds. Assigning ``epsilon``,
-            ``reduction_axes``, ``feature_axes`` or ``axis_index_groups`` resolves
-            the layer anew (flax reads them at each call); with ``spec`` they are fixed.
+            spec describes (it computes as flax's, from its flax fields).
+        epsilon: as given, as flax keeps it (an array is data: in ``nnx.state``
+            under ``epsilon``, as flax's); with ``spec``, the spec's eps. Assigning
+            it, ``reduction_axes``, ``feature_axes`` or ``axis_index_groups`` resolves
+            the layer anew (flax reads them at each call); with ``spec`` they are
+            fixed. flax's other arguments, ``num_features`` to ``promote_dtype``,
+            are attributes of the same names, likewise.
         scale: the ``nnx.Param`` scale, or None without ``use_scale``.
         bias: the ``nnx.Param`` bias, or None without ``use_bias``.
         spec_given: whether ``spec`` was passed (it decides the dtypes then).

@@ -7,6 +7,8 @@ and changed the same way; outputs and gradients with ``jnp.array_equal``."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 jax = pytest.importorskip("jax")
@@ -112,6 +114,7 @@ ASSIGN = [
     ("default", "epsilon", 0.25),
     ("default", "epsilon", -1e-6),
     ("default", "epsilon", jnp.array(0.5)),  # flax refuses: a static field takes no array
+    ("default", "epsilon", nnx.data(jnp.array(0.5))),  # unless marked as data
     ("default", "reduction_axes", (1, 2)),
     ("default", "reduction_axes", ()),
     ("axes-empty", "reduction_axes", -1),
@@ -127,9 +130,19 @@ ASSIGN = [
 ]
 
 
-@pytest.mark.parametrize(
-    "build,name,value", ASSIGN, ids=[f"{b}-{n}-{v!r}".replace(" ", "") for b, n, v in ASSIGN]
-)
+def _id(build, name, value) -> str:
+    if isinstance(value, nnx.Variable):
+        value = f"param-{value[...].dtype}"
+    elif isinstance(value, dataclasses.Field):  # nnx.data(...)
+        value = f"data-array-{value.metadata['nnx_value']}"
+    elif isinstance(value, jax.Array):
+        value = f"array-{value}"
+    elif isinstance(value, type):
+        value = value.__name__
+    return f"{build}-{name}-{value}".replace(" ", "")
+
+
+@pytest.mark.parametrize("build,name,value", ASSIGN, ids=[_id(*a) for a in ASSIGN])
 def test_an_assignment_acts_as_on_flaxs_layer(build, name, value):
     theirs, mine = _pair(build)
     try:

@@ -7,6 +7,7 @@ Same constructor and parameter layout as flax's (``scale`` of shape
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -190,7 +191,9 @@ class RMSNorm(nnx.Module):
         if self.spec_given:
             _fixed(name, value)
         fields = {f: getattr(self, f) for f in _RESOLVED}
-        fields[name] = value
+        # the value itself, also when wrapped by nnx.data / nnx.static (a dataclass field)
+        marked = isinstance(value, dataclasses.Field) and "nnx_value" in value.metadata
+        fields[name] = value.metadata["nnx_value"] if marked else value
         scale = None if self.scale is None else self.scale[...]
         pdt = self.param_dtype if scale is None else scale.dtype  # what the layer holds
         layer = self._resolve(None, param_dtype=pdt, use_scale=scale is not None, **fields)

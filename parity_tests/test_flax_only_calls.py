@@ -95,6 +95,9 @@ LINEN_CASES = [
     ("eps-nan", "float32", {"epsilon": float("nan")}),
     ("eps-inf-f16", "float16", {"epsilon": float("inf")}),
     ("eps-below-f32-normal", "float32", {"epsilon": 1e-40}),
+    ("f32-param-complex64", "float32", {"param_dtype": jnp.complex64}),
+    ("bf16-param-complex64", "bfloat16", {"param_dtype": jnp.complex64}),
+    ("complex64-param-complex64", "complex64", {"param_dtype": jnp.complex64}),
 ]
 
 
@@ -184,6 +187,8 @@ NNX_CASES = [
     ("axes-minus1-2", "float16", {"reduction_axes": (-1, 2)}),
     ("eps-negative", "float32", {"epsilon": -1e-6}),
     ("eps-minus-half-bf16", "bfloat16", {"epsilon": -0.5}),
+    ("f32-param-complex64", "float32", {"param_dtype": jnp.complex64}),
+    ("bf16-param-complex64", "bfloat16", {"param_dtype": jnp.complex64}),
 ]
 
 
@@ -194,7 +199,7 @@ def test_nnx_matches_flax(kind, fields):
 
     def run(cls):
         layer = cls(8, rngs=nnx.Rngs(0), **fields)
-        layer.scale[...] = scale
+        layer.scale[...] = scale.astype(layer.scale[...].dtype)
 
         @nnx.jit
         def go(layer, x):
@@ -216,16 +221,25 @@ def test_nnx_layer_no_spec_describes_reads_flaxs_fields_and_has_no_checkpoint_fo
 
     eps = jnp.float32(1e-2)
     layer = ours_nnx.RMSNorm(8, epsilon=eps, reduction_axes=(), rngs=nnx.Rngs(0))
-    assert layer.epsilon is eps and layer.reduction_axes == () and layer.feature_axes == (-1,)
-    with pytest.raises(RMSNormError, match=r"layer '' has epsilon=Array\(0\.01.*no spec describes"):
+    assert layer.epsilon is eps and layer.reduction_axes == () and layer.feature_axes == -1
+    with pytest.raises(
+        RMSNormError, match=r"layer '': epsilon of type ArrayImpl: no spec describes"
+    ):
         _bridge._nnx_norms(layer, flax_too=False)
 
 
-def test_replace_norms_skips_a_flax_layer_no_spec_describes():
-    model = nnx.Sequential(nnx.RMSNorm(8, reduction_axes=(), rngs=nnx.Rngs(0)))
+@pytest.mark.parametrize(
+    "fields,why",
+    [({"reduction_axes": ()}, "reduction_axes=()"), ({"epsilon": jnp.array(0.1)}, "epsilon of")],
+    ids=["axes-empty", "eps-array"],
+)
+def test_replace_norms_skips_a_flax_layer_no_spec_describes(fields, why):
+    model = nnx.Sequential(nnx.RMSNorm(8, rngs=nnx.Rngs(0), **fields))
     report = ours_nnx.replace_norms(model)
     assert not report and isinstance(model.layers[0], nnx.RMSNorm)
-    assert any("reduction_axes=()" in why for why in report.skipped.values()), report.skipped
+    assert any(f"{why}" in w and "no spec describes" in w for w in report.skipped.values()), (
+        report.skipped
+    )
 
 
 @pytest.mark.parametrize(

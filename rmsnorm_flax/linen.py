@@ -110,6 +110,7 @@ class RMSNorm(nn.Module):
             dtype=self.dtype,
             force_float32_reductions=self.force_float32_reductions,
             axis_index_groups=self.axis_index_groups,
+            param_dtype=self.param_dtype,
         )
 
     def _flax_call(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:

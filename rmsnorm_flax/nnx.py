@@ -7,7 +7,8 @@ Same constructor and parameter layout as flax's (``scale`` of shape
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import dataclasses
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -31,14 +32,14 @@ _ONES = nnx.initializers.ones
 _ZEROS = nnx.initializers.zeros
 
 
-def _as_tuple(axes: Any) -> tuple[int, ...]:
-    return tuple(axes) if isinstance(axes, Iterable) else (axes,)
+#: flax's fields that ours resolves into the layer when it is built or assigned.
+_RESOLVED = ("epsilon", "reduction_axes", "feature_axes", "axis_index_groups")
 
 
 def _fixed(name: str, value: Any) -> None:
     raise RMSNormError(
-        f"{name}={value!r}: an rmsnorm_flax.nnx.RMSNorm's {name} is fixed when it is built "
-        f"(its spec holds it); build a new layer with {name}={value!r} (or spec=...)"
+        f"{name}={value!r}: the {name} of an rmsnorm_flax.nnx.RMSNorm built with spec= is "
+        f"fixed (the spec holds it); build a new layer with spec=... (or without spec=)"
     )
 
 
@@ -49,7 +50,8 @@ class RMSNorm(nnx.Module):
     default: both cast to ``dtype``, or to their promoted dtype) before
     normalizing, exactly as flax does; a layer or call no spec describes (an
     array, traced or negative ``epsilon``, ``reduction_axes=()`` or an axis twice,
-    ``axis_index_groups``, complex input: ``rmsnorm_flax.functional._flax_calls``)
+    ``axis_index_groups``, a complex ``param_dtype``, complex input:
+    ``rmsnorm_flax.functional._flax_calls``)
     computes as flax's, op for op, and such a layer's ``layer`` is None. With
     ``spec`` the spec decides the dtypes: ``promote_dtype`` runs only if passed
     explicitly, or without
@@ -85,10 +87,13 @@ class RMSNorm(nnx.Module):
 
     Attributes:
         layer: the resolved spec and feature axes (static); None for a layer no
-            spec describes (its fields are then in ``flax_epsilon``, ``flax_axes``).
-        flax_epsilon: flax's ``epsilon`` as given, for a layer no spec describes
-            (an array is state, as in flax); else None.
-        flax_axes: ``(reduction_axes, feature_axes)`` as given, for such a layer; else None.
+            spec describes (it computes as flax's, from its flax fields).
+        epsilon: as given, as flax keeps it (an array is data: in ``nnx.state``
+            under ``epsilon``, as flax's); with ``spec``, the spec's eps. Assigning
+            it, ``reduction_axes``, ``feature_axes`` or ``axis_index_groups`` resolves
+            the layer anew (flax reads them at each call); with ``spec`` they are
+            fixed. flax's other arguments, ``num_features`` to ``promote_dtype``,
+            are attributes of the same names, likewise.
         scale: the ``nnx.Param`` scale, or None without ``use_scale``.
         bias: the ``nnx.Param`` bias, or None without ``use_bias``.
         spec_given: whether ``spec`` was passed (it decides the dtypes then).
@@ -120,45 +125,40 @@ class RMSNorm(nnx.Module):
         bias_init: Any = _ZEROS,
         vjp: str = "autodiff",
     ) -> None:
-        # flax's own fields, kept as flax keeps them when the layer is one no spec
-        # describes (see _flax_calls: a traced, array or negative epsilon, reduction_axes=()
-        # or an axis named twice, axis_index_groups); such a layer computes as flax's
-        outside = spec is None and self._as_flax
-        outside = (
-            outside and flax_only_fields(epsilon, reduction_axes, axis_index_groups) is not None
+        layer = self._resolve(
+            spec,
+            epsilon=epsilon,
+            param_dtype=param_dtype,
+            use_scale=use_scale,
+            reduction_axes=reduction_axes,
+            feature_axes=feature_axes,
+            axis_index_groups=axis_index_groups,
         )
-        self.axis_index_groups = axis_index_groups  # not None: outside, or refused by resolve
-        self.flax_epsilon: Any = epsilon if outside else None  # an array is data, as flax's
-        axes = (_as_tuple(reduction_axes), _as_tuple(feature_axes))
-        self.flax_axes: tuple | None = axes if outside else None
-        self.layer: Layer | None = nnx.static(
-            None
-            if outside
-            else resolve(
-                epsilon=epsilon,
-                param_dtype=param_dtype,
-                use_scale=use_scale,
-                reduction_axes=reduction_axes,
-                feature_axes=feature_axes,
-                force_float32_reductions=True,
-                axis_index_groups=axis_index_groups,
-                spec=spec,
-            )
-        )
-        s = None if outside else self.layer.spec
+        if layer is not None and spec is not None:  # the fields read back what the spec holds
+            epsilon, reduction_axes = layer.spec.eps, layer.spec.axes
+            feature_axes, use_scale = layer.feature_axes, layer.spec.use_scale
+            param_dtype = jnp.dtype(layer.spec.param_dtype)
         # an int is flax's flat (num_features,) scale, also over several feature axes
         shape = (num_features,) if isinstance(num_features, int) else tuple(num_features)
-        pdt = jnp.dtype(param_dtype if outside else s.param_dtype)
         self.scale: nnx.Param | None = nnx.data(None)
         self.bias: nnx.Param | None = nnx.data(None)
-        if use_scale if outside else s.use_scale:
-            init = scale_init if outside else scale_init_for(s, scale_init, _ONES)
-            self.scale = nnx.Param(init(rngs.params(), shape, pdt), **scale_metadata)
-        if not outside and s.use_bias:
-            self.bias = nnx.Param(bias_init(rngs.params(), shape, pdt))
+        if use_scale:
+            init = scale_init if layer is None else scale_init_for(layer.spec, scale_init, _ONES)
+            self.scale = nnx.Param(init(rngs.params(), shape, param_dtype), **scale_metadata)
+        if layer is not None and layer.spec.use_bias:
+            self.bias = nnx.Param(bias_init(rngs.params(), shape, jnp.dtype(param_dtype)))
+        # flax's fields, named and kept as flax keeps them (an array epsilon is data: in
+        # nnx.state as flax's "epsilon"); see __setattr__ for an assignment
         self.num_features = num_features
+        self.epsilon = epsilon
         self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.use_scale = use_scale
+        self.reduction_axes = reduction_axes
+        self.feature_axes = feature_axes
         self.axis_name = axis_name
+        self.axis_index_groups = axis_index_groups
+        self.use_fast_variance = use_fast_variance
         self.spec_given = spec is not None
         self.vjp = check_vjp(vjp)
         if promote_dtype is None and (
@@ -166,40 +166,39 @@ class RMSNorm(nnx.Module):
         ):  # flax's casts: x cast once, so that its gradient is rounded once, as flax's
             promote_dtype = nnx_dtypes.promote_dtype
         self.promote_dtype = promote_dtype
+        self.layer: Layer | None = nnx.static(layer)  # last: __setattr__ re-resolves from here on
 
-    # flax.nnx.RMSNorm's fields that the spec holds: readable as flax's; fixed once built
-    # (flax reads them at each call; ours resolved them into the spec, so an assignment
-    # would be ignored silently: it is refused instead)
-    @property
-    def epsilon(self) -> Any:
-        """The spec's eps (flax's ``epsilon``; as given, for a layer no spec describes)."""
-        return self.flax_epsilon if self.layer is None else self.layer.spec.eps
+    def _resolve(self, spec: RMSNormSpec | None, **fields: Any) -> Layer | None:
+        """The resolved layer for flax's ``fields``, or None for fields no spec describes
+        (``_flax_calls``: such a layer computes as flax's, op for op)."""
+        keys = ("epsilon", "reduction_axes", "axis_index_groups", "param_dtype")
+        if spec is None and self._as_flax and flax_only_fields(*map(fields.get, keys)) is not None:
+            return None
+        return resolve(**fields, force_float32_reductions=True, spec=spec)
 
-    @epsilon.setter
-    def epsilon(self, value: Any) -> None:
-        _fixed("epsilon", value)
+    def __setattr__(self, name: str, value: Any) -> None:
+        """An attribute, set as flax's ``nnx.Module`` sets it; a field the layer resolved
+        (``epsilon``, ``reduction_axes``, ``feature_axes``, ``axis_index_groups``) is
+        resolved anew, as flax reads its fields at each call (once built with ``spec=``,
+        they are fixed: the spec holds them).
 
-    @property
-    def reduction_axes(self) -> tuple[int, ...]:
-        """The spec's normalized axes (flax's ``reduction_axes``)."""
-        if self.layer is None:
-            return _as_tuple(self.flax_axes[0])
-        return tuple(self.layer.spec.axes)
-
-    @reduction_axes.setter
-    def reduction_axes(self, value: Any) -> None:
-        _fixed("reduction_axes", value)
-
-    @property
-    def feature_axes(self) -> tuple[int, ...]:
-        """The axes the scale is kept over (flax's ``feature_axes``)."""
-        if self.layer is None:
-            return _as_tuple(self.flax_axes[1])
-        return tuple(self.layer.feature_axes)
-
-    @feature_axes.setter
-    def feature_axes(self, value: Any) -> None:
-        _fixed("feature_axes", value)
+        Raises:
+            RMSNormError: a field of a layer built with ``spec=``, or a value ours refuses.
+        """
+        if name not in _RESOLVED or "layer" not in vars(self):
+            super().__setattr__(name, value)
+            return
+        if self.spec_given:
+            _fixed(name, value)
+        fields = {f: getattr(self, f) for f in _RESOLVED}
+        # the value itself, also when wrapped by nnx.data / nnx.static (a dataclass field)
+        marked = isinstance(value, dataclasses.Field) and "nnx_value" in value.metadata
+        fields[name] = value.metadata["nnx_value"] if marked else value
+        scale = None if self.scale is None else self.scale[...]
+        pdt = self.param_dtype if scale is None else scale.dtype  # what the layer holds
+        layer = self._resolve(None, param_dtype=pdt, use_scale=scale is not None, **fields)
+        super().__setattr__(name, value)
+        super().__setattr__("layer", layer)
 
     def _inputs(self, x: jax.Array) -> tuple[jax.Array, Any, Any]:
         scale = None if self.scale is None else self.scale[...]

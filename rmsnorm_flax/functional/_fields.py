@@ -173,13 +173,15 @@ def flax_norm_spec(module: Any) -> tuple[RMSNormSpec, tuple]:
             field ours refuses.
     """
     force = getattr(module, "force_float32_reductions", True)
-    why = flax_only_fields(module.epsilon, module.reduction_axes, module.axis_index_groups)
+    why = flax_only_fields(
+        module.epsilon, module.reduction_axes, module.axis_index_groups, module.param_dtype
+    )
     if why is not None or not force:
         raise RMSNormError(
             f"{why or 'force_float32_reductions=False'}: no spec describes this flax "
             "RMSNorm (only flax's own computation does); a spec needs a Python-number "
-            "epsilon >= 0, distinct reduction_axes, axis_index_groups=None and "
-            "force_float32_reductions=True"
+            "epsilon >= 0, distinct reduction_axes, a floating param_dtype, "
+            "axis_index_groups=None and force_float32_reductions=True"
         )
     layer = resolve(
         epsilon=module.epsilon,

@@ -3,9 +3,10 @@
 ``flax.linen.RMSNorm`` and ``flax.nnx.RMSNorm`` accept calls outside what an
 ``RMSNormSpec`` holds: an ``epsilon`` that is a JAX array or a tracer (a layer
 built inside ``jit`` from a traced value) or a number a spec refuses (negative,
-NaN, infinite, or below float32's smallest normal but not 0);
-``axis_index_groups`` (``lax.pmean`` over groups of devices: flax's own layer runs
-it under ``pmap`` only, ``vmap`` and ``shard_map`` raise ``NotImplementedError`` in
+NaN, infinite, or below float32's smallest normal but not 0); a ``param_dtype``
+no spec holds (complex64: flax's scale is then complex); ``axis_index_groups``
+(``lax.pmean`` over groups of devices: flax's own layer runs it under ``pmap``
+only, ``vmap`` and ``shard_map`` raise ``NotImplementedError`` in
 jax 0.10); integer, boolean or complex inputs,
 ``force_float32_reductions=False`` (the mean square in the input dtype),
 ``reduction_axes=()`` or an axis named twice, and a ``dtype`` whose float32
@@ -58,14 +59,44 @@ def _abs_sq(x: jax.Array) -> jax.Array:
     return lax.square(x)
 
 
+#: ``param_dtype`` -> :func:`_outside_param_dtype`'s answer, keyed by identity: hashing a
+#: jax scalar type (``jnp.bfloat16``) costs about 0.4 us a call, a lookup by ``id`` a tenth
+#: of that. Each entry holds its object, so that id is not reused while the entry lives.
+_PARAM_DTYPES: dict[int, tuple[Any, str | None]] = {}
+
+
+def _outside_param_dtype(param_dtype: Any) -> str | None:
+    """The name of ``param_dtype`` when it is a dtype no spec holds (complex, integer),
+    else None (also for a value that is no dtype: the spec's path names it)."""
+    hit = _PARAM_DTYPES.get(id(param_dtype))
+    if hit is not None and hit[0] is param_dtype:
+        return hit[1]
+    try:
+        dtype = jnp.dtype(param_dtype)
+        outside = None if dtype in _SPEC_DTYPES else dtype.name
+    except TypeError:
+        outside = None
+    if len(_PARAM_DTYPES) < 64:  # a few dtypes in practice; bounded all the same
+        _PARAM_DTYPES[id(param_dtype)] = (param_dtype, outside)
+    return outside
+
+
 def flax_only_fields(
-    epsilon: Any, reduction_axes: Any, axis_index_groups: Any = None
+    epsilon: Any,
+    reduction_axes: Any,
+    axis_index_groups: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> str | None:
     """Why a layer's own fields are outside every spec (an ``epsilon`` that is not a
     Python number, or one the flax preset refuses; ``reduction_axes`` empty or naming
-    an axis twice; ``axis_index_groups`` not None), or None."""
+    an axis twice; ``axis_index_groups`` not None; a ``param_dtype`` no spec holds,
+    such as complex64), or None."""
     if axis_index_groups is not None:
         return f"axis_index_groups={axis_index_groups!r}"
+    if param_dtype is not jnp.float32:  # the default, without a lookup
+        outside = _outside_param_dtype(param_dtype)
+        if outside is not None:
+            return f"param_dtype={outside}"
     plain = type(epsilon) is float or type(epsilon) is int  # the common case, without the ABC
     if not plain and (isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real)):
         # an array, a tracer or a bool flax computes with; anything else (a string) is
@@ -98,12 +129,13 @@ def flax_only(
     dtype: Any,
     force_float32_reductions: bool = True,
     axis_index_groups: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> bool:
     """Whether flax's call on ``x`` is outside every spec (module docstring); static.
     Out-of-range axes are not: the spec's path refuses them with its message."""
     if not force_float32_reductions:
         return True
-    if flax_only_fields(epsilon, reduction_axes, axis_index_groups) is not None:
+    if flax_only_fields(epsilon, reduction_axes, axis_index_groups, param_dtype) is not None:
         return True
     return flax_only_input(x, reduction_axes=reduction_axes, dtype=dtype)
 

@@ -66,16 +66,25 @@ def _linen_norms(
         mod = context.module
         name = ".".join(mod.path)
         if context.method_name == "__call__" and name not in found:
-            if isinstance(mod, linen.RMSNorm):
-                layer = mod._layer()
+            if isinstance(mod, linen.RMSNorm) and mod.spec is not None:
+                layer = _named(name, mod._layer)
                 found[name] = (layer.spec, tuple(layer.feature_axes))
-            elif isinstance(mod, fnn.RMSNorm) and flax_too:
-                found[name] = flax_norm_spec(mod)
+            elif isinstance(mod, linen.RMSNorm) or (isinstance(mod, fnn.RMSNorm) and flax_too):
+                # ours without spec= holds flax's fields: the same spec, the same refusals
+                found[name] = _named(name, lambda: flax_norm_spec(mod))
         return next_fun(*call_args, **call_kwargs)
 
     with fnn.intercept_methods(interceptor):
         jax.eval_shape(lambda v: module.apply(v, *args, **kwargs), variables)
     return found
+
+
+def _named(name: str, spec_of: Callable[[], Any]) -> Any:
+    """``spec_of()``, with a refusal's message naming the layer (its module path)."""
+    try:
+        return spec_of()
+    except RMSNormError as err:
+        raise type(err)(f"layer {name!r}: {err}") from err
 
 
 def _node(params: Mapping, name: str) -> Any:
@@ -200,17 +209,13 @@ def _nnx_norms(model: fnnx.Module, flax_too: bool) -> dict[str, tuple[Any, RMSNo
         scale = getattr(node, "scale", None)
         scale = None if scale is None else scale[...]
         if isinstance(node, nnx.RMSNorm):
-            if node.layer is None:
-                raise RMSNormError(
-                    f"layer {name!r} has epsilon={node.epsilon!r} and reduction_axes="
-                    f"{node.reduction_axes!r}, which no spec describes; a checkpoint holds "
-                    "layers with a spec (a Python-number epsilon, distinct reduction axes)"
-                )
+            if node.layer is None:  # flax's fields, which no spec describes: flax's refusal
+                _named(name, lambda node=node: flax_norm_spec(node))
             bias = None if node.bias is None else node.bias[...]
             spec = _with_params(node.layer.spec, scale, bias)
             out[name] = (node, spec, tuple(node.layer.feature_axes))
         elif isinstance(node, fnnx.RMSNorm) and flax_too:
-            spec, feats = flax_norm_spec(node)
+            spec, feats = _named(name, lambda node=node: flax_norm_spec(node))
             out[name] = (node, _with_params(spec, scale, None), feats)
     return out
 

@@ -65,6 +65,8 @@ def _from_fields(node: fnnx.Module, ours: type) -> tuple[Any, RMSNormSpec]:
 def _replacement(node: fnnx.Module, ours: type) -> tuple[Any, RMSNormSpec] | str:
     """Ours for ``node`` with its spec (the same Param objects), or why it stays."""
     state = dict(fnnx.to_flat_state(fnnx.state(node)))
+    if type(node) is fnnx.RMSNorm:  # its array epsilon is a field ours keeps as flax does
+        state.pop(("epsilon",), None)
     kept = {("scale",), ("bias",)}
     other = sorted(".".join(map(str, k)) for k in state if k not in kept)
     if other or not all(isinstance(v, fnnx.Param) for v in state.values()):
@@ -72,7 +74,7 @@ def _replacement(node: fnnx.Module, ours: type) -> tuple[Any, RMSNormSpec] | str
     if type(node) is fnnx.RMSNorm:
         try:
             return _from_fields(node, ours)
-        except RMSNormError as err:  # a field ours refuses (axis_index_groups)
+        except RMSNormError as err:  # fields no spec describes (an array epsilon, ...)
             return str(err)
     scale = getattr(node, "scale", None)
     try:
@@ -127,7 +129,7 @@ def intercept_norms() -> Iterator[None]:
             return next_fun(*args, **kwargs)
         (x,) = args
         x = jnp.asarray(x)
-        names = ("epsilon", "reduction_axes", "dtype", "axis_index_groups")
+        names = ("epsilon", "reduction_axes", "dtype", "axis_index_groups", "param_dtype")
         fields = {f: getattr(mod, f) for f in names}
         if flax_only(x, force_float32_reductions=mod.force_float32_reductions, **fields):
             return next_fun(*args, **kwargs)  # a call no spec describes: flax's own code

@@ -192,3 +192,17 @@ def test_nnx_replace_norms_in_place_with_the_same_params():
     assert set(replaced) == {"norm", "layers.0"} and isinstance(model.norm, ours_nnx.RMSNorm)
     assert model.norm.scale is scale and isinstance(model.layers[1], nnx.LayerNorm)
     assert compare(np.asarray(model(x)), np.asarray(before), "float32").passed
+
+
+@pytest.mark.parametrize("eps", [np.float32(1e-5), 1.23456789e-5, torch.tensor(3e-6), None])
+def test_torchs_own_norm_is_read_exactly_so_float64_keeps_its_bits(eps):
+    # a probe finds eps within the tolerance table; torch's class is read instead, so a
+    # float32-valued or unusual eps stays exact where float64 inputs would show it
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.RMSNorm(16, eps=eps)).double()
+    x = torch.randn(5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    before = model(x)
+    report = replace_norms(model)
+    assert list(report) == ["1"], report.skipped
+    assert type(model[1]) is RMSNorm
+    assert torch.equal(model(x), before)
+    assert repr(model[1]) == repr(torch.nn.RMSNorm(16, eps=eps))

@@ -65,7 +65,11 @@ def _replacement(sub: nn.Module, infer: bool) -> Union[Tuple[RMSNorm, RMSNormSpe
     try:
         params = _params(sub)
         check_probe_sizes(params)
-        spec = infer_spec(sub) if infer else torch_norm_spec(sub)
+        # torch's own class computes its fields' formula: read them exactly (a probe
+        # finds the spec within the tolerance table, and so may round an eps such as
+        # np.float32(1e-5) to 1e-05, which float64 inputs then show)
+        known = not infer or type(sub) is nn.RMSNorm
+        spec = torch_norm_spec(sub) if known else infer_spec(sub)
     except RMSNormError as err:  # not an RMSNorm (a LayerNorm, a head, ...)
         return str(err)
     if params:
@@ -74,7 +78,9 @@ def _replacement(sub: nn.Module, infer: bool) -> Union[Tuple[RMSNorm, RMSNormSpe
         block = tuple(getattr(sub, "normalized_shape", ()))
     device = next((p.device for p in params.values()), None)
     new = RMSNorm.from_spec(spec, block, device=device)
-    if isinstance(sub, nn.RMSNorm) and sub.eps is None and spec.eps == FLOAT32_EPS:
+    if type(sub) is nn.RMSNorm:
+        new.eps = sub.eps  # as given: None is the input dtype's epsilon, as in torch's
+    elif isinstance(sub, nn.RMSNorm) and sub.eps is None and spec.eps == FLOAT32_EPS:
         new.eps = None  # torch's: the input dtype's epsilon (float64's for float64 inputs)
     for ours, theirs in (("weight", "scale"), ("bias", "bias")):
         if theirs in params:
@@ -121,7 +127,9 @@ def replace_norms(model: nn.Module, *, infer: bool = True) -> ReplaceReport:
     Args:
         model: any module tree (e.g. a Hugging Face model).
         infer: measure each candidate's spec as above (default); with False
-            only ``torch.nn.RMSNorm`` modules are replaced (their spec is known).
+            only ``torch.nn.RMSNorm`` modules are replaced. A module whose class is
+            ``torch.nn.RMSNorm`` itself (not a subclass) is read, not measured, either
+            way: its fields are its formula, and its eps is kept as given.
 
     Returns:
         A :class:`ReplaceReport`: ``{module path: spec}`` of what was replaced,

@@ -74,14 +74,15 @@ def backward(
     need_dx: bool,
     need_dgain: bool,
     need_dbias: bool,
-    split_dx: bool,
-) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
-    """``(dx, dgain, dbias)``: see ``csrc/rmsnorm_cpu.cpp``'s ``rmsnorm_backward``."""
+    two_dx: bool,
+) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """``(dx, dgain, dbias, dx2)``: see ``csrc/rmsnorm_cpu.cpp``'s ``rmsnorm_backward``."""
     n = math.prod(block)
     rows = x.numel() // n if n else 0
     g1 = dy.float().contiguous().view(x.shape)
     need_dgain = need_dgain and gain is not None
     dx = torch.empty_like(x) if need_dx else None
+    dx2 = torch.empty_like(x) if need_dx and two_dx else None
     p = torch.empty(x.shape, dtype=scale_dtype) if need_dgain else None
     g = None if gain is None else gain.reshape(n)
     step = _rows(n)
@@ -117,14 +118,14 @@ def backward(
             grad_r = (grad_y * h).sum([-1], keepdim=True)
         grad_ms = (grad_r * -0.5).mul_(invb.pow(3)).div_(n)
         grad_h2 = grad_ms * (h * 2.0)
-        dxb = dx.view(rows, n)[start:stop]
-        if split_dx and dx.dtype != torch.float32:  # T5's two partials, each rounded
-            dxb.copy_(grad_h1).add_(grad_h2.to(dx.dtype))
+        if dx2 is not None:  # x's two paths apart: autograd adds them
+            dx.view(rows, n)[start:stop].copy_(grad_h1)
+            dx2.view(rows, n)[start:stop].copy_(grad_h2)
         else:
-            dxb.copy_(grad_h1.add_(grad_h2))
+            dx.view(rows, n)[start:stop].copy_(grad_h1.add_(grad_h2))
     dgain = _sum_to(p, block) if p is not None else None
     dbias = _sum_to(g1, block) if need_dbias and has_bias else None
-    return dx, dgain, dbias
+    return dx, dgain, dbias, dx2
 
 
 def _sum_to(t: Tensor, block: List[int]) -> Tensor:

@@ -19,7 +19,7 @@ from rmsnorm_torch.kernels import _cpu_op
 from rmsnorm_torch.kernels._graph import half_scale, rms_norm_graph
 from rmsnorm_torch.kernels._resolve import Plan
 
-__all__ = ["cpu_norm", "cpu_norm_backward", "gain_of", "needs_grad", "round_mid"]
+__all__ = ["cpu_norm", "cpu_norm_backward", "gain_of", "needs_grad", "round_mid", "two_paths"]
 
 
 def needs_grad(*tensors: Optional[Tensor]) -> bool:
@@ -51,17 +51,28 @@ def _forward(x: Tensor, plan: Plan, gain: Optional[Tensor], bias: Optional[Tenso
     )  # fmt: skip
 
 
+def two_paths(x: Tensor, plan: Plan) -> bool:
+    """Whether ``x`` reaches the graph path's result along two autograd paths, the
+    statistic's and the product's: a float32 ``x`` (its widening is no op, so both use
+    ``x`` itself) or T5's half-precision ``x`` (``Plan.split_dx``). Autograd then adds
+    the two partial gradients one at a time into ``x``'s gradient, after any gradient
+    already there (a residual stream's), so the backward hands them over apart; a half
+    ``x`` widened once has one path, and one summed gradient."""
+    return x.dtype == torch.float32 or plan.split_dx
+
+
 def cpu_norm_backward(
     dy: Tensor, x: Tensor, inv: Tensor, plan: Plan, gain: Optional[Tensor], has_bias: bool,
     scale_dtype: torch.dtype, needs: Tuple[bool, bool, bool],
-) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:  # fmt: skip
-    """``(dx, dgain, dbias)``: ``dx`` in ``x``'s dtype, ``dgain`` in ``scale_dtype``
-    (float32, or the weight's half dtype where the graph path scales in it:
-    ``_graph.half_scale``), ``dbias`` in float32."""
+) -> Tuple[Optional[Tensor], ...]:  # fmt: skip
+    """``(dx, dgain, dbias, dx2)``: ``dx`` in ``x``'s dtype (the product's partial
+    gradient where :func:`two_paths`, then ``dx2`` the statistic's, else the sum and
+    ``dx2`` None), ``dgain`` in ``scale_dtype`` (float32, or the weight's half dtype where
+    the graph path scales in it: ``_graph.half_scale``), ``dbias`` in float32."""
     block = list(x.shape[-len(plan.dims) :])
     return _cpu_op.ops().rmsnorm_backward(
         dy, x, inv, block, gain, has_bias, round_mid(plan), plan.mid, plan.scale_inverse,
-        scale_dtype, needs[0], needs[1], needs[2], plan.split_dx,
+        scale_dtype, needs[0], needs[1], needs[2], two_paths(x, plan),
     )  # fmt: skip
 
 
@@ -72,13 +83,19 @@ def _as_param(grad: Optional[Tensor], p: Optional[Tensor], need: bool) -> Option
 
 
 class _CpuNorm(torch.autograd.Function):
+    """``x`` is given twice, for the product and for the statistic (:func:`two_paths`):
+    each input's gradient is one partial, added by autograd in the graph path's order
+    (the product's node runs first in backward)."""
+
     @staticmethod
-    def forward(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], plan: Plan) -> Any:
+    def forward(
+        x: Tensor, x_stat: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], plan: Plan
+    ) -> Any:
         return _forward(x, plan, gain_of(plan, weight), bias)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        x, weight, bias, plan = inputs
+        x, _, weight, bias, plan = inputs
         ctx.save_for_backward(x, weight, bias, output[1])
         ctx.plan = plan
         ctx.mark_non_differentiable(output[1])
@@ -86,20 +103,24 @@ class _CpuNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: Tensor, _dinv: Optional[Tensor]) -> Any:
         x, weight, bias, inv = ctx.saved_tensors
-        plan, needs = ctx.plan, ctx.needs_input_grad
+        plan = ctx.plan
+        need_x, _, need_w, need_b, _ = ctx.needs_input_grad
+        needs = (need_x, need_w, need_b)
         if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
-            return (*graph_backward(x, weight, bias, plan, dy, needs), None)
+            dx, dw, db = graph_backward(x, weight, bias, plan, dy, needs)
+            return dx, None, dw, db, None
         scale_dtype = torch.float32
         if weight is not None and half_scale(plan, plan.mid, weight, bias):
             scale_dtype = weight.dtype
-        dx, dg, db = cpu_norm_backward(
+        dx, dg, db, dx2 = cpu_norm_backward(
             dy, x, inv, plan, gain_of(plan, weight), bias is not None, scale_dtype,
-            (needs[0], needs[1] and weight is not None, needs[2] and bias is not None),
+            (need_x, need_w and weight is not None, need_b and bias is not None),
         )  # fmt: skip
         return (
-            dx if needs[0] else None,
-            _as_param(dg, weight, needs[1]),
-            _as_param(db, bias, needs[2]),
+            dx if need_x else None,
+            dx2 if need_x else None,
+            _as_param(dg, weight, need_w),
+            _as_param(db, bias, need_b),
             None,
         )
 
@@ -130,4 +151,4 @@ def cpu_norm(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Ten
         return _forward(x, plan, gain_of(plan, weight), bias)[0]
     if x.is_inference():  # autograd cannot save it: the graph path saves what it needs
         return rms_norm_graph(x, plan, weight, bias)
-    return _CpuNorm.apply(x, weight, bias, plan)[0]
+    return _CpuNorm.apply(x, x, weight, bias, plan)[0]

@@ -40,7 +40,8 @@ SCHEMAS = {
     "rmsnorm_backward": (
         "rmsnorm_backward(Tensor dy, Tensor x, Tensor inv, int[] block, Tensor? gain, "
         "bool has_bias, bool round_mid, ScalarType mid, bool inverse, ScalarType scale_dtype, "
-        "bool need_dx, bool need_dgain, bool need_dbias, bool split_dx) -> (Tensor, Tensor, Tensor)"
+        "bool need_dx, bool need_dgain, bool need_dbias, bool two_dx) "
+        "-> (Tensor, Tensor, Tensor, Tensor)"
     ),
 }
 """The operator schemas; ``csrc/rmsnorm_cpu.cpp`` defines the same two strings."""

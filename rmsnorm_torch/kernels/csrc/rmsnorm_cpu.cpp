@@ -14,6 +14,7 @@
 // over the whole gradient.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -64,10 +65,16 @@ void for_chunks(int64_t rows, int64_t n, const at::TensorOptions& options, const
   if (chunks == 0) return;
   std::atomic<int64_t> next{0};
   const int64_t workers = std::min<int64_t>(chunks, at::get_num_threads());
+  // a call under torch.inference_mode() allocates inference tensors, which only code in
+  // that mode may update in place (the per-row statistic is updated so)
+  const bool inference = c10::InferenceMode::is_enabled();
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     // Thread-local state does not travel to OpenMP's workers, and the calling thread
-    // works too: every worker sets the same (no autograd, no autocast), so each chunk's
-    // ops are the plain ATen kernels whichever thread runs them.
+    // works too: every worker sets the same (the caller's inference mode, no autograd,
+    // no autocast), so each chunk's ops are the plain ATen kernels whichever thread runs
+    // them.
+    std::optional<c10::InferenceMode> inference_mode;
+    if (inference) inference_mode.emplace();
     at::NoGradGuard no_grad;
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     Scratch scratch(std::min(step, rows), n, options);
@@ -335,11 +342,12 @@ void gradient_rows(const In* x, const Dy* dy, const float* inv, float* c, float*
   }
 }
 
-// dx = h1 + (h * 2) * grad_ms, cast to x's dtype; split: each term rounded to it first
-// and the two added there (T5's two partial gradients).
+// dx = h1 + (h * 2) * grad_ms, cast to x's dtype; or, where x reaches the result along
+// two paths (dx2 given), the two terms apart, each cast to x's dtype: autograd then adds
+// them where x's other gradients are, in the order the graph path's nodes deliver them.
 template <typename In>
-void dx_rows(const In* x, const float* h1, const float* grad_ms, In* dx, int64_t m, int64_t n,
-             bool split) {
+void dx_rows(const In* x, const float* h1, const float* grad_ms, In* dx, In* dx2, int64_t m,
+             int64_t n) {
   for (int64_t r = 0; r < m; ++r) {
     const float gm = grad_ms[r];
     const int64_t o = r * n;
@@ -350,8 +358,9 @@ void dx_rows(const In* x, const float* h1, const float* grad_ms, In* dx, int64_t
     for (; j + RMSNORM_LANES <= n; j += RMSNORM_LANES) {
       const __m256 t2 = _mm256_mul_ps(_mm256_mul_ps(load8(x + o + j), two), gmv);
       const __m256 t1 = load8(h1 + o + j);
-      if (split) {
-        store8(dx + o + j, _mm256_add_ps(RoundTo<In>::apply8(t1), RoundTo<In>::apply8(t2)));
+      if (dx2 != nullptr) {
+        store8(dx + o + j, t1);
+        store8(dx2 + o + j, t2);
       } else {
         store8(dx + o + j, _mm256_add_ps(t1, t2));
       }
@@ -360,8 +369,9 @@ void dx_rows(const In* x, const float* h1, const float* grad_ms, In* dx, int64_t
     for (; j < n; ++j) {
       const float t2 = (wide(x[o + j]) * 2.0f) * gm;
       const float t1 = h1[o + j];
-      if (split) {
-        dx[o + j] = static_cast<In>(RoundTo<In>::apply(t1) + RoundTo<In>::apply(t2));
+      if (dx2 != nullptr) {
+        dx[o + j] = static_cast<In>(t1);
+        dx2[o + j] = static_cast<In>(t2);
       } else {
         dx[o + j] = static_cast<In>(t1 + t2);
       }
@@ -449,11 +459,11 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
   return {y, inv};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
     const at::Tensor& dy, const at::Tensor& x, const at::Tensor& inv, at::IntArrayRef block,
     const std::optional<at::Tensor>& gain, bool has_bias, bool round_mid, at::ScalarType mid,
     bool inverse, at::ScalarType scale_dtype, bool need_dx, bool need_dgain, bool need_dbias,
-    bool split_dx) {
+    bool two_dx) {
   check_args(x, block, gain);
   check_dtype("dy", dy.scalar_type());
   check_dtype("mid", mid);
@@ -471,6 +481,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
   const at::Tensor dy2 = dy.contiguous().view(x.sizes());
   need_dgain = need_dgain && gain.has_value();
   at::Tensor dx = need_dx ? at::empty(x.sizes(), x.options()) : at::Tensor();
+  at::Tensor dx2 = need_dx && two_dx ? at::empty(x.sizes(), x.options()) : at::Tensor();
   at::Tensor p = need_dgain ? at::empty(x.sizes(), x.options().dtype(scale_dtype)) : at::Tensor();
   at::Tensor g = gain.has_value() ? gain->reshape({n}).contiguous() : at::Tensor();
   if (rows > 0 && n > 0 && (need_dx || need_dgain)) {
@@ -485,7 +496,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
     const bool p_half = need_dgain && scale_dtype != at::kFloat;
     TORCH_CHECK(!p_half || scale_dtype == dy.scalar_type(), "rmsnorm_bridge: scale_dtype ",
                 scale_dtype, " must be float32 or dy's dtype ", dy.scalar_type());
-    const bool split = split_dx && x.scalar_type() != at::kFloat;
     for_chunks(rows, n, x.options(), [&](int64_t start, int64_t stop, Scratch& scratch) {
       const int64_t m = stop - start;
       at::Tensor c = scratch.get(0, m);
@@ -504,14 +514,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
         const at::Tensor grad_r = c.sum({-1}, /*keepdim=*/true);
         const at::Tensor grad_ms = at::mul(grad_r, -0.5).mul_(at::pow(invb, 3)).div_(n);
         using In = std::remove_pointer_t<decltype(xp)>;
+        In* second = dx2.defined() ? dx2.data_ptr<In>() + start * n : nullptr;
         dx_rows(xp + start * n, h1.data_ptr<float>(), grad_ms.data_ptr<float>(),
-                dx.data_ptr<In>() + start * n, m, n, split);
+                dx.data_ptr<In>() + start * n, second, m, n);
       });
     });
   }
   at::Tensor dgain = need_dgain ? at::sum_to(p, block) : at::Tensor();
   at::Tensor dbias = (need_dbias && has_bias) ? at::sum_to(dy2.to(at::kFloat), block) : at::Tensor();
-  return {dx, dgain, dbias};
+  return {dx, dgain, dbias, dx2};
 }
 
 TORCH_LIBRARY(rmsnorm_bridge, m) {
@@ -522,7 +533,7 @@ TORCH_LIBRARY(rmsnorm_bridge, m) {
       "rmsnorm_backward(Tensor dy, Tensor x, Tensor inv, int[] block, Tensor? gain, "
       "bool has_bias, bool round_mid, ScalarType mid, bool inverse, ScalarType scale_dtype, "
       "bool need_dx, "
-      "bool need_dgain, bool need_dbias, bool split_dx) -> (Tensor, Tensor, Tensor)");
+      "bool need_dgain, bool need_dbias, bool two_dx) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(rmsnorm_bridge, CPU, m) {

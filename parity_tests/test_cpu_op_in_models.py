@@ -1,0 +1,79 @@
+"""The native operator inside a model: where ``x`` also feeds something else (a residual
+stream), its gradient is the upstream's bit for bit, and a call under
+``torch.inference_mode()`` runs on every thread.
+
+Autograd adds the partial gradients of ``x`` one at a time, after any gradient already
+there: the upstream's norm hands over two (the statistic's and the product's) where it
+uses ``x`` itself twice (a float32 ``x``; T5's half ``x``), so ``x + norm(x)`` rounds
+as ``(g + p1) + p2``. Sizes are above the operator's threshold (it runs them).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rmsnorm_core import RMSNormSpec
+from rmsnorm_torch import RMSNorm
+from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, FUSED_LIMIT
+
+UPSTREAM = {
+    "torch": None,
+    "llama": "transformers.models.llama.modeling_llama:LlamaRMSNorm",
+    "gemma": "transformers.models.gemma.modeling_gemma:GemmaRMSNorm",
+    "t5": "transformers.models.t5.modeling_t5:T5LayerNorm",
+}
+N = 96
+
+
+def _pair(preset: str, w_dtype: torch.dtype):
+    if UPSTREAM[preset] is None:
+        theirs = torch.nn.RMSNorm(N, eps=1e-6)
+    else:
+        module, name = UPSTREAM[preset].split(":")
+        theirs = getattr(pytest.importorskip(module), name)(N, eps=1e-6)
+    theirs = theirs.to(w_dtype)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.randn(N, generator=torch.Generator().manual_seed(4)) * 0.3 + 1)
+    ours = RMSNorm.from_spec(RMSNormSpec.preset(preset).replace(eps=1e-6), N).to(w_dtype)
+    with torch.no_grad():
+        ours.weight.copy_(theirs.weight)
+    return theirs, ours
+
+
+# torch's own module warns that a float32 weight on a half input takes its unfused path
+@pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")
+@pytest.mark.parametrize("rows", [CPU_OP_MIN // N + 3, FUSED_LIMIT // N + 5])
+@pytest.mark.parametrize("weights", ["float32", "input"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("preset", list(UPSTREAM))
+def test_a_residual_stream_gets_the_upstreams_gradient(preset, dtype, weights, rows):
+    x_dtype = getattr(torch, dtype)
+    theirs, ours = _pair(preset, x_dtype if weights == "input" else torch.float32)
+    g = torch.Generator().manual_seed(rows)
+    x = (torch.randn(rows, N, generator=g) * 3).to(x_dtype)
+    grads = []
+    for m in (theirs, ours):
+        xr = x.clone().requires_grad_()
+        y = m(xr)
+        out = xr.to(y.dtype) + y  # the residual add after the norm
+        dy = torch.randn(out.shape, generator=torch.Generator().manual_seed(7)).to(out.dtype)
+        grads.append(torch.autograd.grad(out, [xr, m.weight], dy))
+    for name, a, b in zip(["dx", "dweight"], *grads, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_inference_mode_runs_the_operator_on_every_thread(dtype, threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        m = RMSNorm(4096).to(getattr(torch, dtype))
+        x = torch.randn(FUSED_LIMIT // 4096 + 16, 4096).to(m.weight.dtype)
+        with torch.inference_mode():
+            y = m(x)
+        with torch.no_grad():
+            assert torch.equal(y, torch.nn.functional.rms_norm(x, (4096,), m.weight))
+    finally:
+        torch.set_num_threads(before)

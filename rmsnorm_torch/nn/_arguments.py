@@ -33,6 +33,21 @@ def check_tensor(name: str, value: Any, optional: bool = False) -> None:
     raise RMSNormTypeError(f"{name} must be {accepted}, got {type(value).__name__}")
 
 
+def refuse_complex(name: str, dtype: Any) -> None:
+    """Raise where ``dtype`` (of ``ResidualRMSNorm``'s ``name``) is complex: the residual
+    sum has no complex rule, so its parameters are real (every call form checks this).
+
+    Raises:
+        rmsnorm_core.RMSNormTypeError: ``"weight.dtype=torch.complex64 is not accepted ..."``.
+    """
+    if isinstance(dtype, torch.dtype) and dtype.is_complex:
+        raise RMSNormTypeError(
+            f"{name}={dtype} is not accepted by ResidualRMSNorm; its parameters are real: "
+            "float16, bfloat16, float32 or float64 (RMSNorm computes complex parameters as "
+            "torch.nn.RMSNorm does)"
+        )
+
+
 def _size(value: Any) -> Any:
     """``value`` as one size (an int, a SymInt kept as it is), or None: a bool, a str,
     a float is not a size."""

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from rmsnorm_core import RMSNormTypeError
+from rmsnorm_torch.nn._given import dtype_value
 
 
 def _shown(value: Any) -> str:
@@ -40,6 +41,7 @@ def refuse_complex(name: str, dtype: Any) -> None:
     Raises:
         rmsnorm_core.RMSNormTypeError: ``"weight.dtype=torch.complex64 is not accepted ..."``.
     """
+    dtype = dtype_value(dtype)  # Python's complex names complex128
     if isinstance(dtype, torch.dtype) and dtype.is_complex:
         raise RMSNormTypeError(
             f"{name}={dtype} is not accepted by ResidualRMSNorm; its parameters are real: "

@@ -63,11 +63,16 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.dtype == b.dtype and torch.equal(a, b)
 
 
+#: eps forms, spec-held and not (a NaN eps scripts in neither: TorchScript has no nan literal)
+EPS = [1e-3, None, True, float("inf"), 1e-39]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+@pytest.mark.parametrize("eps", EPS, ids=repr)
 @pytest.mark.parametrize("how", list(HOW))
-def test_traced_root_saves_copies_and_scripts_with_torchs_bits(how, dtype):
-    theirs = _weighted(nn.RMSNorm(8, eps=1e-3))
-    ours = _weighted(RMSNorm(8, eps=1e-3))
+def test_traced_root_saves_copies_and_scripts_with_torchs_bits(how, eps, dtype):
+    theirs = _weighted(nn.RMSNorm(8, eps=eps))
+    ours = _weighted(RMSNorm(8, eps=eps))
     theirs_graph = HOW[how](torch.fx.symbolic_trace(theirs))
     ours_graph = HOW[how](torch.fx.symbolic_trace(ours))
     for rank, seed in ((2, 1), (4, 2)):

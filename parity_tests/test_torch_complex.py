@@ -213,6 +213,13 @@ def test_residual_norm_refuses_complex_parameters_when_built(dtype):
         ResidualRMSNorm(8, dtype=dtype)
 
 
+def test_residual_norm_refuses_pythons_complex_as_torch_reads_it():
+    # torch's factories read Python's complex as complex128 (torch.nn.RMSNorm's weight)
+    assert RMSNorm(8, dtype=complex).weight.dtype == torch.nn.RMSNorm(8, dtype=complex).weight.dtype
+    with pytest.raises(RMSNormTypeError, match=r"dtype=torch.complex128 is not accepted by Resid"):
+        ResidualRMSNorm(8, dtype=complex)
+
+
 @pytest.mark.filterwarnings("ignore:Complex modules are a new feature:UserWarning")
 @pytest.mark.parametrize("dtype", COMPLEX, ids=str)
 def test_residual_norm_made_complex_later_refuses_its_call(dtype):

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from rmsnorm_core import RMSNormTypeError
+from rmsnorm_torch.nn._given import dtype_value
 
 
 def _shown(value: Any) -> str:
@@ -31,6 +32,22 @@ def check_tensor(name: str, value: Any, optional: bool = False) -> None:
         return
     accepted = "a Tensor or None" if optional else "a Tensor"
     raise RMSNormTypeError(f"{name} must be {accepted}, got {type(value).__name__}")
+
+
+def refuse_complex(name: str, dtype: Any) -> None:
+    """Raise where ``dtype`` (of ``ResidualRMSNorm``'s ``name``) is complex: the residual
+    sum has no complex rule, so its parameters are real (every call form checks this).
+
+    Raises:
+        rmsnorm_core.RMSNormTypeError: ``"weight.dtype=torch.complex64 is not accepted ..."``.
+    """
+    dtype = dtype_value(dtype)  # Python's complex names complex128
+    if isinstance(dtype, torch.dtype) and dtype.is_complex:
+        raise RMSNormTypeError(
+            f"{name}={dtype} is not accepted by ResidualRMSNorm; its parameters are real: "
+            "float16, bfloat16, float32 or float64 (RMSNorm computes complex parameters as "
+            "torch.nn.RMSNorm does)"
+        )
 
 
 def _size(value: Any) -> Any:

@@ -63,24 +63,25 @@ def _build(module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tens
     return CallEntry(kernel, kind, shape, plan.eps, plan, recipe)
 
 
-def _uncached(module: Any, x: Any, weight: Optional[Tensor], bias: Optional[Tensor]) -> Any:
+def _uncached(module: Any, x: Any) -> Any:
+    # a Proxy first: the parameters read through torch.fx's tracer leave get_attr nodes
     if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace (_traced.py)
         return fx_call(module, (x,), traced_norm)
     module._check_input(x)
-    return norm(x, module._recipe_for(x), weight, bias, x.dtype, module._onnx_mode)
+    return norm(x, module._recipe_for(x), module.weight, module.bias, x.dtype, module._onnx_mode)
 
 
 def forward_eager(module: Any, x: Tensor) -> Tensor:
     """An eager call of ``module`` on ``x`` (module docstring)."""
-    weight = module.weight
-    bias = module.bias
     if (
         type(x) is not Tensor
         or torch.jit.is_tracing()
         or torch.compiler.is_compiling()
         or module._onnx_mode is not _OFF
     ):
-        return _uncached(module, x, weight, bias)
+        return _uncached(module, x)
+    weight = module.weight
+    bias = module.bias
     numel = x.numel()
     # the size class (each kernel threshold; the layout matters to the CPU operator only)
     size = 0 if numel < CPU_OP_MIN else (1 if numel < FUSED_LIMIT else 2) + 2 * x.is_contiguous()
@@ -106,10 +107,10 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
         except RuntimeError:
             # torch refused it (other sizes, another device): the checked path names
             # what is wrong in our words, or computes the call if nothing is
-            return _uncached(module, x, weight, bias)
+            return _uncached(module, x)
     module._check_input(x)
     if kernel in _CUSTOM and not (x.is_contiguous() and all_plain(x, weight, bias)):
         # what the key leaves out below CPU_OP_MIN (layout) and cannot hold (a torch.func
         # transform, a tangent): decided again for this call
-        return _uncached(module, x, weight, bias)
+        return _uncached(module, x)
     return execute(kernel, x, recipe, plan, weight, bias)

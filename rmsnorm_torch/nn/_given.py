@@ -97,6 +97,33 @@ def shape_given(normalized_shape: Any) -> tuple:
     return tuple(normalized_shape)
 
 
+def shape_sizes(normalized_shape: Any) -> Any:
+    """``normalized_shape`` with each integer tensor in it read as an int, as torch.nn.RMSNorm
+    reads one (``torch.empty`` takes a 0-dim integer tensor as a size): ``[torch.tensor(5)]``
+    and ``torch.tensor([2, 5])``; anything else is returned as given, for
+    ``check_normalized_shape`` to accept or refuse."""
+    if isinstance(normalized_shape, torch.Tensor) and normalized_shape.dim() == 1:
+        normalized_shape = tuple(normalized_shape)  # as torch's tuple(normalized_shape)
+    if not isinstance(normalized_shape, (list, tuple)):
+        return normalized_shape
+    return [int(d) if _integer_scalar(d) else d for d in normalized_shape]
+
+
+def _integer_scalar(value: Any) -> bool:
+    if not isinstance(value, torch.Tensor) or value.dim() != 0 or value.dtype == torch.bool:
+        return False
+    return not (value.is_floating_point() or value.is_complex())
+
+
+def dtype_value(dtype: Any) -> Any:
+    """``dtype`` as torch's factories read it: Python's ``float``, ``complex``, ``int`` and
+    ``bool`` name torch.float64, torch.complex128, torch.int64 and torch.bool; anything
+    else is returned as given (a ``torch.dtype``, None, or a value refused later)."""
+    if dtype in (float, complex, int, bool):
+        return torch.empty(0, dtype=dtype).dtype
+    return dtype
+
+
 def _script_constant(value: Any) -> bool:
     """Whether TorchScript takes ``value`` as a constant (None, bool, int, float, str, or a
     tuple of them); NumPy scalars and tensors it refuses."""

@@ -18,8 +18,9 @@ from rmsnorm_core import (
     RMSNormTypeError,
     dtype_name,
 )
+from rmsnorm_core.spec._validation import require_eps
 from rmsnorm_torch.kernels._torch_dtypes import real_dtype, torch_dtype
-from rmsnorm_torch.nn._given import eps_is_bool, eps_value, flag_value
+from rmsnorm_torch.nn._given import dtype_value, eps_is_bool, eps_value, flag_value
 
 _ShapeLike = Union[int, Sequence[int], torch.Size]
 MUTABLE_FIELDS = (
@@ -37,15 +38,17 @@ MUTABLE_FIELDS = (
 STRUCTURAL = ("use_scale", "use_bias", "param_dtype")
 
 
-def eps_outside_spec(eps: Any) -> bool:
+def eps_outside_spec(eps: Any, compute_dtype: str = "float32") -> bool:
     """Whether ``eps`` is one torch computes and no spec holds: NaN, +inf or a negative
     number, -inf included (torch's own tests pass -0.5; a row whose mean square is below
-    ``-eps`` then gives NaN), or a bool (torch computes 0 or 1; a spec refuses a bool as a
-    likely mistake). A spec's eps stays a finite float >= 0: a spec is the portable
-    description that checkpoints, exports and the other frameworks read, and none of them
-    means anything by the others. So the module alone carries such an eps (``RMSNorm``'s
-    ``_eps_override``), computes torch's result with it, and has no spec to give until eps
-    is set to a finite value >= 0 or None. Any other form torch reads (a NumPy scalar, a
+    ``-eps`` then gives NaN), a positive number below the smallest normal of the spec's
+    ``compute_dtype`` (``1e-39``: the spec refuses it as flushed to 0 by some backends), or a
+    bool (torch computes 0 or 1; a spec refuses a bool as a likely mistake). A spec's eps
+    stays one ``require_eps`` accepts: a spec is the portable description that checkpoints,
+    exports and the other frameworks read, and none of them means anything by the others.
+    So the module alone carries such an eps (``RMSNorm``'s ``_eps_override``), computes
+    torch's result with it, and has no spec to give until eps is set to one a spec holds,
+    or None. Any other form torch reads (a NumPy scalar, a
     0-dim tensor) is held by the spec as the float torch computes with (``eps_value``).
 
     Raises:
@@ -54,7 +57,13 @@ def eps_outside_spec(eps: Any) -> bool:
     value = eps_value(eps)
     if value is None:
         return False
-    return eps_is_bool(eps) or math.isnan(value) or value == math.inf or value < 0
+    if eps_is_bool(eps):
+        return True
+    try:
+        require_eps(value, compute_dtype)  # the spec's own rule, whatever it refuses
+    except RMSNormError:
+        return True
+    return False
 
 
 def no_spec_reason(
@@ -68,10 +77,14 @@ def no_spec_reason(
     (a spec's ``param_dtype`` is real)."""
     done = "the module computes it as torch.nn.RMSNorm does but cannot give a spec to save, "
     if eps_override is not None:
-        kind = ", not a bool" if eps_is_bool(eps_given) else ""
+        rule = "a finite float >= 0" + (", not a bool" if eps_is_bool(eps_given) else "")
+        fix = "a finite value >= 0"
+        if not eps_is_bool(eps_given) and 0 < eps_override < math.inf:
+            rule = "0 or at least the compute dtype's smallest normal, which this one underflows"
+            fix = "0, a value at least that normal,"
         return (
-            f"eps={eps_given!r} has no spec (a spec's eps is a finite float >= 0{kind}): {done}"
-            "export or compare; set eps to a finite value >= 0 or None"
+            f"eps={eps_given!r} has no spec (a spec's eps is {rule}): {done}"
+            f"export or compare; set eps to {fix} or None"
         )
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and p.is_complex():
@@ -94,6 +107,7 @@ def resolve_spec(
     ``_given.py``), or check them against ``spec``, which takes eps as a real number only."""
     elementwise_affine = flag_value("elementwise_affine", elementwise_affine)
     bias = flag_value("bias", bias)
+    dtype = dtype_value(dtype)
     # complex parameters (torch computes them) are recorded by their real dtype
     param_dtype = None if dtype is None else dtype_name(real_dtype(dtype))
     if spec is None:
@@ -202,13 +216,14 @@ def eps_assignment(spec: RMSNormSpec, eps: Any) -> Tuple[RMSNormSpec, bool, Opti
     """``m.eps = eps`` as torch.nn.RMSNorm takes it: ``(spec, follows_dtype, override)``.
 
     None: the input dtype's epsilon at call time (the spec records float32's); NaN, +inf,
-    a negative number or a bool: computed as torch computes them, with no spec
-    (``override``); else the spec's eps (the float torch computes with), validated.
+    a negative number, one that underflows the compute dtype or a bool: computed as torch
+    computes them, with no spec (``override``); else the spec's eps (the float torch
+    computes with), validated.
     """
     value = eps_value(eps)
     if value is None:
         return spec.replace(eps=FLOAT32_EPS), True, None
-    if eps_outside_spec(eps):
+    if eps_outside_spec(eps, spec.compute_dtype):
         return spec, False, value
     return spec.replace(eps=value), False, None
 
@@ -242,6 +257,7 @@ def make_parameters(
     """``weight`` and ``bias`` of ``shape`` where ``spec`` uses them (else registered as
     None); complex ones where ``dtype`` is complex, as torch makes them (the spec records
     their real dtype)."""
+    dtype = dtype_value(dtype)
     complex_dtype = isinstance(dtype, torch.dtype) and dtype.is_complex
     pdtype = dtype if complex_dtype else torch_dtype(spec.param_dtype)
     for name, used in (("weight", spec.use_scale), ("bias", spec.use_bias)):

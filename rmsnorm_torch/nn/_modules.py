@@ -34,7 +34,7 @@ from rmsnorm_torch.kernels._resolve import OnnxExport
 from rmsnorm_torch.nn._arguments import check_tensor
 from rmsnorm_torch.nn._calls import forward_eager
 from rmsnorm_torch.nn._functional import norm
-from rmsnorm_torch.nn._given import eps_value, shape_given, show_torch_fields
+from rmsnorm_torch.nn._given import eps_value, shape_given, shape_sizes, show_torch_fields
 from rmsnorm_torch.nn._module_fields import (
     MUTABLE_FIELDS,
     STRUCTURAL,
@@ -72,7 +72,7 @@ class RMSNorm(nn.RMSNorm):
     export) records float32's, and float64 calls use float64's until eps is set.
     Every eps torch's forward computes with is accepted (``_given.eps_value``: a bool,
     a NumPy scalar, a 0-dim tensor: read when given, not per call) with torch's result; NaN, inf,
-    negative and bool eps leave the module without a spec (``_module_fields.
+    negative, underflowing and bool eps leave the module without a spec (``_module_fields.
     eps_outside_spec``): ``.spec`` then raises, naming the eps. ``m.eps``,
     ``m.normalized_shape``, ``m.elementwise_affine`` and ``repr`` show the arguments as
     given, as torch's do. complex64 and complex128 inputs are computed as torch computes
@@ -125,7 +125,7 @@ class RMSNorm(nn.RMSNorm):
         spec: Optional[RMSNormSpec] = None,
     ) -> None:
         nn.Module.__init__(self)  # not torch.nn.RMSNorm's: the spec makes the parameters
-        shape = check_normalized_shape(normalized_shape)
+        shape = check_normalized_shape(shape_sizes(normalized_shape))
         resolved = resolve_spec(shape, eps, elementwise_affine, bias, dtype, spec)
         self._sizes = list(shape)
         # as given, for m.normalized_shape, m.elementwise_affine and repr, as torch keeps them
@@ -152,8 +152,8 @@ class RMSNorm(nn.RMSNorm):
         """The spec this module computes (``param_dtype`` read from its parameters).
 
         Raises:
-            rmsnorm_core.RMSNormError: eps is NaN, inf, negative or a bool, or a parameter is
-                complex, which no spec holds (``no_spec_reason``).
+            rmsnorm_core.RMSNormError: eps is NaN, inf, negative, underflowing or a bool, or a
+                parameter is complex, which no spec holds (``no_spec_reason``).
         """
         reason = self._no_spec()
         if reason:
@@ -209,7 +209,7 @@ class RMSNorm(nn.RMSNorm):
     def _set_spec(self, spec: RMSNormSpec) -> None:
         object.__setattr__(self, "_spec", spec)  # not a submodule or parameter
         recipe = spec.recipe
-        if self._eps_override is not None:  # NaN or inf: torch's arithmetic, no spec
+        if self._eps_override is not None:  # no spec holds it: torch's arithmetic
             recipe = recipe._replace(eps=self._eps_override)
         self._recipe = recipe
         follows = self._eps_follows_dtype

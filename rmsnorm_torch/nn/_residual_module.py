@@ -7,22 +7,12 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor
 
-from rmsnorm_core import RMSNormSpec, RMSNormTypeError
-from rmsnorm_torch.nn._arguments import check_tensor
+from rmsnorm_core import RMSNormSpec
+from rmsnorm_torch.nn._arguments import check_tensor, refuse_complex
 from rmsnorm_torch.nn._functional import norm_residual
 from rmsnorm_torch.nn._module_fields import _ShapeLike
 from rmsnorm_torch.nn._modules import RMSNorm
 from rmsnorm_torch.nn._traced import fx_call, traced_residual
-
-_REAL = "float16, bfloat16, float32 or float64"
-
-
-def _refuse_complex(name: str, dtype: Any) -> None:
-    if isinstance(dtype, torch.dtype) and dtype.is_complex:
-        raise RMSNormTypeError(
-            f"{name}={dtype} is not accepted by ResidualRMSNorm; its parameters are real: "
-            f"{_REAL} (RMSNorm computes complex parameters as torch.nn.RMSNorm does)"
-        )
 
 
 class ResidualRMSNorm(RMSNorm):
@@ -51,7 +41,7 @@ class ResidualRMSNorm(RMSNorm):
         bias: bool = False,
         spec: Optional[RMSNormSpec] = None,
     ) -> None:
-        _refuse_complex("dtype", dtype)
+        refuse_complex("dtype", dtype)
         super().__init__(
             normalized_shape, eps, elementwise_affine, device, dtype, bias=bias, spec=spec
         )
@@ -63,7 +53,7 @@ class ResidualRMSNorm(RMSNorm):
                 return fx_call(self, (x, residual), traced_residual)
             for name in ("weight", "bias"):
                 p = getattr(self, name)
-                _refuse_complex(name + ".dtype", None if p is None else p.dtype)
+                refuse_complex(name + ".dtype", None if p is None else p.dtype)
         self._check_input(x)
         if not torch.jit.is_scripting():
             check_tensor("residual", residual)

@@ -34,6 +34,9 @@ PUBLIC = {
 }
 
 
+pytestmark = pytest.mark.xdist_group("docs-site")  # one worker: the site is built once
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     out = tmp_path_factory.mktemp("site")

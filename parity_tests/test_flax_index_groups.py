@@ -36,6 +36,11 @@ GROUPS = [[0, 1], [2, 3]]
 REFUSED = r"axis_index_groups=\(?\[?\(?\[?0, 1.* is not supported with spec= or in ResidualRMSNorm"
 
 
+# one worker runs this module, so its module-scoped fixture (a subprocess run or a site
+# build) runs once instead of once on each worker
+pytestmark = pytest.mark.xdist_group("flax-index-groups")
+
+
 @pytest.fixture(scope="module")
 def pmap_run():
     return run_checks(SCRIPT, devices=8)

@@ -18,6 +18,11 @@ pytest.importorskip("jax")
 SCRIPT = Path(__file__).with_name("_flax_sharding_checks.py")
 
 
+# one worker runs this module, so its module-scoped fixture (a subprocess run or a site
+# build) runs once instead of once on each worker
+pytestmark = pytest.mark.xdist_group("flax-sharding")
+
+
 @pytest.fixture(scope="module")
 def sharding_run():
     return run_checks(SCRIPT, devices=8)

@@ -24,6 +24,11 @@ NAMES = [
 ]
 
 
+# one worker runs this module, so its module-scoped fixture (a subprocess run or a site
+# build) runs once instead of once on each worker
+pytestmark = pytest.mark.xdist_group("flax-grads-sharded")
+
+
 @pytest.fixture(scope="module")
 def shard_run():
     return run_checks(SCRIPT, devices=8)

@@ -36,6 +36,11 @@ X64_NAMES = [
 ]
 
 
+# one worker runs this module, so its module-scoped fixture (a subprocess run or a site
+# build) runs once instead of once on each worker
+pytestmark = pytest.mark.xdist_group("flax-x64")
+
+
 @pytest.fixture(scope="module")
 def x64_run():
     return run_checks(SCRIPT)

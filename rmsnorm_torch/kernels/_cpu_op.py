@@ -84,7 +84,7 @@ def _vector_flags() -> tuple[str, list[str]]:
     return "", []
 
 
-def _load(name: str, directory: str, errors: list[str]) -> None:
+def _load(name: str, directory: str, flags: list[str], errors: list[str]) -> None:
     from torch.utils import cpp_extension
 
     try:
@@ -97,7 +97,7 @@ def _load(name: str, directory: str, errors: list[str]) -> None:
             # compiled without it, runs the chunks on one thread and leaves every ATen op
             # inside to open a parallel region of its own (hundreds per call). The
             # runtime is the libgomp.so.1 torch has already loaded (same soname).
-            extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp", *_vector_flags()[1]],
+            extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp", *flags],
             extra_ldflags=["-fopenmp"],
             is_python_module=False,
             verbose=False,
@@ -118,7 +118,8 @@ def _build() -> str:
     # machine (two venvs, two checkouts) never build into, or load from, each
     # other's folder
     digest = hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:16]
-    name = "rmsnorm_bridge_cpu_" + digest + _vector_flags()[0]
+    tag, flags = _vector_flags()
+    name = "rmsnorm_bridge_cpu_" + digest + tag
     try:
         directory = _build_directory(name)
     except OSError as error:
@@ -126,7 +127,7 @@ def _build() -> str:
     lock = os.path.join(directory, "lock")
     _clear_stale_lock(lock)
     errors: list[str] = []
-    builder = threading.Thread(target=_load, args=(name, directory, errors), daemon=True)
+    builder = threading.Thread(target=_load, args=(name, directory, flags, errors), daemon=True)
     builder.start()
     deadline = time.monotonic() + _BUILD_TIMEOUT_SECONDS
     while builder.is_alive():

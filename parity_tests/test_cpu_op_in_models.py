@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rmsnorm_core import RMSNormSpec
+from rmsnorm_core import RMSNormSpec, tolerance
 from rmsnorm_torch import RMSNorm
 from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, FUSED_LIMIT
 
@@ -77,3 +77,32 @@ def test_inference_mode_runs_the_operator_on_every_thread(dtype, threads):
             assert torch.equal(y, torch.nn.functional.rms_norm(x, (4096,), m.weight))
     finally:
         torch.set_num_threads(before)
+
+
+# torch's own module warns that a float32 weight on a half input takes its unfused path
+@pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")
+@pytest.mark.parametrize(
+    "preset, dtype", [("torch", "float32"), ("llama", "float32"), ("t5", "bfloat16")]
+)
+def test_a_differentiable_backward_keeps_the_residual_streams_gradient(preset, dtype):
+    """``create_graph=True`` (a gradient penalty): the first-order gradients are the
+    upstream's bit for bit, and they are differentiable, to within float32 rounding of
+    the upstream's second order (its terms are added in another order)."""
+    x_dtype = getattr(torch, dtype)
+    theirs, ours = _pair(preset, x_dtype)
+    x = torch.randn(FUSED_LIMIT // N + 5, N, generator=torch.Generator().manual_seed(3)) * 3
+    firsts, seconds = [], []
+    for m in (theirs, ours):
+        xr = x.to(x_dtype).requires_grad_()
+        h = xr * 1.5
+        out = h + m(h)
+        dy = torch.randn(out.shape, generator=torch.Generator().manual_seed(7)).to(out.dtype)
+        gx, gw = torch.autograd.grad(out, [xr, m.weight], dy, create_graph=True)
+        firsts.append((gx.detach(), gw.detach()))
+        penalty = gx.float().square().sum() + gw.float().square().sum()
+        seconds.append(torch.autograd.grad(penalty, [xr, m.weight]))
+    for name, a, b in zip(["dx", "dweight"], *firsts, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    tol = tolerance("float32")  # the penalty's float32 sums, added in another order
+    for a, b in zip(*seconds, strict=True):
+        torch.testing.assert_close(a.float(), b.float(), rtol=tol.rtol, atol=tol.atol)

@@ -107,8 +107,8 @@ class _CpuNorm(torch.autograd.Function):
         need_x, _, need_w, need_b, _ = ctx.needs_input_grad
         needs = (need_x, need_w, need_b)
         if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
-            dx, dw, db = graph_backward(x, weight, bias, plan, dy, needs)
-            return dx, None, dw, db, None
+            dx, dx2, dw, db = graph_backward(x, weight, bias, plan, dy, needs)
+            return dx, dx2, dw, db, None
         scale_dtype = torch.float32
         if weight is not None and half_scale(plan, plan.mid, weight, bias):
             scale_dtype = weight.dtype
@@ -133,14 +133,22 @@ def graph_backward(
     dy: Tensor,
     needs: Tuple[bool, ...],
 ) -> Tuple[Optional[Tensor], ...]:
-    """Gradients as the graph path's autograd computes them, differentiable in turn
-    (the saved tensors are the inputs themselves, so higher orders reach them)."""
-    params = (x, weight, bias)
-    wanted = [t for t, need in zip(params, needs[:3], strict=True) if need and t is not None]
+    """``(dx, dx2, dweight, dbias)`` as the graph path's autograd computes them,
+    differentiable in turn (the recomputed graph reads ``x`` and the parameters
+    themselves, so higher orders reach them). Where :func:`two_paths`, ``x`` enters that
+    graph as two views, the product's and the statistic's, and ``dx``/``dx2`` are their
+    partial gradients (autograd adds them into ``x``'s gradient as the graph path's own
+    backward does); elsewhere ``dx`` is the whole gradient and ``dx2`` None."""
+    split = needs[0] and two_paths(x, plan)
     with torch.enable_grad():
-        y = rms_norm_graph(x, plan, weight, bias)
+        xp = x.view_as(x) if split else x
+        xs = x.view_as(x) if split else None
+        y = rms_norm_graph(xp, plan, weight, bias, stat=xs)
+        inputs = (xp, xs, weight, bias)
+        flags = (needs[0], split, needs[1], needs[2])
+        wanted = [t for t, need in zip(inputs, flags, strict=True) if need and t is not None]
         grads = iter(torch.autograd.grad(y, wanted, dy, create_graph=True))
-    pairs = zip(params, needs[:3], strict=True)
+    pairs = zip(inputs, flags, strict=True)
     return tuple(next(grads) if need and t is not None else None for t, need in pairs)
 
 

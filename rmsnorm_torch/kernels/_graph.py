@@ -81,8 +81,13 @@ def rms_norm_graph(
     weight: Optional[Tensor],
     bias: Optional[Tensor],
     exporting: bool = False,
+    stat: Optional[Tensor] = None,
 ) -> Tensor:
     """Apply the spec as plain ops (the formula: ``rmsnorm_core.RMSNormSpec``).
+
+    ``stat``: the tensor the statistic ``mean(h^2)`` reads, where it is not ``x`` itself
+    (the CPU operator's differentiable backward hands ``x``'s two uses over as two
+    partial gradients: ``_cpu_norm.graph_backward``); it holds ``x``'s values.
 
     ``exporting`` (an ONNX export's copy): the graph ONNX Runtime fuses into one
     SimplifiedLayerNormalization. ``scale_multiplies="inverse"`` is written as
@@ -95,7 +100,10 @@ def rms_norm_graph(
     # Casts only where the dtype changes: the TorchScript-based ONNX exporter
     # would otherwise emit no-op Casts that cost ONNX Runtime a full copy.
     h = x if x.dtype == plan.compute else x.to(plan.compute)
-    ms = _mean_square(h, plan)
+    if stat is None:
+        ms = _mean_square(h, plan)
+    else:
+        ms = _mean_square(stat if stat.dtype == plan.compute else stat.to(plan.compute), plan)
     if plan.scale_inverse and weight is not None and not exporting:
         # flax's h * (inv * g). An ONNX export's copy writes the normalized order below
         # instead: ONNX Runtime fuses only that into SimplifiedLayerNormalization (3x

@@ -6,10 +6,10 @@
 // others instead of holding everyone at a barrier. Every step on a chunk computes the
 // bits of the graph path's ops (kernels/_graph.py) in their order: the elementwise
 // steps as loops (each product, sum and conversion one IEEE operation, rounded as
-// ATen's kernels round: square_rows, finish_rows, gradient_rows, dx_rows), every sum
-// over a row and the per-row statistic as ATen's own ops (sum, mul, pow, div_, add_,
-// rsqrt_), so that in backward every bit is what autograd computes from that path
-// (derivatives.yaml: mul, rsqrt, mean, pow, _to_copy). Reductions over rows (the weight
+// ATen's kernels round: square_rows, finish_rows, gradient_rows, dx_rows, and the
+// per-row statistic's scalar steps), every sum over a row ATen's own at::sum (whose
+// summation order is ATen's), so that in backward every bit is what autograd computes
+// from that path (derivatives.yaml: mul, rsqrt, mean, pow, _to_copy). Reductions over rows (the weight
 // and bias gradients) run once, after the chunks, as autograd runs them: at::sum_to
 // over the whole gradient.
 #include <ATen/ATen.h>
@@ -18,6 +18,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <optional>
 #include <tuple>
@@ -404,6 +405,28 @@ void finish_mid(const In* x, Out* y, const float* inv, const float* g, const flo
   }
 }
 
+// The per-row statistic from the row sums of squares s (in place): ATen's
+// div_(n).add_(eps).rsqrt_() on them, as scalar steps, each one IEEE operation (a float
+// scalar operand is rounded to float first; rsqrt is 1 / sqrt, both correctly rounded,
+// in ATen's vector and scalar kernels alike). Per chunk this replaces three ATen calls
+// on a handful of rows, whose dispatch cost more than their arithmetic.
+inline void statistic_rows(float* s, int64_t m, int64_t n, double eps) {
+  const float count = static_cast<float>(n);
+  const float e = static_cast<float>(eps);
+  for (int64_t r = 0; r < m; ++r) s[r] = 1.0f / std::sqrt(s[r] / count + e);
+}
+
+// The statistic's gradient from the row sums grad_r (in place): autograd's rsqrt then
+// mean steps, mul(grad_r, -0.5).mul_(pow(inv, 3)).div_(n), as scalar steps (pow with
+// exponent 3 is ATen's inv * inv * inv, left to right).
+inline void statistic_grad_rows(float* grad_r, const float* inv, int64_t m, int64_t n) {
+  const float count = static_cast<float>(n);
+  for (int64_t r = 0; r < m; ++r) {
+    const float cube = inv[r] * inv[r] * inv[r];
+    grad_r[r] = grad_r[r] * -0.5f * cube / count;
+  }
+}
+
 template <typename In>
 void finish_out(const In* x, at::Tensor& y, const float* inv, const float* g, const float* b,
                 int64_t m, int64_t n, bool inverse, bool round_mid, at::ScalarType mid) {
@@ -452,7 +475,7 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
       const auto* xb = xp + start * n;
       square_rows(xb, t.data_ptr<float>(), m * n);
       at::sum_out(invb, t, {-1}, /*keepdim=*/true);
-      invb.div_(n).add_(eps).rsqrt_();
+      statistic_rows(invb.data_ptr<float>(), m, n, eps);
       finish_out(xb, yb, invb.data_ptr<float>(), gp, bp, m, n, inverse, round_mid, mid);
     });
   });
@@ -511,8 +534,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
         });
         if (!need_dx) return;
         // rsqrt: -0.5 * grad * result^3; mean: expand, / n; pow(h, 2): grad * (2 * h)
-        const at::Tensor grad_r = c.sum({-1}, /*keepdim=*/true);
-        const at::Tensor grad_ms = at::mul(grad_r, -0.5).mul_(at::pow(invb, 3)).div_(n);
+        at::Tensor grad_ms = c.sum({-1}, /*keepdim=*/true);
+        statistic_grad_rows(grad_ms.data_ptr<float>(), invb.data_ptr<float>(), m, n);
         using In = std::remove_pointer_t<decltype(xp)>;
         In* second = dx2.defined() ? dx2.data_ptr<In>() + start * n : nullptr;
         dx_rows(xp + start * n, h1.data_ptr<float>(), grad_ms.data_ptr<float>(),

@@ -157,3 +157,39 @@ def test_an_inference_tensor_runs_with_grad_enabled_parameters():
     assert torch.equal(m(x), expected)
     with use_kernel("graph"):
         assert torch.equal(m(x), expected)
+
+
+def _ops_run(fn) -> set:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return {event.key for event in prof.key_averages()}
+
+
+def test_a_warm_decode_call_leaves_the_next_calls_kernel_to_decide():
+    """``CallCache.direct`` (the decode path's memo) runs ``torch.rms_norm`` only where
+    the keyed path would: not above ``FUSED_LIMIT``, not under ``use_kernel``, not with
+    a weight of another class."""
+    from rmsnorm_torch import use_kernel
+    from rmsnorm_torch.kernels._kernel_choice import FUSED_LIMIT
+
+    m = RMSNorm(4096)
+    warm = torch.randn(2, 4096)
+    with torch.no_grad():
+        assert "aten::rms_norm" in _ops_run(lambda: m(warm))
+        assert "aten::rms_norm" in _ops_run(lambda: m(warm))  # the memo's call
+        large = torch.randn(FUSED_LIMIT // 4096 + 1, 4096)
+        assert "rmsnorm_bridge::rmsnorm_forward" in _ops_run(lambda: m(large))
+        with use_kernel("blocked"):
+            assert "rmsnorm_bridge::rmsnorm_forward" in _ops_run(lambda: m(warm))
+            with pytest.raises(RMSNormError, match=r"contiguous=False"):
+                m(torch.randn(4096, 2).t())
+        with use_kernel("graph"):
+            assert "aten::rms_norm" not in _ops_run(lambda: m(warm))
+
+    class Tagged(nn.Parameter):
+        pass
+
+    m.weight = Tagged(m.weight.detach().clone())
+    with torch.no_grad():  # a subclass takes the graph path, whatever it overrides
+        assert "aten::rms_norm" not in _ops_run(lambda: m(warm))
+        assert torch.equal(m(warm), _fresh_twin(m)(warm))

@@ -5,7 +5,12 @@ are resolved once per cache key, and the key holds everything they depend on: th
 input's dtype, rank, device, layout and size class (each kernel threshold), the
 presence, class, dtype, shape and device of ``weight`` and ``bias``, and the context's
 ``use_kernel`` choice. The spec is the cache's owner: setting it, or moving the
-parameters (``_apply``), starts a new cache. What no key can hold is checked on every
+parameters (``_apply``), starts a new cache. Beside the keyed plans the cache keeps
+``direct``: per rank of ``x``, the last plain call that ``torch.rms_norm`` computes whole
+(the decode-shape hot path), with what that decision rests on (``x``'s dtype, a CPU
+tensor below ``FUSED_LIMIT``, the weight's class and dtype, no bias, the ``"auto"``
+choice), all of it compared on every call before the op runs: it skips building and
+hashing the key, never a check. What no key can hold is checked on every
 call: the normalized sizes (by ``torch.rms_norm`` itself on the fused path, by
 ``_check_input`` elsewhere) and, for the custom kernels, whether the input is under a
 ``torch.func`` transform or carries a tangent. Traced, compiled and exported calls,
@@ -28,7 +33,7 @@ from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
 from rmsnorm_torch.nn._functional import eager_decide, execute, norm
 from rmsnorm_torch.nn._traced import fx_call, traced_norm
 
-__all__ = ["CallEntry", "forward_eager"]
+__all__ = ["CallCache", "CallEntry", "forward_eager"]
 
 _OFF = OnnxExport.OFF
 _FUSED = Kernel.FUSED
@@ -46,6 +51,35 @@ class CallEntry(NamedTuple):
     eps: float
     plan: Plan
     recipe: Recipe
+
+
+class Direct(NamedTuple):
+    """A call that ``torch.rms_norm(x, shape, weight, eps)`` computes whole, and what
+    that rests on (``CallCache.direct``)."""
+
+    dtype: torch.dtype
+    weight_class: type
+    weight_dtype: Optional[torch.dtype]
+    shape: List[int]
+    eps: float
+
+
+class CallCache(Dict[Any, CallEntry]):
+    """A module's plans by key (module docstring), and ``direct``: by rank of ``x``, the
+    last plain call that the fused op computes whole."""
+
+    __slots__ = ("direct",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.direct: Dict[int, Direct] = {}
+
+
+def _remember_direct(
+    calls: CallCache, x: Tensor, weight: Optional[Tensor], entry: CallEntry
+) -> None:
+    w_dtype = None if weight is None else weight.dtype
+    calls.direct[x.dim()] = Direct(x.dtype, type(weight), w_dtype, entry.shape, entry.eps)
 
 
 def _build(module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]) -> CallEntry:
@@ -82,7 +116,21 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
         return _uncached(module, x)
     weight = module.weight
     bias = module.bias
+    calls: CallCache = module._calls
     numel = x.numel()
+    direct = calls.direct.get(x.dim())
+    if direct is not None and bias is None and numel < FUSED_LIMIT and x.is_cpu:
+        dtype, weight_class, weight_dtype, shape, eps = direct
+        if (
+            x.dtype is dtype
+            and type(weight) is weight_class
+            and (weight is None or weight.dtype is weight_dtype)
+            and _CHOICE.get() == "auto"
+        ):
+            try:  # torch.rms_norm checks x's sizes and the weight's shape and device
+                return torch.rms_norm(x, shape, weight, eps)
+            except RuntimeError:
+                return _uncached(module, x)
     # the size class (each kernel threshold; the layout matters to the CPU operator only)
     size = 0 if numel < CPU_OP_MIN else (1 if numel < FUSED_LIMIT else 2) + 2 * x.is_contiguous()
     # the parameters' presence, class, dtype and shape; their device (like x's, named
@@ -91,8 +139,8 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
     w = None if weight is None else (type(weight), weight.dtype, weight.shape, weight.is_cpu)
     b = None if bias is None else (type(bias), bias.dtype, bias.shape, bias.is_cpu)
     where = True if x.is_cpu else x.device
-    key = (x.dtype, x.dim(), where, size, w, b, _CHOICE.get())
-    calls: Dict[Any, CallEntry] = module._calls
+    choice = _CHOICE.get()
+    key = (x.dtype, x.dim(), where, size, w, b, choice)
     entry = calls.get(key)
     if entry is None:
         entry = _build(module, x, weight, bias)
@@ -102,6 +150,9 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
     if kernel is _FUSED:  # torch.rms_norm checks x's sizes and the weight's shape
         try:
             if fused is _DIRECT:
+                if bias is None and numel < FUSED_LIMIT and where is True and choice == "auto":
+                    if all_plain(x, weight, bias):
+                        _remember_direct(calls, x, weight, entry)
                 return torch.rms_norm(x, shape, weight, eps)
             return fused_norm(x, plan, fused, weight)
         except RuntimeError:

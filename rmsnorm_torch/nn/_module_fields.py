@@ -254,9 +254,14 @@ def make_parameters(
     device: Any,
     dtype: Optional[torch.dtype],
 ) -> None:
-    """``weight`` and ``bias`` of ``shape`` where ``spec`` uses them (else registered as
-    None); complex ones where ``dtype`` is complex, as torch makes them (the spec records
-    their real dtype)."""
+    """``weight`` and ``bias`` of ``shape`` where ``spec`` uses them; complex ones where
+    ``dtype`` is complex, as torch makes them (the spec records their real dtype). An
+    unused weight is registered as None, as ``torch.nn.RMSNorm`` registers it; an unused
+    bias (torch's module has none) is a plain None attribute, which every forward reads
+    at the cost of a dict lookup, where a registered None costs ``nn.Module.__getattr__``
+    (0.8 us, a third of a decode call's overhead here). Assigning a ``Parameter`` to it
+    registers that as usual (``nn.Module.__setattr__``), for forward to refuse unless
+    the spec has ``use_bias``."""
     dtype = dtype_value(dtype)
     complex_dtype = isinstance(dtype, torch.dtype) and dtype.is_complex
     pdtype = dtype if complex_dtype else torch_dtype(spec.param_dtype)
@@ -264,8 +269,10 @@ def make_parameters(
         if used:
             empty = torch.empty(shape, device=device, dtype=pdtype)
             setattr(module, name, torch.nn.Parameter(empty))
-        else:
+        elif name == "weight":
             module.register_parameter(name, None)
+        else:
+            module.bias = None
 
 
 def spec_of_parameters(

@@ -32,7 +32,7 @@ from rmsnorm_core.rules import Recipe
 from rmsnorm_core.spec import _rules
 from rmsnorm_torch.kernels._resolve import OnnxExport
 from rmsnorm_torch.nn._arguments import check_tensor
-from rmsnorm_torch.nn._calls import forward_eager
+from rmsnorm_torch.nn._calls import CallCache, forward_eager
 from rmsnorm_torch.nn._functional import norm
 from rmsnorm_torch.nn._given import eps_value, shape_given, shape_sizes, show_torch_fields
 from rmsnorm_torch.nn._module_fields import (
@@ -227,12 +227,12 @@ class RMSNorm(nn.RMSNorm):
     @torch.jit.unused
     def _new_calls(self) -> None:
         """An empty plan cache (``_calls.py``): the old one's plans are void."""
-        object.__setattr__(self, "_calls", {})
+        object.__setattr__(self, "_calls", CallCache())
 
     def __getstate__(self) -> Dict[str, Any]:
         """Pickle and deepcopy without the plan cache."""
         state = self.__dict__.copy()
-        state["_calls"] = {}
+        state["_calls"] = CallCache()
         return state
 
     # Each field of the spec as an attribute: assigning one replaces the spec, and is

@@ -6,11 +6,11 @@ input's dtype, rank, device, layout and size class (each kernel threshold), the
 presence, class, dtype, shape and device of ``weight`` and ``bias``, and the context's
 ``use_kernel`` choice. The spec is the cache's owner: setting it, or moving the
 parameters (``_apply``), starts a new cache. Beside the keyed plans the cache keeps
-``direct``: per rank of ``x``, the last plain call that ``torch.rms_norm`` computes whole
-(the decode-shape hot path), with what that decision rests on (``x``'s dtype, a CPU
-tensor below ``FUSED_LIMIT``, the weight's class and dtype, no bias, the ``"auto"``
-choice), all of it compared on every call before the op runs: it skips building and
-hashing the key, never a check. What no key can hold is checked on every
+``direct``: per rank of ``x``, the last plain call that ``torch.rms_norm`` computes
+(``_fused.py``: the decode-shape hot path), with what that decision rests on (``x``'s
+dtype, a CPU tensor below ``FUSED_LIMIT``, the weight's class, dtype and shape, no bias,
+the ``"auto"`` choice), all of it compared on every call before the op runs: it skips
+building and hashing the key, never a check. What no key can hold is checked on every
 call: the normalized sizes (by ``torch.rms_norm`` itself on the fused path, by
 ``_check_input`` elsewhere) and, for the custom kernels, whether the input is under a
 ``torch.func`` transform or carries a tangent. Traced, compiled and exported calls,
@@ -54,19 +54,21 @@ class CallEntry(NamedTuple):
 
 
 class Direct(NamedTuple):
-    """A call that ``torch.rms_norm(x, shape, weight, eps)`` computes whole, and what
-    that rests on (``CallCache.direct``)."""
+    """A call that the fused op computes, and what that rests on (``CallCache.direct``)."""
 
     dtype: torch.dtype
     weight_class: type
     weight_dtype: Optional[torch.dtype]
+    weight_shape: Optional[torch.Size]
+    fused: FusedKind
     shape: List[int]
     eps: float
+    plan: Plan
 
 
 class CallCache(Dict[Any, CallEntry]):
     """A module's plans by key (module docstring), and ``direct``: by rank of ``x``, the
-    last plain call that the fused op computes whole."""
+    last plain call that the fused op computes."""
 
     __slots__ = ("direct",)
 
@@ -79,7 +81,10 @@ def _remember_direct(
     calls: CallCache, x: Tensor, weight: Optional[Tensor], entry: CallEntry
 ) -> None:
     w_dtype = None if weight is None else weight.dtype
-    calls.direct[x.dim()] = Direct(x.dtype, type(weight), w_dtype, entry.shape, entry.eps)
+    w_shape = None if weight is None else weight.shape
+    calls.direct[x.dim()] = Direct(
+        x.dtype, type(weight), w_dtype, w_shape, entry.fused, entry.shape, entry.eps, entry.plan
+    )
 
 
 def _build(module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]) -> CallEntry:
@@ -120,15 +125,17 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
     numel = x.numel()
     direct = calls.direct.get(x.dim())
     if direct is not None and bias is None and numel < FUSED_LIMIT and x.is_cpu:
-        dtype, weight_class, weight_dtype, shape, eps = direct
+        dtype, weight_class, weight_dtype, weight_shape, fused, shape, eps, plan = direct
         if (
             x.dtype is dtype
             and type(weight) is weight_class
-            and (weight is None or weight.dtype is weight_dtype)
+            and (weight is None or (weight.dtype is weight_dtype and weight.shape == weight_shape))
             and _CHOICE.get() == "auto"
         ):
-            try:  # torch.rms_norm checks x's sizes and the weight's shape and device
-                return torch.rms_norm(x, shape, weight, eps)
+            try:  # torch.rms_norm checks x's sizes and the weight's device
+                if fused is _DIRECT:
+                    return torch.rms_norm(x, shape, weight, eps)
+                return fused_norm(x, plan, fused, weight)
             except RuntimeError:
                 return _uncached(module, x)
     # the size class (each kernel threshold; the layout matters to the CPU operator only)
@@ -148,11 +155,11 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
             calls[key] = entry
     kernel, fused, shape, eps, plan, recipe = entry
     if kernel is _FUSED:  # torch.rms_norm checks x's sizes and the weight's shape
+        if bias is None and numel < FUSED_LIMIT and where is True and choice == "auto":
+            if all_plain(x, weight, bias):
+                _remember_direct(calls, x, weight, entry)
         try:
             if fused is _DIRECT:
-                if bias is None and numel < FUSED_LIMIT and where is True and choice == "auto":
-                    if all_plain(x, weight, bias):
-                        _remember_direct(calls, x, weight, entry)
                 return torch.rms_norm(x, shape, weight, eps)
             return fused_norm(x, plan, fused, weight)
         except RuntimeError:

@@ -193,3 +193,33 @@ def test_a_warm_decode_call_leaves_the_next_calls_kernel_to_decide():
     with torch.no_grad():  # a subclass takes the graph path, whatever it overrides
         assert "aten::rms_norm" not in _ops_run(lambda: m(warm))
         assert torch.equal(m(warm), _fresh_twin(m)(warm))
+
+
+def test_a_pickle_whose_plan_cache_is_a_dict_loads_and_runs():
+    """Pickles hold no plan cache; one written by an older version held a plain dict,
+    and a load starts a cache of its own either way."""
+    import pickle
+
+    m, x = _module("llama"), torch.randn(3, 16)
+    expected = m(x)
+    assert "_calls" not in m.__getstate__()
+    assert torch.equal(pickle.loads(pickle.dumps(m))(x), expected)
+    older = RMSNorm.__new__(RMSNorm)
+    older.__setstate__({**m.__getstate__(), "_calls": {}})
+    assert torch.equal(older(x), expected)
+
+
+@pytest.mark.parametrize("param", [None, "zeros"])
+def test_register_parameter_accepts_a_bias_as_torchs_module_does(param):
+    value = None if param is None else nn.Parameter(torch.zeros(16))
+    theirs, m = nn.RMSNorm(16), RMSNorm(16)
+    x = torch.randn(3, 16)
+    m(x)
+    theirs.register_parameter("bias", value)
+    m.register_parameter("bias", value)
+    assert m.bias is value and dict(m.named_parameters()).get("bias") is value
+    if value is None:
+        assert torch.equal(m(x), theirs(x))
+    else:  # torch's module ignores it; ours refuses what its spec does not compute
+        with pytest.raises(RMSNormError, match=r"^bias: this module holds a bias parameter"):
+            m(x)

@@ -33,7 +33,7 @@ from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
 from rmsnorm_torch.nn._functional import eager_decide, execute, norm
 from rmsnorm_torch.nn._traced import fx_call, traced_norm
 
-__all__ = ["CallCache", "CallEntry", "forward_eager"]
+__all__ = ["CallCache", "CallCacheOwner", "CallEntry", "forward_eager"]
 
 _OFF = OnnxExport.OFF
 _FUSED = Kernel.FUSED
@@ -75,6 +75,27 @@ class CallCache(Dict[Any, CallEntry]):
     def __init__(self) -> None:
         super().__init__()
         self.direct: Dict[int, Direct] = {}
+
+
+class CallCacheOwner:
+    """The plan cache's life in a module (a base of ``RMSNorm`` before ``nn.RMSNorm``):
+    a new cache where the plans' inputs change, and none in a pickle or deep copy, so a
+    loaded module, from this version or an older one, starts its own."""
+
+    @torch.jit.unused
+    def _new_calls(self) -> None:
+        """An empty plan cache: the old one's plans are void."""
+        object.__setattr__(self, "_calls", CallCache())
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """The module's state less the plan cache."""
+        state = self.__dict__.copy()
+        state.pop("_calls", None)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[misc]  # nn.Module's, next in the MRO
+        self._new_calls()
 
 
 def _remember_direct(

@@ -55,6 +55,16 @@ def eps_value(eps: Any) -> Optional[float]:
     raise RMSNormTypeError(f"eps={_shown(eps)} is not accepted; eps must be {_EPS_FORMS}")
 
 
+def eps_shown(follows_dtype: bool, given: Any, spec_eps: float) -> Any:
+    """``m.eps`` as ``torch.nn.RMSNorm``'s: None while eps follows the input dtype, else
+    the value given (``eps=1`` stays the int 1), or the spec's."""
+    if follows_dtype:
+        return None
+    if given is not None:
+        return given
+    return spec_eps
+
+
 def _tensor_eps_refusal(eps: torch.Tensor) -> str:
     """Why torch's op refuses the tensor ``eps`` ("" where it reads it)."""
     if eps.dim() != 0:

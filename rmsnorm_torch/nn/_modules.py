@@ -16,7 +16,7 @@ is ``"bfloat16"``.
 # No "from __future__ import annotations" here: TorchScript reads the class
 # attribute annotations as real types.
 
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -32,9 +32,15 @@ from rmsnorm_core.rules import Recipe
 from rmsnorm_core.spec import _rules
 from rmsnorm_torch.kernels._resolve import OnnxExport
 from rmsnorm_torch.nn._arguments import check_tensor
-from rmsnorm_torch.nn._calls import CallCache, forward_eager
+from rmsnorm_torch.nn._calls import CallCacheOwner, forward_eager
 from rmsnorm_torch.nn._functional import norm
-from rmsnorm_torch.nn._given import eps_value, shape_given, shape_sizes, show_torch_fields
+from rmsnorm_torch.nn._given import (
+    eps_shown,
+    eps_value,
+    shape_given,
+    shape_sizes,
+    show_torch_fields,
+)
 from rmsnorm_torch.nn._module_fields import (
     MUTABLE_FIELDS,
     STRUCTURAL,
@@ -54,7 +60,7 @@ from rmsnorm_torch.nn._module_fields import (
 from rmsnorm_torch.nn._traced import pick_recipe
 
 
-class RMSNorm(nn.RMSNorm):
+class RMSNorm(CallCacheOwner, nn.RMSNorm):
     """RMSNorm over any axes; a drop-in for ``torch.nn.RMSNorm``.
 
     A subclass of it, so that code which finds norms by ``isinstance(m, nn.RMSNorm)``
@@ -192,13 +198,8 @@ class RMSNorm(nn.RMSNorm):
         self._set_spec(spec)
 
     def _eps_attribute(self) -> Optional[float]:
-        """``m.eps`` as torch.nn.RMSNorm's: None while it follows the input dtype, else
-        the value given (``eps=1`` stays the int 1), or the spec's."""
-        if self._eps_follows_dtype:
-            return None
-        if self._eps_given is not None:
-            return self._eps_given
-        return self._spec.eps
+        """``m.eps`` as torch.nn.RMSNorm's (``eps_shown``)."""
+        return eps_shown(self._eps_follows_dtype, self._eps_given, self._spec.eps)
 
     def _set_eps(self, eps: Any) -> None:
         """``m.eps = eps`` (``eps_assignment``)."""
@@ -224,16 +225,11 @@ class RMSNorm(nn.RMSNorm):
         dtype, the spec's with float64's epsilon for a float64 ``x``."""
         return pick_recipe(self._recipe, self._recipe64, x.dtype)
 
-    @torch.jit.unused
-    def _new_calls(self) -> None:
-        """An empty plan cache (``_calls.py``): the old one's plans are void."""
-        object.__setattr__(self, "_calls", CallCache())
-
-    def __getstate__(self) -> Dict[str, Any]:
-        """Pickle and deepcopy without the plan cache."""
-        state = self.__dict__.copy()
-        state["_calls"] = CallCache()
-        return state
+    def register_parameter(self, name: str, param: Optional[nn.Parameter]) -> None:
+        """``nn.Module``'s; also for ``bias`` where it is unused (a plain None attribute)."""
+        if name == "bias" and "bias" in self.__dict__ and self.__dict__["bias"] is None:
+            del self.__dict__["bias"]
+        super().register_parameter(name, param)
 
     # Each field of the spec as an attribute: assigning one replaces the spec, and is
     # refused for use_scale / use_bias / param_dtype (they shape the parameters).

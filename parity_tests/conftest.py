@@ -1,15 +1,15 @@
 """Suite-wide set-up: hypothesis profiles, the shared case tables' path, and the
 ``registered`` fixture (a backend registered for one test).
 
-``RMSNORM_FUZZ=long`` selects the long fuzzing profile; the default ``ci``
-profile keeps the README's test command under ten minutes.
+``RMSNORM_FUZZ=long`` selects the long fuzzing profile and every row of the wide
+parametrized sweeps (``_sweep.sweep``); the default ``ci`` profile and each sweep's
+representative rows keep the README's test command under ten minutes.
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from _sweep import FUZZ
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -18,7 +18,7 @@ settings.register_profile(
 settings.register_profile(
     "long", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile(os.environ.get("RMSNORM_FUZZ", "ci"))
+settings.load_profile(FUZZ)
 
 
 @pytest.fixture

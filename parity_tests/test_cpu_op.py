@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _sweep import covering, sweep
 
 from rmsnorm_core import RMSNormSpec
 from rmsnorm_torch import RMSNorm, use_kernel
@@ -44,10 +45,17 @@ def _grads(m: RMSNorm, x: torch.Tensor, dy: torch.Tensor, kernel: str):
     return [y.detach(), *grads]
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))
-@pytest.mark.parametrize("dtype", DTYPES, ids=list(DTYPES))
-@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
-@pytest.mark.parametrize("preset", PRESETS)
+OP_ROWS = [(p, b, d, s) for p in PRESETS for b in (False, True) for d in DTYPES for s in SHAPES]
+# the default run: every shape (each side of each threshold) in every dtype, and every
+# preset in every dtype and with and without a bias
+OP_ROWS = sweep(OP_ROWS, covering(OP_ROWS, [(3, 2), (0, 2), (0, 1)]))
+
+
+@pytest.mark.parametrize(
+    "preset,bias,dtype,shape",
+    OP_ROWS,
+    ids=[f"{p}-{'bias' if b else 'nobias'}-{d}-{s}" for p, b, d, s in OP_ROWS],
+)
 def test_the_cpu_op_equals_the_graph_path_forward_and_gradients(preset, bias, dtype, shape):
     dims, axes = SHAPES[shape]
     spec = RMSNormSpec.preset(preset).replace(axes=axes, use_bias=bias)
@@ -66,9 +74,15 @@ def test_the_cpu_op_equals_the_graph_path_forward_and_gradients(preset, bias, dt
 
 # A float64 weight is left out: the spec forms g in float32 where torch multiplies in
 # float64, at every size and on every path (issue 31 decides that rule).
-@pytest.mark.parametrize("wdtype", ["float32", "bfloat16", "float16"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=list(DTYPES))
-@pytest.mark.parametrize("rows", [1, 7, 8, 47, 48, 64, 4096 // 16], ids=lambda r: f"{r}x4096")
+SIZE_ROWS = [(r, d, w) for r in (1, 7, 8, 47, 48, 64, 4096 // 16) for d in DTYPES for w in DTYPES]
+# the default run: every row count (each side of each threshold) with every input and
+# every weight dtype, and every input dtype with every weight dtype
+SIZE_ROWS = sweep(SIZE_ROWS, covering(SIZE_ROWS, [(0, 1), (0, 2), (1, 2)]))
+
+
+@pytest.mark.parametrize(
+    "rows,dtype,wdtype", SIZE_ROWS, ids=[f"{r}x4096-{d}-{w}" for r, d, w in SIZE_ROWS]
+)
 @pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")
 def test_the_module_equals_torch_functional_rms_norm_at_every_size(rows, dtype, wdtype):
     assert 7 * 4096 < CPU_OP_MIN <= 8 * 4096 and 47 * 4096 < FUSED_LIMIT <= 48 * 4096

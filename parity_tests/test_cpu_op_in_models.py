@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _sweep import covering, sweep
 
 from rmsnorm_core import RMSNormSpec, tolerance
 from rmsnorm_torch import RMSNorm
@@ -41,12 +42,25 @@ def _pair(preset: str, w_dtype: torch.dtype):
     return theirs, ours
 
 
+MODEL_ROWS = [
+    (p, d, w, r)
+    for p in UPSTREAM
+    for d in ("float32", "bfloat16", "float16")
+    for w in ("float32", "input")
+    for r in (CPU_OP_MIN // N + 3, FUSED_LIMIT // N + 5)
+]
+# the default run: every upstream in every dtype, with each weight dtype and at both sizes
+# (above CPU_OP_MIN, above FUSED_LIMIT); every dtype with each weight dtype and each size
+MODEL_ROWS = sweep(
+    MODEL_ROWS, covering(MODEL_ROWS, [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)])
+)
+
+
 # torch's own module warns that a float32 weight on a half input takes its unfused path
 @pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")
-@pytest.mark.parametrize("rows", [CPU_OP_MIN // N + 3, FUSED_LIMIT // N + 5])
-@pytest.mark.parametrize("weights", ["float32", "input"])
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
-@pytest.mark.parametrize("preset", list(UPSTREAM))
+@pytest.mark.parametrize(
+    "preset,dtype,weights,rows", MODEL_ROWS, ids=[f"{p}-{d}-{w}-{r}" for p, d, w, r in MODEL_ROWS]
+)
 def test_a_residual_stream_gets_the_upstreams_gradient(preset, dtype, weights, rows):
     x_dtype = getattr(torch, dtype)
     theirs, ours = _pair(preset, x_dtype if weights == "input" else torch.float32)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _parity import DTYPES, check_forward, check_gradients, make_problem
+from _sweep import covering, sweep
 
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
@@ -33,6 +34,8 @@ def _np(a):
 
 
 EAGER = [(p, d, c) for p in ("flax", "llama", "gemma") for d in DTYPES for c in cases("verify")[:4]]
+# the default run: every preset and every case in every dtype
+EAGER = sweep(EAGER, covering(EAGER, [(0, 1), (2, 1)], lambda r: (r[0], r[1], r[2].id)))
 
 
 @pytest.mark.parametrize(

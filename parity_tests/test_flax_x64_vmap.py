@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _check_script import assert_passed, assert_ran_all, run_checks
+from _sweep import covering, sweep
 
 jax = pytest.importorskip("jax")
 import flax.linen as fnn  # noqa: E402
@@ -31,8 +32,15 @@ SCRIPT = Path(__file__).with_name("_flax_x64_checks.py")
 X64_NAMES = [
     f"{api}-{case}"
     for api in ("linen", "nnx")
-    for case in ("f64-dtype-f32", "f32-dtype-f64", "bf16-dtype-f64", "f32-param-f64", "f64",
-                 "f32-eps-np-f64", "bf16-eps-np-f64")
+    for case in (
+        "f64-dtype-f32",
+        "f32-dtype-f64",
+        "bf16-dtype-f64",
+        "f32-param-f64",
+        "f64",
+        "f32-eps-np-f64",
+        "bf16-eps-np-f64",
+    )
 ]
 
 
@@ -85,9 +93,17 @@ def test_vmap_axis_name_flax_preset_is_flaxs(dtype):
         assert bool(jnp.array_equal(a, b)), f"{name}: {int(jnp.sum(a != b))} elements differ"
 
 
-@pytest.mark.parametrize("vjp", ["autodiff", "analytic"])
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("preset", ["llama", "t5", "onnx", "gemma", "flax"])
+VMAP_ROWS = [
+    (p, d, v)
+    for p in ("llama", "t5", "onnx", "gemma", "flax")
+    for d in ("float32", "bfloat16")
+    for v in ("autodiff", "analytic")
+]
+# the default run: every preset in both dtypes and with both VJPs, each dtype with each VJP
+VMAP_ROWS = sweep(VMAP_ROWS, covering(VMAP_ROWS, [(0, 1), (0, 2), (1, 2)]))
+
+
+@pytest.mark.parametrize("preset,dtype,vjp", VMAP_ROWS, ids=["-".join(r) for r in VMAP_ROWS])
 def test_vmap_axis_name_gradients_are_the_joint_norms(preset, dtype, vjp):
     # vmap's axis "b" joins the examples' statistic: the same spec over axes (0, -1)
     # without vmap, the scale over the last axis, is the independent reference

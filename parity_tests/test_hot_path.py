@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _sweep import covering, sweep
 
 PACKAGES = tuple(
     str(Path(__file__).resolve().parents[1] / name)
@@ -40,9 +41,16 @@ SHAPES = [(1, 4096), (7, 4096), (8, 4096), (47, 4096), (48, 4096), (2, 3, 96), (
 TORCH_PRESETS = ["torch", "llama", "gemma", "flax", "t5", "olmo2", "paper"]
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
-@pytest.mark.parametrize("preset", TORCH_PRESETS)
+ROWS = [
+    (p, d, s) for p in TORCH_PRESETS for d in ("float32", "bfloat16", "float16") for s in SHAPES
+]
+# the default run: every shape (each side of each threshold) and every preset in every dtype
+ROWS = sweep(ROWS, covering(ROWS, [(2, 1), (0, 1)]))
+
+
+@pytest.mark.parametrize(
+    "preset,dtype,shape", ROWS, ids=[f"{p}-{d}-{'x'.join(map(str, s))}" for p, d, s in ROWS]
+)
 def test_torch_forward_makes_at_most_20_project_calls(preset, dtype, shape):
     torch = pytest.importorskip("torch")
     from rmsnorm_core import RMSNormSpec

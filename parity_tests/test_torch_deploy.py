@@ -6,6 +6,7 @@ import io
 
 import pytest
 from _parity import PRESETS, check_forward, make_problem
+from _sweep import covering, sweep
 
 torch = pytest.importorskip("torch")
 from _torch_helpers import module_for, to_numpy, to_torch  # noqa: E402
@@ -23,6 +24,13 @@ DEPLOY_CASES = [
 ]
 DTYPES = ["float32", "bfloat16", "float16"]
 SCRIPT_CASES = [(p, d, c) for p in PRESETS for d in DTYPES for c in DEPLOY_CASES]
+# the default run: every preset in every dtype, every case in every dtype
+SCRIPT_CASES = sweep(
+    SCRIPT_CASES, covering(SCRIPT_CASES, [(0, 1), (2, 1)], lambda r: (r[0], r[1], r[2][0]))
+)
+GRAD_CASES = [(p, c) for c in DEPLOY_CASES for p in PRESETS]
+# the default run (float32 only, as the full sweep): every preset and every case
+GRAD_CASES = sweep(GRAD_CASES, covering(GRAD_CASES, [(0,), (1,)], lambda r: (r[0], r[1][0])))
 
 
 def _module_and_inputs(preset, dtype, case):
@@ -56,8 +64,7 @@ def test_script_equals_eager_and_survives_save_load(preset, dtype, case):
     check_forward(other, to_numpy(loaded(x)), name=f"script {dtype} {preset} {case[0]}")
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-@pytest.mark.parametrize("case", DEPLOY_CASES, ids=[c[0] for c in DEPLOY_CASES])
+@pytest.mark.parametrize("preset,case", GRAD_CASES, ids=[f"{c[0]}-{p}" for p, c in GRAD_CASES])
 def test_script_gradients_match_reference(preset, case):
     from _parity import check_gradients
 
@@ -124,6 +131,10 @@ def test_compile_fullgraph_dynamic(preset, dtype, case):
 EXPORT_CASES = [
     (p, d, c) for p in PRESETS for d in ("float32", "bfloat16") for c in DEPLOY_CASES[:4]
 ]
+# the default run: every preset in both dtypes, every case in both dtypes
+EXPORT_CASES = sweep(
+    EXPORT_CASES, covering(EXPORT_CASES, [(0, 1), (2, 1)], lambda r: (r[0], r[1], r[2][0]))
+)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _sweep import covering, sweep
 from torch.testing import make_tensor
 
 from rmsnorm_core import RMSNormError, RMSNormTypeError
@@ -38,9 +39,16 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     )
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("case", OPINFO + MORE, ids=str)
-@pytest.mark.parametrize("with_weight", [True, False])
+DROPIN_ROWS = [(w, c, d) for w in (True, False) for c in OPINFO + MORE for d in DTYPES]
+# the default run: every OpInfo sample in every dtype, every dtype with and without weight
+DROPIN_ROWS = sweep(
+    DROPIN_ROWS, covering(DROPIN_ROWS, [(1, 2), (0, 2)], lambda r: (r[0], str(r[1]), r[2]))
+)
+
+
+@pytest.mark.parametrize(
+    "with_weight,case,dtype", DROPIN_ROWS, ids=[f"{w}-{c}-{d}" for w, c, d in DROPIN_ROWS]
+)
 def test_forward_and_gradients_bit_identical_to_torch(case, dtype, with_weight):
     shape, normalized, kwargs = case
     x = make_tensor(shape, device="cpu", dtype=dtype, high=1000, requires_grad=True)

@@ -11,6 +11,7 @@ import io
 
 import pytest
 import torch
+from _sweep import covering, sweep
 from torch import nn
 
 from rmsnorm_core import RMSNormTypeError
@@ -67,9 +68,19 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 EPS = [1e-3, None, True, float("inf"), 1e-39]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
-@pytest.mark.parametrize("eps", EPS, ids=repr)
-@pytest.mark.parametrize("how", list(HOW))
+ROOT_ROWS = [
+    (h, e, d) for h in HOW for e in EPS for d in (torch.float32, torch.bfloat16, torch.float64)
+]
+# the default run: every eps form with every way out (save-load, deepcopy, script) and in
+# every dtype, every way out in every dtype
+ROOT_ROWS = sweep(
+    ROOT_ROWS, covering(ROOT_ROWS, [(0, 1), (0, 2), (1, 2)], lambda r: (r[0], repr(r[1]), r[2]))
+)
+
+
+@pytest.mark.parametrize(
+    "how,eps,dtype", ROOT_ROWS, ids=[f"{h}-{e!r}-{d}" for h, e, d in ROOT_ROWS]
+)
 def test_traced_root_saves_copies_and_scripts_with_torchs_bits(how, eps, dtype):
     theirs = _weighted(nn.RMSNorm(8, eps=eps))
     ours = _weighted(RMSNorm(8, eps=eps))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _parity import PRESETS, check_forward, make_problem
+from _sweep import covering, sweep
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -39,6 +40,9 @@ CASES = (
         for e, o in (("torchscript", 17), ("dynamo", 18))
     ]
 )
+# the default run: every preset in every dtype, every exporter and opset in each dtype it
+# takes, and every case with every preset
+CASES = sweep(CASES, covering(CASES, [(0, 1), (1, 2, 3), (0, 4)], lambda r: (*r[:4], r[4][0])))
 IDS = [f"onnx-{d}-{p}-{e}{o}-{c[0]}" for p, d, e, o, c in CASES]
 
 

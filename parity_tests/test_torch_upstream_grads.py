@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _sweep import covering, sweep
 
 from rmsnorm_core import RMSNormSpec
 from rmsnorm_torch import RMSNorm
@@ -27,10 +28,21 @@ UPSTREAM = {
 }
 
 
-@pytest.mark.parametrize("rows", [7, 40, 300])
-@pytest.mark.parametrize("weights", ["float32", "input"])
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
-@pytest.mark.parametrize("preset", list(UPSTREAM))
+GRAD_ROWS = [
+    (p, d, w, r)
+    for p in UPSTREAM
+    for d in ("float32", "bfloat16", "float16")
+    for w in ("float32", "input")
+    for r in (7, 40, 300)
+]
+# the default run: every upstream in every dtype with each weight dtype, every row count
+# (each kernel size class) in every dtype
+GRAD_ROWS = sweep(GRAD_ROWS, covering(GRAD_ROWS, [(0, 1, 2), (3, 1)]))
+
+
+@pytest.mark.parametrize(
+    "preset,dtype,weights,rows", GRAD_ROWS, ids=[f"{p}-{d}-{w}-{r}" for p, d, w, r in GRAD_ROWS]
+)
 def test_forward_and_gradients_equal_the_upstream(preset, dtype, weights, rows):
     x_dtype = getattr(torch, dtype)
     w_dtype = x_dtype if weights == "input" else torch.float32

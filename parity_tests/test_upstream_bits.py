@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _sweep import covering, sweep
 
 torch = pytest.importorskip("torch")
 
@@ -61,9 +62,17 @@ def _pair(upstream, preset: str, n: int, w, param_dtype):
     return theirs.to(param_dtype), ours.to(param_dtype)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("preset, path", CASES, ids=[p.rsplit(":", 1)[1] for _, p in CASES])
+HF_ROWS = [(p, path, d, s) for p, path in CASES for d in DTYPES for s in SHAPES]
+# the default run: every upstream norm in every dtype, every shape (the blocked size
+# included) in every dtype
+HF_ROWS = sweep(HF_ROWS, covering(HF_ROWS, [(1, 2), (3, 2)]))
+
+
+@pytest.mark.parametrize(
+    "preset, path, dtype, shape",
+    HF_ROWS,
+    ids=[f"{p.rsplit(':', 1)[1]}-{d}-{'x'.join(map(str, s))}" for _, p, d, s in HF_ROWS],
+)
 def test_hugging_face_norms(preset, path, dtype, shape):
     upstream = _hf(path)
     x, w = _inputs(shape, dtype, offset=preset == "gemma")

@@ -69,9 +69,13 @@ def test_a_timeout_kills_what_each_rank_started(tmp_path):
     assert not _all_dead(pids), "a rank or its child outlived the timeout"
 
 
+# Python's own SIGINT handler, as an interactive process has it: a suite started in the
+# background (`pytest &`) inherits SIGINT ignored, and the parent would then ignore it too
 PARENT = """
+import signal
 import sys
 from pathlib import Path
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from rmsnorm_core.backends import launch
 launch({script!r}, timeout=300, folder=Path({folder!r}))
 """

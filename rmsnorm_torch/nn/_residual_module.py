@@ -49,13 +49,16 @@ class ResidualRMSNorm(RMSNorm):
     def forward(self, x: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
         """Return ``(y, s)``."""
         if not torch.jit.is_scripting():
+            # before any parameter is read: a read under torch.fx's tracer is a get_attr node
             if isinstance(x, torch.fx.Proxy) or isinstance(residual, torch.fx.Proxy):
                 return fx_call(self, (x, residual), traced_residual)
-            for name in ("weight", "bias"):
-                p = getattr(self, name)
-                refuse_complex(name + ".dtype", None if p is None else p.dtype)
+        weight = self.weight
+        bias = self.bias
+        if not torch.jit.is_scripting():
+            refuse_complex("weight.dtype", None if weight is None else weight.dtype)
+            refuse_complex("bias.dtype", None if bias is None else bias.dtype)
         self._check_input(x)
         if not torch.jit.is_scripting():
             check_tensor("residual", residual)
         recipe = self._recipe_for(x)
-        return norm_residual(x, residual, recipe, self.weight, self.bias, self._onnx_mode)
+        return norm_residual(x, residual, recipe, weight, bias, self._onnx_mode)

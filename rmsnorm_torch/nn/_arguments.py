@@ -22,13 +22,34 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:50] + "..."
 
 
+class _LayoutError(RMSNormTypeError, NotImplementedError):
+    """A tensor of a layout no kernel here computes: an ``RMSNormTypeError`` that is also
+    the ``NotImplementedError`` (a ``RuntimeError``) torch's own ops raise for it, so
+    ``except RuntimeError`` written for ``torch.nn.RMSNorm`` still catches it."""
+
+
 def check_tensor(name: str, value: Any, optional: bool = False) -> None:
-    """Raise unless ``value`` is a Tensor (or None where ``optional``).
+    """Raise unless ``value`` is a dense Tensor (or None where ``optional``). A sparse,
+    nested or other non-strided tensor is refused by name here, where torch's ops would
+    raise ``NotImplementedError`` from a kernel (``aten::mean.dim``) for a sparse one and
+    an internal error for a nested one.
 
     Raises:
-        rmsnorm_core.RMSNormTypeError: ``"weight must be a Tensor or None, got list"``.
+        rmsnorm_core.RMSNormTypeError: ``"weight must be a Tensor or None, got list"``;
+            for a layout, also a ``NotImplementedError`` as torch's: ``"x must be a
+            dense tensor (layout torch.strided), got layout torch.sparse_coo; ..."``.
     """
-    if isinstance(value, Tensor) or (optional and value is None):
+    if isinstance(value, Tensor):
+        if value.layout is not torch.strided or value.is_nested:
+            if value.is_nested:
+                got, fix = "a nested tensor", f"normalize each of {name}.unbind()"
+            else:
+                got, fix = f"layout {value.layout}", f"convert it first: {name}.to_dense()"
+            raise _LayoutError(
+                f"{name} must be a dense tensor (layout torch.strided), got {got}; {fix}"
+            )
+        return
+    if optional and value is None:
         return
     accepted = "a Tensor or None" if optional else "a Tensor"
     raise RMSNormTypeError(f"{name} must be {accepted}, got {type(value).__name__}")

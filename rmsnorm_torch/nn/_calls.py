@@ -3,7 +3,7 @@
 A call's plan (``kernels/_resolve.py``) and its kernel (``kernels/_kernel_choice.decide``)
 are resolved once per cache key, and the key holds everything they depend on: the
 input's dtype, rank, device, layout and size class (each kernel threshold), the
-presence, class, dtype, shape and device of ``weight`` and ``bias``, and the context's
+presence, class, dtype, shape, layout and device of ``weight`` and ``bias``, and the context's
 ``use_kernel`` choice. The spec is the cache's owner: setting it, or moving the
 parameters (``_apply``), starts a new cache. Beside the keyed plans the cache keeps
 ``direct``: per rank of ``x``, the last plain call that ``torch.rms_norm`` computes
@@ -30,6 +30,7 @@ from rmsnorm_torch.kernels._fused import FusedKind, fused_kind, fused_norm
 from rmsnorm_torch.kernels._kernel_choice import _CHOICE, CPU_OP_MIN, FUSED_LIMIT, Kernel
 from rmsnorm_torch.kernels._plain import all_plain
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
+from rmsnorm_torch.nn._arguments import check_tensor
 from rmsnorm_torch.nn._functional import eager_decide, execute, norm
 from rmsnorm_torch.nn._traced import fx_call, traced_norm
 
@@ -108,8 +109,15 @@ def _remember_direct(
     )
 
 
+def _check_parameters(weight: Any, bias: Any) -> None:
+    # what a user may assign by hand: a sparse Parameter or a plain tensor of another layout
+    check_tensor("weight", weight, optional=True)
+    check_tensor("bias", bias, optional=True)
+
+
 def _build(module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]) -> CallEntry:
     module._check_input(x)
+    _check_parameters(weight, bias)
     if bias is not None and not module._spec.use_bias:  # assigned after it was built
         raise RMSNormError(
             "bias: this module holds a bias parameter but its spec has use_bias=False; "
@@ -128,6 +136,7 @@ def _uncached(module: Any, x: Any) -> Any:
     if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace (_traced.py)
         return fx_call(module, (x,), traced_norm)
     module._check_input(x)
+    _check_parameters(module.weight, module.bias)
     return norm(x, module._recipe_for(x), module.weight, module.bias, x.dtype, module._onnx_mode)
 
 
@@ -161,11 +170,15 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
                 return _uncached(module, x)
     # the size class (each kernel threshold; the layout matters to the CPU operator only)
     size = 0 if numel < CPU_OP_MIN else (1 if numel < FUSED_LIMIT else 2) + 2 * x.is_contiguous()
-    # the parameters' presence, class, dtype and shape; their device (like x's, named
+    # the parameters' presence, class, dtype, shape and layout; their device (like x's, named
     # only when not the CPU's) is read where the plan is built and checked again by the
     # ops themselves on every call
-    w = None if weight is None else (type(weight), weight.dtype, weight.shape, weight.is_cpu)
-    b = None if bias is None else (type(bias), bias.dtype, bias.shape, bias.is_cpu)
+    w = (
+        None
+        if weight is None
+        else (type(weight), weight.dtype, weight.shape, weight.layout, weight.is_cpu)
+    )
+    b = None if bias is None else (type(bias), bias.dtype, bias.shape, bias.layout, bias.is_cpu)
     where = True if x.is_cpu else x.device
     choice = _CHOICE.get()
     key = (x.dtype, x.dim(), where, size, w, b, choice)

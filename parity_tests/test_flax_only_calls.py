@@ -104,7 +104,9 @@ LINEN_CASES = [
 def _linen_pair(kind, fields, ours_cls=ours_linen.RMSNorm):
     x = _x(kind)
     theirs = fnn.RMSNorm(**fields)
-    params = theirs.init(jax.random.key(0), x).get("params", {})
+    # the parameters' shapes and dtypes only (traced, not run: flax's eager init costs
+    # ~0.5 s a case here); test_linen_init_makes_flaxs_params runs both inits
+    params = jax.eval_shape(theirs.init, jax.random.key(0), x).get("params", {})
     scale = None
     if "scale" in params:
         scale = jax.random.uniform(jax.random.key(1), params["scale"].shape, minval=0.5, maxval=1.5)
@@ -116,18 +118,30 @@ def _variables(scale):
     return {"params": {} if scale is None else {"scale": scale}}
 
 
-@pytest.mark.parametrize(
-    "kind,fields", [c[1:] for c in LINEN_CASES], ids=[c[0] for c in LINEN_CASES]
-)
-def test_linen_matches_flax(kind, fields):
-    x, scale, theirs, ours = _linen_pair(kind, fields)
+@pytest.fixture(scope="module")
+def linen_results():
+    """Case id -> ``((y, dx, dscale) ours, flax's)``: every case's two calls under ONE
+    jit (XLA's compilation costs ~0.9 s a program here whatever its size: 26 cases took
+    36 s in a jit each, 5.5 s together). Each case's ops are its own; the two sides of a
+    case are compiled alike, as in a jit of their own."""
+    pairs = [_linen_pair(kind, fields) for _, kind, fields in LINEN_CASES]
 
     def run(module, x, s):
         return _pull(lambda x, s: module.apply({"params": {"scale": s}}, x), x, s)
 
-    # both under one jit: one compilation per case (each took ~1.3 s here), the same ops
-    got, want = jax.jit(lambda x, s: (run(ours, x, s), run(theirs, x, s)))(x, scale)
-    _assert_equal(got, want)
+    def every(xs, scales):
+        return [
+            (run(ours, x, s), run(theirs, x, s))
+            for x, s, (_, _, theirs, ours) in zip(xs, scales, pairs, strict=True)
+        ]
+
+    results = jax.jit(every)([p[0] for p in pairs], [p[1] for p in pairs])
+    return {case[0]: result for case, result in zip(LINEN_CASES, results, strict=True)}
+
+
+@pytest.mark.parametrize("case", [c[0] for c in LINEN_CASES])
+def test_linen_matches_flax(linen_results, case):
+    _assert_equal(*linen_results[case])
 
 
 @pytest.mark.parametrize(
@@ -158,22 +172,21 @@ def test_traced_epsilon_matches_flax(api, dtype):
     # the layer is built inside the jitted function from a traced epsilon
     x, scale = _x(dtype), jax.random.uniform(jax.random.key(1), (8,), minval=0.5, maxval=1.5)
 
-    def make(cls):
-        def f(eps, x, scale):
-            def norm(x, s):
-                if api == "linen":
-                    return cls(epsilon=eps).apply({"params": {"scale": s}}, x)
-                layer = cls(8, epsilon=eps, rngs=nnx.Rngs(0))
-                layer.scale[...] = s
-                return layer(x)
+    def pulled(cls, eps, x, scale):
+        def norm(x, s):
+            if api == "linen":
+                return cls(epsilon=eps).apply({"params": {"scale": s}}, x)
+            layer = cls(8, epsilon=eps, rngs=nnx.Rngs(0))
+            layer.scale[...] = s
+            return layer(x)
 
-            return _pull(norm, x, scale)
-
-        return jax.jit(f)
+        return _pull(norm, x, scale)
 
     pairs = {"linen": (fnn.RMSNorm, ours_linen.RMSNorm), "nnx": (nnx.RMSNorm, ours_nnx.RMSNorm)}
     theirs, ours = pairs[api]
-    _assert_equal(make(ours)(1e-2, x, scale), make(theirs)(1e-2, x, scale))
+    # both sides under one jit (one compilation), each built from the traced epsilon
+    both = jax.jit(lambda e, x, s: (pulled(ours, e, x, s), pulled(theirs, e, x, s)))
+    _assert_equal(*both(1e-2, x, scale))
 
 
 # (id, input kind, flax nnx constructor fields)
@@ -192,28 +205,40 @@ NNX_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kind,fields", [c[1:] for c in NNX_CASES], ids=[c[0] for c in NNX_CASES])
-def test_nnx_matches_flax(kind, fields):
-    x = _x(kind)
+def _nnx_grads(layer, x):
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        y, pull = jax.vjp(lambda m, x: m(x), layer, x)
+        dm, dx = pull(_cotangent(y))
+    else:
+        y, pull = jax.vjp(lambda m: m(x), layer)
+        (dm,), dx = pull(_cotangent(y)), None
+    return y, dx, dm.scale[...]
+
+
+@pytest.fixture(scope="module")
+def nnx_results():
+    """Case id -> ``(ours, flax's)`` for the nnx layers, every case through ONE
+    ``nnx.jit`` (as ``linen_results``)."""
     scale = jax.random.uniform(jax.random.key(1), (8,), minval=0.5, maxval=1.5)
 
-    def run(cls):
+    def layer(cls, fields):
         layer = cls(8, rngs=nnx.Rngs(0), **fields)
         layer.scale[...] = scale.astype(layer.scale[...].dtype)
+        return layer
 
-        @nnx.jit
-        def go(layer, x):
-            if jnp.issubdtype(x.dtype, jnp.inexact):
-                y, pull = jax.vjp(lambda m, x: m(x), layer, x)
-                dm, dx = pull(_cotangent(y))
-            else:
-                y, pull = jax.vjp(lambda m: m(x), layer)
-                (dm,), dx = pull(_cotangent(y)), None
-            return y, dx, dm.scale[...]
+    layers = [(layer(ours_nnx.RMSNorm, f), layer(nnx.RMSNorm, f)) for _, _, f in NNX_CASES]
+    xs = [_x(kind) for _, kind, _ in NNX_CASES]
 
-        return go(layer, x)
+    def every(layers, xs):
+        return [(_nnx_grads(a, x), _nnx_grads(b, x)) for (a, b), x in zip(layers, xs, strict=True)]
 
-    _assert_equal(run(ours_nnx.RMSNorm), run(nnx.RMSNorm))
+    results = nnx.jit(every)(layers, xs)
+    return {case[0]: result for case, result in zip(NNX_CASES, results, strict=True)}
+
+
+@pytest.mark.parametrize("case", [c[0] for c in NNX_CASES])
+def test_nnx_matches_flax(nnx_results, case):
+    _assert_equal(*nnx_results[case])
 
 
 def test_nnx_layer_no_spec_describes_reads_flaxs_fields_and_has_no_checkpoint_form():

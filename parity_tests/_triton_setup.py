@@ -8,12 +8,18 @@ CUDA tensors instead.
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 torch = pytest.importorskip("torch")
 CUDA = torch.cuda.is_available()
 if not CUDA:  # before triton is imported: it reads the variable then
+    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+        # a module collected earlier imported it (a jagged nested tensor or transformers
+        # does): every Triton test would fail with "Cannot call @triton.jit'd outside of
+        # the scope of a kernel"; make such tensors inside the tests instead
+        raise ImportError("triton was imported at collection before the Triton tests' set-up")
     os.environ.setdefault("TRITON_INTERPRET", "1")
 DEVICE = "cuda" if CUDA else "cpu"
 pytest.importorskip("triton")

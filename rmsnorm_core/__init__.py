@@ -1,6 +1,7 @@
 """rmsnorm_core: the framework-neutral RMSNorm spec, reference and tolerances.
 
-Imports NumPy, ml_dtypes and safetensors only; never torch, never jax. The tools
+Imports NumPy and safetensors only (ml_dtypes on the first bfloat16 array); never
+torch, never jax. The tools
 beside the library (spec inference, the parity kit in :mod:`testing`, the backend
 registry in :mod:`backends`) load on first use, so ``import rmsnorm_core`` loads
 the spec, the reference and the file formats only.

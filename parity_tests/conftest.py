@@ -43,36 +43,6 @@ def registered():
         unregister_backend(name)
 
 
-# The slowest files (worker-seconds in a clean-clone run of a95fcf9 here: 127, 99, 60,
-# 80, 112, 53, 39, 37, 33, 32, 30, 28, 22), started first. Each file runs on one worker
-# (``--dist loadfile``) and xdist hands the files out in the order given here
-# (``--no-loadscope-reorder`` in pyproject.toml; its own order, by number of tests, put a
-# 127 s file late): a long file started last leaves the other worker idle at the end.
-# The native operator's users come after the first two, so its background build (below)
-# is done before they start. A file not named keeps its place, after these.
-SLOW_FIRST = [
-    "test_docs.py",
-    "test_distributed.py",
-    "test_verify.py",
-    "test_replace_norms.py",
-    "test_parity_matrix.py",
-    "test_torch_onnx.py",
-    "test_cpu_op_builds.py",
-    "test_flax_upstream_grads.py",
-    "test_flax_dropin.py",
-    "test_no_network.py",
-    "test_infer_spec.py",
-    "test_flax_only_calls.py",
-    "test_flax_feature_axes.py",
-]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files of :data:`SLOW_FIRST` first, in its order; the sort is stable."""
-    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
-
-
 _PREBUILD = "from rmsnorm_torch.kernels._cpu_op import status; status()"
 _BUILDER = pytest.StashKey[subprocess.Popen]()
 

@@ -66,6 +66,24 @@ MATRIX = sweep(
 )
 
 
+_LAUNCHED: dict = {}
+
+
+def _launched(runner, case, preset, dtype):
+    """A launching runner's outcome for one row (``runner.batch``: a process per launch).
+    Every row of that runner in this module runs in ONE launch, at its first row: a
+    launch per row took 4-5 s here, most of it the child's imports. Each problem and
+    its batch prefixes are in that launch (``in_one_launch``)."""
+    if runner.name not in _LAUNCHED:
+        rows = [(c, p, d) for r, c, p, d in MATRIX if r.name == runner.name]
+        problems = [c.problem(PRESETS[p], d) for c, p, d in rows]
+        outcomes = in_one_launch(runner.batch, problems)
+        _LAUNCHED[runner.name] = {
+            (c.id, p, d): o for (c, p, d), o in zip(rows, outcomes, strict=True)
+        }
+    return _LAUNCHED[runner.name][(case.id, preset, dtype)]
+
+
 @pytest.mark.parametrize(
     "runner,case,preset,dtype",
     MATRIX,
@@ -74,8 +92,8 @@ MATRIX = sweep(
 def test_runner_matches_reference(runner, case, preset, dtype):
     problem = case.problem(PRESETS[preset], dtype)
     assert runner.takes(case, problem)
-    if runner.batch is not None:  # a launch per call: the problem and its prefixes in one
-        (outcome,) = in_one_launch(runner.batch, [problem])
+    if runner.batch is not None:
+        outcome = _launched(runner, case, preset, dtype)
     else:
         outcome = with_batches(runner.run, problem, runner.run(problem))
     for check, result in check_outcome(problem, outcome):

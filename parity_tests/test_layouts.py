@@ -90,3 +90,24 @@ def test_a_sparse_weight_assigned_after_a_warm_call_is_refused_by_name(rows, pre
     peer.weight = torch.nn.Parameter(torch.rand(N).to_sparse())
     with pytest.raises(RuntimeError):
         peer(x)
+
+
+@pytest.mark.parametrize("rows", [1, CPU_OP_MIN // 4096, FUSED_LIMIT // 4096], ids=str)
+@pytest.mark.parametrize("layout", ["csr", "csc", "bsr", "coo"])
+def test_a_sparse_input_at_each_kernels_size_is_refused_cold_and_warm(rows, layout):
+    # a compressed sparse tensor has no is_contiguous(), which the size class reads
+    x = torch.randn(rows, 4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: sparse CSR support is beta
+        if layout == "bsr":
+            sparse = x.to_sparse_bsr((1, 2))
+        else:
+            sparse = getattr(x, f"to_sparse_{layout}")() if layout != "coo" else x.to_sparse()
+    for module in (RMSNorm(4096), _warmed(RMSNorm(4096), x)):
+        with pytest.raises(RMSNormTypeError, match=r"^x must be a dense tensor .*sparse"):
+            module(sparse)
+
+
+def _warmed(module, x):
+    module(x)
+    return module

@@ -40,6 +40,7 @@ _OFF = OnnxExport.OFF
 _FUSED = Kernel.FUSED
 _DIRECT = FusedKind.DIRECT
 _CUSTOM = (Kernel.CPU_OP, Kernel.TRITON)
+_STRIDED = torch.strided
 
 
 class CallEntry(NamedTuple):
@@ -168,6 +169,8 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
                 return fused_norm(x, plan, fused, weight)
             except RuntimeError:
                 return _uncached(module, x)
+    if x.layout is not _STRIDED:  # a sparse x has no is_contiguous(): the checked path names it
+        return _uncached(module, x)
     # the size class (each kernel threshold; the layout matters to the CPU operator only)
     size = 0 if numel < CPU_OP_MIN else (1 if numel < FUSED_LIMIT else 2) + 2 * x.is_contiguous()
     # the parameters' presence, class, dtype, shape and layout; their device (like x's, named

@@ -286,27 +286,3 @@ def test_rmsnorm_docs_without_the_docs_extra_says_where_the_markdown_is(monkeypa
     )
     assert main(["docs"]) == 0
     assert f"Markdown in {ROOT / 'docs'}" in capsys.readouterr().out
-
-
-def test_rmsnorm_docs_builds_the_site_and_replaces_only_a_site(tmp_path, capsys, monkeypatch):
-    # mkdocs itself is replaced here: the real build through this command runs in
-    # test_docs_port.py (served, then stopped), and the site it builds from the same
-    # mkdocs.yml is checked page by page above (``site``)
-    import subprocess
-
-    from rmsnorm_core.cli import _cli_docs
-    from rmsnorm_core.cli._cli import main
-
-    def fake_mkdocs(site):
-        (site / "index.html").write_text("<html></html>")
-        return subprocess.CompletedProcess(["mkdocs"], 0, "", "")
-
-    monkeypatch.setattr(_cli_docs, "_mkdocs", fake_mkdocs)
-    (tmp_path / "notes.txt").write_text("mine")
-    assert main(["docs", "--build", str(tmp_path)]) == 2
-    assert "not a built site" in capsys.readouterr().err and (tmp_path / "notes.txt").exists()
-    out = tmp_path / "site"
-    for _ in range(2):  # a new folder, then the site it built: replaced
-        assert main(["docs", "--build", str(out)]) == 0
-        assert (out / _cli_docs.MARKER).is_file() and (out / "index.html").is_file()
-    assert f"built: open {out / 'index.html'}" in capsys.readouterr().out

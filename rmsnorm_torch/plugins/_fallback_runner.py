@@ -4,10 +4,7 @@ Where the native CPU operator is built, ``torch-eager`` runs it on calls of
 ``CPU_OP_MIN`` elements or more; this runner runs the same problems in one child
 process started with ``RMSNORM_NATIVE=0``, where the same operator schema is served
 by the pure-Python fallback, so ``rmsnorm verify`` judges both kernels (its
-``batch`` case is above the operator's threshold). The child runs each problem under
-``use_kernel("blocked")``: with only the fallback built, ``"auto"`` takes the graph
-path for large calls (the fallback is slower than plain ops), and the runner would
-judge the graph path twice.
+``batch`` case is above the operator's threshold).
 """
 
 from __future__ import annotations
@@ -34,15 +31,10 @@ def main() -> None:
     import sys
     import warnings
 
-    from rmsnorm_torch.kernels._kernel_choice import use_kernel
     from rmsnorm_torch.plugins._verify_runners import eager_run
 
-    def run(problem: Problem) -> Outcome:
-        with use_kernel("blocked"):  # the fallback itself (module docstring)
-            return eager_run(problem)
-
     warnings.simplefilter("ignore")  # the fallback's one warning: expected here
-    serve_problems(sys.argv[1], run)
+    serve_problems(sys.argv[1], eager_run)
 
 
 if __name__ == "__main__":

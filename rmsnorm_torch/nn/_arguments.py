@@ -40,15 +40,15 @@ def check_tensor(name: str, value: Any, optional: bool = False) -> None:
             dense tensor (layout torch.strided), got layout torch.sparse_coo; ..."``.
     """
     if isinstance(value, Tensor):
-        if value.layout is not torch.strided or value.is_nested:
-            if value.is_nested:
-                got, fix = "a nested tensor", f"normalize each of {name}.unbind()"
-            else:
-                got, fix = f"layout {value.layout}", f"convert it first: {name}.to_dense()"
-            raise _LayoutError(
-                f"{name} must be a dense tensor (layout torch.strided), got {got}; {fix}"
-            )
-        return
+        if value.is_nested:
+            got, fix = "a nested tensor", f"normalize each of {name}.unbind()"
+        elif value.layout is not torch.strided:
+            got, fix = f"layout {value.layout}", f"convert it first: {name}.to_dense()"
+        else:
+            return
+        raise _LayoutError(
+            f"{name} must be a dense tensor (layout torch.strided), got {got}; {fix}"
+        )
     if optional and value is None:
         return
     accepted = "a Tensor or None" if optional else "a Tensor"

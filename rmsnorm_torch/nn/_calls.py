@@ -137,8 +137,9 @@ def _uncached(module: Any, x: Any) -> Any:
     if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace (_traced.py)
         return fx_call(module, (x,), traced_norm)
     module._check_input(x)
-    _check_parameters(module.weight, module.bias)
-    return norm(x, module._recipe_for(x), module.weight, module.bias, x.dtype, module._onnx_mode)
+    weight, bias = module.weight, module.bias
+    _check_parameters(weight, bias)
+    return norm(x, module._recipe_for(x), weight, bias, x.dtype, module._onnx_mode)
 
 
 def forward_eager(module: Any, x: Tensor) -> Tensor:

@@ -5,6 +5,10 @@ with ``RMSNORM_NATIVE=0``) on the ``large`` cases."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -52,3 +56,52 @@ def test_the_fallback_kernel_passes_every_check(name, dtype):
     results = dict(check_outcome(problem, outcome))
     assert set(results) == {"forward", "gradients", "batch"}
     assert all(r.passed for r in results.values()), {k: r.reason for k, r in results.items()}
+
+
+# A fallback broken on purpose (both its kernels raise) in a child with RMSNORM_NATIVE=0:
+# every large problem the CPU kernel takes must reach it through the runner's own run,
+# across presets and dtypes, and the ones it cannot take must run without it.
+_MUTANT = textwrap.dedent(
+    """
+    import json, warnings
+    warnings.simplefilter("ignore")
+    from rmsnorm_core import preset
+    from rmsnorm_core.testing import cases
+    from rmsnorm_torch.kernels import _cpu_fallback
+
+    class Broken(Exception):
+        pass
+
+    def broken(*args):
+        raise Broken()
+
+    _cpu_fallback.forward = _cpu_fallback.backward = broken  # before the operator registers
+    from rmsnorm_torch.plugins._fallback_runner import fallback_run, kernel_for
+
+    seen = []
+    for case in cases("large"):
+        for name, dtype in [("torch", "float32"), ("llama", "bfloat16"), ("gemma", "float16"),
+                            ("t5", "bfloat16"), ("torch", "float64")]:
+            problem = case.problem(preset(name), dtype)
+            try:
+                fallback_run(problem)
+                reached = False
+            except Broken:
+                reached = True
+            seen.append([name, dtype, kernel_for(problem), reached])
+    print(json.dumps(seen))
+    """
+)
+
+
+def test_the_child_runs_the_fallback_on_every_problem_it_takes():
+    import json
+
+    env = {**os.environ, "RMSNORM_NATIVE": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", _MUTANT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout)
+    assert {kernel for _, _, kernel, _ in seen} == {"blocked", "auto"}, seen
+    assert all(reached == (kernel == "blocked") for _, _, kernel, reached in seen), seen

@@ -186,8 +186,9 @@ def test_launch_problems_leaves_no_temporary_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     problem = make_problem(RMSNormSpec.preset("llama"), "float32", (4, 16))
+    # one child process: the folder is the launcher's at any world size
     outcomes = launch_problems(
-        "rmsnorm_torch.plugins._distributed_runner", [problem], world=2, timeout=300
+        "rmsnorm_torch.plugins._fallback_runner", [problem], world=1, timeout=300
     )
     assert len(outcomes) == 1
-    assert not list(tmp_path.glob("rmsnorm-problems-*")), list(tmp_path.iterdir())
+    assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())  # problems and launch folders

@@ -32,8 +32,8 @@ def _np(a: Any) -> np.ndarray | None:
 
 
 def linen_run(p: Problem) -> Outcome:
-    """``flax-linen``: the linen module under ``jax.jit``, forward and VJP."""
-    """The forward and its VJP in one jitted function: one compilation per problem."""
+    """``flax-linen``: the linen module under ``jax.jit``, forward and VJP (both in one
+    jitted function: one compilation per problem)."""
     residual = p.residual is not None
     module = (linen.ResidualRMSNorm if residual else linen.RMSNorm)(spec=p.spec)
     variables = {"params": _params(p)}

@@ -36,18 +36,17 @@ def run_one(problem: Problem) -> Outcome:
     return run_all([problem])[0]
 
 
-def _normalized(p: Problem) -> torch.Tensor:
-    """The tensor the kernel normalizes: x, or a residual problem's sum ``s``."""
+def _normalized(p: Problem, module: torch.nn.Module) -> torch.Tensor:
+    """The tensor ``module`` (``p``'s) normalizes: x, or a residual problem's sum ``s``."""
     import torch
 
     from rmsnorm_torch.interop._bridge import to_tensor
-    from rmsnorm_torch.plugins._verify_runners import _module
 
     x = to_tensor(p.x)
     if p.residual is None:
         return x
     with torch.no_grad():
-        return _module(p)(x, to_tensor(p.residual))[1]
+        return module(x, to_tensor(p.residual))[1]
 
 
 def kernel_for(p: Problem) -> str:
@@ -58,7 +57,7 @@ def kernel_for(p: Problem) -> str:
     from rmsnorm_torch.plugins._verify_runners import _module
 
     module = _module(p)
-    x, s = to_tensor(p.x), _normalized(p)
+    x, s = to_tensor(p.x), _normalized(p, module)
     weight, bias = module.weight, module.bias
     plan = resolve(module._recipe_for(x), s, weight, bias, x.dtype)
     return "blocked" if cpu_op_fits(s, plan, weight, bias) else "auto"

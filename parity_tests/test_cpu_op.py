@@ -138,7 +138,8 @@ _FALLBACK = textwrap.dedent(
     assert [e.kernel for e in auto._calls.values()] == [Kernel.GRAPH]
     assert len(results) == 7 and all(torch.equal(a, b) for a, b in results)
     messages = [str(w.message) for w in caught if issubclass(w.category, RMSNormWarning)]
-    assert len(messages) == 1 and "pure-Python kernel" in messages[0], messages
+    assert len(messages) == 1 and "take the graph path" in messages[0], messages
+    assert "use_kernel('blocked') runs the kernel's pure-Python form" in messages[0]
     print("ok")
     """
 )

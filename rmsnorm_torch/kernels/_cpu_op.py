@@ -6,9 +6,10 @@ first use (about 20 s once; the build is cached under ``TORCH_EXTENSIONS_DIR``, 
 default ``~/.cache/torch_extensions``, and rebuilt only when the source or torch
 changes). Where no C++ compiler is found, the build fails, or ``RMSNORM_NATIVE=0`` is
 set, the same operator is registered with the pure-Python kernel of
-``_cpu_fallback.py`` (same schema, same bits, slower), and a ``RMSNormWarning`` says
-so once; :func:`status` tells which one runs (``rmsnorm verify`` prints it). Either
-way, eager code and scripted modules call the one operator by the same name.
+``_cpu_fallback.py`` (same schema, same bits), and a ``RMSNormWarning`` says so once;
+:func:`status` tells which one runs (``rmsnorm verify`` prints it). That kernel is
+slower than plain ATen ops, so ``"auto"`` then gives large calls the graph path (the
+same bits again) and only ``use_kernel("blocked")`` runs it.
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ def ensure_loaded() -> None:
             register(SCHEMAS)
             warnings.warn(
                 f"rmsnorm_torch: the native CPU kernel is not available ({reason}); large CPU "
-                "tensors run the pure-Python kernel instead (the same bits, slower)",
+                "tensors take the graph path instead (plain ATen ops: the same bits, slower, "
+                "more memory); use_kernel('blocked') runs the kernel's pure-Python form",
                 RMSNormWarning,
                 stacklevel=3,
             )

@@ -22,6 +22,7 @@ import numpy as np
 
 from rmsnorm_core.parity._launch import launch
 from rmsnorm_core.parity._problems import Outcome, Problem
+from rmsnorm_core.spec._errors import RMSNormError
 from rmsnorm_core.spec._json import loads_strict
 from rmsnorm_core.spec._spec import RMSNormSpec
 
@@ -121,7 +122,32 @@ def launch_problems(
 
 def serve_problems(folder: str | Path, run: Callable[[Problem], Outcome]) -> None:
     """A rank's half of :func:`launch_problems`: ``run`` every problem in ``folder`` (every
-    rank runs all, collectives in step); rank 0 writes the outcomes to ``RMSNORM_OUT``."""
-    outcomes = [run(p) for p in load_problems(Path(folder))]
+    rank runs all, collectives in step); rank 0 writes the outcomes to ``RMSNORM_OUT``.
+
+    Raises:
+        RMSNormError: a problem's run raised: the message names the problem (its place,
+            x's dtype and shape, the spec's rules) and ends with the error, since the
+            launch reports the failed rank's last line (its exception) for every problem
+            of the launch.
+    """
+    problems = load_problems(Path(folder))
+    outcomes = []
+    for i, p in enumerate(problems):
+        try:
+            outcomes.append(run(p))
+        except Exception as err:
+            raise RMSNormError(
+                f"problem {i + 1} of {len(problems)} ({_describe(p)}) raised "
+                f"{type(err).__name__}: {err}"
+            ) from err
     if int(os.environ["RMSNORM_RANK"]) == 0:
         save_outcomes(Path(os.environ["RMSNORM_OUT"]), outcomes)
+
+
+def _describe(p: Problem) -> str:
+    spec = p.spec
+    residual = ", residual" if p.residual is not None else ""
+    return (
+        f"x {p.x.dtype} {tuple(p.x.shape)}{residual}; eps {spec.eps}, "
+        f"{spec.cast_order}, output {spec.output_dtype}, offset {spec.scale_offset}"
+    )

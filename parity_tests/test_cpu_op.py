@@ -137,8 +137,10 @@ _FALLBACK = textwrap.dedent(
     auto(torch.randn(300, 1024))  # the fallback is slower than plain ops: auto takes those
     assert [e.kernel for e in auto._calls.values()] == [Kernel.GRAPH]
     assert len(results) == 7 and all(torch.equal(a, b) for a, b in results)
-    messages = [str(w.message) for w in caught if issubclass(w.category, RMSNormWarning)]
+    ours = [w for w in caught if issubclass(w.category, RMSNormWarning)]
+    messages = [str(w.message) for w in ours]
     assert len(messages) == 1 and "take the graph path" in messages[0], messages
+    assert ours[0].filename == "<string>", ours[0].filename  # this script's line, not ours
     assert "use_kernel('blocked') runs the kernel's pure-Python form" in messages[0]
     print("ok")
     """

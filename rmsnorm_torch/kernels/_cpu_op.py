@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import sys
 import threading
 import time
 import warnings
@@ -139,6 +140,19 @@ def _build() -> str:
     return errors[0] if errors else ""
 
 
+_OURS = ("rmsnorm_torch", "torch")
+
+
+def _callers_level() -> int:
+    """The ``stacklevel`` that points a warning raised by this module's caller at the first
+    frame outside rmsnorm_torch and torch: the user's line, whichever entry (a module, the
+    functional form, a scripted call) and depth reached the operator."""
+    level, frame = 2, sys._getframe(2)  # 1: the function that warns, 2: its caller
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _OURS:
+        level, frame = level + 1, frame.f_back
+    return level
+
+
 def ensure_loaded() -> None:
     """Make the operator callable (build or fall back, once per process; thread-safe)."""
     if _STATUS:
@@ -156,7 +170,7 @@ def ensure_loaded() -> None:
                 "tensors take the graph path instead (plain ATen ops: the same bits, slower, "
                 "more memory); use_kernel('blocked') runs the kernel's pure-Python form",
                 RMSNormWarning,
-                stacklevel=3,
+                stacklevel=_callers_level(),
             )
             _STATUS.append(f"python ({reason})")
         else:

@@ -92,22 +92,24 @@ def test_a_sparse_weight_assigned_after_a_warm_call_is_refused_by_name(rows, pre
         peer(x)
 
 
+_SPARSE = {
+    "csr": lambda x: x.to_sparse_csr(),
+    "csc": lambda x: x.to_sparse_csc(),
+    "bsr": lambda x: x.to_sparse_bsr((1, 2)),
+    "coo": lambda x: x.to_sparse(),
+}
+
+
 @pytest.mark.parametrize("rows", [1, CPU_OP_MIN // 4096, FUSED_LIMIT // 4096], ids=str)
-@pytest.mark.parametrize("layout", ["csr", "csc", "bsr", "coo"])
+@pytest.mark.parametrize("layout", list(_SPARSE))
 def test_a_sparse_input_at_each_kernels_size_is_refused_cold_and_warm(rows, layout):
     # a compressed sparse tensor has no is_contiguous(), which the size class reads
     x = torch.randn(rows, 4096)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch: sparse CSR support is beta
-        if layout == "bsr":
-            sparse = x.to_sparse_bsr((1, 2))
-        else:
-            sparse = getattr(x, f"to_sparse_{layout}")() if layout != "coo" else x.to_sparse()
-    for module in (RMSNorm(4096), _warmed(RMSNorm(4096), x)):
+        sparse = _SPARSE[layout](x)
+    warm = RMSNorm(4096)
+    warm(x)
+    for module in (RMSNorm(4096), warm):
         with pytest.raises(RMSNormTypeError, match=r"^x must be a dense tensor .*sparse"):
             module(sparse)
-
-
-def _warmed(module, x):
-    module(x)
-    return module

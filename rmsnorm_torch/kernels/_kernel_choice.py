@@ -8,7 +8,9 @@ the Triton kernel (when ``triton`` is installed; without it, the paths below, wi
 error); a CPU tensor of ``CPU_OP_MIN`` elements or more on that layout the CPU operator
 (``_cpu_op.py``: one native call per forward and per backward); anything else the graph
 path. A complex CPU input over trailing dims runs ``torch.rms_norm`` at every size (no
-other kernel takes complex numbers; the graph path computes torch's op order elsewhere).
+other kernel takes complex numbers; the graph path computes torch's op order elsewhere),
+and so does a non-contiguous one the fused op computes exactly: its output is contiguous,
+as ``torch.nn.RMSNorm``'s is, at every size (the graph path's would keep x's strides).
 ``use_kernel(name)`` forces ``"graph"``, ``"blocked"`` (the CPU operator, at any size)
 or ``"triton"`` for the calling thread or asyncio task only (a ``contextvars.ContextVar``,
 restored on exit, never process-global): other threads and asyncio tasks keep their own
@@ -156,8 +158,14 @@ def decide(
         if onnx_mode == OnnxExport.NATIVE and native_eligible(x, plan, weight, bias):
             return Kernel.ONNX_NATIVE
         return Kernel.GRAPH
-    # complex inputs: torch's own op at every size (no other kernel takes them)
-    if choice == "auto" and direct and (x.numel() < limit() or x.is_complex()):
+    # torch's own op at every size for complex inputs (no other kernel takes them) and
+    # for inputs that are not contiguous (the CPU operator takes only contiguous ones):
+    # the graph path's output keeps x's strides where torch.rms_norm's is contiguous,
+    # so a size-dependent choice would change y's layout with the batch, and with it
+    # the bits of every gradient computed from a cotangent laid out like y
+    if choice == "auto" and direct and (
+        x.numel() < limit() or x.is_complex() or not x.is_contiguous()
+    ):
         if fused_kind(x, plan, weight, bias) != FusedKind.UNFIT:
             return Kernel.FUSED
     if choice == "graph" or not custom:

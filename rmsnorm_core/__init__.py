@@ -43,6 +43,8 @@ from rmsnorm_core.spec._dtypes import (
     promote,
 )
 from rmsnorm_core.spec._errors import (
+    RMSNormDeviceError,
+    RMSNormDtypeError,
     RMSNormError,
     RMSNormShapeError,
     RMSNormTypeError,
@@ -132,6 +134,8 @@ __all__ = [
     "TOLERANCES",
     "Comparison",
     "DtypePlan",
+    "RMSNormDeviceError",
+    "RMSNormDtypeError",
     "RMSNormError",
     "RMSNormSpec",
     "RMSNormShapeError",

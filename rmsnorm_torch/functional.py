@@ -38,9 +38,9 @@ from rmsnorm_core import (
     FLOAT32_EPS,
     FLOAT64_EPS,
     FLOAT_DTYPES,
+    RMSNormDtypeError,
     RMSNormShapeError,
     RMSNormSpec,
-    RMSNormTypeError,
     dtype_name,
 )
 from rmsnorm_torch.kernels._torch_dtypes import real_dtype
@@ -96,8 +96,10 @@ def rms_norm(
 
     Raises:
         rmsnorm_core.RMSNormShapeError: a shape that does not fit (a RuntimeError).
-        rmsnorm_core.RMSNormTypeError: an input or weight that is not a tensor, or is
-            integer or float8; a normalized_shape that is not an int or a sequence of
+        rmsnorm_core.RMSNormDtypeError: an input or weight of an integer, bool or float8
+            dtype (also a NotImplementedError, as torch's for it).
+        rmsnorm_core.RMSNormTypeError: an input or weight that is not a tensor; a
+            normalized_shape that is not an int or a sequence of
             ints (a bool is not); an eps that is not a number, or is a bool: this
             call goes through a spec, which holds no bool (``RMSNorm(eps=True)``, which
             keeps no spec, computes torch's 0 or 1).
@@ -108,7 +110,7 @@ def rms_norm(
     check_eps(eps)
     for name, t in (("input", input), ("weight", weight)):
         if t is not None and dtype_name(real_dtype(t.dtype)) not in FLOAT_DTYPES:
-            raise RMSNormTypeError(
+            raise RMSNormDtypeError(
                 f"{name} has dtype {t.dtype}; rms_norm accepts float16, bfloat16, float32, "
                 "float64, complex64 and complex128 (no spec describes an integer or float8 "
                 "RMSNorm)"

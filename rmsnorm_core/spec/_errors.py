@@ -5,7 +5,9 @@ which subclasses :class:`ValueError`, so callers' existing ``except
 ValueError`` handlers keep working. Errors about the *type* of a value are
 :class:`RMSNormTypeError`, which is also a :class:`TypeError`; a tensor of the
 wrong shape raises :class:`RMSNormShapeError`, also a :class:`RuntimeError`
-(PyTorch's class for it).
+(PyTorch's class for it); a tensor of a dtype no norm computes,
+:class:`RMSNormDtypeError`, also a :class:`NotImplementedError`; tensors on two
+devices, :class:`RMSNormDeviceError`, also a :class:`RuntimeError`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ class RMSNormShapeError(RMSNormError, RuntimeError):
     """A tensor's shape does not fit the layer or the call (also a :class:`RuntimeError`,
     what PyTorch raises for the same mistake, so ``except RuntimeError`` written
     for ``torch.nn.RMSNorm`` catches it too)."""
+
+
+class RMSNormDtypeError(RMSNormTypeError, NotImplementedError):
+    """A tensor's dtype is not one the norm computes (an integer, bool or float8 input,
+    weight or bias): also a :class:`NotImplementedError`, a :class:`RuntimeError`, which
+    PyTorch raises for such a tensor, so ``except NotImplementedError`` or ``except
+    RuntimeError`` written for ``torch.nn.RMSNorm`` catches it too."""
+
+
+class RMSNormDeviceError(RMSNormError, RuntimeError):
+    """The tensors of one call are on different devices (also a :class:`RuntimeError`,
+    what PyTorch raises for the same mistake)."""
 
 
 class RMSNormWarning(UserWarning):

@@ -13,7 +13,7 @@ from typing import Any
 
 from rmsnorm_core.spec import _rules
 from rmsnorm_core.spec._dtypes import check_float_dtype, dtype_name, promote
-from rmsnorm_core.spec._errors import RMSNormError, RMSNormTypeError
+from rmsnorm_core.spec._errors import RMSNormShapeError, RMSNormTypeError
 from rmsnorm_core.spec._rules import DtypePlan
 from rmsnorm_core.spec._spec import RMSNormSpec
 
@@ -141,7 +141,10 @@ def check_normalized_shape(
     """Validate a torch-style ``normalized_shape`` (int or sequence of ints >= 0).
 
     Raises:
-        RMSNormError: a dim is negative or not an int.
+        RMSNormTypeError: a dim is not an int (a bool, a string, a list), as torch's
+            ``TypeError`` for it.
+        RMSNormShapeError: no dim, or a negative one (a ``RuntimeError``, as torch's
+            for a negative size).
     """
     given = normalized_shape
     if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
@@ -152,13 +155,14 @@ def check_normalized_shape(
         raise RMSNormTypeError(
             f"normalized_shape={given!r} is not accepted; expected an int or a sequence of ints"
         ) from None
-    if not dims or any(
-        isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0 for d in dims
-    ):
-        raise RMSNormError(
-            f"normalized_shape={given!r} is not accepted; expected an int >= 0 or a "
-            "non-empty sequence of ints >= 0"
-        )
+    refused = (
+        f"normalized_shape={given!r} is not accepted; expected an int >= 0 or a "
+        "non-empty sequence of ints >= 0"
+    )
+    if any(isinstance(d, bool) or not isinstance(d, numbers.Integral) for d in dims):
+        raise RMSNormTypeError(refused)
+    if not dims or any(d < 0 for d in dims):
+        raise RMSNormShapeError(refused)
     return tuple(int(d) for d in dims)
 
 

@@ -14,7 +14,11 @@ and :func:`resolve_dtypes`.
 
 from typing import List, NamedTuple, Optional
 
-from rmsnorm_core.spec._errors import RMSNormError, RMSNormShapeError, RMSNormTypeError
+from rmsnorm_core.spec._errors import (
+    RMSNormDtypeError,
+    RMSNormError,
+    RMSNormShapeError,
+)
 
 
 class Recipe(NamedTuple):
@@ -126,10 +130,11 @@ def check_float(parameter: str, dtype: str) -> None:
     """Raise unless ``dtype`` (a name) is a floating dtype the spec accepts.
 
     Raises:
-        RMSNormTypeError: naming ``parameter`` and the dtype received.
+        RMSNormDtypeError: naming ``parameter`` and the dtype received (an
+            ``RMSNormTypeError``, and a ``NotImplementedError`` as torch's for it).
     """
     if dtype not in float_dtypes():
-        raise RMSNormTypeError(
+        raise RMSNormDtypeError(
             "{} has dtype {}; accepted dtypes are {}".format(
                 parameter, dtype, ", ".join(float_dtypes())
             )

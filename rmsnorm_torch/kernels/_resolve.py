@@ -3,9 +3,10 @@
 Every rule comes from ``rmsnorm_core.rules`` (canonical axes, partial count,
 dtype plan, parameter checks), called here inside TorchScript as in eager
 mode; this module only maps dtype names onto torch dtypes and checks what is
-torch's own (devices). In eager mode errors are ``rmsnorm_core.RMSNormError``;
-in a scripted module TorchScript raises ``torch.jit.Error`` whose text ends
-in ``rmsnorm_core.spec._errors.RMSNormError: <the same message>``.
+torch's own (devices). In eager mode errors are ``rmsnorm_core.RMSNormError``
+(for two devices ``RMSNormDeviceError``, also torch's ``RuntimeError``); in a scripted
+module TorchScript raises ``torch.jit.Error`` whose text ends in the error's class and
+``: <the same message>``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import List, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from rmsnorm_core import RMSNormError, RMSNormTypeError
+from rmsnorm_core import RMSNormDeviceError, RMSNormTypeError
 from rmsnorm_core import rules as _rules
 from rmsnorm_core.rules import Recipe
 from rmsnorm_torch.kernels._torch_dtypes import torch_dtype, torch_dtype_name
@@ -94,7 +95,7 @@ def _check_param(
     if not torch.jit.is_tracing():  # a trace records ops, not these shape comparisons
         _rules.check_param_shape(name, list(p.shape), [x.shape[d] for d in dims])
     if p.device != x.device:
-        raise RMSNormError(
+        raise RMSNormDeviceError(
             "{} is on device {} but x is on device {}; move the module or the input so that "
             "they share a device".format(name, p.device, x.device)
         )

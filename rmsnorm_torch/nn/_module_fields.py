@@ -13,6 +13,7 @@ import torch
 from rmsnorm_core import (
     FLOAT32_EPS,
     FLOAT_DTYPES,
+    RMSNormDtypeError,
     RMSNormError,
     RMSNormSpec,
     RMSNormTypeError,
@@ -108,6 +109,11 @@ def resolve_spec(
     elementwise_affine = flag_value("elementwise_affine", elementwise_affine)
     bias = flag_value("bias", bias)
     dtype = dtype_value(dtype)
+    if isinstance(dtype, torch.dtype) and not (dtype.is_floating_point or dtype.is_complex):
+        raise RMSNormDtypeError(  # torch raises a RuntimeError: no gradient for its weight
+            f"dtype={dtype} is not accepted; the parameters' dtype is float16, bfloat16, "
+            "float32 or float64 (complex64 or complex128 for complex parameters)"
+        )
     # complex parameters (torch computes them) are recorded by their real dtype
     param_dtype = None if dtype is None else dtype_name(real_dtype(dtype))
     if spec is None:

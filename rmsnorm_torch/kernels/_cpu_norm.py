@@ -1,6 +1,7 @@
 """The CPU operator under autograd: one native call forward, one backward.
 
-Forward saves ``x`` and the float32 inverse rms per row; backward is the operator's
+Forward saves ``x`` (a half-precision ``x`` as a copy, as the graph path saves its
+widened copy: ``cpu_norm``) and the float32 inverse rms per row; backward is the operator's
 ``rmsnorm_backward``, which computes what autograd computes from the graph path's ops
 (``csrc/rmsnorm_cpu.cpp``), so gradients are the graph path's, and so torch's and each
 preset's upstream's, bit for bit. A backward asked to build a graph
@@ -159,4 +160,10 @@ def cpu_norm(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Ten
         return _forward(x, plan, gain_of(plan, weight), bias)[0]
     if x.is_inference():  # autograd cannot save it: the graph path saves what it needs
         return rms_norm_graph(x, plan, weight, bias)
+    if not two_paths(x, plan):
+        # the graph path widens a half x once and saves the float32 copy, not x, so an
+        # in-place update of x between forward and backward is allowed (torch's and each
+        # upstream's norm too); the operator saves a copy of its own for the same reason,
+        # connected to x (higher-order gradients reach x through it)
+        x = x.clone()
     return _CpuNorm.apply(x, x, weight, bias, plan)[0]

@@ -1,0 +1,69 @@
+"""An in-place update of the norm's input between forward and backward behaves as in the
+upstream's norm, at every size: where the upstream saves a widened copy of a
+half-precision input (torch.nn.RMSNorm, Llama, Gemma, OLMo2), backward works and gives
+the upstream's gradients bit for bit; where it saves the input itself (float32 inputs,
+T5's half-precision product), backward raises autograd's in-place error in both.
+Rows of 1024: 7 (the fused op or the graph path), 64 (the CPU operator where it
+applies) and 256 (above FUSED_LIMIT: the CPU operator)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rmsnorm_core import RMSNormSpec  # noqa: E402
+from rmsnorm_torch import RMSNorm  # noqa: E402
+
+N = 1024
+UPSTREAM = {
+    "torch": None,
+    "llama": "transformers.models.llama.modeling_llama:LlamaRMSNorm",
+    "gemma": "transformers.models.gemma.modeling_gemma:GemmaRMSNorm",
+    "olmo2": "transformers.models.olmo2.modeling_olmo2:Olmo2RMSNorm",
+    "t5": "transformers.models.t5.modeling_t5:T5LayerNorm",
+}
+
+
+def _pair(preset: str):
+    if UPSTREAM[preset] is None:
+        return RMSNorm(N, eps=1e-6), torch.nn.RMSNorm(N, eps=1e-6)
+    module, name = UPSTREAM[preset].split(":")
+    theirs = getattr(pytest.importorskip(module), name)(N, eps=1e-6)
+    ours = RMSNorm.from_spec(RMSNormSpec.preset(preset).replace(eps=1e-6), N)
+    return ours, theirs
+
+
+def _step(module, x0: torch.Tensor):
+    """Forward on ``h = x * 1``, then ``h.add_(1)``, then backward: the gradients, or the
+    error autograd raised."""
+    x = x0.clone().requires_grad_()
+    h = x * 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's mixed-dtype warning
+        y = module(h)
+    h.add_(1.0)
+    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.dtype)
+    try:
+        return torch.autograd.grad(y, [x, module.weight], dy)
+    except RuntimeError as error:
+        assert "modified by an inplace operation" in str(error)
+        return None
+
+
+@pytest.mark.parametrize("rows", [7, 64, 256])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("preset", sorted(UPSTREAM))
+def test_an_inplace_update_after_forward_behaves_as_upstream(preset, dtype, rows):
+    ours, theirs = _pair(preset)
+    with torch.no_grad():
+        theirs.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(rows))
+        ours.weight.copy_(theirs.weight)
+    x0 = torch.randn(rows, N, generator=torch.Generator().manual_seed(2)).to(getattr(torch, dtype))
+    want, got = _step(theirs, x0), _step(ours, x0)
+    assert (got is None) == (want is None), (preset, dtype, rows, "raised" if got is None else "ran")
+    if want is not None:
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and torch.equal(a, b)

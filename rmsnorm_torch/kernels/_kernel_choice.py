@@ -24,8 +24,9 @@ environment before the kernels are first used.
 The choice governs eager calls on plain tensors. Code being traced, compiled or exported
 (dynamo, ``jit.trace``, FakeTensors, ``torch.func`` transforms) records the graph path
 whatever the thread's choice, so an exported artifact does not depend on it. Scripted
-modules run the fused op or the graph path: a saved TorchScript file then holds only
-torch's own ops and loads in any process with torch alone.
+modules, and calls under a ``torch.func`` transform or with a tangent, run the fused op
+wherever it computes the call, at every size, else the graph path: a saved TorchScript
+file then holds only torch's own ops and loads in any process with torch alone.
 """
 
 from __future__ import annotations
@@ -158,13 +159,16 @@ def decide(
         if onnx_mode == OnnxExport.NATIVE and native_eligible(x, plan, weight, bias):
             return Kernel.ONNX_NATIVE
         return Kernel.GRAPH
-    # torch's own op at every size for complex inputs (no other kernel takes them) and
-    # for inputs that are not contiguous (the CPU operator takes only contiguous ones):
-    # the graph path's output keeps x's strides where torch.rms_norm's is contiguous,
-    # so a size-dependent choice would change y's layout with the batch, and with it
-    # the bits of every gradient computed from a cotangent laid out like y
+    # torch's own op at every size for complex inputs (no other kernel takes them), for
+    # inputs that are not contiguous (the CPU operator takes only contiguous ones: the
+    # graph path's output keeps x's strides where torch.rms_norm's is contiguous, so a
+    # size-dependent choice would change y's layout with the batch, and with it the bits
+    # of every gradient computed from a cotangent laid out like y), and where no custom
+    # kernel may run (scripted code, a torch.func transform, a tangent: TorchScript's
+    # profiling executor differentiates the graph path with its own symbolic formulas,
+    # whose gradients' bits are not autograd's, where torch.rms_norm keeps its own)
     if choice == "auto" and direct and (
-        x.numel() < limit() or x.is_complex() or not x.is_contiguous()
+        x.numel() < limit() or x.is_complex() or not x.is_contiguous() or not custom
     ):
         if fused_kind(x, plan, weight, bias) != FusedKind.UNFIT:
             return Kernel.FUSED

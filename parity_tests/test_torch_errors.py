@@ -27,7 +27,8 @@ BAD_CALLS = [
         None,
         None,
         RMSNormTypeError,
-        r"x has dtype int32; accepted dtypes are float16, bfloat16, float32, float64",
+        r"x has dtype int32; accepted dtypes are float16, bfloat16, float32, float64, or "
+        r"complex64 and complex128",
     ),
     (
         "bool-input",

@@ -126,8 +126,9 @@ def as_tuple(values: List[int]) -> str:
     return "(" + ", ".join([str(v) for v in values]) + ")"
 
 
-def check_float(parameter: str, dtype: str) -> None:
-    """Raise unless ``dtype`` (a name) is a floating dtype the spec accepts.
+def check_float(parameter: str, dtype: str, also: str = "") -> None:
+    """Raise unless ``dtype`` (a name) is a floating dtype the spec accepts; ``also``
+    ends the list of accepted dtypes where a framework takes more (torch: complex).
 
     Raises:
         RMSNormDtypeError: naming ``parameter`` and the dtype received (an
@@ -135,8 +136,8 @@ def check_float(parameter: str, dtype: str) -> None:
     """
     if dtype not in float_dtypes():
         raise RMSNormDtypeError(
-            "{} has dtype {}; accepted dtypes are {}".format(
-                parameter, dtype, ", ".join(float_dtypes())
+            "{} has dtype {}; accepted dtypes are {}{}".format(
+                parameter, dtype, ", ".join(float_dtypes()), also
             )
         )
 

@@ -23,6 +23,12 @@ from rmsnorm_core.rules import Recipe
 from rmsnorm_torch.kernels._torch_dtypes import torch_dtype, torch_dtype_name
 
 
+def _complex_too() -> str:
+    """What ends the accepted dtypes in a dtype error: torch computes complex inputs (a
+    function, not a constant: TorchScript reads no global str)."""
+    return ", or complex64 and complex128 where the spec is torch's own arithmetic"
+
+
 class OnnxExport(Enum):
     """How a module's ONNX export copy writes the norm (an enum TorchScript compiles).
 
@@ -91,7 +97,7 @@ def _check_param(
     if not used:
         _rules.check_unused(name, field)
     if not (complex_ok and _complex_input(p)):
-        _rules.check_float(name, torch_dtype_name(p.dtype))
+        _rules.check_float(name, torch_dtype_name(p.dtype), _complex_too())
     if not torch.jit.is_tracing():  # a trace records ops, not these shape comparisons
         _rules.check_param_shape(name, list(p.shape), [x.shape[d] for d in dims])
     if p.device != x.device:
@@ -254,7 +260,7 @@ def resolve(
     """Check ``x`` and the parameters against ``recipe``; return the call's plan."""
     if _complex_input(x) or (weight is not None and _complex_input(weight)):
         return _complex_plan(recipe, x, weight, bias, in_dtype)
-    _rules.check_float("x", torch_dtype_name(x.dtype))
+    _rules.check_float("x", torch_dtype_name(x.dtype), _complex_too())
     dims = _rules.canonical_dims(recipe.axes, x.dim())
     w = _check_param("weight", "scale", weight, recipe.use_scale, x, dims)
     b = _check_param("bias", "bias", bias, recipe.use_bias, x, dims)

@@ -91,3 +91,54 @@ def test_a_strided_rows_gradient_does_not_depend_on_its_batch(layout):
     k = first.shape[0]
     for a, b in zip(got_big[:2], got_first[:2], strict=True):  # y and dx of the shared rows
         assert torch.equal(a[:k], b)
+
+
+HF = {
+    "llama": "transformers.models.llama.modeling_llama:LlamaRMSNorm",
+    "gemma": "transformers.models.gemma.modeling_gemma:GemmaRMSNorm",
+    "t5": "transformers.models.t5.modeling_t5:T5LayerNorm",
+}
+
+
+@pytest.mark.parametrize("cotangent", sorted(COTANGENTS))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("preset", sorted(HF))
+def test_strided_inputs_get_the_hugging_face_norms_layout_and_bits(preset, dtype, cotangent):
+    """Hugging Face's norms are chains of elementwise ops, whose output keeps x's strides:
+    ours is laid out the same, at every size, after a warm call on a contiguous input of
+    the same rank and dtype (whose plan must not be taken for the strided one)."""
+    from rmsnorm_core import RMSNormSpec
+
+    module, name = HF[preset].split(":")
+    upstream = getattr(pytest.importorskip(module), name)
+    x_dtype = getattr(torch, dtype)
+    for batch in BATCHES:
+        x = _strided("transposed", batch, x_dtype)
+        theirs = upstream(C, eps=1e-6)
+        ours = RMSNorm.from_spec(RMSNormSpec.preset(preset).replace(eps=1e-6), C)
+        with torch.no_grad():
+            theirs.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(4))
+            ours.weight.copy_(theirs.weight)
+            ours(x.contiguous()[:2])  # warm: the contiguous call's plan, at x's rank
+        got = _run(ours, x, COTANGENTS[cotangent])
+        want = _run(theirs, x, COTANGENTS[cotangent])
+        for what, a, b in zip(("y", "dx", "dweight"), got, want, strict=True):
+            assert _same(a, b), (preset, batch, x.numel(), what, a.stride(), b.stride())
+
+
+@pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")
+@pytest.mark.parametrize("x_dtype, w_dtype", [("float32", "bfloat16"), ("bfloat16", "float16")])
+def test_a_weight_of_another_dtype_keeps_torchs_layout(x_dtype, w_dtype):
+    """Where torch.rms_norm does not compute the call (a weight of another dtype) the
+    graph path does, and its output is still laid out as torch.nn.RMSNorm's."""
+    for batch in BATCHES:
+        x = _strided("nhwc", batch, getattr(torch, x_dtype))
+        ours, peer = RMSNorm(C, dtype=getattr(torch, w_dtype)), torch.nn.RMSNorm(C)
+        peer = peer.to(getattr(torch, w_dtype))
+        with torch.no_grad():
+            peer.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(5))
+            ours.weight.copy_(peer.weight)
+        got = _run(ours, x, COTANGENTS["randn-like"])
+        want = _run(peer, x, COTANGENTS["randn-like"])
+        for what, a, b in zip(("y", "dx", "dweight"), got, want, strict=True):
+            assert _same(a, b), (batch, what, a.stride(), b.stride())

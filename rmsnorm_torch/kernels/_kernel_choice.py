@@ -8,9 +8,10 @@ the Triton kernel (when ``triton`` is installed; without it, the paths below, wi
 error); a CPU tensor of ``CPU_OP_MIN`` elements or more on that layout the CPU operator
 (``_cpu_op.py``: one native call per forward and per backward); anything else the graph
 path. A complex CPU input over trailing dims runs ``torch.rms_norm`` at every size (no
-other kernel takes complex numbers; the graph path computes torch's op order elsewhere),
-and so does a non-contiguous one the fused op computes exactly: its output is contiguous,
-as ``torch.nn.RMSNorm``'s is, at every size (the graph path's would keep x's strides).
+other kernel takes complex numbers; the graph path computes torch's op order elsewhere).
+A non-contiguous input takes, at every size, the path laid out as its upstream's output
+(:func:`torch_layout`): the fused op (contiguous, as ``torch.nn.RMSNorm``'s) for torch's
+formula, the graph path (x's strides, as Hugging Face's norms) for the others.
 ``use_kernel(name)`` forces ``"graph"``, ``"blocked"`` (the CPU operator, at any size)
 or ``"triton"`` for the calling thread or asyncio task only (a ``contextvars.ContextVar``,
 restored on exit, never process-global): other threads and asyncio tasks keep their own
@@ -132,6 +133,25 @@ def cpu_op_fits(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[
     )
 
 
+def torch_layout(plan: Plan, bias: Optional[Tensor]) -> bool:
+    """Whether the call computes ``torch.nn.RMSNorm``'s formula (trailing dims, the scale
+    after the normalization in float32, no offset, no bias, the input's dtype out),
+    whose output ``torch.rms_norm`` lays out contiguously; every other spec's upstream
+    (Llama, Gemma, T5: chains of elementwise ops) keeps x's strides. OLMo2's norm
+    computes torch's formula too and keeps x's strides: the two upstreams disagree on a
+    non-contiguous input, and this follows torch's."""
+    return (
+        plan.trailing
+        and not plan.before_scale
+        and plan.scale_offset == 0.0
+        and not plan.scale_inverse
+        and not plan.eps_outside
+        and plan.k < 0
+        and bias is None
+        and plan.out_dtype == plan.in_dtype
+    )
+
+
 def decide(
     x: Tensor,
     plan: Plan,
@@ -159,16 +179,22 @@ def decide(
         if onnx_mode == OnnxExport.NATIVE and native_eligible(x, plan, weight, bias):
             return Kernel.ONNX_NATIVE
         return Kernel.GRAPH
-    # torch's own op at every size for complex inputs (no other kernel takes them), for
-    # inputs that are not contiguous (the CPU operator takes only contiguous ones: the
-    # graph path's output keeps x's strides where torch.rms_norm's is contiguous, so a
-    # size-dependent choice would change y's layout with the batch, and with it the bits
-    # of every gradient computed from a cotangent laid out like y), and where no custom
-    # kernel may run (scripted code, a torch.func transform, a tangent: TorchScript's
-    # profiling executor differentiates the graph path with its own symbolic formulas,
-    # whose gradients' bits are not autograd's, where torch.rms_norm keeps its own)
-    if choice == "auto" and direct and (
-        x.numel() < limit() or x.is_complex() or not x.is_contiguous() or not custom
+    # A non-contiguous x (the CPU operator takes only contiguous ones) takes the path
+    # whose output is laid out as its upstream's, at every size: torch.rms_norm's is
+    # contiguous, the graph path's (a chain of elementwise ops, as Hugging Face's norms)
+    # keeps x's strides; a size-dependent choice would change y's layout with the batch,
+    # and with it the bits of every gradient computed from a cotangent laid out like y.
+    # torch's own op also takes complex inputs (no other kernel does) and, at every size,
+    # calls where no custom kernel may run (scripted code, a torch.func transform, a
+    # tangent: TorchScript's profiling executor differentiates the graph path with its
+    # own symbolic formulas, whose gradients' bits are not autograd's)
+    strided = not x.is_contiguous()
+    if choice == "auto" and strided and not x.is_complex() and not torch_layout(plan, bias):
+        return Kernel.GRAPH
+    if (
+        choice == "auto"
+        and direct
+        and (x.numel() < limit() or x.is_complex() or strided or not custom)
     ):
         if fused_kind(x, plan, weight, bias) != FusedKind.UNFIT:
             return Kernel.FUSED

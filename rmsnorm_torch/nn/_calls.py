@@ -9,7 +9,8 @@ parameters (``_apply``), starts a new cache. Beside the keyed plans the cache ke
 ``direct``: per rank of ``x``, the last plain call that ``torch.rms_norm`` computes
 (``_fused.py``: the decode-shape hot path), with what that decision rests on (``x``'s
 dtype, a CPU tensor below ``FUSED_LIMIT``, the weight's class, dtype and shape, no bias,
-the ``"auto"`` choice), all of it compared on every call before the op runs: it skips
+the ``"auto"`` choice, and a contiguous ``x`` unless the spec is torch's formula, whose
+layout the fused op gives any ``x``), all of it compared on every call before the op runs: it skips
 building and hashing the key, never a check. What no key can hold is checked on every
 call: the normalized sizes (by ``torch.rms_norm`` itself on the fused path, by
 ``_check_input`` elsewhere) and, for the custom kernels, whether the input is under a
@@ -27,7 +28,13 @@ from torch import Tensor
 from rmsnorm_core import RMSNormError
 from rmsnorm_core.rules import Recipe
 from rmsnorm_torch.kernels._fused import FusedKind, fused_kind, fused_norm
-from rmsnorm_torch.kernels._kernel_choice import _CHOICE, CPU_OP_MIN, FUSED_LIMIT, Kernel
+from rmsnorm_torch.kernels._kernel_choice import (
+    _CHOICE,
+    CPU_OP_MIN,
+    FUSED_LIMIT,
+    Kernel,
+    torch_layout,
+)
 from rmsnorm_torch.kernels._plain import all_plain
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
 from rmsnorm_torch.nn._arguments import check_tensor
@@ -66,6 +73,7 @@ class Direct(NamedTuple):
     shape: List[int]
     eps: float
     plan: Plan
+    any_layout: bool  # torch's layout (``torch_layout``): a non-contiguous x takes it too
 
 
 class CallCache(Dict[Any, CallEntry]):
@@ -105,9 +113,11 @@ def _remember_direct(
 ) -> None:
     w_dtype = None if weight is None else weight.dtype
     w_shape = None if weight is None else weight.shape
+    any_layout = torch_layout(entry.plan, None)
     calls.direct[x.dim()] = Direct(
-        x.dtype, type(weight), w_dtype, w_shape, entry.fused, entry.shape, entry.eps, entry.plan
-    )
+        x.dtype, type(weight), w_dtype, w_shape, entry.fused, entry.shape, entry.eps, entry.plan,
+        any_layout,
+    )  # fmt: skip
 
 
 def _check_parameters(weight: Any, bias: Any) -> None:
@@ -157,23 +167,30 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
     numel = x.numel()
     direct = calls.direct.get(x.dim())
     if direct is not None and bias is None and numel < FUSED_LIMIT and x.is_cpu:
-        dtype, weight_class, weight_dtype, weight_shape, fused, shape, eps, plan = direct
+        dtype, weight_class, weight_dtype, weight_shape, fused, shape, eps, plan, any_layout = (
+            direct
+        )
         if (
             x.dtype is dtype
             and type(weight) is weight_class
             and (weight is None or (weight.dtype is weight_dtype and weight.shape == weight_shape))
             and _CHOICE.get() == "auto"
         ):
-            try:  # torch.rms_norm checks x's sizes and the weight's device
-                if fused is _DIRECT:
-                    return torch.rms_norm(x, shape, weight, eps)
-                return fused_norm(x, plan, fused, weight)
+            # torch.rms_norm checks x's sizes and the weight's device; is_contiguous()
+            # refuses a sparse x (the checked path names it); a non-contiguous x of a spec
+            # whose upstream keeps x's strides takes the keyed path (the graph path)
+            try:
+                if any_layout or x.is_contiguous():
+                    if fused is _DIRECT:
+                        return torch.rms_norm(x, shape, weight, eps)
+                    return fused_norm(x, plan, fused, weight)
             except RuntimeError:
                 return _uncached(module, x)
     if x.layout is not _STRIDED:  # a sparse x has no is_contiguous(): the checked path names it
         return _uncached(module, x)
-    # the size class (each kernel threshold; the layout matters to the CPU operator only)
-    size = 0 if numel < CPU_OP_MIN else (1 if numel < FUSED_LIMIT else 2) + 2 * x.is_contiguous()
+    # the size class (each kernel threshold) and the layout (the CPU operator takes only a
+    # contiguous x, and a non-contiguous one takes the path laid out as its upstream's)
+    size = (0 if numel < CPU_OP_MIN else (1 if numel < FUSED_LIMIT else 2)) + 3 * x.is_contiguous()
     # the parameters' presence, class, dtype, shape and layout; their device (like x's, named
     # only when not the CPU's) is read where the plan is built and checked again by the
     # ops themselves on every call

@@ -26,7 +26,7 @@ from rmsnorm_core.rules import Recipe
 from rmsnorm_torch.distributed._dtensor import any_dtensor, dtensor_norm
 from rmsnorm_torch.kernels._fused import fused_kind, fused_norm
 from rmsnorm_torch.kernels._graph import rms_norm_graph
-from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, Kernel, decide
+from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, Kernel, decide, torch_layout
 from rmsnorm_torch.kernels._native import native_rms_norm
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
 from rmsnorm_torch.kernels._torch_dtypes import torch_dtype_name
@@ -113,7 +113,12 @@ def execute(
         y = _execute_eager(kernel, x, recipe, plan, weight, bias)
         if y is not None:
             return y
-    return rms_norm_graph(x, plan, weight, bias, onnx_mode != OnnxExport.OFF)
+    y = rms_norm_graph(x, plan, weight, bias, onnx_mode != OnnxExport.OFF)
+    if onnx_mode == OnnxExport.OFF and not x.is_contiguous() and torch_layout(plan, bias):
+        # torch.rms_norm's layout where it does not compute the call (a weight of another
+        # dtype): the same values, laid out as torch.nn.RMSNorm's
+        y = y.contiguous()
+    return y
 
 
 def norm(

@@ -57,6 +57,11 @@ CASES = [
     ),
     ("float8-weight", _float8_weight, "weight has dtype float8_e4m3fn"),
     ("int-parameters", lambda M: M(8, dtype=torch.int32), "dtype=torch.int32"),
+    (  # torch builds the module and raises at the first call; ours refuses at once
+        "float8-parameters",
+        lambda M: M(8, dtype=torch.float8_e4m3fn)(torch.ones(2, 8)),
+        "dtype=torch.float8_e4m3fn",
+    ),
     ("negative-size", lambda M: M(-1), "normalized_shape=-1"),
     ("string-size", lambda M: M("8"), "normalized_shape='8'"),
     ("nested-size", lambda M: M([[8]]), "normalized_shape=[[8]]"),

@@ -23,8 +23,8 @@ kernel source under the Triton interpreter, which needs ``TRITON_INTERPRET=1`` i
 environment before the kernels are first used.
 
 The choice governs eager calls on plain tensors. Code being traced, compiled or exported
-(dynamo, ``jit.trace``, FakeTensors, ``torch.func`` transforms) records the graph path
-whatever the thread's choice, so an exported artifact does not depend on it. Scripted
+(dynamo, ``jit.trace``, FakeTensors) records the graph path whatever the thread's
+choice, so an exported artifact does not depend on it. Scripted
 modules, and calls under a ``torch.func`` transform or with a tangent, run the fused op
 wherever it computes the call, at every size, else the graph path: a saved TorchScript
 file then holds only torch's own ops and loads in any process with torch alone.

@@ -142,3 +142,21 @@ def test_a_weight_of_another_dtype_keeps_torchs_layout(x_dtype, w_dtype):
         want = _run(peer, x, COTANGENTS["randn-like"])
         for what, a, b in zip(("y", "dx", "dweight"), got, want, strict=True):
             assert _same(a, b), (batch, what, a.stride(), b.stride())
+
+
+def test_a_traced_module_gives_torchs_layout_to_any_input():
+    """``jit.trace`` on a contiguous example, then a strided input: torch's layout and bits
+    (the layout is not decided by the example's)."""
+    ours, peer = RMSNorm(C), torch.nn.RMSNorm(C)
+    traced = torch.jit.trace(ours, torch.randn(16, C))
+    x = _strided("transposed", BATCHES[-1], torch.float32)
+    got = _run_with(traced, ours.weight, x)
+    want = _run_with(peer, peer.weight, x)
+    for what, a, b in zip(("y", "dx", "dweight"), got, want, strict=True):
+        assert _same(a, b), (what, a.stride(), b.stride())
+
+
+def _run_with(module, weight, x: torch.Tensor):
+    xx = x.detach().clone().requires_grad_()
+    y = module(xx)
+    return (y, *torch.autograd.grad(y, [xx, weight], COTANGENTS["randn-like"](y)))

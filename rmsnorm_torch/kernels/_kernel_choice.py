@@ -26,8 +26,11 @@ The choice governs eager calls on plain tensors. Code being traced, compiled or 
 (dynamo, ``jit.trace``, FakeTensors) records the graph path whatever the thread's
 choice, so an exported artifact does not depend on it. Scripted
 modules, and calls under a ``torch.func`` transform or with a tangent, run the fused op
-wherever it computes the call, at every size, else the graph path: a saved TorchScript
-file then holds only torch's own ops and loads in any process with torch alone.
+wherever it computes the call and gives the upstream's layout, at every size, else the
+graph path: a saved TorchScript file then holds only torch's own ops and loads in any
+process with torch alone. (A scripted Llama, Gemma or T5 norm on a non-contiguous input
+so runs the graph path, as the Hugging Face norm scripted does, and TorchScript's own
+gradient formulas give both the same bits from the second call, not the eager norm's.)
 """
 
 from __future__ import annotations

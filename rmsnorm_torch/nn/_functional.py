@@ -114,9 +114,11 @@ def execute(
         if y is not None:
             return y
     y = rms_norm_graph(x, plan, weight, bias, onnx_mode != OnnxExport.OFF)
-    if onnx_mode == OnnxExport.OFF and not x.is_contiguous() and torch_layout(plan, bias):
+    if onnx_mode == OnnxExport.OFF and torch_layout(plan, bias):
         # torch.rms_norm's layout where it does not compute the call (a weight of another
-        # dtype): the same values, laid out as torch.nn.RMSNorm's
+        # dtype, traced or compiled code): the same values, laid out as torch.nn.RMSNorm's;
+        # not decided by x's layout here, which a trace would fix at its example's (a
+        # contiguous y is returned as it is)
         y = y.contiguous()
     return y
 

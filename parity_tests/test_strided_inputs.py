@@ -1,10 +1,12 @@
 """Inputs that are not contiguous (a transposed matrix, an NCHW tensor permuted to NHWC
-as ConvNeXt-style blocks do, a channels-last tensor) get ``torch.nn.RMSNorm``'s output
-and gradients bit for bit at every size, across each kernel threshold: the output is
-contiguous, as ``torch.rms_norm``'s is, never x's strides at some sizes and contiguous
-at others. The cotangent is made like the output (``ones_like``, ``randn_like``), as a
-loss's gradient is, so a layout that changed with the size would change the gradients'
-bits; and a row's gradient does not depend on the batch it is in."""
+as ConvNeXt-style blocks do, a channels-last tensor) get their upstream's output and
+gradients bit for bit at every size, across each kernel threshold, laid out as the
+upstream lays them out: contiguous for ``torch.nn.RMSNorm`` (``torch.rms_norm``'s
+layout, also in traced code), x's strides for the Hugging Face norms (chains of
+elementwise ops), never one at some sizes and the other at others. The cotangent is made
+like the output (``ones_like``, ``randn_like``), as a loss's gradient is, so a layout
+that changed with the size would change the gradients' bits; and a row's gradient does
+not depend on the batch it is in."""
 
 from __future__ import annotations
 
@@ -150,13 +152,7 @@ def test_a_traced_module_gives_torchs_layout_to_any_input():
     ours, peer = RMSNorm(C), torch.nn.RMSNorm(C)
     traced = torch.jit.trace(ours, torch.randn(16, C))
     x = _strided("transposed", BATCHES[-1], torch.float32)
-    got = _run_with(traced, ours.weight, x)
-    want = _run_with(peer, peer.weight, x)
+    got = _run(traced, x, COTANGENTS["randn-like"])
+    want = _run(peer, x, COTANGENTS["randn-like"])
     for what, a, b in zip(("y", "dx", "dweight"), got, want, strict=True):
         assert _same(a, b), (what, a.stride(), b.stride())
-
-
-def _run_with(module, weight, x: torch.Tensor):
-    xx = x.detach().clone().requires_grad_()
-    y = module(xx)
-    return (y, *torch.autograd.grad(y, [xx, weight], COTANGENTS["randn-like"](y)))

@@ -1,8 +1,9 @@
-"""An in-place update of the norm's input between forward and backward behaves as in the
-upstream's norm, at every size: where the upstream saves a widened copy of a
+"""An in-place update of the norm's input (or of its weight) between forward and backward
+behaves as in the upstream's norm, at every size: where the upstream saves a widened copy of a
 half-precision input (torch.nn.RMSNorm, Llama, Gemma, OLMo2), backward works and gives
 the upstream's gradients bit for bit; where it saves the input itself (float32 inputs,
-T5's half-precision product), backward raises autograd's in-place error in both.
+T5's half-precision product), backward raises autograd's in-place error in both. The
+weight likewise: Gemma's norm saves ``1 + w``, a new tensor, the others the weight itself.
 Rows of 1024: 7 (the fused op or the graph path), 64 (the CPU operator where it
 applies) and 256 (above FUSED_LIMIT: the CPU operator)."""
 
@@ -36,15 +37,19 @@ def _pair(preset: str):
     return ours, theirs
 
 
-def _step(module, x0: torch.Tensor):
-    """Forward on ``h = x * 1``, then ``h.add_(1)``, then backward: the gradients, or the
-    error autograd raised."""
+def _step(module, x0: torch.Tensor, update: str = "input"):
+    """Forward on ``h = x * 1``, then ``h.add_(1)`` (or the weight's ``add_(0.1)``), then
+    backward: the gradients, or the error autograd raised."""
     x = x0.clone().requires_grad_()
     h = x * 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's mixed-dtype warning
         y = module(h)
-    h.add_(1.0)
+    if update == "input":
+        h.add_(1.0)
+    else:
+        with torch.no_grad():
+            module.weight.add_(0.1)
     dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.dtype)
     try:
         return torch.autograd.grad(y, [x, module.weight], dy)
@@ -53,16 +58,17 @@ def _step(module, x0: torch.Tensor):
         return None
 
 
+@pytest.mark.parametrize("update", ["input", "weight"])
 @pytest.mark.parametrize("rows", [7, 64, 256])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 @pytest.mark.parametrize("preset", sorted(UPSTREAM))
-def test_an_inplace_update_after_forward_behaves_as_upstream(preset, dtype, rows):
+def test_an_inplace_update_after_forward_behaves_as_upstream(preset, dtype, rows, update):
     ours, theirs = _pair(preset)
     with torch.no_grad():
         theirs.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(rows))
         ours.weight.copy_(theirs.weight)
     x0 = torch.randn(rows, N, generator=torch.Generator().manual_seed(2)).to(getattr(torch, dtype))
-    want, got = _step(theirs, x0), _step(ours, x0)
+    want, got = _step(theirs, x0, update), _step(ours, x0, update)
     assert (got is None) == (want is None), (preset, dtype, rows, "raised" if got is None else "ran")
     if want is not None:
         for a, b in zip(got, want, strict=True):

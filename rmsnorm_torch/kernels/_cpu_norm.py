@@ -166,4 +166,8 @@ def cpu_norm(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Ten
         # upstream's norm too); the operator saves a copy of its own for the same reason,
         # connected to x (higher-order gradients reach x through it)
         x = x.clone()
+    if weight is not None and plan.scale_offset != 0.0:
+        # the graph path (and Gemma's norm) saves the gain ``offset + w``, a new tensor, not
+        # w: an in-place update of the weight between forward and backward is allowed there
+        weight = weight.clone()
     return _CpuNorm.apply(x, x, weight, bias, plan)[0]

@@ -39,3 +39,29 @@ def module_for(problem) -> RMSNorm:
         if problem.bias is not None:
             module.bias.copy_(to_torch(problem.bias))
     return module
+
+
+HF_NORMS = {
+    "llama": "transformers.models.llama.modeling_llama:LlamaRMSNorm",
+    "gemma": "transformers.models.gemma.modeling_gemma:GemmaRMSNorm",
+    "olmo2": "transformers.models.olmo2.modeling_olmo2:Olmo2RMSNorm",
+    "t5": "transformers.models.t5.modeling_t5:T5LayerNorm",
+}
+"""The Hugging Face norm each preset reproduces, imported only when a test builds one:
+transformers imports triton, which must first see the TRITON_INTERPRET the Triton tests
+set (_triton_setup.py)."""
+
+
+def upstream_pair(preset: str, n: int) -> tuple[RMSNorm, torch.nn.Module]:
+    """``(ours, theirs)`` with eps 1e-6: the preset's module and the norm it reproduces,
+    ``torch.nn.RMSNorm`` for ``"torch"``, else :data:`HF_NORMS`'s (skipped without
+    transformers)."""
+    import pytest
+
+    from rmsnorm_core import RMSNormSpec
+
+    ours = RMSNorm.from_spec(RMSNormSpec.preset(preset).replace(eps=1e-6), n)
+    if preset == "torch":
+        return ours, torch.nn.RMSNorm(n, eps=1e-6)
+    module, name = HF_NORMS[preset].split(":")
+    return ours, getattr(pytest.importorskip(module), name)(n, eps=1e-6)

@@ -15,26 +15,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rmsnorm_core import RMSNormSpec  # noqa: E402
-from rmsnorm_torch import RMSNorm  # noqa: E402
+from _torch_helpers import HF_NORMS, upstream_pair  # noqa: E402
 
 N = 1024
-UPSTREAM = {
-    "torch": None,
-    "llama": "transformers.models.llama.modeling_llama:LlamaRMSNorm",
-    "gemma": "transformers.models.gemma.modeling_gemma:GemmaRMSNorm",
-    "olmo2": "transformers.models.olmo2.modeling_olmo2:Olmo2RMSNorm",
-    "t5": "transformers.models.t5.modeling_t5:T5LayerNorm",
-}
-
-
-def _pair(preset: str):
-    if UPSTREAM[preset] is None:
-        return RMSNorm(N, eps=1e-6), torch.nn.RMSNorm(N, eps=1e-6)
-    module, name = UPSTREAM[preset].split(":")
-    theirs = getattr(pytest.importorskip(module), name)(N, eps=1e-6)
-    ours = RMSNorm.from_spec(RMSNormSpec.preset(preset).replace(eps=1e-6), N)
-    return ours, theirs
+PRESETS = ["torch", *HF_NORMS]
 
 
 def _step(module, x0: torch.Tensor, update: str = "input"):
@@ -61,15 +45,20 @@ def _step(module, x0: torch.Tensor, update: str = "input"):
 @pytest.mark.parametrize("update", ["input", "weight"])
 @pytest.mark.parametrize("rows", [7, 64, 256])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
-@pytest.mark.parametrize("preset", sorted(UPSTREAM))
+@pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_an_inplace_update_after_forward_behaves_as_upstream(preset, dtype, rows, update):
-    ours, theirs = _pair(preset)
+    ours, theirs = upstream_pair(preset, N)
     with torch.no_grad():
         theirs.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(rows))
         ours.weight.copy_(theirs.weight)
     x0 = torch.randn(rows, N, generator=torch.Generator().manual_seed(2)).to(getattr(torch, dtype))
     want, got = _step(theirs, x0, update), _step(ours, x0, update)
-    assert (got is None) == (want is None), (preset, dtype, rows, "raised" if got is None else "ran")
+    assert (got is None) == (want is None), (
+        preset,
+        dtype,
+        rows,
+        "raised" if got is None else "ran",
+    )
     if want is not None:
         for a, b in zip(got, want, strict=True):
             assert a.dtype == b.dtype and torch.equal(a, b)

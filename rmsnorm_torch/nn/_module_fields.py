@@ -109,15 +109,15 @@ def resolve_spec(
     elementwise_affine = flag_value("elementwise_affine", elementwise_affine)
     bias = flag_value("bias", bias)
     dtype = dtype_value(dtype)
+    # complex parameters (torch computes them) are recorded by their real dtype
+    param_dtype = None if dtype is None else dtype_name(real_dtype(dtype))
     # torch raises a RuntimeError for an integer dtype (its weight cannot require a
     # gradient) and for a float8 one at the first call (no kernel computes it)
-    if isinstance(dtype, torch.dtype) and dtype_name(real_dtype(dtype)) not in FLOAT_DTYPES:
+    if isinstance(dtype, torch.dtype) and param_dtype not in FLOAT_DTYPES:
         raise RMSNormDtypeError(
             f"dtype={dtype} is not accepted; the parameters' dtype is float16, bfloat16, "
             "float32 or float64 (complex64 or complex128 for complex parameters)"
         )
-    # complex parameters (torch computes them) are recorded by their real dtype
-    param_dtype = None if dtype is None else dtype_name(real_dtype(dtype))
     if spec is None:
         value = eps_value(eps)
         return RMSNormSpec(

@@ -56,6 +56,33 @@ MODEL_ROWS = sweep(
 )
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_bits_do_not_depend_on_how_many_threads_take_the_chunks(dtype):
+    """The operator's threads take chunks from lanes and from each other's (more threads
+    than cores here, so some lanes are taken by others): y and every gradient are
+    ``F.rms_norm``'s at any thread count, with rows that do not fill the last chunk."""
+    before = torch.get_num_threads()
+    x_dtype = getattr(torch, dtype)
+    m = RMSNorm(4096).to(x_dtype)
+    with torch.no_grad():
+        m.weight.uniform_(0.5, 1.5)
+    x = (torch.randn(7 * 16 - 3, 4096, generator=torch.Generator().manual_seed(5)) * 3).to(x_dtype)
+    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(6)).to(x_dtype)
+    xr = x.clone().requires_grad_()
+    y = torch.nn.functional.rms_norm(xr, (4096,), m.weight)
+    expected = (y, *torch.autograd.grad(y, [xr, m.weight], dy))
+    try:
+        for threads in (1, 2, 3, 5):
+            torch.set_num_threads(threads)
+            xr = x.clone().requires_grad_()
+            y = m(xr)
+            got = (y, *torch.autograd.grad(y, [xr, m.weight], dy))
+            for name, a, b in zip(["y", "dx", "dweight"], got, expected, strict=True):
+                assert torch.equal(a, b), f"{name} at {threads} threads"
+    finally:
+        torch.set_num_threads(before)
+
+
 # torch's own module warns that a float32 weight on a half input takes its unfused path
 @pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ presence, class, dtype, shape, layout and device of ``weight`` and ``bias``, and
 parameters (``_apply``), starts a new cache. Beside the keyed plans the cache keeps
 ``direct``: per rank of ``x``, the last plain call that ``torch.rms_norm`` computes
 (``_fused.py``: the decode-shape hot path), with what that decision rests on (``x``'s
-dtype, a CPU tensor below ``FUSED_LIMIT``, the weight's class, dtype and shape, no bias,
+dtype, a CPU tensor below ``FUSED_LIMIT``, the weight's class, dtype and shape (its shape
+read only where the call is not ``torch.rms_norm`` alone, which refuses any other), no bias,
 the ``"auto"`` choice, and a contiguous ``x`` unless the spec is torch's formula, whose
 layout the fused op gives any ``x``), all of it compared on every call before the op runs: it skips
 building and hashing the key, never a check. What no key can hold is checked on every
@@ -173,7 +174,14 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
         if (
             x.dtype is dtype
             and type(weight) is weight_class
-            and (weight is None or (weight.dtype is weight_dtype and weight.shape == weight_shape))
+            and (
+                weight is None
+                or (
+                    weight.dtype is weight_dtype
+                    # torch.rms_norm refuses any other weight shape itself
+                    and (fused is _DIRECT or weight.shape == weight_shape)
+                )
+            )
             and _CHOICE.get() == "auto"
         ):
             # torch.rms_norm checks x's sizes and the weight's device; is_contiguous()

@@ -521,12 +521,25 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
   const int64_t rows = n == 0 ? 0 : x.numel() / n;
   at::Tensor inv = at::empty({rows, 1}, x.options().dtype(at::kFloat));
   if (rows == 0 || n == 0) return {y, inv};
-  const at::Tensor x2 = x.view({rows, n});
-  at::Tensor y2 = y.view({rows, n});
   const at::Tensor g = gain.has_value() ? gain->reshape({n}).contiguous() : at::Tensor();
   const at::Tensor b = bias.has_value() ? bias->reshape({n}).to(at::kFloat).contiguous() : at::Tensor();
   const float* gp = g.defined() ? g.data_ptr<float>() : nullptr;
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+  if (rows <= chunk_rows(n)) {
+    // one chunk (decode shapes): on the calling thread, with no views and no region,
+    // whose set-up costs more than these rows' arithmetic; the same steps in the same order
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    at::Tensor t = at::empty({rows, n}, x.options().dtype(at::kFloat));
+    with_data(x, [&](auto* xp) {
+      square_rows(xp, t.data_ptr<float>(), rows * n);
+      at::sum_out(inv, t, {-1}, /*keepdim=*/true);
+      statistic_rows(inv.data_ptr<float>(), rows, n, eps);
+      finish_out(xp, y, inv.data_ptr<float>(), gp, bp, rows, n, inverse, round_mid, mid);
+    });
+    return {y, inv};
+  }
+  const at::Tensor x2 = x.view({rows, n});
+  at::Tensor y2 = y.view({rows, n});
   for_chunks(rows, n, x.options(), [&](int64_t start, int64_t stop, Scratch& scratch) {
     const int64_t m = stop - start;
     at::Tensor t = scratch.get(0, m);

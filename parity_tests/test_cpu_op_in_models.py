@@ -120,6 +120,20 @@ def test_inference_mode_runs_the_operator_on_every_thread(dtype, threads):
         torch.set_num_threads(before)
 
 
+def test_a_row_holding_nan_and_both_infinities_gets_torchs_gradient_bits():
+    """Probe 2026-12-07: the statistic's gradient of such a row is a product of two NaNs,
+    whose kept NaN (its sign) the compiler's operand order chose; it is now written out
+    as ATen's (the second operand's), and dx is ``F.rms_norm``'s bit for bit."""
+    m = RMSNorm(4096)
+    x = torch.randn(64, 4096, generator=torch.Generator().manual_seed(0))
+    x[0, 1140], x[0, 1144], x[0, 2052] = float("inf"), float("nan"), -float("inf")
+    grads = []
+    for f in (m, lambda t: torch.nn.functional.rms_norm(t, (4096,), m.weight, m.eps)):
+        xr = x.clone().requires_grad_()
+        grads.append(torch.autograd.grad(f(xr), xr, torch.ones(64, 4096))[0])
+    assert torch.equal(grads[0].view(torch.int32), grads[1].view(torch.int32))
+
+
 # torch's own module warns that a float32 weight on a half input takes its unfused path
 @pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")
 @pytest.mark.parametrize(

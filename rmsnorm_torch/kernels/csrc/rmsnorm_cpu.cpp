@@ -480,11 +480,17 @@ inline void statistic_rows(float* s, int64_t m, int64_t n, double eps) {
 // The statistic's gradient from the row sums grad_r (in place): autograd's rsqrt then
 // mean steps, mul(grad_r, -0.5).mul_(pow(inv, 3)).div_(n), as scalar steps (pow with
 // exponent 3 is ATen's inv * inv * inv, left to right).
+// ATen's product a * b of two NaNs is b's NaN (x86 keeps one source operand's NaN, and
+// torch 2.13's compiled kernels, vector and scalar, order their operands so: measured);
+// the compiler may order a product's operands either way, so where both can be NaN (a
+// row holding NaN and both infinities) the choice is written out.
+inline float aten_mul(float a, float b) { return std::isnan(b) ? b : a * b; }
+
 inline void statistic_grad_rows(float* grad_r, const float* inv, int64_t m, int64_t n) {
   const float count = static_cast<float>(n);
   for (int64_t r = 0; r < m; ++r) {
     const float cube = inv[r] * inv[r] * inv[r];
-    grad_r[r] = grad_r[r] * -0.5f * cube / count;
+    grad_r[r] = aten_mul(grad_r[r] * -0.5f, cube) / count;
   }
 }
 

@@ -24,9 +24,7 @@ environment before the kernels are first used.
 
 The choice governs eager calls on plain tensors. Code being traced, compiled or exported
 (dynamo, ``jit.trace``, FakeTensors) records the graph path whatever the thread's
-choice, so an exported artifact does not depend on it (a module computing torch's own
-formula under ``jit.trace`` records one ``torch.rms_norm`` instead, as a traced
-``torch.nn.RMSNorm`` does: ``nn/_calls._traced_op``). Scripted
+choice, so an exported artifact does not depend on it. Scripted
 modules, and calls under a ``torch.func`` transform or with a tangent, run the fused op
 wherever it computes the call and gives the upstream's layout, at every size, else the
 graph path: a saved TorchScript file then holds only torch's own ops and loads in any

@@ -143,23 +143,6 @@ def _build(module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tens
     return CallEntry(kernel, kind, shape, plan.eps, plan, recipe)
 
 
-def _traced_op(module: Any, x: Tensor, recipe: Recipe, weight: Any, bias: Any) -> Any:
-    """Under ``torch.jit.trace`` (not an ONNX export, which records the graph path for
-    every opset), torch's own formula records one ``torch.rms_norm``, as a traced
-    ``torch.nn.RMSNorm`` does, eps ``None`` where it follows the input dtype: the trace is
-    then right at every rank and every dtype, as torch's is. Other specs, and calls
-    ``torch.rms_norm`` does not compute alone, record the graph path (its casts fixed at
-    the traced dtype, as the Hugging Face norms' are). None where it does not apply."""
-    if not torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return None
-    plan = resolve(recipe, x, weight, bias, x.dtype)
-    if not torch_layout(plan, bias) or fused_kind(x, plan, weight, bias) is not _DIRECT:
-        return None
-    eps = None if module._eps_follows_dtype else plan.eps
-    # the module's sizes, constants in the trace (x.shape would record absolute dims)
-    return torch.rms_norm(x, list(module._sizes), weight, eps)
-
-
 def _uncached(module: Any, x: Any) -> Any:
     # a Proxy first: the parameters read through torch.fx's tracer leave get_attr nodes
     if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace (_traced.py)
@@ -167,11 +150,7 @@ def _uncached(module: Any, x: Any) -> Any:
     module._check_input(x)
     weight, bias = module.weight, module.bias
     _check_parameters(weight, bias)
-    recipe = module._recipe_for(x)
-    traced = _traced_op(module, x, recipe, weight, bias)
-    if traced is not None:
-        return traced
-    return norm(x, recipe, weight, bias, x.dtype, module._onnx_mode)
+    return norm(x, module._recipe_for(x), weight, bias, x.dtype, module._onnx_mode)
 
 
 def forward_eager(module: Any, x: Tensor) -> Tensor:

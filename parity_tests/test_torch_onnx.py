@@ -186,3 +186,26 @@ def test_tiny_eps_survives_export_and_zero_rows_stay_zero(tmp_path, preset, eps,
     np.testing.assert_allclose(
         y, reference.rms_norm(x, spec, np.ones(64, np.float32)), rtol=1e-5, atol=1e-6
     )
+
+
+# torch's TorchScript-based exporter says it is deprecated, and that a ScriptModule's
+# forward has no Python signature; it still runs
+@pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:no signature found:UserWarning")
+@pytest.mark.parametrize("opset", [17, 20])
+def test_a_traced_module_exports_with_torchs_own_onnx_exporter(tmp_path, opset):
+    """``torch.jit.trace`` then ``torch.onnx.export`` (TorchScript exporter): the trace
+    holds the plain ops, which that exporter takes at every opset (``aten::rms_norm``,
+    what a traced ``torch.nn.RMSNorm`` holds, has no symbolic there)."""
+    from rmsnorm_torch import RMSNorm
+
+    m = RMSNorm(8, eps=1e-5)
+    with torch.no_grad():
+        m.weight.uniform_(0.5, 1.5)
+    traced = torch.jit.trace(m, torch.randn(2, 8))
+    path = tmp_path / "traced.onnx"
+    torch.onnx.export(traced, (torch.randn(2, 8),), str(path), opset_version=opset, dynamo=False)
+    x = torch.randn(2, 8, generator=torch.Generator().manual_seed(3))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    np.testing.assert_allclose(got, m(x).detach().numpy(), rtol=1e-6, atol=1e-6)

@@ -209,3 +209,21 @@ def test_a_traced_module_exports_with_torchs_own_onnx_exporter(tmp_path, opset):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     np.testing.assert_allclose(got, m(x).detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("exporter, opset", MAIN_OPSETS)
+def test_a_model_whose_forward_names_its_input_otherwise_exports(tmp_path, exporter, opset):
+    """``export_onnx`` on a model holding our norms, whose forward's argument is not
+    called ``x`` (``nn.Sequential``'s is ``input``): the dynamo exporter's dynamic shapes
+    are given by position (by name, ``x``, torch.export refused it), and the graph runs
+    in ONNX Runtime at another batch size."""
+    from rmsnorm_torch import RMSNorm
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), RMSNorm(8), torch.nn.Linear(8, 8))
+    path = export_onnx(model, tmp_path / "model.onnx", torch.randn(2, 8), opset, exporter)
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(4))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    # float32 through ONNX Runtime's own matmuls: their summation order is not torch's
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-5, atol=1e-6)

@@ -154,7 +154,9 @@ def _export(
             dynamic_axes=axes,
         )
         return
-    shapes = {"x": {d: torch.export.Dim.DYNAMIC for d in dims}}
+    # by position, not by name: the model's forward may call its input anything
+    # (``nn.Sequential``'s is ``input``)
+    shapes = ({d: torch.export.Dim.DYNAMIC for d in dims},)
     # The dynamo exporter builds opset 18 graphs; its own down-conversion to 17
     # fails (ReduceMean's axes are still a Constant node then) and silently
     # keeps 18. After optimize=True the axes are initializers, and ONNX's

@@ -112,6 +112,20 @@ def test_a_traced_module_is_right_at_every_rank(preset, sample):
         assert torch.equal(traced(x), m(x)), shape
 
 
+@pytest.mark.parametrize("axes, n, sample", [((-1,), 16, (2, 16)), ((-2, -1), (3, 16), (2, 3, 16))])
+def test_a_traced_partial_statistic_is_right_at_every_batch_and_rank(axes, n, sample):
+    """A partial statistic (the first half of the block) over trailing axes reads no size
+    of x, so its trace holds none (it reshaped to the traced sizes: other batches raised)."""
+    m = RMSNorm.from_spec(RMSNormSpec.preset("torch").replace(partial=0.5, axes=axes), n)
+    with torch.no_grad():
+        m.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(0))
+    traced = torch.jit.trace(m, torch.randn(sample))
+    block = sample[-len(axes) :]
+    for shape in [(3, *block), block, (2, 3, *block), (1, 4, 5, *block)]:
+        x = torch.randn(shape)
+        assert torch.equal(traced(x), m(x)), shape
+
+
 def test_patching_the_class_forward_reaches_old_and_new_instances(monkeypatch):
     old = RMSNorm(8)
     old(torch.randn(2, 8))

@@ -35,7 +35,13 @@ def _mean_square(h: Tensor, plan: Plan) -> Tensor:
     if plan.k < 0:
         return h.pow(2).mean(dims, keepdim=True)
     if plan.trailing:
-        flat = h.flatten(-len(dims))
+        # the statistic of the first k elements, then one kept axis per normalized dim:
+        # no size is read, so a trace is right at every rank and batch (a reshape to
+        # x's sizes records the traced ones)
+        t = h.flatten(-len(dims)).narrow(-1, 0, plan.k).pow(2).mean([-1], keepdim=True)
+        for _ in range(len(dims) - 1):
+            t = t.unsqueeze(-1)
+        return t
     else:
         kept: List[int] = []
         for i in range(h.dim()):

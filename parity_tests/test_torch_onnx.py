@@ -54,6 +54,12 @@ def _session(path, optimized=None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def _run_first_input(path, x):
+    """The graph's first output on ``x``, fed to its first input whatever its name."""
+    session = _session(path)
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+
+
 def _export(tmp_path, preset, dtype, exporter, opset, case):
     case_id, sample_shape, other_shape, overrides = case
     module = module_for(make_problem(preset, dtype, sample_shape, overrides))
@@ -206,9 +212,9 @@ def test_a_traced_module_exports_with_torchs_own_onnx_exporter(tmp_path, opset):
     path = tmp_path / "traced.onnx"
     torch.onnx.export(traced, (torch.randn(2, 8),), str(path), opset_version=opset, dynamo=False)
     x = torch.randn(2, 8, generator=torch.Generator().manual_seed(3))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    np.testing.assert_allclose(got, m(x).detach().numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        _run_first_input(path, x), m(x).detach().numpy(), rtol=1e-6, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("exporter, opset", MAIN_OPSETS)
@@ -223,7 +229,6 @@ def test_a_model_whose_forward_names_its_input_otherwise_exports(tmp_path, expor
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), RMSNorm(8), torch.nn.Linear(8, 8))
     path = export_onnx(model, tmp_path / "model.onnx", torch.randn(2, 8), opset, exporter)
     x = torch.randn(5, 8, generator=torch.Generator().manual_seed(4))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     # float32 through ONNX Runtime's own matmuls: their summation order is not torch's
+    got = _run_first_input(path, x)
     np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-5, atol=1e-6)

@@ -531,33 +531,30 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
   const at::Tensor b = bias.has_value() ? bias->reshape({n}).to(at::kFloat).contiguous() : at::Tensor();
   const float* gp = g.defined() ? g.data_ptr<float>() : nullptr;
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
-  if (rows <= chunk_rows(n)) {
-    // one chunk (decode shapes): on the calling thread, with no views and no region,
-    // whose set-up costs more than these rows' arithmetic; the same steps in the same order
-    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    at::Tensor t = at::empty({rows, n}, x.options().dtype(at::kFloat));
+  // the steps on rows [start, start + m): squares into t, their sums into invb, the
+  // statistic in place, the finished rows into yb
+  const auto forward_rows = [&](int64_t start, int64_t m, const at::Tensor& t, at::Tensor& invb,
+                                at::Tensor& yb) {
     with_data(x, [&](auto* xp) {
-      square_rows(xp, t.data_ptr<float>(), rows * n);
-      at::sum_out(inv, t, {-1}, /*keepdim=*/true);
-      statistic_rows(inv.data_ptr<float>(), rows, n, eps);
-      finish_out(xp, y, inv.data_ptr<float>(), gp, bp, rows, n, inverse, round_mid, mid);
-    });
-    return {y, inv};
-  }
-  const at::Tensor x2 = x.view({rows, n});
-  at::Tensor y2 = y.view({rows, n});
-  for_chunks(rows, n, x.options(), [&](int64_t start, int64_t stop, Scratch& scratch) {
-    const int64_t m = stop - start;
-    at::Tensor t = scratch.get(0, m);
-    at::Tensor invb = inv.slice(0, start, stop);
-    at::Tensor yb = y2.slice(0, start, stop);
-    with_data(x2, [&](auto* xp) {
       const auto* xb = xp + start * n;
       square_rows(xb, t.data_ptr<float>(), m * n);
       at::sum_out(invb, t, {-1}, /*keepdim=*/true);
       statistic_rows(invb.data_ptr<float>(), m, n, eps);
       finish_out(xb, yb, invb.data_ptr<float>(), gp, bp, m, n, inverse, round_mid, mid);
     });
+  };
+  if (rows <= chunk_rows(n)) {
+    // one chunk (decode shapes): on the calling thread, with no views and no region,
+    // whose set-up costs more than these rows' arithmetic
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    forward_rows(0, rows, at::empty({rows, n}, x.options().dtype(at::kFloat)), inv, y);
+    return {y, inv};
+  }
+  at::Tensor y2 = y.view({rows, n});
+  for_chunks(rows, n, x.options(), [&](int64_t start, int64_t stop, Scratch& scratch) {
+    at::Tensor invb = inv.slice(0, start, stop);
+    at::Tensor yb = y2.slice(0, start, stop);
+    forward_rows(start, stop - start, scratch.get(0, stop - start), invb, yb);
   });
   return {y, inv};
 }

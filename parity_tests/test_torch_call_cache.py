@@ -181,16 +181,25 @@ def _ops_run(fn) -> set:
 
 def test_a_warm_decode_call_leaves_the_next_calls_kernel_to_decide():
     """``CallCache.direct`` (the decode path's memo) runs ``torch.rms_norm`` only where
-    the keyed path would: not above ``FUSED_LIMIT``, not under ``use_kernel``, not with
-    a weight of another class."""
+    the keyed path would: a call autograd records, not above ``FUSED_LIMIT``, not under
+    ``use_kernel``, not with a weight of another class; a call autograd need not record
+    runs the CPU operator, warm or cold, before and after a call that it records."""
     from rmsnorm_torch import use_kernel
     from rmsnorm_torch.kernels._kernel_choice import FUSED_LIMIT
 
     m = RMSNorm(4096)
     warm = torch.randn(2, 4096)
-    with torch.no_grad():
+    for _ in range(2):  # the second round: each memo warm
+        with torch.no_grad():
+            assert "rmsnorm_bridge::rmsnorm_forward" in _ops_run(lambda: m(warm))
+            assert "rmsnorm_bridge::rmsnorm_forward" in _ops_run(lambda: m(warm))
         assert "aten::rms_norm" in _ops_run(lambda: m(warm))
-        assert "aten::rms_norm" in _ops_run(lambda: m(warm))  # the memo's call
+        assert "aten::rms_norm" in _ops_run(lambda: m(warm))
+    m.weight.requires_grad_(False)  # nothing to record: the operator with grad mode on
+    assert "rmsnorm_bridge::rmsnorm_forward" in _ops_run(lambda: m(warm))
+    assert "aten::rms_norm" in _ops_run(lambda: m(warm.requires_grad_()))
+    m.weight.requires_grad_(True)
+    with torch.no_grad():
         large = torch.randn(FUSED_LIMIT // 4096 + 1, 4096)
         assert "rmsnorm_bridge::rmsnorm_forward" in _ops_run(lambda: m(large))
         with use_kernel("blocked"):
@@ -199,13 +208,16 @@ def test_a_warm_decode_call_leaves_the_next_calls_kernel_to_decide():
                 m(torch.randn(4096, 2).t())
         with use_kernel("graph"):
             assert "aten::rms_norm" not in _ops_run(lambda: m(warm))
+            assert "rmsnorm_bridge::rmsnorm_forward" not in _ops_run(lambda: m(warm))
 
     class Tagged(nn.Parameter):
         pass
 
     m.weight = Tagged(m.weight.detach().clone())
     with torch.no_grad():  # a subclass takes the graph path, whatever it overrides
-        assert "aten::rms_norm" not in _ops_run(lambda: m(warm))
+        assert not {"aten::rms_norm", "rmsnorm_bridge::rmsnorm_forward"} & _ops_run(
+            lambda: m(warm)
+        )
         assert torch.equal(m(warm), _fresh_twin(m)(warm))
 
 

@@ -20,14 +20,26 @@ from rmsnorm_torch.kernels import _cpu_op
 from rmsnorm_torch.kernels._graph import half_scale, rms_norm_graph
 from rmsnorm_torch.kernels._resolve import Plan
 
-__all__ = ["cpu_norm", "cpu_norm_backward", "gain_of", "needs_grad", "round_mid", "two_paths"]
+__all__ = [
+    "cpu_norm",
+    "cpu_norm_backward",
+    "forward_op",
+    "gain_of",
+    "needs_grad",
+    "op_arguments",
+    "round_mid",
+    "two_paths",
+]
 
 
-def needs_grad(*tensors: Optional[Tensor]) -> bool:
-    """Whether autograd must see a call on these tensors."""
-    if not torch.is_grad_enabled():
-        return False
-    return any(t is not None and t.requires_grad for t in tensors)
+def needs_grad(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]) -> bool:
+    """Whether autograd must record a call on these tensors (``RMSNorm``'s hot path
+    writes the same test inline)."""
+    return torch.is_grad_enabled() and (
+        x.requires_grad
+        or (weight is not None and weight.requires_grad)
+        or (bias is not None and bias.requires_grad)
+    )
 
 
 def gain_of(plan: Plan, weight: Optional[Tensor]) -> Optional[Tensor]:
@@ -39,17 +51,28 @@ def gain_of(plan: Plan, weight: Optional[Tensor]) -> Optional[Tensor]:
 
 
 def round_mid(plan: Plan) -> bool:
-    """Whether ``h * inv`` rounds to ``plan.mid`` before the scale (the graph's rule;
-    :func:`_forward` writes the same test inline, on the hot path)."""
-    return plan.before_scale and plan.mid != torch.float32 and not plan.scale_inverse
+    """Whether ``h * inv`` rounds to ``plan.mid`` before the scale (the graph's rule)."""
+    return op_arguments(plan)[0]
+
+
+def op_arguments(plan: Plan) -> Tuple[bool, torch.dtype, torch.dtype, bool]:
+    """The operator forward's arguments after ``eps`` (the schema's order:
+    ``_cpu_op.SCHEMAS``): ``round_mid`` (:func:`round_mid`), ``mid``, ``out_dtype``,
+    ``inverse``."""
+    rounds = plan.before_scale and plan.mid != torch.float32 and not plan.scale_inverse
+    return rounds, plan.mid, plan.out_dtype, plan.scale_inverse
+
+
+def forward_op() -> Any:
+    """The operator's forward overload (loaded), called without resolving the overload."""
+    return _cpu_op.ops().rmsnorm_forward.default
 
 
 def _forward(x: Tensor, plan: Plan, gain: Optional[Tensor], bias: Optional[Tensor]) -> Any:
-    rounds = plan.before_scale and plan.mid != torch.float32 and not plan.scale_inverse
-    return _cpu_op.ops().rmsnorm_forward(
-        x, list(x.shape[-len(plan.dims) :]), gain, bias, plan.eps, rounds, plan.mid,
-        plan.out_dtype, plan.scale_inverse,
-    )  # fmt: skip
+    block = list(x.shape[-len(plan.dims) :])
+    return _cpu_op.ops().rmsnorm_forward.default(
+        x, block, gain, bias, plan.eps, *op_arguments(plan)
+    )
 
 
 def two_paths(x: Tensor, plan: Plan) -> bool:

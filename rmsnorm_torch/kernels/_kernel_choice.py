@@ -1,11 +1,15 @@
 """Which kernel computes a call: ``use_kernel`` and :func:`decide`, the one function that
 chooses.
 
-``"auto"`` (the default) picks from the input and the plan alone: a call of fewer than
-``FUSED_LIMIT`` elements that ``torch.rms_norm`` computes exactly runs that op
-(``_fused.py``); a CUDA tensor whose normalized block is trailing and contiguous runs
-the Triton kernel (when ``triton`` is installed; without it, the paths below, with no
-error); a CPU tensor of ``CPU_OP_MIN`` elements or more on that layout the CPU operator
+``"auto"`` (the default) picks from the input, the plan and the grad mode: a CPU call
+that autograd need not record (grad mode off, or no input requiring grad) and that the
+native CPU operator takes runs that operator at every size (``_cpu_op.py``: one C++
+call where ``torch.rms_norm`` composes several ops; the same bits); otherwise a call of
+fewer than ``FUSED_LIMIT`` elements that ``torch.rms_norm`` computes exactly runs that
+op (``_fused.py``: below that size the operator's autograd node costs more than it
+saves); a CUDA tensor whose normalized block is trailing and contiguous runs the Triton
+kernel (when ``triton`` is installed; without it, the paths below, with no error); a
+CPU tensor of ``CPU_OP_MIN`` elements or more on that layout the CPU operator
 (``_cpu_op.py``: one native call per forward and per backward); anything else the graph
 path. A complex CPU input over trailing dims runs ``torch.rms_norm`` at every size (no
 other kernel takes complex numbers; the graph path computes torch's op order elsewhere).
@@ -166,6 +170,7 @@ def decide(
     custom: bool,
     triton_fits: bool,
     native_cpu: bool = False,
+    grad: bool = True,
 ) -> Kernel:
     """The kernel of one call (module docstring).
 
@@ -177,6 +182,7 @@ def decide(
         triton_fits: whether the Triton kernel is installed and fits the call.
         native_cpu: whether the CPU operator is the native one: its pure-Python
             fallback is slower than the graph path, so ``"auto"`` takes it only forced.
+        grad: whether autograd must record the call (``_cpu_norm.needs_grad``).
     """
     if onnx_mode != OnnxExport.OFF:
         if onnx_mode == OnnxExport.NATIVE and native_eligible(x, plan, weight, bias):
@@ -194,6 +200,9 @@ def decide(
     strided = not x.is_contiguous()
     if choice == "auto" and strided and not x.is_complex() and not torch_layout(plan, bias):
         return Kernel.GRAPH
+    if choice == "auto" and custom and native_cpu and not grad:
+        if cpu_op_fits(x, plan, weight, bias):  # no autograd node to pay for: at every size
+            return Kernel.CPU_OP
     if (
         choice == "auto"
         and direct

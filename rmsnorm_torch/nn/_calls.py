@@ -3,16 +3,19 @@
 A call's plan (``kernels/_resolve.py``) and its kernel (``kernels/_kernel_choice.decide``)
 are resolved once per cache key, and the key holds everything they depend on: the
 input's dtype, rank, device, layout and size class (each kernel threshold), the
-presence, class, dtype, shape, layout and device of ``weight`` and ``bias``, and the context's
-``use_kernel`` choice. The spec is the cache's owner: setting it, or moving the
+presence, class, dtype, shape, layout and device of ``weight`` and ``bias``, the context's
+``use_kernel`` choice and whether autograd must record the call (the grad mode and the
+tensors' ``requires_grad``). The spec is the cache's owner: setting it, or moving the
 parameters (``_apply``), starts a new cache. Beside the keyed plans the cache keeps
-``direct``: per rank of ``x``, the last plain call that ``torch.rms_norm`` computes
-(``_fused.py``: the decode-shape hot path), with what that decision rests on (``x``'s
-dtype, a CPU tensor below ``FUSED_LIMIT``, the weight's class, dtype and shape (its shape
-read only where the call is not ``torch.rms_norm`` alone, which refuses any other), no bias,
-the ``"auto"`` choice, and a contiguous ``x`` unless the spec is torch's formula, whose
-layout the fused op gives any ``x``), all of it compared on every call before the op runs: it skips
-building and hashing the key, never a check. What no key can hold is checked on every
+``direct``: per grad need and rank of ``x``, the last plain CPU call below ``FUSED_LIMIT``
+that ``torch.rms_norm`` or the CPU operator computes (the decode-shape hot path), with
+what that decision rests on (``x``'s dtype, the weight's class, dtype and shape (its
+shape read only where the op called refuses any other itself: ``torch.rms_norm`` alone,
+the operator), no bias, the ``"auto"`` choice, and a contiguous ``x`` unless the spec is
+torch's formula run by the fused op, which gives any ``x`` torch's layout; for the
+operator, plain tensors: no ``torch.func`` transform, no tangent), all of it compared on
+every call before the op runs: it skips building and hashing the key, never a check.
+What no key can hold is checked on every
 call: the normalized sizes (by ``torch.rms_norm`` itself on the fused path, by
 ``_check_input`` elsewhere) and, for the custom kernels, whether the input is under a
 ``torch.func`` transform or carries a tangent. Traced, compiled and exported calls,
@@ -21,13 +24,14 @@ tensor subclasses and ``torch.fx`` proxies take the uncached, checked path.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from rmsnorm_core import RMSNormError
 from rmsnorm_core.rules import Recipe
+from rmsnorm_torch.kernels._cpu_norm import cpu_norm, forward_op, gain_of, op_arguments
 from rmsnorm_torch.kernels._fused import FusedKind, fused_kind, fused_norm
 from rmsnorm_torch.kernels._kernel_choice import (
     _CHOICE,
@@ -36,7 +40,7 @@ from rmsnorm_torch.kernels._kernel_choice import (
     Kernel,
     torch_layout,
 )
-from rmsnorm_torch.kernels._plain import all_plain
+from rmsnorm_torch.kernels._plain import all_plain, plain
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
 from rmsnorm_torch.nn._arguments import check_tensor
 from rmsnorm_torch.nn._functional import eager_decide, execute, norm
@@ -46,6 +50,7 @@ __all__ = ["CallCache", "CallCacheOwner", "CallEntry", "forward_eager"]
 
 _OFF = OnnxExport.OFF
 _FUSED = Kernel.FUSED
+_CPU_OP = Kernel.CPU_OP
 _DIRECT = FusedKind.DIRECT
 _CUSTOM = (Kernel.CPU_OP, Kernel.TRITON)
 _STRIDED = torch.strided
@@ -64,7 +69,8 @@ class CallEntry(NamedTuple):
 
 
 class Direct(NamedTuple):
-    """A call that the fused op computes, and what that rests on (``CallCache.direct``)."""
+    """A call that the fused op or the CPU operator computes, and what that rests on
+    (``CallCache.direct``)."""
 
     dtype: torch.dtype
     weight_class: type
@@ -75,17 +81,20 @@ class Direct(NamedTuple):
     eps: float
     plan: Plan
     any_layout: bool  # torch's layout (``torch_layout``): a non-contiguous x takes it too
+    op: Any  # the CPU operator's forward overload, or None: the fused op
+    op_args: Tuple[Any, ...]  # the operator's arguments after eps (``op_arguments``)
 
 
 class CallCache(Dict[Any, CallEntry]):
-    """A module's plans by key (module docstring), and ``direct``: by rank of ``x``, the
-    last plain call that the fused op computes."""
+    """A module's plans by key (module docstring), and ``direct``: indexed by whether
+    autograd must record the call, then by rank of ``x``, the last plain call that the
+    fused op or the CPU operator computes."""
 
     __slots__ = ("direct",)
 
     def __init__(self) -> None:
         super().__init__()
-        self.direct: Dict[int, Direct] = {}
+        self.direct: Tuple[Dict[int, Direct], Dict[int, Direct]] = ({}, {})
 
 
 class CallCacheOwner:
@@ -110,14 +119,17 @@ class CallCacheOwner:
 
 
 def _remember_direct(
-    calls: CallCache, x: Tensor, weight: Optional[Tensor], entry: CallEntry
+    calls: CallCache, x: Tensor, weight: Optional[Tensor], entry: CallEntry, grad: bool
 ) -> None:
     w_dtype = None if weight is None else weight.dtype
     w_shape = None if weight is None else weight.shape
-    any_layout = torch_layout(entry.plan, None)
-    calls.direct[x.dim()] = Direct(
+    op, op_args = (
+        (forward_op(), op_arguments(entry.plan)) if entry.kernel is _CPU_OP else (None, ())
+    )
+    any_layout = op is None and torch_layout(entry.plan, None)
+    calls.direct[grad][x.dim()] = Direct(
         x.dtype, type(weight), w_dtype, w_shape, entry.fused, entry.shape, entry.eps, entry.plan,
-        any_layout,
+        any_layout, op, op_args,
     )  # fmt: skip
 
 
@@ -166,11 +178,16 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
     bias = module.bias
     calls: CallCache = module._calls
     numel = x.numel()
-    direct = calls.direct.get(x.dim())
+    # whether autograd must record the call (``_cpu_norm.needs_grad``, inline: every call)
+    grad = torch.is_grad_enabled() and (
+        x.requires_grad
+        or (weight is not None and weight.requires_grad)
+        or (bias is not None and bias.requires_grad)
+    )
+    direct = calls.direct[grad].get(x.dim())
     if direct is not None and bias is None and numel < FUSED_LIMIT and x.is_cpu:
-        dtype, weight_class, weight_dtype, weight_shape, fused, shape, eps, plan, any_layout = (
-            direct
-        )
+        (dtype, weight_class, weight_dtype, weight_shape, fused, shape, eps, plan, any_layout, op,
+         op_args) = direct  # fmt: skip
         if (
             x.dtype is dtype
             and type(weight) is weight_class
@@ -178,17 +195,20 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
                 weight is None
                 or (
                     weight.dtype is weight_dtype
-                    # torch.rms_norm refuses any other weight shape itself
-                    and (fused is _DIRECT or weight.shape == weight_shape)
+                    # torch.rms_norm and the operator refuse any other weight shape themselves
+                    and (op is not None or fused is _DIRECT or weight.shape == weight_shape)
                 )
             )
             and _CHOICE.get() == "auto"
         ):
-            # torch.rms_norm checks x's sizes and the weight's device; is_contiguous()
-            # refuses a sparse x (the checked path names it); a non-contiguous x of a spec
-            # whose upstream keeps x's strides takes the keyed path (the graph path)
+            # the ops check x's sizes and the weight's device; is_contiguous() refuses a
+            # sparse x (the checked path names it); a non-contiguous x of a spec whose
+            # upstream keeps x's strides, or for the operator, takes the keyed path
             try:
-                if any_layout or x.is_contiguous():
+                if op is not None:
+                    if x.is_contiguous() and plain(x) and plain(weight):
+                        return op(x, shape, gain_of(plan, weight), None, eps, *op_args)[0]
+                elif any_layout or x.is_contiguous():
                     if fused is _DIRECT:
                         return torch.rms_norm(x, shape, weight, eps)
                     return fused_norm(x, plan, fused, weight)
@@ -210,17 +230,17 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
     b = None if bias is None else (type(bias), bias.dtype, bias.shape, bias.layout, bias.is_cpu)
     where = True if x.is_cpu else x.device
     choice = _CHOICE.get()
-    key = (x.dtype, x.dim(), where, size, w, b, choice)
+    key = (x.dtype, x.dim(), where, size, w, b, choice, grad)
     entry = calls.get(key)
     if entry is None:
         entry = _build(module, x, weight, bias)
         if all_plain(x, weight, bias):  # a torch.func or forward-AD call decides for itself
             calls[key] = entry
     kernel, fused, shape, eps, plan, recipe = entry
+    memo = bias is None and numel < FUSED_LIMIT and where is True and choice == "auto"
     if kernel is _FUSED:  # torch.rms_norm checks x's sizes and the weight's shape
-        if bias is None and numel < FUSED_LIMIT and where is True and choice == "auto":
-            if all_plain(x, weight, bias):
-                _remember_direct(calls, x, weight, entry)
+        if memo and all_plain(x, weight, bias):
+            _remember_direct(calls, x, weight, entry, grad)
         try:
             if fused is _DIRECT:
                 return torch.rms_norm(x, shape, weight, eps)
@@ -234,4 +254,8 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
         # what the key leaves out below CPU_OP_MIN (layout) and cannot hold (a torch.func
         # transform, a tangent): decided again for this call
         return _uncached(module, x)
+    if kernel is _CPU_OP:
+        if memo and not grad:
+            _remember_direct(calls, x, weight, entry, grad)
+        return cpu_norm(x, plan, weight, bias)
     return execute(kernel, x, recipe, plan, weight, bias)

@@ -24,9 +24,16 @@ from rmsnorm_core import RMSNormSpec, RMSNormTypeError
 from rmsnorm_core import rules as _rules
 from rmsnorm_core.rules import Recipe
 from rmsnorm_torch.distributed._dtensor import any_dtensor, dtensor_norm
+from rmsnorm_torch.kernels._cpu_norm import needs_grad
 from rmsnorm_torch.kernels._fused import fused_kind, fused_norm
 from rmsnorm_torch.kernels._graph import rms_norm_graph
-from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, Kernel, decide, torch_layout
+from rmsnorm_torch.kernels._kernel_choice import (
+    CPU_OP_MIN,
+    Kernel,
+    cpu_op_fits,
+    decide,
+    torch_layout,
+)
 from rmsnorm_torch.kernels._native import native_rms_norm
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
 from rmsnorm_torch.kernels._torch_dtypes import torch_dtype_name
@@ -42,7 +49,9 @@ def eager_decide(
     x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor], onnx_mode: OnnxExport
 ) -> Kernel:
     """:func:`decide` with what only eager code knows: the context's ``use_kernel``,
-    whether ``x`` is being traced, and whether Triton is installed and fits."""
+    whether ``x`` is being traced, whether Triton is installed and fits, whether autograd
+    must record the call, and whether the CPU operator is native (built or loaded here
+    the first time a call could take it)."""
     from rmsnorm_torch.kernels._kernel_choice import current_kernel
     from rmsnorm_torch.kernels._plain import plain
 
@@ -58,12 +67,20 @@ def eager_decide(
         from rmsnorm_torch.kernels._triton_call import triton_for, triton_unfit
 
         triton_fits = triton_for(x, triton_unfit(x, plan, weight, bias), False) is not None
+    grad = needs_grad(x, weight, bias)
     native_cpu = False
-    if custom and choice == "auto" and x.device.type == "cpu" and x.numel() >= CPU_OP_MIN:
+    if (
+        custom
+        and choice == "auto"
+        and (not grad or x.numel() >= CPU_OP_MIN)
+        and cpu_op_fits(x, plan, weight, bias)
+    ):
         from rmsnorm_torch.kernels._cpu_op import status  # builds it on the first such call
 
         native_cpu = status() == "native"
-    return decide(x, plan, weight, bias, onnx_mode, choice, direct, custom, triton_fits, native_cpu)
+    return decide(
+        x, plan, weight, bias, onnx_mode, choice, direct, custom, triton_fits, native_cpu, grad
+    )
 
 
 @torch.jit.unused

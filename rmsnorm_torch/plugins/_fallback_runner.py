@@ -1,7 +1,7 @@
 """The ``torch-eager-python-cpu`` runner: ``torch-eager`` with the pure-Python CPU kernel.
 
 Where the native CPU operator is built, ``torch-eager`` runs it on calls of
-``CPU_OP_MIN`` elements or more; this runner runs the same problems in one child
+``CPU_OP_MIN`` elements or more and on calls autograd need not record; this runner runs the same problems in one child
 process started with ``RMSNORM_NATIVE=0``, where the same operator schema is served
 by the pure-Python fallback, so ``rmsnorm verify`` judges both kernels (its
 ``batch`` case is above the operator's threshold).

@@ -1,0 +1,138 @@
+"""A CPU call that autograd need not record runs the native operator at every size.
+
+The kernel choice then depends on the grad mode and on ``requires_grad``: each test
+here changes one of them, or something else the decode memo rests on, between calls
+of one module, and checks that the call still gives the bits, the autograd graph and
+the errors of a fresh module (or of the upstream) computing the same call.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.autograd.forward_ad as fwAD  # noqa: E402
+from _torch_helpers import upstream_pair  # noqa: E402
+
+from rmsnorm_core import RMSNormShapeError, RMSNormSpec  # noqa: E402
+from rmsnorm_torch import RMSNorm  # noqa: E402
+from rmsnorm_torch.kernels._cpu_op import status  # noqa: E402
+
+pytestmark = pytest.mark.skipif(status() != "native", reason="the native operator is not built")
+
+OP = "rmsnorm_bridge::rmsnorm_forward"
+PRESETS = ["torch", "llama", "gemma", "olmo2", "t5"]
+SHAPES = [(1, 4100), (6, 4096), (2, 3, 40), (1, 1)]
+
+
+def _ops(fn) -> set:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return {event.key for event in prof.key_averages()}
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.int16) if t.element_size() == 2 else t.view(torch.int32)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("preset", PRESETS)
+def test_the_operator_gives_the_upstreams_bits_where_autograd_is_off(preset, dtype, shape):
+    """Under ``no_grad`` the operator runs (profiled), and its output is the upstream
+    norm's bits, with float32 weights and with weights in the input's dtype (T5: float32
+    only, as in ``test_upstream_bits``), cold and warm."""
+    dtype = getattr(torch, dtype)
+    ours, theirs = upstream_pair(preset, shape[-1])
+    g = torch.Generator().manual_seed(7 + sum(shape))
+    x = (torch.randn(shape, generator=g) * 3).to(dtype)
+    w = torch.randn(shape[-1], generator=g) * 0.4 + (0.0 if preset == "gemma" else 1.0)
+    params = [torch.float32] + ([] if preset == "t5" else [dtype])
+    for param_dtype in params:
+        with torch.no_grad():
+            ours.weight.copy_(w)
+            theirs.weight.copy_(w)
+        ours, theirs = ours.to(param_dtype), theirs.to(param_dtype)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Mismatch dtype between input and weight")
+            expected = theirs(x)
+            assert OP in _ops(lambda m=ours: m(x))
+            for _ in range(2):  # the keyed path, then the memo
+                y = ours(x)
+                assert y.dtype == expected.dtype and torch.equal(_bits(y), _bits(expected))
+
+
+def test_grad_mode_changes_between_calls_of_one_module():
+    """No-grad, grad, no-grad, grad: each call has the graph its grad mode asks for, and
+    the gradients of a fresh module."""
+    m = RMSNorm.from_spec(RMSNormSpec.preset("llama"), 4096).to(torch.bfloat16)
+    x = torch.randn(3, 4096).to(torch.bfloat16)
+    dy = torch.randn(3, 4096).to(torch.bfloat16)
+    fresh = RMSNorm.from_spec(RMSNormSpec.preset("llama"), 4096).to(torch.bfloat16)
+    expected = torch.autograd.grad(fresh(x.requires_grad_()), (x, fresh.weight), dy)
+    x.requires_grad_(False)
+    for _ in range(2):
+        with torch.no_grad():
+            y = m(x)
+        assert y.grad_fn is None and not y.requires_grad
+        xg = x.clone().requires_grad_()
+        y = m(xg)
+        assert y.grad_fn is not None
+        got = torch.autograd.grad(y, (xg, m.weight), dy)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    m.weight.requires_grad_(False)  # grad mode on, nothing requires grad: nothing recorded
+    assert m(x).grad_fn is None
+    xg = x.clone().requires_grad_()
+    y = m(xg)  # x requires grad: recorded again
+    assert y.grad_fn is not None
+    assert torch.equal(torch.autograd.grad(y, xg, dy)[0], expected[0])
+
+
+def test_transforms_after_a_warm_no_grad_call():
+    """After the operator's memo is warm, ``vmap``, forward-mode AD and ``inference_mode``
+    calls of the same module compute what a fresh module computes (the operator takes no
+    ``torch.func`` wrapper and carries no tangent)."""
+    m = RMSNorm(96)
+    xb = torch.randn(4, 5, 96)
+    with torch.no_grad():
+        m(xb[0])
+        m(xb[0])
+        fresh = RMSNorm(96)
+        looped = torch.stack([fresh(row) for row in xb])
+        assert torch.equal(torch.func.vmap(m)(xb), looped)
+        tangent = torch.randn(5, 96)
+        with fwAD.dual_level():
+            out = fwAD.unpack_dual(m(fwAD.make_dual(xb[0], tangent)))
+        _, expected = torch.func.jvp(fresh, (xb[0],), (tangent,))
+        assert out.tangent is not None and torch.equal(out.tangent, expected)
+    with torch.inference_mode():
+        assert torch.equal(m(xb[1]), fresh(xb[1].clone()))
+
+
+def test_a_changed_weight_or_layout_after_a_warm_no_grad_call():
+    """The memo of an operator call checks what it rests on: a weight of another shape
+    raises as a fresh module does, another dtype or a non-contiguous x gives a fresh
+    module's result."""
+    m = RMSNorm(16)
+    x = torch.randn(4, 16)
+    with torch.no_grad():
+        m(x)
+        m(x)
+        for bad in (torch.ones(1, 16), torch.ones(16, 1), torch.ones(8)):
+            m.weight = torch.nn.Parameter(bad)
+            fresh = RMSNorm(16)
+            fresh.weight = torch.nn.Parameter(bad)
+            for module in (fresh, m):
+                with pytest.raises(RMSNormShapeError, match="weight"):
+                    module(x)
+        m.weight = torch.nn.Parameter(torch.linspace(0.5, 2, 16, dtype=torch.bfloat16))
+        fresh = RMSNorm(16)
+        fresh.weight = torch.nn.Parameter(m.weight.detach().clone())
+        assert torch.equal(m(x), fresh(x))
+        xt = torch.randn(16, 4).t()
+        assert torch.equal(m(xt), fresh(xt)) and m(xt).stride() == fresh(xt).stride()
+        with pytest.raises(RMSNormShapeError, match="x"):
+            m(torch.randn(4, 17))

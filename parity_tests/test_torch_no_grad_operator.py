@@ -136,3 +136,16 @@ def test_a_changed_weight_or_layout_after_a_warm_no_grad_call():
         assert torch.equal(m(xt), fresh(xt)) and m(xt).stride() == fresh(xt).stride()
         with pytest.raises(RMSNormShapeError, match="x"):
             m(torch.randn(4, 17))
+
+
+def test_a_non_contiguous_call_leaves_the_next_contiguous_call_to_the_operator():
+    """A transposed x takes the fused op (torch's layout); the contiguous call after it
+    takes the operator again, not a memo the transposed call left."""
+    m = RMSNorm(64)
+    x, xt = torch.randn(3, 64), torch.randn(64, 3).t()
+    with torch.no_grad():
+        for _ in range(2):
+            assert OP in _ops(lambda: m(x))
+            ops = _ops(lambda: m(xt))
+            assert "aten::rms_norm" in ops and OP not in ops
+        assert OP in _ops(lambda: m(x))

@@ -239,7 +239,9 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
     kernel, fused, shape, eps, plan, recipe = entry
     memo = bias is None and numel < FUSED_LIMIT and where is True and choice == "auto"
     if kernel is _FUSED:  # torch.rms_norm checks x's sizes and the weight's shape
-        if memo and all_plain(x, weight, bias):
+        # a non-contiguous x is remembered only where a contiguous one takes the fused op
+        # too (with autograd on): without it, a contiguous x may take the operator
+        if memo and (grad or x.is_contiguous()) and all_plain(x, weight, bias):
             _remember_direct(calls, x, weight, entry, grad)
         try:
             if fused is _DIRECT:

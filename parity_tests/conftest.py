@@ -70,8 +70,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Wait for the background build where it still runs (a run of a few tests on a
-    fresh machine): killing it would leave torch's build lock, which makes every later
-    build wait until the lock is old enough to be cleared (``_cpu_op``)."""
+    fresh machine): killing it would throw the build away, and the next run would start
+    it again."""
     builder = session.config.stash.get(_BUILDER, None)
     if builder is not None:
         builder.wait()

@@ -168,19 +168,6 @@ def test_the_operator_shares_torchs_openmp_runtime():
     assert len(runtimes) <= 1, runtimes
 
 
-def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(tmp_path):
-    from rmsnorm_torch.kernels._cpu_op import _STALE_LOCK_SECONDS, _clear_stale_lock
-
-    stale, fresh = tmp_path / "stale", tmp_path / "fresh"
-    stale.write_text("")
-    fresh.write_text("")
-    old = os.path.getmtime(stale) - _STALE_LOCK_SECONDS - 60
-    os.utime(stale, (old, old))
-    _clear_stale_lock(str(stale))
-    _clear_stale_lock(str(fresh))
-    assert not stale.exists() and fresh.exists()
-
-
 def _direct_calls():
     x, inv = torch.randn(4, 8), torch.ones(4, 1)
     fwd = (8,), None, None, 1e-6, False, torch.float32, torch.float32, False

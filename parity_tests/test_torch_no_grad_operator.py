@@ -149,3 +149,30 @@ def test_a_non_contiguous_call_leaves_the_next_contiguous_call_to_the_operator()
             ops = _ops(lambda: m(xt))
             assert "aten::rms_norm" in ops and OP not in ops
         assert OP in _ops(lambda: m(x))
+
+
+@pytest.mark.parametrize("rows", [3, 5000], ids=["decode-size", "operator-size"])
+@pytest.mark.parametrize("preset", ["torch", "llama"])
+def test_y_keeps_the_strides_of_a_contiguous_x_with_a_size_one_dim(preset, rows):
+    """A contiguous x may carry any stride on a dim of size 1; y has x's strides, as the
+    upstream's (``torch.rms_norm``, Llama's elementwise ops) and the graph path's do."""
+    ours, theirs = upstream_pair(preset, 8)
+    x = torch.randn(rows, 8, 1).permute(0, 2, 1)
+    assert x.is_contiguous() and x.stride() != torch.empty(x.shape).stride()
+    expected = theirs(x)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            for _ in range(2):
+                y = ours(x)
+                assert y.stride() == expected.stride() and torch.equal(y, expected)
+
+
+@pytest.mark.parametrize("rows", [2, 500], ids=["decode-size", "operator-size"])
+def test_a_zero_tensor_input_is_normalized_to_zeros(rows):
+    """autograd's storage-less zeros (a ZeroTensor) take the graph path, as
+    ``torch.nn.RMSNorm`` computes them, in both grad modes."""
+    m, theirs = RMSNorm(400), torch.nn.RMSNorm(400)
+    x = torch._efficientzerotensor((rows, 400))
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            assert torch.equal(m(x), theirs(x))

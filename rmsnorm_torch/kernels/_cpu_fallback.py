@@ -35,7 +35,7 @@ def forward(
     """``(y, inv)``: see ``csrc/rmsnorm_cpu.cpp``'s ``rmsnorm_forward``."""
     n = math.prod(block)
     rows = x.numel() // n if n else 0
-    y = torch.empty(x.shape, dtype=out_dtype)
+    y = torch.empty_like(x, dtype=out_dtype)  # x's strides (csrc/rmsnorm_cpu.cpp)
     inv = torch.empty((rows, 1), dtype=torch.float32)
     x2, y2 = x.reshape(rows, n), y.view(rows, n)
     g = None if gain is None else gain.reshape(n)

@@ -25,11 +25,17 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from rmsnorm_core import RMSNormWarning
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["SCHEMAS", "ensure_loaded", "ops", "status"]
 
@@ -52,8 +58,8 @@ SCHEMAS = {
 """The operator schemas; ``csrc/rmsnorm_cpu.cpp`` defines the same two strings."""
 
 
-_STALE_LOCK_SECONDS = 600  # a build takes ~20-70 s here; a lock this old has no builder
-_BUILD_TIMEOUT_SECONDS = 1200
+_BUILD_TIMEOUT_SECONDS = 1200  # a build takes ~20-70 s here
+_FOLDER_LOCK = "builder.lock"
 
 
 def _build_directory(name: str) -> str:
@@ -66,13 +72,35 @@ def _build_directory(name: str) -> str:
     return path
 
 
-def _clear_stale_lock(lock: str) -> None:
-    """torch's build lock is a file its builder deletes when done; a builder killed
-    mid-build (SIGKILL, out of memory, a stopped container) leaves it, and every later
-    build would wait for it forever. One older than any build is removed."""
-    with contextlib.suppress(OSError):
-        if time.time() - os.path.getmtime(lock) > _STALE_LOCK_SECONDS:
-            os.remove(lock)
+@contextlib.contextmanager
+def _folder_held(directory: str, deadline: float) -> Iterator[bool]:
+    """Hold the build folder (an advisory ``flock`` on ``builder.lock``; True once held,
+    False at ``deadline``): every process of this package builds or loads the operator
+    only while holding it. The kernel releases a ``flock`` when its process dies, so a
+    builder killed mid-build (SIGKILL, Ctrl-C, out of memory) never leaves it held; the
+    file lock torch's own build takes (``lock``, which it deletes when done and a killed
+    builder leaves behind, on which every later build would wait) is then stale by
+    construction whenever this one is held, and is removed. Without ``fcntl`` (not a
+    POSIX system) torch's lock alone serializes builds."""
+    if fcntl is None:
+        yield True
+        return
+    with open(os.path.join(directory, _FOLDER_LOCK), "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:  # another process builds or loads it: wait for it
+                if time.monotonic() > deadline:
+                    yield False
+                    return
+                time.sleep(0.2)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(directory, "lock"))
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _vector_flags() -> tuple[str, list[str]]:
@@ -129,17 +157,22 @@ def _build() -> str:
         directory = _build_directory(name)
     except OSError as error:
         return f"no build folder: {error}"
-    lock = os.path.join(directory, "lock")
-    _clear_stale_lock(lock)
-    errors: list[str] = []
-    builder = threading.Thread(target=_load, args=(name, directory, flags, errors), daemon=True)
-    builder.start()
     deadline = time.monotonic() + _BUILD_TIMEOUT_SECONDS
-    while builder.is_alive():
-        builder.join(5.0)
-        _clear_stale_lock(lock)  # a builder that died while this one waited
-        if time.monotonic() > deadline:
-            return f"the build did not finish in {_BUILD_TIMEOUT_SECONDS} s (lock: {lock})"
+    late = f"the build did not finish in {_BUILD_TIMEOUT_SECONDS} s (folder: {directory})"
+    errors: list[str] = []
+    try:
+        with _folder_held(directory, deadline) as held:
+            if not held:
+                return late
+            builder = threading.Thread(
+                target=_load, args=(name, directory, flags, errors), daemon=True
+            )
+            builder.start()
+            builder.join(max(0.0, deadline - time.monotonic()))
+            if builder.is_alive():
+                return late
+    except OSError as error:  # a read-only folder: its lock cannot be taken
+        return f"the build folder cannot be locked: {error}"
     return errors[0] if errors else ""
 
 

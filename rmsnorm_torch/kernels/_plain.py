@@ -11,12 +11,13 @@ from torch import Tensor
 
 def plain(t: Optional[Tensor]) -> bool:
     """A real, untransformed tensor (or absent): no subclass, no ``torch.func`` wrapper,
-    no forward-mode tangent. The CPU operator and the Triton kernel run only on those;
-    anything else takes the graph path, which supports whatever autograd does. (A
-    ``torch.func`` wrapper has the type ``Tensor``: only functorch can tell it apart.)"""
+    no forward-mode tangent, no ZeroTensor (autograd's storage-less zeros). The CPU
+    operator and the Triton kernel run only on those; anything else takes the graph
+    path, which supports whatever autograd does. (A ``torch.func`` wrapper has the type
+    ``Tensor``: only functorch can tell it apart.)"""
     if t is None:
         return True
-    if type(t) is not Tensor and type(t) is not torch.nn.Parameter:
+    if (type(t) is not Tensor and type(t) is not torch.nn.Parameter) or t._is_zerotensor():
         return False
     if torch._C._functorch.is_functorch_wrapped_tensor(t):
         return False

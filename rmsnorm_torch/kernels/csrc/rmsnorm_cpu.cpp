@@ -523,7 +523,9 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
   }
   at::NoGradGuard no_grad;
   const int64_t n = block_numel(block);
-  at::Tensor y = at::empty(x.sizes(), x.options().dtype(out_dtype));
+  // x's strides, as the upstreams' elementwise ops and torch.rms_norm give y (x is
+  // contiguous, but a dim of size 1 may carry any stride)
+  at::Tensor y = at::empty_like(x, x.options().dtype(out_dtype), at::MemoryFormat::Preserve);
   const int64_t rows = n == 0 ? 0 : x.numel() / n;
   at::Tensor inv = at::empty({rows, 1}, x.options().dtype(at::kFloat));
   if (rows == 0 || n == 0) return {y, inv};

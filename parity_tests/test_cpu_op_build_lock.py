@@ -1,0 +1,86 @@
+"""The build folder's lock: a builder that dies holding it leaves nothing to wait for.
+
+Every process builds or loads the native operator while holding an advisory ``flock``
+on the folder (``_cpu_op._folder_held``); the kernel releases it when its holder dies,
+and torch's own lock file, which a killed builder leaves behind, is then removed.
+Before it, a leftover lock file made the first call wait up to 600 s, then load a
+library that was never built, and fall back to the Python kernel for the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("torch")
+fcntl = pytest.importorskip("fcntl")
+
+from rmsnorm_torch.kernels._cpu_op import _FOLDER_LOCK, _folder_held  # noqa: E402
+
+HOLD = f"""
+import fcntl, os, sys, time
+handle = open(os.path.join(sys.argv[1], {_FOLDER_LOCK!r}), "a")
+fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+open(os.path.join(sys.argv[1], "lock"), "w").close()  # torch's build lock, as mid-build
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@contextlib.contextmanager
+def _holder(folder, seconds: float) -> Iterator[subprocess.Popen]:
+    """A process holding the folder (and torch's lock file), killed at the block's end."""
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder), str(seconds)], stdout=subprocess.PIPE, text=True
+    ) as child:
+        try:
+            assert child.stdout.readline().strip() == "held"
+            yield child
+        finally:
+            child.kill()
+
+
+def test_a_builder_killed_mid_build_leaves_nothing_to_wait_for(tmp_path):
+    with _holder(tmp_path, 600) as child:
+        child.kill()
+        child.wait()
+        assert (tmp_path / "lock").exists()
+        start = time.monotonic()
+        with _folder_held(str(tmp_path), time.monotonic() + 60) as held:
+            assert held and not (tmp_path / "lock").exists()
+        assert time.monotonic() - start < 5
+
+
+def test_a_live_builder_is_waited_for_and_its_lock_kept(tmp_path):
+    with _holder(tmp_path, 600):
+        start = time.monotonic()
+        with _folder_held(str(tmp_path), time.monotonic() + 1.0) as held:
+            assert not held  # the deadline passed while the holder lived
+        assert time.monotonic() - start >= 1.0
+        assert (tmp_path / "lock").exists()  # a live builder's lock is never removed
+
+
+def test_the_next_process_waits_for_the_holder_then_takes_the_folder(tmp_path):
+    with _holder(tmp_path, 2.0) as child:
+        start = time.monotonic()
+        with _folder_held(str(tmp_path), time.monotonic() + 60) as held:
+            assert held and time.monotonic() - start > 1.5  # taken once the holder ended
+            assert child.wait(timeout=10) == 0
+
+
+def test_a_folder_that_cannot_be_written_is_an_error_not_a_wait(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into a read-only folder")
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(OSError):
+            with _folder_held(str(tmp_path), time.monotonic() + 60):
+                pass
+    finally:
+        tmp_path.chmod(0o700)

@@ -40,6 +40,7 @@ ASSIGNMENTS = [
     ("scale_offset", 1.0, "float32"),
     ("partial", 0.5, "float32"),
     ("residual_dtype", "float32", "bfloat16"),
+    ("scale_multiplies", "inverse", "float32"),
 ]
 
 

@@ -34,6 +34,7 @@ MUTABLE_FIELDS = (
     "scale_offset",
     "partial",
     "residual_dtype",
+    "scale_multiplies",
 )
 """Spec fields assignable on a module (the rest shape its parameters)."""
 STRUCTURAL = ("use_scale", "use_bias", "param_dtype")

@@ -251,6 +251,8 @@ class RMSNorm(CallCacheOwner, nn.RMSNorm):
     """The spec's fraction of the block used for the statistic."""
     residual_dtype = spec_field("residual_dtype")
     """The spec's dtype of the residual sum."""
+    scale_multiplies = spec_field("scale_multiplies")
+    """What the scale multiplies, ``"normalized"`` or ``"inverse"`` (flax's order)."""
     use_scale = spec_field("use_scale")
     """Whether the module has ``weight`` (fixed: it shapes the parameters)."""
     use_bias = spec_field("use_bias")

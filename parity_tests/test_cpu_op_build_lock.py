@@ -84,3 +84,53 @@ def test_a_folder_that_cannot_be_written_is_an_error_not_a_wait(tmp_path):
                 pass
     finally:
         tmp_path.chmod(0o700)
+
+
+def test_a_lock_that_is_a_link_or_a_fifo_is_refused_at_once(tmp_path):
+    """Never through a link (nothing outside the folder is created or locked), never
+    blocked on a FIFO: either is an error, which the build reports and falls back on."""
+    outside = tmp_path / "outside"
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / _FOLDER_LOCK).symlink_to(outside)  # dangling: open would create it
+    with pytest.raises(OSError):
+        with _folder_held(str(folder), time.monotonic() + 60):
+            pass
+    assert not outside.exists()
+    (folder / _FOLDER_LOCK).unlink()
+    os.mkfifo(folder / _FOLDER_LOCK)
+    start = time.monotonic()
+    with pytest.raises(OSError):
+        with _folder_held(str(folder), time.monotonic() + 60):
+            pass
+    assert time.monotonic() - start < 5
+
+
+def test_an_interrupted_first_call_leaves_the_build_to_the_next_call(tmp_path, monkeypatch):
+    """Ctrl-C while the first call waits for the build: the builder thread keeps the
+    folder and goes on; the next call waits for that same build (one build, not a
+    second beside it that would load a library not yet written)."""
+    import _thread
+    import shutil
+    import threading
+
+    from rmsnorm_torch.kernels import _cpu_op
+
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip("no C++ compiler: the build is not attempted")
+    loads = []
+
+    def slow_load(name, directory, flags, errors):
+        loads.append(name)
+        time.sleep(2.0)
+        loads.append("done")
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.delenv("RMSNORM_NATIVE", raising=False)
+    monkeypatch.setattr(_cpu_op, "_load", slow_load)
+    monkeypatch.setattr(_cpu_op, "_BUILDERS", {})
+    threading.Timer(0.5, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        _cpu_op._build()
+    assert _cpu_op._build() == ""
+    assert loads == [loads[0], "done"]  # one build, waited for to its end

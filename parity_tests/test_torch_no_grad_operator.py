@@ -151,20 +151,44 @@ def test_a_non_contiguous_call_leaves_the_next_contiguous_call_to_the_operator()
         assert OP in _ops(lambda: m(x))
 
 
-@pytest.mark.parametrize("rows", [3, 5000], ids=["decode-size", "operator-size"])
+def _strided(shape, strides):
+    x = torch.empty_strided(shape, strides)
+    return x.copy_(torch.randn(shape)) if x.numel() else x
+
+
+# contiguous inputs whose size-1 dims carry strides other than row-major ones (the last
+# token of a batch, h[:, -1:, :], among them), an empty one, and one above the operator's size
+ODD_LAYOUTS = {
+    "last-token": lambda: torch.randn(1, 10, 64)[:, -1:, :],
+    "permuted": lambda: torch.randn(3, 64, 1).permute(0, 2, 1),
+    "odd-stride": lambda: _strided((5, 1, 64), (64, 13, 1)),
+    "large": lambda: _strided((5000, 1, 64), (64, 999, 1)),
+    "empty": lambda: _strided((2, 0, 64), (0, 64, 1)),
+    "one-column": lambda: _strided((5, 1), (1, 13)),
+}
+
+
+@pytest.mark.parametrize("layout", list(ODD_LAYOUTS))
 @pytest.mark.parametrize("preset", ["torch", "llama"])
-def test_y_keeps_the_strides_of_a_contiguous_x_with_a_size_one_dim(preset, rows):
-    """A contiguous x may carry any stride on a dim of size 1; y has x's strides, as the
-    upstream's (``torch.rms_norm``, Llama's elementwise ops) and the graph path's do."""
-    ours, theirs = upstream_pair(preset, 8)
-    x = torch.randn(rows, 8, 1).permute(0, 2, 1)
-    assert x.is_contiguous() and x.stride() != torch.empty(x.shape).stride()
+def test_y_is_laid_out_as_the_upstreams_for_odd_size_one_strides(preset, layout):
+    """A contiguous x may carry any stride on a dim of size 1; y is laid out as the
+    upstream's elementwise ops (TensorIterator) lay it out, not as x, in both grad modes
+    and in the operator's Python form."""
+    from rmsnorm_torch.kernels._cpu_fallback import forward as python_forward
+
+    x = ODD_LAYOUTS[layout]()
+    n = x.shape[-1]
+    ours, theirs = upstream_pair(preset, n)
     expected = theirs(x)
+    assert x.is_contiguous()
     for grad in (False, True):
         with torch.set_grad_enabled(grad):
             for _ in range(2):
                 y = ours(x)
                 assert y.stride() == expected.stride() and torch.equal(y, expected)
+    f32 = torch.float32
+    y = python_forward(x, [n], None, None, 1e-6, False, f32, f32, False)[0]
+    assert y.stride() == expected.stride()
 
 
 @pytest.mark.parametrize("rows", [2, 500], ids=["decode-size", "operator-size"])

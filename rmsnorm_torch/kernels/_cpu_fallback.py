@@ -21,6 +21,14 @@ def _rows(n: int) -> int:
     return max(1, _BLOCK_ELEMENTS // max(n, 1))
 
 
+def _output_like(x: Tensor, k: int, dtype: torch.dtype) -> Tensor:
+    """y laid out as ``csrc/rmsnorm_cpu.cpp``'s ``output_like`` lays it out: as
+    TensorIterator lays out ``x * inv`` (taken from that product on meta tensors)."""
+    meta = torch.empty_strided(x.shape, x.stride(), device="meta")
+    rows = torch.empty(tuple(x.shape[: x.dim() - k]) + (1,) * k, device="meta")
+    return torch.empty_strided(x.shape, (meta * rows).stride(), dtype=dtype)
+
+
 def forward(
     x: Tensor,
     block: List[int],
@@ -35,7 +43,7 @@ def forward(
     """``(y, inv)``: see ``csrc/rmsnorm_cpu.cpp``'s ``rmsnorm_forward``."""
     n = math.prod(block)
     rows = x.numel() // n if n else 0
-    y = torch.empty_like(x, dtype=out_dtype)  # x's strides (csrc/rmsnorm_cpu.cpp)
+    y = _output_like(x, len(block), out_dtype)
     inv = torch.empty((rows, 1), dtype=torch.float32)
     x2, y2 = x.reshape(rows, n), y.view(rows, n)
     g = None if gain is None else gain.reshape(n)

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import threading
 import time
@@ -60,6 +61,7 @@ SCHEMAS = {
 
 _BUILD_TIMEOUT_SECONDS = 1200  # a build takes ~20-70 s here
 _FOLDER_LOCK = "builder.lock"
+_BUILDERS: dict[str, tuple[threading.Event, list[str]]] = {}  # by name, once per process
 
 
 def _build_directory(name: str) -> str:
@@ -85,22 +87,28 @@ def _folder_held(directory: str, deadline: float) -> Iterator[bool]:
     if fcntl is None:
         yield True
         return
-    with open(os.path.join(directory, _FOLDER_LOCK), "a") as handle:
+    # never through a link (nothing outside the folder is created or locked), never
+    # blocking on a FIFO; only a regular file is a lock
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    path = os.path.join(directory, _FOLDER_LOCK)
+    fd = os.open(path, flags, 0o644)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
         while True:
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:  # another process builds or loads it: wait for it
                 if time.monotonic() > deadline:
                     yield False
                     return
                 time.sleep(0.2)
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(directory, "lock"))
-            yield True
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(directory, "lock"))
+        yield True
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _vector_flags() -> tuple[str, list[str]]:
@@ -157,23 +165,43 @@ def _build() -> str:
         directory = _build_directory(name)
     except OSError as error:
         return f"no build folder: {error}"
-    deadline = time.monotonic() + _BUILD_TIMEOUT_SECONDS
-    late = f"the build did not finish in {_BUILD_TIMEOUT_SECONDS} s (folder: {directory})"
-    errors: list[str] = []
-    try:
-        with _folder_held(directory, deadline) as held:
-            if not held:
-                return late
-            builder = threading.Thread(
-                target=_load, args=(name, directory, flags, errors), daemon=True
-            )
-            builder.start()
-            builder.join(max(0.0, deadline - time.monotonic()))
-            if builder.is_alive():
-                return late
-    except OSError as error:  # a read-only folder: its lock cannot be taken
-        return f"the build folder cannot be locked: {error}"
+    # one builder thread per process, which holds the folder for as long as it builds: a
+    # caller interrupted while it waits (Ctrl-C in a notebook) leaves it running, and the
+    # next call waits for the same build instead of starting a second one beside it
+    # (waited for on an Event: a Thread.join interrupted by Ctrl-C can report the thread
+    # ended while it still runs)
+    if name not in _BUILDERS:
+        done, errors = threading.Event(), []
+        _BUILDERS[name] = (done, errors)
+        threading.Thread(
+            target=_build_held, args=(name, directory, flags, errors, done), daemon=True
+        ).start()
+    done, errors = _BUILDERS[name]
+    if not done.wait(_BUILD_TIMEOUT_SECONDS):
+        return f"the build did not finish in {_BUILD_TIMEOUT_SECONDS} s (folder: {directory})"
     return errors[0] if errors else ""
+
+
+def _build_held(
+    name: str, directory: str, flags: list[str], errors: list[str], done: threading.Event
+) -> None:
+    """:func:`_load` while holding the build folder (the builder thread's body); sets
+    ``done`` when it ends, however it ends."""
+    try:
+        with _folder_held(directory, time.monotonic() + _BUILD_TIMEOUT_SECONDS) as held:
+            if held:
+                _load(name, directory, flags, errors)
+            else:
+                errors.append(
+                    f"another process held the build folder for {_BUILD_TIMEOUT_SECONDS} s "
+                    f"({os.path.join(directory, _FOLDER_LOCK)})"
+                )
+    except OSError as error:  # read-only, or the lock is not a regular file
+        errors.append(f"the build folder cannot be locked: {error}")
+    except Exception as error:  # whatever else: the Python kernel still works
+        errors.append(f"the build failed: {type(error).__name__}: {error}"[:200])
+    finally:
+        done.set()
 
 
 _OURS = ("rmsnorm_torch", "torch")

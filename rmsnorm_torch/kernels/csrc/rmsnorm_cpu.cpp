@@ -507,6 +507,26 @@ void finish_out(const In* x, at::Tensor& y, const float* inv, const float* g, co
   }
 }
 
+// y laid out as the upstreams' elementwise ops (TensorIterator) lay it out from x: row-major
+// where x's strides are (the usual case); else (a contiguous x whose size-1 dims carry
+// other strides, or an empty x) the layout TensorIterator gives x * inv, taken from
+// that product on meta tensors (no data)
+at::Tensor output_like(const at::Tensor& x, int64_t k, at::ScalarType dtype) {
+  bool row_major = true;
+  int64_t expected = 1;
+  for (int64_t d = x.dim() - 1; d >= 0 && row_major; --d) {
+    row_major = x.stride(d) == expected;
+    expected *= std::max<int64_t>(x.size(d), 1);
+  }
+  if (row_major) return at::empty(x.sizes(), x.options().dtype(dtype));
+  const at::TensorOptions meta = x.options().device(at::kMeta).dtype(at::kFloat);
+  std::vector<int64_t> rows_shape(x.sizes().begin(), x.sizes().end());
+  std::fill(rows_shape.end() - k, rows_shape.end(), 1);
+  const at::Tensor layout =
+      at::mul(at::empty_strided(x.sizes(), x.strides(), meta), at::empty(rows_shape, meta));
+  return at::empty_strided(x.sizes(), layout.strides(), x.options().dtype(dtype));
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
@@ -523,9 +543,7 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
   }
   at::NoGradGuard no_grad;
   const int64_t n = block_numel(block);
-  // x's strides, as the upstreams' elementwise ops and torch.rms_norm give y (x is
-  // contiguous, but a dim of size 1 may carry any stride)
-  at::Tensor y = at::empty_like(x, x.options().dtype(out_dtype), at::MemoryFormat::Preserve);
+  at::Tensor y = output_like(x, static_cast<int64_t>(block.size()), out_dtype);
   const int64_t rows = n == 0 ? 0 : x.numel() / n;
   at::Tensor inv = at::empty({rows, 1}, x.options().dtype(at::kFloat));
   if (rows == 0 || n == 0) return {y, inv};

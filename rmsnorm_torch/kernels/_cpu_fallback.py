@@ -46,7 +46,7 @@ def forward(
     y = _output_like(x, len(block), out_dtype)
     inv = torch.empty((rows, 1), dtype=torch.float32)
     x2, y2 = x.reshape(rows, n), y.view(rows, n)
-    g = None if gain is None else gain.reshape(n)
+    g = None if gain is None else gain.reshape(n).float()  # a half gain widened (exact)
     b = None if bias is None else bias.reshape(n).float()
     step = _rows(n)
     for start in range(0, rows, step):
@@ -92,7 +92,7 @@ def backward(
     dx = torch.empty_like(x) if need_dx else None
     dx2 = torch.empty_like(x) if need_dx and two_dx else None
     p = torch.empty(x.shape, dtype=scale_dtype) if need_dgain else None
-    g = None if gain is None else gain.reshape(n)
+    g = None if gain is None else gain.reshape(n).float()  # a half gain widened (exact)
     step = _rows(n)
     for start in range(0, rows if (need_dx or need_dgain) else 0, step):
         stop = min(rows, start + step)

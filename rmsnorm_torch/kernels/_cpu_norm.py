@@ -43,11 +43,13 @@ def needs_grad(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]) -> b
 
 
 def gain_of(plan: Plan, weight: Optional[Tensor]) -> Optional[Tensor]:
-    """``g = offset + w`` in float32, as the graph path forms it (``_graph._gain``)."""
-    if weight is None:
-        return None
+    """The operator's gain: ``w`` itself without an offset (the operator widens a half
+    ``w`` to float32 itself, exactly, as the graph path's ``f(w)``), else ``offset + w``
+    formed in float32 as the graph path forms it (``_graph._gain``)."""
+    if weight is None or plan.scale_offset == 0.0:
+        return weight
     g = weight if weight.dtype == torch.float32 else weight.to(torch.float32)
-    return g + plan.scale_offset if plan.scale_offset != 0.0 else g
+    return g + plan.scale_offset
 
 
 def round_mid(plan: Plan) -> bool:

@@ -150,8 +150,8 @@ void check_args(const at::Tensor& x, at::IntArrayRef block, const std::optional<
   TORCH_CHECK(x.sizes().slice(x.dim() - block.size()).equals(block), "rmsnorm_bridge: x of shape ",
               x.sizes(), " does not end in the normalized sizes ", block);
   if (gain.has_value()) {
-    TORCH_CHECK(gain->scalar_type() == at::kFloat && gain->sizes().equals(block),
-                "rmsnorm_bridge: the gain must be float32 of shape ", block);
+    TORCH_CHECK(half_or_single(gain->scalar_type()) && gain->sizes().equals(block),
+                "rmsnorm_bridge: the gain must be float32, bfloat16 or float16 of shape ", block);
   }
 }
 
@@ -527,6 +527,13 @@ at::Tensor output_like(const at::Tensor& x, int64_t k, at::ScalarType dtype) {
   return at::empty_strided(x.sizes(), layout.strides(), x.options().dtype(dtype));
 }
 
+// The gain as float32 values (a half gain widened: exact, as the graph path's f(w)).
+at::Tensor float_gain(const std::optional<at::Tensor>& gain, int64_t n) {
+  if (!gain.has_value()) return at::Tensor();
+  const at::Tensor g = gain->reshape({n});
+  return (g.scalar_type() == at::kFloat ? g : g.to(at::kFloat)).contiguous();
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
@@ -547,7 +554,7 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
   const int64_t rows = n == 0 ? 0 : x.numel() / n;
   at::Tensor inv = at::empty({rows, 1}, x.options().dtype(at::kFloat));
   if (rows == 0 || n == 0) return {y, inv};
-  const at::Tensor g = gain.has_value() ? gain->reshape({n}).contiguous() : at::Tensor();
+  const at::Tensor g = float_gain(gain, n);
   const at::Tensor b = bias.has_value() ? bias->reshape({n}).to(at::kFloat).contiguous() : at::Tensor();
   const float* gp = g.defined() ? g.data_ptr<float>() : nullptr;
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
@@ -603,7 +610,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
   at::Tensor dx = need_dx ? at::empty(x.sizes(), x.options()) : at::Tensor();
   at::Tensor dx2 = need_dx && two_dx ? at::empty(x.sizes(), x.options()) : at::Tensor();
   at::Tensor p = need_dgain ? at::empty(x.sizes(), x.options().dtype(scale_dtype)) : at::Tensor();
-  at::Tensor g = gain.has_value() ? gain->reshape({n}).contiguous() : at::Tensor();
+  const at::Tensor g = float_gain(gain, n);
   if (rows > 0 && n > 0 && (need_dx || need_dgain)) {
     const at::Tensor x2 = x.view({rows, n});
     const at::Tensor dy_rows = dy2.view({rows, n});

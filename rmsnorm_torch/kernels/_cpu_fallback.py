@@ -22,8 +22,11 @@ def _rows(n: int) -> int:
 
 
 def _output_like(x: Tensor, k: int, dtype: torch.dtype) -> Tensor:
-    """y laid out as ``csrc/rmsnorm_cpu.cpp``'s ``output_like`` lays it out: as
-    TensorIterator lays out ``x * inv`` (taken from that product on meta tensors)."""
+    """y laid out as ``csrc/rmsnorm_cpu.cpp``'s ``output_like`` lays it out: row-major
+    for a one-element block, else as TensorIterator lays out ``x * inv`` (taken from
+    that product on meta tensors)."""
+    if math.prod(x.shape[x.dim() - k :]) == 1:
+        return torch.empty(x.shape, dtype=dtype)
     meta = torch.empty_strided(x.shape, x.stride(), device="meta")
     rows = torch.empty(tuple(x.shape[: x.dim() - k]) + (1,) * k, device="meta")
     return torch.empty_strided(x.shape, (meta * rows).stride(), dtype=dtype)

@@ -17,26 +17,21 @@ and only ``use_kernel("blocked")`` runs it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
-import stat
+import subprocess
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from rmsnorm_core import RMSNormWarning
-
-try:
-    import fcntl
-except ImportError:  # not a POSIX system
-    fcntl = None  # type: ignore[assignment]
+from rmsnorm_torch.kernels._build_lock import FOLDER_LOCK, folder_held
 
 __all__ = ["SCHEMAS", "ensure_loaded", "ops", "status"]
 
@@ -60,8 +55,8 @@ SCHEMAS = {
 
 
 _BUILD_TIMEOUT_SECONDS = 1200  # a build takes ~20-70 s here
-_FOLDER_LOCK = "builder.lock"
 _BUILDERS: dict[str, tuple[threading.Event, list[str]]] = {}  # by name, once per process
+_INTERRUPTED: set[str] = set()  # builds whose caller was interrupted while waiting
 
 
 def _build_directory(name: str) -> str:
@@ -72,43 +67,6 @@ def _build_directory(name: str) -> str:
     path = os.path.join(root, "rmsnorm_bridge", name)
     os.makedirs(path, exist_ok=True)
     return path
-
-
-@contextlib.contextmanager
-def _folder_held(directory: str, deadline: float) -> Iterator[bool]:
-    """Hold the build folder (an advisory ``flock`` on ``builder.lock``; True once held,
-    False at ``deadline``): every process of this package builds or loads the operator
-    only while holding it. The kernel releases a ``flock`` when its process dies, so a
-    builder killed mid-build (SIGKILL, Ctrl-C, out of memory) never leaves it held; the
-    file lock torch's own build takes (``lock``, which it deletes when done and a killed
-    builder leaves behind, on which every later build would wait) is then stale by
-    construction whenever this one is held, and is removed. Without ``fcntl`` (not a
-    POSIX system) torch's lock alone serializes builds."""
-    if fcntl is None:
-        yield True
-        return
-    # never through a link (nothing outside the folder is created or locked), never
-    # blocking on a FIFO; only a regular file is a lock
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    path = os.path.join(directory, _FOLDER_LOCK)
-    fd = os.open(path, flags, 0o644)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a regular file")
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:  # another process builds or loads it: wait for it
-                if time.monotonic() > deadline:
-                    yield False
-                    return
-                time.sleep(0.2)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(directory, "lock"))
-        yield True
-    finally:
-        os.close(fd)  # releases the flock
 
 
 def _vector_flags() -> tuple[str, list[str]]:
@@ -169,36 +127,65 @@ def _build() -> str:
     # caller interrupted while it waits (Ctrl-C in a notebook) leaves it running, and the
     # next call waits for the same build instead of starting a second one beside it
     # (waited for on an Event: a Thread.join interrupted by Ctrl-C can report the thread
-    # ended while it still runs)
+    # ended while it still runs). A build that failed after its caller was interrupted
+    # is started once more (a terminal's Ctrl-C reaches the compiler too), in a child
+    # process: torch builds a given name once per process, and would only load.
     if name not in _BUILDERS:
-        done, errors = threading.Event(), []
-        _BUILDERS[name] = (done, errors)
-        threading.Thread(
-            target=_build_held, args=(name, directory, flags, errors, done), daemon=True
-        ).start()
-    done, errors = _BUILDERS[name]
-    if not done.wait(_BUILD_TIMEOUT_SECONDS):
+        _start_builder(name, directory, flags, False)
+    errors = _wait_for_builder(name)
+    if errors and name in _INTERRUPTED:
+        _INTERRUPTED.discard(name)
+        _start_builder(name, directory, flags, True)
+        errors = _wait_for_builder(name)
+    if errors is None:
         return f"the build did not finish in {_BUILD_TIMEOUT_SECONDS} s (folder: {directory})"
     return errors[0] if errors else ""
 
 
-def _build_held(
-    name: str, directory: str, flags: list[str], errors: list[str], done: threading.Event
-) -> None:
-    """:func:`_load` while holding the build folder (the builder thread's body); sets
-    ``done`` when it ends, however it ends."""
+def _start_builder(name: str, directory: str, flags: list[str], in_child: bool) -> None:
+    done, errors = threading.Event(), []
+    _BUILDERS[name] = (done, errors)
+    args = (name, directory, flags, errors, done, in_child)
+    threading.Thread(target=_build_held, args=args, daemon=True).start()
+
+
+def _wait_for_builder(name: str) -> Optional[list[str]]:
+    """The builder's errors once it ends (None: not in time); an interrupted wait is
+    remembered (:func:`_build`)."""
+    done, errors = _BUILDERS[name]
     try:
-        with _folder_held(directory, time.monotonic() + _BUILD_TIMEOUT_SECONDS) as held:
+        return errors if done.wait(_BUILD_TIMEOUT_SECONDS) else None
+    except KeyboardInterrupt:
+        _INTERRUPTED.add(name)
+        raise
+
+
+def _build_held(
+    name: str,
+    directory: str,
+    flags: list[str],
+    errors: list[str],
+    done: threading.Event,
+    in_child: bool = False,
+) -> None:
+    """:func:`_load` while holding the build folder (the builder thread's body), after a
+    child process has built it where ``in_child``; sets ``done`` when it ends, however
+    it ends."""
+    try:
+        if in_child:  # the child holds the folder itself while it builds
+            code = "from rmsnorm_torch.kernels._cpu_op import status; status()"
+            subprocess.run([sys.executable, "-c", code], timeout=_BUILD_TIMEOUT_SECONDS)
+        with folder_held(directory, time.monotonic() + _BUILD_TIMEOUT_SECONDS) as held:
             if held:
                 _load(name, directory, flags, errors)
             else:
                 errors.append(
                     f"another process held the build folder for {_BUILD_TIMEOUT_SECONDS} s "
-                    f"({os.path.join(directory, _FOLDER_LOCK)})"
+                    f"({os.path.join(directory, FOLDER_LOCK)})"
                 )
     except OSError as error:  # read-only, or the lock is not a regular file
         errors.append(f"the build folder cannot be locked: {error}")
-    except Exception as error:  # whatever else: the Python kernel still works
+    except (Exception, subprocess.SubprocessError) as error:  # the Python kernel still works
         errors.append(f"the build failed: {type(error).__name__}: {error}"[:200])
     finally:
         done.set()

@@ -200,8 +200,10 @@ def decide(
     strided = not x.is_contiguous()
     if choice == "auto" and strided and not x.is_complex() and not torch_layout(plan, bias):
         return Kernel.GRAPH
-    if choice == "auto" and custom and native_cpu and not grad:
-        if cpu_op_fits(x, plan, weight, bias):  # no autograd node to pay for: at every size
+    if choice == "auto" and custom and native_cpu and not grad and x.numel() > 0:
+        # no autograd node to pay for: at every size (an empty x keeps torch's own op or
+        # the graph path, whose empty outputs' layouts are the upstreams')
+        if cpu_op_fits(x, plan, weight, bias):
             return Kernel.CPU_OP
     if (
         choice == "auto"

@@ -72,7 +72,7 @@ def eager_decide(
     if (
         custom
         and choice == "auto"
-        and (not grad or x.numel() >= CPU_OP_MIN)
+        and ((not grad and x.numel() > 0) or x.numel() >= CPU_OP_MIN)
         and cpu_op_fits(x, plan, weight, bias)
     ):
         from rmsnorm_torch.kernels._cpu_op import status  # builds it on the first such call

@@ -508,17 +508,24 @@ void finish_out(const In* x, at::Tensor& y, const float* inv, const float* g, co
 }
 
 // y laid out as the upstreams' elementwise ops (TensorIterator) lay it out from x: row-major
-// where x's strides are (the usual case); else (a contiguous x whose size-1 dims carry
-// other strides, or an empty x) the layout TensorIterator gives x * inv, taken from
-// that product on meta tensors (no data)
-at::Tensor output_like(const at::Tensor& x, int64_t k, at::ScalarType dtype) {
-  bool row_major = true;
+// where x's strides are (the usual case) or the block is one element (x * inv is then
+// a same-shape product, which TensorIterator lays out row-major); else (a contiguous x
+// whose size-1 dims carry other strides) the layout TensorIterator gives x * inv, taken
+// from that product on meta tensors (no data). (An empty x: "auto" never gives it to
+// this operator; the layout of an empty y follows no single upstream rule.)
+bool row_major_strides(const at::Tensor& x) {
   int64_t expected = 1;
-  for (int64_t d = x.dim() - 1; d >= 0 && row_major; --d) {
-    row_major = x.stride(d) == expected;
+  for (int64_t d = x.dim() - 1; d >= 0; --d) {
+    if (x.stride(d) != expected) return false;
     expected *= std::max<int64_t>(x.size(d), 1);
   }
-  if (row_major) return at::empty(x.sizes(), x.options().dtype(dtype));
+  return true;
+}
+
+at::Tensor output_like(const at::Tensor& x, int64_t k, at::ScalarType dtype) {
+  if (block_numel(x.sizes().slice(x.dim() - k)) == 1 || row_major_strides(x)) {
+    return at::empty(x.sizes(), x.options().dtype(dtype));
+  }
   const at::TensorOptions meta = x.options().device(at::kMeta).dtype(at::kFloat);
   std::vector<int64_t> rows_shape(x.sizes().begin(), x.sizes().end());
   std::fill(rows_shape.end() - k, rows_shape.end(), 1);

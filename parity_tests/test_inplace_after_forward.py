@@ -62,3 +62,26 @@ def test_an_inplace_update_after_forward_behaves_as_upstream(preset, dtype, rows
     if want is not None:
         for a, b in zip(got, want, strict=True):
             assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("rows", [3, 700], ids=["graph-path", "operator"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("preset", ["torch", "llama", "t5"])
+def test_an_inplace_bias_update_after_forward_is_allowed_at_every_size(preset, dtype, rows):
+    """No gradient reads the bias's values (``y + b`` saves nothing), so updating it in
+    place between forward and backward is allowed, on the graph path and the operator
+    alike (the operator saved it, and refused, above its size); the gradients are the
+    ones computed without the update."""
+    from rmsnorm_core import RMSNormSpec
+    from rmsnorm_torch import RMSNorm
+
+    spec = RMSNormSpec.preset(preset).replace(use_bias=True)
+    m = RMSNorm.from_spec(spec, 96).to(getattr(torch, dtype))
+    x = torch.randn(rows, 96).to(m.weight.dtype).requires_grad_()
+    dy = torch.randn_like(x)
+    expected = torch.autograd.grad(m(x), (x, m.weight, m.bias), dy)
+    y = m(x)
+    with torch.no_grad():
+        m.bias.add_(1.0)
+    got = torch.autograd.grad(y, (x, m.weight, m.bias), dy)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))

@@ -122,13 +122,21 @@ class _CpuNorm(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
         x, _, weight, bias, plan = inputs
-        ctx.save_for_backward(x, weight, bias, output[1])
+        # not the bias: no gradient reads its values (the graph path's y + b saves nothing
+        # either), so an in-place update of it between forward and backward is allowed
+        ctx.save_for_backward(x, weight, output[1])
+        ctx.bias = None if bias is None else (bias.shape, bias.dtype, bias.device)
         ctx.plan = plan
         ctx.mark_non_differentiable(output[1])
 
     @staticmethod
     def backward(ctx: Any, dy: Tensor, _dinv: Optional[Tensor]) -> Any:
-        x, weight, bias, inv = ctx.saved_tensors
+        x, weight, inv = ctx.saved_tensors
+        bias = None  # a stand-in of the bias's shape and dtype (its values are not read)
+        if ctx.bias is not None:
+            shape, dtype, device = ctx.bias
+            bias = torch.zeros(shape, dtype=dtype, device=device)
+            bias.requires_grad_(ctx.needs_input_grad[3])  # a leaf the graph backward asks
         plan = ctx.plan
         need_x, _, need_w, need_b, _ = ctx.needs_input_grad
         needs = (need_x, need_w, need_b)

@@ -2,17 +2,19 @@
 need not record: ``torch.ops.rmsnorm_bridge.rmsnorm_forward`` and ``rmsnorm_backward``,
 one call each per forward and per backward.
 
-The operator is C++ (``csrc/rmsnorm_cpu.cpp``), built with torch's extension API on
-the first call it could take (about 20 s once; loading a built one takes about 0.15 s;
-the build is cached under ``TORCH_EXTENSIONS_DIR``, by default
-``~/.cache/torch_extensions``, and rebuilt only when the source or torch changes).
-Where no C++ compiler is found, the build fails, or ``RMSNORM_NATIVE=0`` is set, the
-same operator is registered with the pure-Python kernel of ``_cpu_fallback.py`` (same
-schema, same bits), and a ``RMSNormWarning`` says so once;
-:func:`status` tells which one runs (``rmsnorm verify`` prints it). That kernel is
-slower than plain ATen ops, so ``"auto"`` then gives large calls the graph path (the
-same bits again), small ones ``torch.rms_norm`` or the graph path as with autograd on,
-and only ``use_kernel("blocked")`` runs it.
+The operator is C++ (``csrc/rmsnorm_cpu.cpp``), built with torch's extension API on the
+first call it could take (about 20 s once; loading a built one takes about 0.15 s; the
+build is cached under ``TORCH_EXTENSIONS_DIR``, by default
+``~/.cache/torch_extensions``, and rebuilt only when the source or torch changes). One
+builder thread per process builds or loads it while holding the build folder's lock
+(``_build_lock.py``): a builder that dies leaves nothing to wait for, and a first call
+interrupted by Ctrl-C leaves the build to the next call. Where no C++ compiler is found,
+the build fails, or ``RMSNORM_NATIVE=0`` is set, the same operator is registered with
+the pure-Python kernel of ``_cpu_fallback.py`` (same schema, same bits), and a
+``RMSNormWarning`` says so once; :func:`status` tells which one runs (``rmsnorm verify``
+prints it). That kernel is slower than plain ATen ops, so ``"auto"`` then gives large
+calls the graph path (the same bits again), small ones ``torch.rms_norm`` or the graph
+path as with autograd on, and only ``use_kernel("blocked")`` runs it.
 """
 
 from __future__ import annotations

@@ -132,29 +132,31 @@ class _CpuNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: Tensor, _dinv: Optional[Tensor]) -> Any:
         x, weight, inv = ctx.saved_tensors
-        bias = None  # a stand-in of the bias's shape and dtype (its values are not read)
-        if ctx.bias is not None:
-            shape, dtype, device = ctx.bias
-            bias = torch.zeros(shape, dtype=dtype, device=device)
-            bias.requires_grad_(ctx.needs_input_grad[3])  # a leaf the graph backward asks
         plan = ctx.plan
         need_x, _, need_w, need_b, _ = ctx.needs_input_grad
-        needs = (need_x, need_w, need_b)
         if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
-            dx, dx2, dw, db = graph_backward(x, weight, bias, plan, dy, needs)
+            bias = None  # a stand-in of the bias's shape and dtype (its values are not read)
+            if ctx.bias is not None:
+                shape, dtype, device = ctx.bias
+                bias = torch.zeros(shape, dtype=dtype, device=device, requires_grad=need_b)
+            dx, dx2, dw, db = graph_backward(x, weight, bias, plan, dy, (need_x, need_w, need_b))
             return dx, dx2, dw, db, None
+        has_bias = ctx.bias is not None
         scale_dtype = torch.float32
-        if weight is not None and half_scale(plan, plan.mid, weight, bias):
+        if weight is not None and not has_bias and half_scale(plan, plan.mid, weight, None):
             scale_dtype = weight.dtype
         dx, dg, db, dx2 = cpu_norm_backward(
-            dy, x, inv, plan, gain_of(plan, weight), bias is not None, scale_dtype,
-            (need_x, need_w and weight is not None, need_b and bias is not None),
+            dy, x, inv, plan, gain_of(plan, weight), has_bias, scale_dtype,
+            (need_x, need_w and weight is not None, need_b and has_bias),
         )  # fmt: skip
+        if db is not None and need_b and has_bias:
+            shape, dtype, _ = ctx.bias
+            db = db.to(dtype).reshape(shape)
         return (
             dx if need_x else None,
             dx2 if need_x else None,
             _as_param(dg, weight, need_w),
-            _as_param(db, bias, need_b),
+            db if need_b else None,
             None,
         )
 

@@ -140,6 +140,17 @@ def cpu_op_fits(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[
     )
 
 
+def cpu_op_wanted(
+    x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor], grad: bool
+) -> bool:
+    """Whether ``"auto"`` gives this call to the CPU operator where it is native: a call
+    it fits (:func:`cpu_op_fits`) that autograd need not record, at every size but an
+    empty one (torch's own op or the graph path lay out empty outputs as the
+    upstreams do), or any call it fits of ``cpu_op_min()`` elements or more."""
+    numel = x.numel()
+    return numel > 0 and (not grad or numel >= cpu_op_min()) and cpu_op_fits(x, plan, weight, bias)
+
+
 def torch_layout(plan: Plan, bias: Optional[Tensor]) -> bool:
     """Whether the call computes ``torch.nn.RMSNorm``'s formula (trailing dims, the scale
     after the normalization in float32, no offset, no bias, the input's dtype out),
@@ -200,10 +211,8 @@ def decide(
     strided = not x.is_contiguous()
     if choice == "auto" and strided and not x.is_complex() and not torch_layout(plan, bias):
         return Kernel.GRAPH
-    if choice == "auto" and custom and native_cpu and not grad and x.numel() > 0:
-        # no autograd node to pay for: at every size (an empty x keeps torch's own op or
-        # the graph path, whose empty outputs' layouts are the upstreams')
-        if cpu_op_fits(x, plan, weight, bias):
+    if choice == "auto" and custom and native_cpu and not grad:
+        if cpu_op_wanted(x, plan, weight, bias, grad):  # no autograd node to pay for
             return Kernel.CPU_OP
     if (
         choice == "auto"

@@ -27,13 +27,7 @@ from rmsnorm_torch.distributed._dtensor import any_dtensor, dtensor_norm
 from rmsnorm_torch.kernels._cpu_norm import needs_grad
 from rmsnorm_torch.kernels._fused import fused_kind, fused_norm
 from rmsnorm_torch.kernels._graph import rms_norm_graph
-from rmsnorm_torch.kernels._kernel_choice import (
-    CPU_OP_MIN,
-    Kernel,
-    cpu_op_fits,
-    decide,
-    torch_layout,
-)
+from rmsnorm_torch.kernels._kernel_choice import Kernel, cpu_op_wanted, decide, torch_layout
 from rmsnorm_torch.kernels._native import native_rms_norm
 from rmsnorm_torch.kernels._resolve import OnnxExport, Plan, resolve
 from rmsnorm_torch.kernels._torch_dtypes import torch_dtype_name
@@ -69,12 +63,7 @@ def eager_decide(
         triton_fits = triton_for(x, triton_unfit(x, plan, weight, bias), False) is not None
     grad = needs_grad(x, weight, bias)
     native_cpu = False
-    if (
-        custom
-        and choice == "auto"
-        and ((not grad and x.numel() > 0) or x.numel() >= CPU_OP_MIN)
-        and cpu_op_fits(x, plan, weight, bias)
-    ):
+    if custom and choice == "auto" and cpu_op_wanted(x, plan, weight, bias, grad):
         from rmsnorm_torch.kernels._cpu_op import status  # builds it on the first such call
 
         native_cpu = status() == "native"

@@ -534,11 +534,12 @@ at::Tensor output_like(const at::Tensor& x, int64_t k, at::ScalarType dtype) {
   return at::empty_strided(x.sizes(), layout.strides(), x.options().dtype(dtype));
 }
 
-// The gain as float32 values (a half gain widened: exact, as the graph path's f(w)).
-at::Tensor float_gain(const std::optional<at::Tensor>& gain, int64_t n) {
-  if (!gain.has_value()) return at::Tensor();
-  const at::Tensor g = gain->reshape({n});
-  return (g.scalar_type() == at::kFloat ? g : g.to(at::kFloat)).contiguous();
+// A gain or bias as float32 values over the block (a half one widened: exact, as the
+// graph path's f(w) and f(b)).
+at::Tensor float_block(const std::optional<at::Tensor>& t, int64_t n) {
+  if (!t.has_value()) return at::Tensor();
+  const at::Tensor v = t->reshape({n});
+  return (v.scalar_type() == at::kFloat ? v : v.to(at::kFloat)).contiguous();
 }
 
 }  // namespace
@@ -561,8 +562,8 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
   const int64_t rows = n == 0 ? 0 : x.numel() / n;
   at::Tensor inv = at::empty({rows, 1}, x.options().dtype(at::kFloat));
   if (rows == 0 || n == 0) return {y, inv};
-  const at::Tensor g = float_gain(gain, n);
-  const at::Tensor b = bias.has_value() ? bias->reshape({n}).to(at::kFloat).contiguous() : at::Tensor();
+  const at::Tensor g = float_block(gain, n);
+  const at::Tensor b = float_block(bias, n);
   const float* gp = g.defined() ? g.data_ptr<float>() : nullptr;
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   // the steps on rows [start, start + m): squares into t, their sums into invb, the
@@ -617,7 +618,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
   at::Tensor dx = need_dx ? at::empty(x.sizes(), x.options()) : at::Tensor();
   at::Tensor dx2 = need_dx && two_dx ? at::empty(x.sizes(), x.options()) : at::Tensor();
   at::Tensor p = need_dgain ? at::empty(x.sizes(), x.options().dtype(scale_dtype)) : at::Tensor();
-  const at::Tensor g = float_gain(gain, n);
+  const at::Tensor g = float_block(gain, n);
   if (rows > 0 && n > 0 && (need_dx || need_dgain)) {
     const at::Tensor x2 = x.view({rows, n});
     const at::Tensor dy_rows = dy2.view({rows, n});

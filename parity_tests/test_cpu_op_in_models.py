@@ -5,7 +5,8 @@ stream), its gradient is the upstream's bit for bit, and a call under
 Autograd adds the partial gradients of ``x`` one at a time, after any gradient already
 there: the upstream's norm hands over two (the statistic's and the product's) where it
 uses ``x`` itself twice (a float32 ``x``; T5's half ``x``), so ``x + norm(x)`` rounds
-as ``(g + p1) + p2``. Sizes are above the operator's threshold (it runs them).
+as ``(g + p1) + p2``. Sizes: a few rows (decode), then each side of the fused op's
+size (the operator runs them all where it is native).
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ MODEL_ROWS = [
     for p in UPSTREAM
     for d in ("float32", "bfloat16", "float16")
     for w in ("float32", "input")
-    for r in (CPU_OP_MIN // N + 3, FUSED_LIMIT // N + 5)
+    for r in (3, CPU_OP_MIN // N + 3, FUSED_LIMIT // N + 5)
 ]
-# the default run: every upstream in every dtype, with each weight dtype and at both sizes
-# (above CPU_OP_MIN, above FUSED_LIMIT); every dtype with each weight dtype and each size
+# the default run: every upstream in every dtype, with each weight dtype and at each size
+# (3 rows, above CPU_OP_MIN, above FUSED_LIMIT); every dtype with each weight dtype and size
 MODEL_ROWS = sweep(
     MODEL_ROWS, covering(MODEL_ROWS, [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)])
 )
@@ -136,16 +137,17 @@ def test_a_row_holding_nan_and_both_infinities_gets_torchs_gradient_bits():
 
 # torch's own module warns that a float32 weight on a half input takes its unfused path
 @pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")
+@pytest.mark.parametrize("rows", [3, FUSED_LIMIT // N + 5])
 @pytest.mark.parametrize(
     "preset, dtype", [("torch", "float32"), ("llama", "float32"), ("t5", "bfloat16")]
 )
-def test_a_differentiable_backward_keeps_the_residual_streams_gradient(preset, dtype):
+def test_a_differentiable_backward_keeps_the_residual_streams_gradient(preset, dtype, rows):
     """``create_graph=True`` (a gradient penalty): the first-order gradients are the
     upstream's bit for bit, and they are differentiable, to within float32 rounding of
     the upstream's second order (its terms are added in another order)."""
     x_dtype = getattr(torch, dtype)
     theirs, ours = _pair(preset, x_dtype)
-    x = torch.randn(FUSED_LIMIT // N + 5, N, generator=torch.Generator().manual_seed(3)) * 3
+    x = torch.randn(rows, N, generator=torch.Generator().manual_seed(3)) * 3
     firsts, seconds = [], []
     for m in (theirs, ours):
         xr = x.to(x_dtype).requires_grad_()

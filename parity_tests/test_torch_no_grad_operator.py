@@ -23,7 +23,7 @@ from rmsnorm_torch.kernels._cpu_op import status  # noqa: E402
 
 pytestmark = pytest.mark.skipif(status() != "native", reason="the native operator is not built")
 
-OP = "rmsnorm_bridge::rmsnorm_forward"
+OP = "rmsnorm_bridge::rmsnorm"
 PRESETS = ["torch", "llama", "gemma", "olmo2", "t5"]
 SHAPES = [(1, 4100), (6, 4096), (2, 3, 40), (1, 1)]
 

@@ -1,17 +1,22 @@
 """The CPU operator under autograd: one native call forward, one backward.
 
-Forward saves ``x`` (a half-precision ``x`` as a copy, as the graph path saves its
-widened copy: ``cpu_norm``) and the float32 inverse rms per row; backward is the operator's
-``rmsnorm_backward``, which computes what autograd computes from the graph path's ops
-(``csrc/rmsnorm_cpu.cpp``), so gradients are the graph path's, and so torch's and each
-preset's upstream's, bit for bit. A backward asked to build a graph
-(``create_graph=True``, double backward) differentiates the graph path instead, so
-gradients of any order exist at any size.
+Where the operator is native, one call of ``rmsnorm_bridge::rmsnorm`` computes a call
+with or without autograd: its autograd node is C++ (``csrc/rmsnorm_autograd.cpp``), so a
+recorded call costs no Python beyond the call. The pure-Python fallback's node is
+:class:`_CpuNorm` here, the same node in Python. Either saves ``x`` (a half-precision
+``x`` as a copy, as the graph path saves its widened copy) and the float32 inverse rms
+per row; backward is the operator's ``rmsnorm_backward``, which computes what autograd
+computes from the graph path's ops (``csrc/rmsnorm_cpu.cpp``), so gradients are the graph
+path's, and so torch's and each preset's upstream's, bit for bit. A backward asked to
+build a graph (``create_graph=True``, double backward) differentiates the graph path
+instead (:func:`graph_backward`; the native node reaches it through the operator
+``rmsnorm_graph_backward``, registered here), so gradients of any order exist at any size.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+import threading
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -23,10 +28,12 @@ from rmsnorm_torch.kernels._resolve import Plan
 __all__ = [
     "cpu_norm",
     "cpu_norm_backward",
-    "forward_op",
     "gain_of",
     "needs_grad",
+    "norm_arguments",
+    "norm_op",
     "op_arguments",
+    "plan_handle",
     "round_mid",
     "two_paths",
 ]
@@ -65,9 +72,61 @@ def op_arguments(plan: Plan) -> Tuple[bool, torch.dtype, torch.dtype, bool]:
     return rounds, plan.mid, plan.out_dtype, plan.scale_inverse
 
 
-def forward_op() -> Any:
-    """The operator's forward overload (loaded), called without resolving the overload."""
-    return _cpu_op.ops().rmsnorm_forward.default
+_PLANS: List[Plan] = []  # by handle: the plans of the calls the native operator has run
+_HANDLES: Dict[Tuple[Any, ...], int] = {}
+_GRAPH_BACKWARD: List[torch.library.Library] = []  # the kernel's registration, kept alive
+_REGISTERING = threading.Lock()
+
+
+def plan_handle(plan: Plan) -> int:
+    """A handle for ``plan`` that the native node hands back to :func:`graph_backward`
+    for a ``create_graph`` backward. One per distinct plan, kept for the process: a plan
+    is a few fields, and a process meets few (one per spec x dtype x rank, or so)."""
+    key = (tuple(plan.dims),) + tuple(plan)[1:]
+    handle = _HANDLES.get(key)
+    if handle is None:
+        with _REGISTERING:
+            handle = _HANDLES.get(key)
+            if handle is None:
+                _PLANS.append(plan)
+                handle = _HANDLES[key] = len(_PLANS) - 1
+    return handle
+
+
+def _graph_backward_kernel(
+    dy: Tensor, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], handle: int,
+    need_x: bool, need_weight: bool, need_bias: bool,
+) -> List[Tensor]:  # fmt: skip
+    """``rmsnorm_graph_backward``: :func:`graph_backward`'s gradients, those asked for, in
+    its order."""
+    needs = (need_x, need_weight, need_bias)
+    return [g for g in graph_backward(x, weight, bias, _PLANS[handle], dy, needs) if g is not None]
+
+
+def norm_op() -> Any:
+    """``rmsnorm_bridge::rmsnorm``'s overload, with the kernel its ``create_graph``
+    backward calls registered once (the native operator only)."""
+    if not _GRAPH_BACKWARD:
+        with _REGISTERING:
+            if not _GRAPH_BACKWARD:
+                _cpu_op.ensure_loaded()
+                library = torch.library.Library("rmsnorm_bridge", "IMPL")  # noqa: TOR901
+                kernel = _graph_backward_kernel
+                library.impl("rmsnorm_graph_backward", kernel, "CompositeImplicitAutograd")
+                _GRAPH_BACKWARD.append(library)
+    return _cpu_op.ops().rmsnorm.default
+
+
+def norm_arguments(
+    plan: Plan, x_dtype: torch.dtype, weight: Optional[Tensor], has_bias: bool
+) -> Tuple[Any, ...]:
+    """``rmsnorm``'s arguments after ``eps`` (its schema's order): ``offset``, then
+    :func:`op_arguments`, then ``two_dx`` (:func:`two_paths`), ``half_scale`` (the gain's
+    gradient products in the weight's half dtype: ``_graph.half_scale``) and the plan's
+    :func:`plan_handle`."""
+    two_dx = x_dtype == torch.float32 or plan.split_dx
+    half = weight is not None and not has_bias and half_scale(plan, plan.mid, weight, None)
+    return (plan.scale_offset, *op_arguments(plan), two_dx, half, plan_handle(plan))
 
 
 def _forward(x: Tensor, plan: Plan, gain: Optional[Tensor], bias: Optional[Tensor]) -> Any:
@@ -109,7 +168,9 @@ def _as_param(grad: Optional[Tensor], p: Optional[Tensor], need: bool) -> Option
 
 
 class _CpuNorm(torch.autograd.Function):
-    """``x`` is given twice, for the product and for the statistic (:func:`two_paths`):
+    """The pure-Python fallback's node (the native one: ``csrc/rmsnorm_autograd.cpp``).
+
+    ``x`` is given twice, for the product and for the statistic (:func:`two_paths`):
     each input's gradient is one partial, added by autograd in the graph path's order
     (the product's node runs first in backward)."""
 
@@ -191,6 +252,10 @@ def graph_backward(
 def cpu_norm(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor]) -> Tensor:
     """The CPU operator on one call (``_kernel_choice.cpu_op_fits`` holds); autograd only
     if needed."""
+    if _cpu_op.native():
+        block = list(x.shape[-len(plan.dims) :])
+        arguments = norm_arguments(plan, x.dtype, weight, bias is not None)
+        return norm_op()(x, block, weight, bias, plan.eps, *arguments)
     if not needs_grad(x, weight, bias):
         return _forward(x, plan, gain_of(plan, weight), bias)[0]
     if x.is_inference():  # autograd cannot save it: the graph path saves what it needs

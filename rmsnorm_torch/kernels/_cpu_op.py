@@ -35,9 +35,11 @@ import torch
 from rmsnorm_core import RMSNormWarning
 from rmsnorm_torch.kernels._build_lock import FOLDER_LOCK, folder_held
 
-__all__ = ["SCHEMAS", "ensure_loaded", "ops", "status"]
+__all__ = ["SCHEMAS", "ensure_loaded", "native", "ops", "status"]
 
-_SOURCE = Path(__file__).resolve().with_name("csrc") / "rmsnorm_cpu.cpp"
+_CSRC = Path(__file__).resolve().with_name("csrc")
+_SOURCES = (_CSRC / "rmsnorm_cpu.cpp", _CSRC / "rmsnorm_autograd.cpp")
+_HEADERS = (_CSRC / "rmsnorm_cpu.h",)
 _LOCK = threading.Lock()
 _STATUS: list[str] = []  # filled once: "native" or "python (<reason>)"
 
@@ -53,7 +55,9 @@ SCHEMAS = {
         "-> (Tensor, Tensor, Tensor, Tensor)"
     ),
 }
-"""The operator schemas; ``csrc/rmsnorm_cpu.cpp`` defines the same two strings."""
+"""The schemas the pure-Python fallback registers; ``csrc/rmsnorm_cpu.cpp`` defines the
+same two strings (the native build adds ``rmsnorm``, the operator with its autograd node
+in C++: ``csrc/rmsnorm_autograd.cpp``)."""
 
 
 _BUILD_TIMEOUT_SECONDS = 1200  # a build takes ~20-70 s here
@@ -91,7 +95,7 @@ def _load(name: str, directory: str, flags: list[str], errors: list[str]) -> Non
     try:
         cpp_extension.load(
             name=name,
-            sources=[str(_SOURCE)],
+            sources=[str(source) for source in _SOURCES],
             build_directory=directory,
             # no fused multiply-add: every product and sum rounds as ATen's own ops do.
             # OpenMP, as ATen's own build: at::parallel_for is a header template that,
@@ -118,7 +122,7 @@ def _build() -> str:
     # the name carries the source's digest: two versions of this package on one
     # machine (two venvs, two checkouts) never build into, or load from, each
     # other's folder
-    digest = hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in _SOURCES + _HEADERS)).hexdigest()[:16]
     tag, flags = _vector_flags()
     name = "rmsnorm_bridge_cpu_" + digest + tag
     try:
@@ -234,6 +238,13 @@ def status() -> str:
     """``"native"`` or ``"python (<why>)"``: which CPU kernel large calls run (loads it)."""
     ensure_loaded()
     return _STATUS[0]
+
+
+def native() -> bool:
+    """Whether the operator is the native one (loads it)."""
+    if not _STATUS:
+        ensure_loaded()
+    return _STATUS[0] == "native"
 
 
 def ops() -> torch._ops._OpNamespace:

@@ -1,18 +1,17 @@
 """Which kernel computes a call: ``use_kernel`` and :func:`decide`, the one function that
 chooses.
 
-``"auto"`` (the default) picks from the input, the plan and the grad mode: a CPU call
-that autograd need not record (grad mode off, or no input requiring grad) and that the
-native CPU operator takes runs that operator at every size (``_cpu_op.py``: one C++
-call where ``torch.rms_norm`` composes several ops; the same bits); otherwise a call of
-fewer than ``FUSED_LIMIT`` elements that ``torch.rms_norm`` computes exactly runs that
-op (``_fused.py``: below that size the operator's autograd node costs more than it
-saves); a CUDA tensor whose normalized block is trailing and contiguous runs the Triton
-kernel (when ``triton`` is installed; without it, the paths below, with no error); a
-CPU tensor of ``CPU_OP_MIN`` elements or more on that layout the CPU operator
-(``_cpu_op.py``: one native call per forward and per backward); anything else the graph
-path. A complex CPU input over trailing dims runs ``torch.rms_norm`` at every size (no
-other kernel takes complex numbers; the graph path computes torch's op order elsewhere).
+``"auto"`` (the default) picks from the input and the plan: a non-empty CPU call that
+the native CPU operator takes runs that operator at every size, with or without
+autograd (``_cpu_op.py``: one C++ call per forward and per backward, with its autograd
+node in C++, where ``torch.rms_norm`` composes several ops, each its own node; the same
+bits); otherwise a call of fewer than ``FUSED_LIMIT`` elements that ``torch.rms_norm``
+computes exactly runs that op (``_fused.py``); a CUDA tensor whose normalized block is
+trailing and contiguous runs the Triton kernel (when ``triton`` is installed; without
+it, the paths below, with no error); anything else the graph path (where the operator
+is only the pure-Python fallback, ``use_kernel("blocked")`` alone runs it). A complex
+CPU input over trailing dims runs ``torch.rms_norm`` at every size (no other kernel
+takes complex numbers; the graph path computes torch's op order elsewhere).
 A non-contiguous input takes, at every size, the path laid out as its upstream's output
 (:func:`torch_layout`): the fused op (contiguous, as ``torch.nn.RMSNorm``'s) for torch's
 formula, the graph path (x's strides, as Hugging Face's norms) for the others.
@@ -60,14 +59,9 @@ FUSED_LIMIT = limit()
 """Calls below this many elements may take the fused op (``_fused.limit``)."""
 
 
-def cpu_op_min() -> int:
-    """From this many elements on, the CPU operator takes a call the fused op does not:
-    below it, the graph path's few ops cost less than the operator's setup."""
-    return 32768
-
-
-CPU_OP_MIN = cpu_op_min()
-"""``cpu_op_min()``, for eager code."""
+CPU_OP_MIN = 32768
+"""A size mark (8 x 4096 elements) that the tests and ``rmsnorm verify``'s large cases
+sweep across: no kernel choice depends on it."""
 _CHOICE: contextvars.ContextVar[str] = contextvars.ContextVar("rmsnorm_kernel", default="auto")
 
 
@@ -140,15 +134,11 @@ def cpu_op_fits(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[
     )
 
 
-def cpu_op_wanted(
-    x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor], grad: bool
-) -> bool:
+def cpu_op_wanted(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor]) -> bool:
     """Whether ``"auto"`` gives this call to the CPU operator where it is native: a call
-    it fits (:func:`cpu_op_fits`) that autograd need not record, at every size but an
-    empty one (torch's own op or the graph path lay out empty outputs as the
-    upstreams do), or any call it fits of ``cpu_op_min()`` elements or more."""
-    numel = x.numel()
-    return numel > 0 and (not grad or numel >= cpu_op_min()) and cpu_op_fits(x, plan, weight, bias)
+    it fits (:func:`cpu_op_fits`), at every size but an empty one (torch's own op or the
+    graph path lay out empty outputs as the upstreams do)."""
+    return x.numel() > 0 and cpu_op_fits(x, plan, weight, bias)
 
 
 def torch_layout(plan: Plan, bias: Optional[Tensor]) -> bool:
@@ -181,7 +171,6 @@ def decide(
     custom: bool,
     triton_fits: bool,
     native_cpu: bool = False,
-    grad: bool = True,
 ) -> Kernel:
     """The kernel of one call (module docstring).
 
@@ -193,7 +182,6 @@ def decide(
         triton_fits: whether the Triton kernel is installed and fits the call.
         native_cpu: whether the CPU operator is the native one: its pure-Python
             fallback is slower than the graph path, so ``"auto"`` takes it only forced.
-        grad: whether autograd must record the call (``_cpu_norm.needs_grad``).
     """
     if onnx_mode != OnnxExport.OFF:
         if onnx_mode == OnnxExport.NATIVE and native_eligible(x, plan, weight, bias):
@@ -211,9 +199,8 @@ def decide(
     strided = not x.is_contiguous()
     if choice == "auto" and strided and not x.is_complex() and not torch_layout(plan, bias):
         return Kernel.GRAPH
-    if choice == "auto" and custom and native_cpu and not grad:
-        if cpu_op_wanted(x, plan, weight, bias, grad):  # no autograd node to pay for
-            return Kernel.CPU_OP
+    if choice == "auto" and custom and native_cpu and cpu_op_wanted(x, plan, weight, bias):
+        return Kernel.CPU_OP
     if (
         choice == "auto"
         and direct
@@ -244,6 +231,6 @@ def decide(
                 torch_dtype_name(plan.scale),
             )  # fmt: skip
         )
-    if fits and (choice == "blocked" or (native_cpu and x.numel() >= cpu_op_min())):
+    if fits and choice == "blocked":
         return Kernel.CPU_OP
     return Kernel.GRAPH

@@ -31,11 +31,11 @@ from torch import Tensor
 
 from rmsnorm_core import RMSNormError
 from rmsnorm_core.rules import Recipe
-from rmsnorm_torch.kernels._cpu_norm import cpu_norm, forward_op, gain_of, op_arguments
+from rmsnorm_torch.kernels._cpu_norm import cpu_norm, norm_arguments, norm_op
+from rmsnorm_torch.kernels._cpu_op import native
 from rmsnorm_torch.kernels._fused import FusedKind, fused_kind, fused_norm
 from rmsnorm_torch.kernels._kernel_choice import (
     _CHOICE,
-    CPU_OP_MIN,
     FUSED_LIMIT,
     Kernel,
     torch_layout,
@@ -57,8 +57,9 @@ _STRIDED = torch.strided
 
 
 class CallEntry(NamedTuple):
-    """One cached call: its kernel, the fused op's kind, block shape and eps, the plan
-    and the recipe (unpacked in one step on the hot path)."""
+    """One cached call: its kernel, the fused op's kind, block shape and eps, the plan,
+    the recipe, and the native CPU operator's overload and arguments after eps where it
+    runs the call (unpacked in one step on the hot path)."""
 
     kernel: Kernel
     fused: FusedKind
@@ -66,6 +67,8 @@ class CallEntry(NamedTuple):
     eps: float
     plan: Plan
     recipe: Recipe
+    op: Any  # ``norm_op()``, or None: no native operator call
+    op_args: Tuple[Any, ...]  # ``norm_arguments``
 
 
 class Direct(NamedTuple):
@@ -81,8 +84,8 @@ class Direct(NamedTuple):
     eps: float
     plan: Plan
     any_layout: bool  # torch's layout (``torch_layout``): a non-contiguous x takes it too
-    op: Any  # the CPU operator's forward overload, or None: the fused op
-    op_args: Tuple[Any, ...]  # the operator's arguments after eps (``op_arguments``)
+    op: Any  # the CPU operator's overload (``norm_op``), or None: the fused op
+    op_args: Tuple[Any, ...]  # the operator's arguments after eps (``norm_arguments``)
 
 
 class CallCache(Dict[Any, CallEntry]):
@@ -123,13 +126,10 @@ def _remember_direct(
 ) -> None:
     w_dtype = None if weight is None else weight.dtype
     w_shape = None if weight is None else weight.shape
-    op, op_args = (
-        (forward_op(), op_arguments(entry.plan)) if entry.kernel is _CPU_OP else (None, ())
-    )
-    any_layout = op is None and torch_layout(entry.plan, None)
+    any_layout = entry.op is None and torch_layout(entry.plan, None)
     calls.direct[grad][x.dim()] = Direct(
         x.dtype, type(weight), w_dtype, w_shape, entry.fused, entry.shape, entry.eps, entry.plan,
-        any_layout, op, op_args,
+        any_layout, entry.op, entry.op_args,
     )  # fmt: skip
 
 
@@ -152,7 +152,10 @@ def _build(module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tens
     kernel = eager_decide(x, plan, weight, bias, _OFF)
     kind = fused_kind(x, plan, weight, bias) if kernel == _FUSED else FusedKind.UNFIT
     shape = [int(x.shape[d]) for d in plan.dims]
-    return CallEntry(kernel, kind, shape, plan.eps, plan, recipe)
+    op, op_args = None, ()
+    if kernel == Kernel.CPU_OP and native():  # the fallback's calls take cpu_norm
+        op, op_args = norm_op(), norm_arguments(plan, x.dtype, weight, bias is not None)
+    return CallEntry(kernel, kind, shape, plan.eps, plan, recipe, op, op_args)
 
 
 def _uncached(module: Any, x: Any) -> Any:
@@ -207,7 +210,7 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
             try:
                 if op is not None:
                     if x.is_contiguous() and plain(x) and plain(weight):
-                        return op(x, shape, gain_of(plan, weight), None, eps, *op_args)[0]
+                        return op(x, shape, weight, None, eps, *op_args)
                 elif any_layout or x.is_contiguous():
                     if fused is _DIRECT:
                         return torch.rms_norm(x, shape, weight, eps)
@@ -218,7 +221,7 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
         return _uncached(module, x)
     # the size class (each kernel threshold) and the layout (the CPU operator takes only a
     # contiguous x, and a non-contiguous one takes the path laid out as its upstream's)
-    size = (0 if numel < CPU_OP_MIN else (1 if numel < FUSED_LIMIT else 2)) + 3 * x.is_contiguous()
+    size = (numel < FUSED_LIMIT) + 2 * x.is_contiguous()
     # the parameters' presence, class, dtype, shape and layout; their device (like x's, named
     # only when not the CPU's) is read where the plan is built and checked again by the
     # ops themselves on every call
@@ -236,12 +239,11 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
         entry = _build(module, x, weight, bias)
         if all_plain(x, weight, bias):  # a torch.func or forward-AD call decides for itself
             calls[key] = entry
-    kernel, fused, shape, eps, plan, recipe = entry
+    kernel, fused, shape, eps, plan, recipe, op, op_args = entry
     memo = bias is None and numel < FUSED_LIMIT and where is True and choice == "auto"
     if kernel is _FUSED:  # torch.rms_norm checks x's sizes and the weight's shape
-        # a non-contiguous x is remembered only where a contiguous one takes the fused op
-        # too (with autograd on): without it, a contiguous x may take the operator
-        if memo and (grad or x.is_contiguous()) and all_plain(x, weight, bias):
+        # a non-contiguous x is not remembered: a contiguous one may take the operator
+        if memo and x.is_contiguous() and all_plain(x, weight, bias):
             _remember_direct(calls, x, weight, entry, grad)
         try:
             if fused is _DIRECT:
@@ -253,11 +255,13 @@ def forward_eager(module: Any, x: Tensor) -> Tensor:
             return _uncached(module, x)
     module._check_input(x)
     if kernel in _CUSTOM and not (x.is_contiguous() and all_plain(x, weight, bias)):
-        # what the key leaves out below CPU_OP_MIN (layout) and cannot hold (a torch.func
-        # transform, a tangent): decided again for this call
+        # what the key cannot hold (a torch.func transform, a tangent), and a layout the
+        # operator does not take: decided again for this call
         return _uncached(module, x)
-    if kernel is _CPU_OP:
-        if memo and not grad:
+    if op is not None:
+        if memo:
             _remember_direct(calls, x, weight, entry, grad)
+        return op(x, shape, weight, bias, eps, *op_args)
+    if kernel is _CPU_OP:
         return cpu_norm(x, plan, weight, bias)
     return execute(kernel, x, recipe, plan, weight, bias)

@@ -24,7 +24,6 @@ from rmsnorm_core import RMSNormSpec, RMSNormTypeError
 from rmsnorm_core import rules as _rules
 from rmsnorm_core.rules import Recipe
 from rmsnorm_torch.distributed._dtensor import any_dtensor, dtensor_norm
-from rmsnorm_torch.kernels._cpu_norm import needs_grad
 from rmsnorm_torch.kernels._fused import fused_kind, fused_norm
 from rmsnorm_torch.kernels._graph import rms_norm_graph
 from rmsnorm_torch.kernels._kernel_choice import Kernel, cpu_op_wanted, decide, torch_layout
@@ -43,8 +42,8 @@ def eager_decide(
     x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Tensor], onnx_mode: OnnxExport
 ) -> Kernel:
     """:func:`decide` with what only eager code knows: the context's ``use_kernel``,
-    whether ``x`` is being traced, whether Triton is installed and fits, whether autograd
-    must record the call, and whether the CPU operator is native (built or loaded here
+    whether ``x`` is being traced, whether Triton is installed and fits, and whether the
+    CPU operator is native (built or loaded here
     the first time a call could take it)."""
     from rmsnorm_torch.kernels._kernel_choice import current_kernel
     from rmsnorm_torch.kernels._plain import plain
@@ -61,15 +60,12 @@ def eager_decide(
         from rmsnorm_torch.kernels._triton_call import triton_for, triton_unfit
 
         triton_fits = triton_for(x, triton_unfit(x, plan, weight, bias), False) is not None
-    grad = needs_grad(x, weight, bias)
     native_cpu = False
-    if custom and choice == "auto" and cpu_op_wanted(x, plan, weight, bias, grad):
-        from rmsnorm_torch.kernels._cpu_op import status  # builds it on the first such call
+    if custom and choice == "auto" and cpu_op_wanted(x, plan, weight, bias):
+        from rmsnorm_torch.kernels._cpu_op import native  # builds it on the first such call
 
-        native_cpu = status() == "native"
-    return decide(
-        x, plan, weight, bias, onnx_mode, choice, direct, custom, triton_fits, native_cpu, grad
-    )
+        native_cpu = native()
+    return decide(x, plan, weight, bias, onnx_mode, choice, direct, custom, triton_fits, native_cpu)
 
 
 @torch.jit.unused

@@ -13,7 +13,8 @@
 // from that path (derivatives.yaml: mul, rsqrt, mean, pow, _to_copy). Reductions over rows (the weight
 // and bias gradients) run once, after the chunks, as autograd runs them: at::sum_to
 // over the whole gradient.
-#include <ATen/ATen.h>
+#include "rmsnorm_cpu.h"
+
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/library.h>

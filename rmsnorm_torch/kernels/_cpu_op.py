@@ -1,6 +1,7 @@
-"""The CPU operator behind large eager calls, and behind calls of any size that autograd
-need not record: ``torch.ops.rmsnorm_bridge.rmsnorm_forward`` and ``rmsnorm_backward``,
-one call each per forward and per backward.
+"""The CPU operator behind eager CPU calls of every size that it fits:
+``torch.ops.rmsnorm_bridge.rmsnorm`` (one call per forward, with or without autograd;
+its autograd node is C++) and the kernels it calls, ``rmsnorm_forward`` and
+``rmsnorm_backward``, one call each per forward and per backward.
 
 The operator is C++ (``csrc/rmsnorm_cpu.cpp``), built with torch's extension API on the
 first call it could take (about 20 s once; loading a built one takes about 0.15 s; the

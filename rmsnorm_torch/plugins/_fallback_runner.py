@@ -1,10 +1,9 @@
 """The ``torch-eager-python-cpu`` runner: ``torch-eager`` with the pure-Python CPU kernel.
 
-Where the native CPU operator is built, ``torch-eager`` runs it on calls of
-``CPU_OP_MIN`` elements or more and on calls autograd need not record; this runner
-runs the same problems in one child process started with ``RMSNORM_NATIVE=0``, where
-the same operator schema is served by the pure-Python fallback, so ``rmsnorm verify``
-judges both kernels (its ``batch`` case is above the operator's threshold).
+Where the native CPU operator is built, ``torch-eager`` runs it on every call it
+fits; this runner runs the same problems in one child process started with
+``RMSNORM_NATIVE=0``, where the operator's kernels are served by the pure-Python
+fallback, so ``rmsnorm verify`` judges both kernels.
 
 With only the fallback built, ``"auto"`` takes the graph path (the fallback is the
 slower of the two), so the child forces the CPU kernel, ``use_kernel("blocked")``,

@@ -96,11 +96,13 @@ def plan_handle(plan: Plan) -> int:
 def _graph_backward_kernel(
     dy: Tensor, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], handle: int,
     need_x: bool, need_weight: bool, need_bias: bool,
-) -> List[Tensor]:  # fmt: skip
-    """``rmsnorm_graph_backward``: :func:`graph_backward`'s gradients, those asked for, in
-    its order."""
+) -> Tuple[Tensor, ...]:  # fmt: skip
+    """``rmsnorm_graph_backward``: :func:`graph_backward`'s ``(dx, dx2, dweight, dbias)``,
+    each one not asked for an empty stand-in (an operator returns tensors; a fixed tuple of
+    them is what vmap's fallbacks, under ``is_grads_batched``, can batch)."""
     needs = (need_x, need_weight, need_bias)
-    return [g for g in graph_backward(x, weight, bias, _PLANS[handle], dy, needs) if g is not None]
+    grads = graph_backward(x, weight, bias, _PLANS[handle], dy, needs)
+    return tuple(dy.new_empty(0) if g is None else g for g in grads)
 
 
 def norm_op() -> Any:
@@ -230,21 +232,26 @@ def graph_backward(
     dy: Tensor,
     needs: Tuple[bool, ...],
 ) -> Tuple[Optional[Tensor], ...]:
-    """``(dx, dx2, dweight, dbias)`` as the graph path's autograd computes them,
+    """``(dx, dx2, dweight, dbias)`` as the graph path's autograd computes them, from
+    ``dy`` as it is laid out; called in grad mode (a ``create_graph`` backward),
     differentiable in turn (the recomputed graph reads ``x`` and the parameters
     themselves, so higher orders reach them). Where :func:`two_paths`, ``x`` enters that
     graph as two views, the product's and the statistic's, and ``dx``/``dx2`` are their
     partial gradients (autograd adds them into ``x``'s gradient as the graph path's own
     backward does); elsewhere ``dx`` is the whole gradient and ``dx2`` None."""
     split = needs[0] and two_paths(x, plan)
+    create = torch.is_grad_enabled()
     with torch.enable_grad():
-        xp = x.view_as(x) if split else x
+        # views, so that this inner backward runs no hook registered on x or the weight
+        # themselves (those run once, when the outer backward hands them their gradients)
+        xp = x.view_as(x)
         xs = x.view_as(x) if split else None
-        y = rms_norm_graph(xp, plan, weight, bias, stat=xs)
-        inputs = (xp, xs, weight, bias)
+        wp = None if weight is None else weight.view_as(weight)
+        y = rms_norm_graph(xp, plan, wp, bias, stat=xs)
+        inputs = (xp, xs, wp, bias)
         flags = (needs[0], split, needs[1], needs[2])
         wanted = [t for t, need in zip(inputs, flags, strict=True) if need and t is not None]
-        grads = iter(torch.autograd.grad(y, wanted, dy, create_graph=True))
+        grads = iter(torch.autograd.grad(y, wanted, dy, create_graph=create))
     pairs = zip(inputs, flags, strict=True)
     return tuple(next(grads) if need and t is not None else None for t, need in pairs)
 
@@ -260,14 +267,15 @@ def cpu_norm(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Ten
         return _forward(x, plan, gain_of(plan, weight), bias)[0]
     if x.is_inference():  # autograd cannot save it: the graph path saves what it needs
         return rms_norm_graph(x, plan, weight, bias)
-    if not two_paths(x, plan):
-        # the graph path widens a half x once and saves the float32 copy, not x, so an
-        # in-place update of x between forward and backward is allowed (torch's and each
-        # upstream's norm too); the operator saves a copy of its own for the same reason,
-        # connected to x (higher-order gradients reach x through it)
+    if not (two_paths(x, plan) and x.requires_grad):
+        # the graph path saves x itself only there (else a widened copy, or a product),
+        # so an in-place update of x between forward and backward is allowed (torch's and
+        # each upstream's norm too); the operator saves a copy of its own for the same
+        # reason, connected to x (higher-order gradients reach x through it)
         x = x.clone()
-    if weight is not None and plan.scale_offset != 0.0:
-        # the graph path (and Gemma's norm) saves the gain ``offset + w``, a new tensor, not
-        # w: an in-place update of the weight between forward and backward is allowed there
-        weight = weight.clone()
+    if weight is not None and (plan.scale_offset != 0.0 or weight.dtype != torch.float32):
+        # likewise the weight: the graph path (and Gemma's norm) saves ``offset + w`` or a
+        # widened copy, a new tensor, except for Llama's half-precision scale (``w`` itself)
+        if not (bias is None and half_scale(plan, plan.mid, weight, None)):
+            weight = weight.clone()
     return _CpuNorm.apply(x, x, weight, bias, plan)[0]

@@ -6,14 +6,21 @@
 // keeps that one): x enters twice, for the product and for the statistic, where it
 // reaches the graph path's result along two paths (two_dx), so autograd adds the two
 // partial gradients one at a time into x's gradient, as the graph path's nodes deliver
-// them; elsewhere (a half x widened once) the node saves a copy of x made by a recorded
-// clone, as the graph path saves its widened copy (an in-place update of x between
-// forward and backward stays allowed, and higher orders reach x through the clone); a
-// weight with an offset is cloned for the same reason (the graph path saves offset + w).
-// Backward is one call of rmsnorm_backward, whose bits are the graph path's; a backward
-// asked to build a graph (create_graph=True) calls rmsnorm_graph_backward, whose kernel
-// kernels/_cpu_norm.py registers in Python: autograd of the graph path itself, on the
-// call's plan (`plan`, a handle that module hands out), differentiable in turn.
+// them. The node saves x itself only where the graph path saves it (a float32 x, or
+// T5's half x, that requires grad): elsewhere a copy made by a recorded clone, as the
+// graph path saves a widened copy or a product (an in-place update of x between forward
+// and backward stays allowed, and higher orders reach x through the clone); the weight
+// likewise (the graph path saves w itself only for a float32 w without an offset, and
+// for Llama's half-precision scale). The parameters come first among the node's inputs:
+// the engine then readies their gradients before x's, as the graph path's nodes do
+// (hooks run in the upstream's order). Backward is one call of rmsnorm_backward, whose
+// bits are the graph path's, on a dense, contiguous dy (what training losses give);
+// any other dy (a transposed or expanded one, a batched one under vmap or
+// is_grads_batched) and a backward asked to build a graph (create_graph=True) call
+// rmsnorm_graph_backward, whose kernel kernels/_cpu_norm.py registers in Python:
+// autograd of the graph path itself on the call's plan (`plan`, a handle that module
+// hands out), whose reductions follow dy's own layout as the upstream's do, and which
+// is differentiable in turn.
 #include "rmsnorm_cpu.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -33,6 +40,14 @@ using torch::autograd::variable_list;
 std::optional<at::Tensor> gain_of(const std::optional<at::Tensor>& weight, double offset) {
   if (!weight.has_value() || !weight->defined() || offset == 0.0) return weight;
   return weight->to(at::kFloat) + offset;
+}
+
+// A dy that rmsnorm_backward computes the graph path's bits from: a plain, contiguous
+// tensor with storage (no functorch wrapper, no ZeroTensor, no Python subclass).
+bool dense(const at::Tensor& dy) {
+  const c10::DispatchKeySet keys = dy.key_set();
+  return !keys.has_any(c10::functorch_transforms_ks) && !keys.has(c10::DispatchKey::Python) &&
+         dy.has_storage() && !dy._is_zerotensor() && dy.is_contiguous();
 }
 
 std::optional<at::Tensor> present(const at::Tensor& t) {
@@ -56,9 +71,9 @@ enum Flag : int64_t { kRoundMid = 1, kInverse = 2, kTwoDx = 4, kHalfScale = 8, k
 
 class NormFunction : public torch::autograd::Function<NormFunction> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& /*x_stat*/,
-                            const std::optional<at::Tensor>& weight,
-                            const std::optional<at::Tensor>& bias, const Args& a) {
+  static at::Tensor forward(AutogradContext* ctx, const std::optional<at::Tensor>& weight,
+                            const std::optional<at::Tensor>& bias, const at::Tensor& x,
+                            const at::Tensor& /*x_stat*/, const Args& a) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [y, inv] = rmsnorm_forward(x, a.block, gain_of(weight, a.offset), bias, a.eps,
                                     a.round_mid, a.mid, a.out_dtype, a.inverse);
@@ -88,18 +103,20 @@ class NormFunction : public torch::autograd::Function<NormFunction> {
     const bool has_weight = weight.defined();
     const bool has_bias = (flags & kBias) != 0;
     const bool two_dx = (flags & kTwoDx) != 0;
-    // edges: x, x again, then the weight and the bias where present
-    const bool need_x = ctx->needs_input_grad(0);
-    const bool need_w = has_weight && ctx->needs_input_grad(2);
-    const bool need_b = has_bias && ctx->needs_input_grad(has_weight ? 3 : 2);
+    // edges: the weight and the bias where present, then x and x again
+    const size_t x_edge = static_cast<size_t>(has_weight) + static_cast<size_t>(has_bias);
+    const bool need_w = has_weight && ctx->needs_input_grad(0);
+    const bool need_b = has_bias && ctx->needs_input_grad(has_weight ? 1 : 0);
+    const bool need_x = ctx->needs_input_grad(x_edge);
     std::vector<int64_t> bias_sizes;
     at::ScalarType bias_dtype = at::kFloat;
     if (has_bias) {
       bias_sizes = ctx->saved_data["bias_sizes"].toIntVector();
       bias_dtype = static_cast<at::ScalarType>(ctx->saved_data["bias_dtype"].toInt());
     }
-    variable_list out(5);  // x, x again, weight, bias, the arguments
-    if (at::GradMode::is_enabled()) {  // create_graph=True: a differentiable backward
+    variable_list out(5);  // weight, bias, x, x again, the arguments
+    const at::Tensor& dy = grads[0];
+    if (at::GradMode::is_enabled() || !dense(dy)) {  // create_graph=True, or another dy
       std::optional<at::Tensor> bias_stand_in;  // its shape and dtype (values are not read)
       if (has_bias) {
         bias_stand_in = at::zeros(bias_sizes, x.options().dtype(bias_dtype)).requires_grad_(need_b);
@@ -107,20 +124,19 @@ class NormFunction : public torch::autograd::Function<NormFunction> {
       static const auto graph_backward =
           c10::Dispatcher::singleton()
               .findSchemaOrThrow("rmsnorm_bridge::rmsnorm_graph_backward", "")
-              .typed<std::vector<at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                             const std::optional<at::Tensor>&,
-                                             const std::optional<at::Tensor>&, int64_t, bool, bool,
-                                             bool)>();
-      const std::vector<at::Tensor> g =
-          graph_backward.call(grads[0], x, present(weight), bias_stand_in,
+              .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+                  const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                  const std::optional<at::Tensor>&, int64_t, bool, bool, bool)>();
+      // (dx, dx2, dweight, dbias): those not asked for are empty stand-ins
+      auto [dx, dx2, dw, db] =
+          graph_backward.call(dy, x, present(weight), bias_stand_in,
                               ctx->saved_data["plan"].toInt(), need_x, need_w, need_b);
-      size_t i = 0;  // the gradients asked for, in this order
+      if (need_w) out[0] = dw;
+      if (need_b) out[1] = db;
       if (need_x) {
-        out[0] = g.at(i++);
-        if (two_dx) out[1] = g.at(i++);
+        out[2] = dx;
+        if (two_dx) out[3] = dx2;
       }
-      if (need_w) out[2] = g.at(i++);
-      if (need_b) out[3] = g.at(i++);
       return out;
     }
     at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -129,16 +145,16 @@ class NormFunction : public torch::autograd::Function<NormFunction> {
                                            : at::kFloat;
     const std::vector<int64_t> block = ctx->saved_data["block"].toIntVector();
     auto [dx, dgain, dbias, dx2] = rmsnorm_backward(
-        grads[0], x, saved[2], block, gain_of(present(weight), ctx->saved_data["offset"].toDouble()),
+        dy, x, saved[2], block, gain_of(present(weight), ctx->saved_data["offset"].toDouble()),
         has_bias, (flags & kRoundMid) != 0,
         static_cast<at::ScalarType>(ctx->saved_data["mid"].toInt()), (flags & kInverse) != 0,
         scale_dtype, need_x, need_w, need_b, two_dx);
+    if (need_w) out[0] = dgain.to(weight.scalar_type()).reshape(weight.sizes());
+    if (need_b) out[1] = dbias.to(bias_dtype).reshape(bias_sizes);
     if (need_x) {
-      out[0] = dx;
-      out[1] = dx2;
+      out[2] = dx;
+      out[3] = dx2;
     }
-    if (need_w) out[2] = dgain.to(weight.scalar_type()).reshape(weight.sizes());
-    if (need_b) out[3] = dbias.to(bias_dtype).reshape(bias_sizes);
     return out;
   }
 };
@@ -167,12 +183,15 @@ at::Tensor rmsnorm_autograd(const at::Tensor& x, at::IntArrayRef block,
     return rmsnorm_plain(x, block, weight, bias, eps, offset, round_mid, mid, out_dtype, inverse,
                          two_dx, half_scale, plan);
   }
-  // the node's own copy where the graph path saves a widened one (and always of an
+  // the node's own copy where the graph path saves none of x itself (and always of an
   // inference tensor, which autograd cannot save), recorded, so higher orders reach x
-  const at::Tensor saved_x = two_dx && !x.is_inference() ? x : x.clone();
+  const at::Tensor saved_x = two_dx && x.requires_grad() && !x.is_inference() ? x : x.clone();
   std::optional<at::Tensor> saved_w = weight;
-  if (weight.has_value() && weight->defined() && offset != 0.0) saved_w = weight->clone();
-  return NormFunction::apply(saved_x, saved_x, saved_w, bias,
+  if (weight.has_value() && weight->defined() &&
+      (offset != 0.0 || (weight->scalar_type() != at::kFloat && !half_scale))) {
+    saved_w = weight->clone();  // the graph path saves offset + w, or f(w), not w
+  }
+  return NormFunction::apply(saved_w, bias, saved_x, saved_x,
                              Args{block.vec(), eps, offset, round_mid, mid, out_dtype, inverse,
                                   two_dx, half_scale, plan});
 }
@@ -186,7 +205,7 @@ TORCH_LIBRARY_FRAGMENT(rmsnorm_bridge, m) {
       "bool half_scale, int plan) -> Tensor");
   m.def(
       "rmsnorm_graph_backward(Tensor dy, Tensor x, Tensor? weight, Tensor? bias, int plan, "
-      "bool need_x, bool need_weight, bool need_bias) -> Tensor[]");
+      "bool need_x, bool need_weight, bool need_bias) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(rmsnorm_bridge, CPU, m) { m.impl("rmsnorm", &rmsnorm_plain); }

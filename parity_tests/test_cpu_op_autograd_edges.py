@@ -134,3 +134,97 @@ def test_a_half_weight_beside_a_bias_may_be_updated_before_backward(preset, rows
                 m.weight.mul_(2)
             results.append(torch.autograd.grad(y.float().square().sum(), [x, m.weight, m.bias]))
     _same(*results)
+
+
+@pytest.mark.parametrize("preset", ["torch", "llama", "gemma"])
+def test_selective_checkpointing_sees_the_same_ops_on_every_call(preset):
+    """Selective activation checkpointing replays the forward and matches its ops one by
+    one: a dispatch mode sees the operator as one call (its ATen steps run partly on a
+    parallel region's workers, where no mode is), so the replay matches, at 2 threads and
+    a size cut into chunks, whatever the policy saves."""
+    from functools import partial
+
+    from torch.utils.checkpoint import CheckpointPolicy, checkpoint
+    from torch.utils.checkpoint import create_selective_checkpoint_contexts as contexts
+
+    def save_mm(ctx, op, *args, **kwargs):
+        mm = op == torch.ops.aten.mm.default
+        return CheckpointPolicy.MUST_SAVE if mm else CheckpointPolicy.PREFER_RECOMPUTE
+
+    def save_all(ctx, op, *args, **kwargs):
+        return CheckpointPolicy.MUST_SAVE
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        norm, linear = _module(preset, torch.float32), torch.nn.Linear(N, N)
+        x = _x(ROWS[1], torch.float32)
+        with use_kernel("graph"):
+            xr = x.clone().requires_grad_()
+            expected = torch.autograd.grad(linear(norm(xr)).sum(), [xr, norm.weight])
+        for policy in (save_mm, save_all):
+            for _ in range(4):
+                xr = x.clone().requires_grad_()
+                fn = partial(contexts, policy)
+                out = checkpoint(lambda t: linear(norm(t)), xr, use_reentrant=False, context_fn=fn)
+                _same(torch.autograd.grad(out.sum(), [xr, norm.weight]), expected)
+    finally:
+        torch.set_num_threads(before)
+
+
+# torch's compiled autograd reads .grad of non-leaf tensors while it traces the graph
+# path's backward (the reference here), and warns
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+def test_compiled_autograd_on_a_half_input():
+    """A half x has one path to the result: the node has one edge to it, so a compiled
+    autograd graph adds no missing gradient."""
+    from torch._dynamo import compiled_autograd
+
+    m, x = _module("llama", torch.bfloat16), _x(3, torch.bfloat16)
+    results = []
+    for kernel in ("auto", "graph"):
+        xr = x.clone().requires_grad_()
+        with use_kernel(kernel):
+            y = m(xr)
+        with compiled_autograd._enable(torch.compile(backend="eager")):
+            y.float().square().sum().backward()
+        results.append((xr.grad, m.weight.grad))
+        m.weight.grad = None
+    _same(*results)
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("preset", ["torch", "gemma", "t5", "flax"])
+def test_a_weight_trained_alone_may_be_updated_before_backward(preset, rows):
+    """With x needing no gradient the upstream saves no weight (its gradient reads
+    products of x only): updating the weight in place before backward is allowed."""
+    m, x = _module(preset, torch.float32), _x(rows, torch.float32)
+    dy = torch.randn(rows, N, generator=torch.Generator().manual_seed(4))
+    results = []
+    for kernel, update in (("auto", True), ("graph", True), ("auto", False)):
+        with use_kernel(kernel):
+            y = m(x)
+            if update:
+                with torch.no_grad():
+                    m.weight.mul_(1.5)
+            results.append(torch.autograd.grad(y, m.weight, dy))
+        with torch.no_grad():
+            m.weight.div_(1.5 if update else 1.0)
+    _same(results[0], results[1])
+    _same(results[0], results[2])
+
+
+def test_plans_are_kept_once_however_many_eps_values_modules_take():
+    from rmsnorm_torch.kernels import _cpu_norm
+
+    m, x = _module("torch", torch.float32), _x(3, torch.float32).requires_grad_()
+    m(x).sum().backward()
+    kept = len(_cpu_norm._PLANS)
+    for i in range(50):
+        m.eps = 1e-6 * (1 + i)
+        y = m(x)
+        (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        with use_kernel("graph"):
+            (expected,) = torch.autograd.grad(m(x).square().sum(), x)
+        _same([gx.detach()], [expected])
+    assert len(_cpu_norm._PLANS) == kept

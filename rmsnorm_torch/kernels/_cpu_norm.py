@@ -79,29 +79,31 @@ _REGISTERING = threading.Lock()
 
 
 def plan_handle(plan: Plan) -> int:
-    """A handle for ``plan`` that the native node hands back to :func:`graph_backward`
-    for a ``create_graph`` backward. One per distinct plan, kept for the process: a plan
-    is a few fields, and a process meets few (one per spec x dtype x rank, or so)."""
-    key = (tuple(plan.dims),) + tuple(plan)[1:]
+    """A handle for ``plan`` less its eps (which the node keeps itself), that the native
+    node hands back to :func:`graph_backward` for a ``create_graph`` backward or another
+    ``dy``. One per distinct plan structure, kept for the process: a plan is a few
+    fields, and a process meets few (about one per spec x dtype x rank), however many
+    eps values its modules take."""
+    key = (tuple(plan.dims),) + tuple(plan._replace(eps=0.0))[1:]
     handle = _HANDLES.get(key)
     if handle is None:
         with _REGISTERING:
             handle = _HANDLES.get(key)
             if handle is None:
-                _PLANS.append(plan)
+                _PLANS.append(plan._replace(eps=0.0))
                 handle = _HANDLES[key] = len(_PLANS) - 1
     return handle
 
 
 def _graph_backward_kernel(
-    dy: Tensor, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], handle: int,
-    need_x: bool, need_weight: bool, need_bias: bool,
+    dy: Tensor, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], eps: float,
+    handle: int, need_x: bool, need_weight: bool, need_bias: bool,
 ) -> Tuple[Tensor, ...]:  # fmt: skip
     """``rmsnorm_graph_backward``: :func:`graph_backward`'s ``(dx, dx2, dweight, dbias)``,
     each one not asked for an empty stand-in (an operator returns tensors; a fixed tuple of
     them is what vmap's fallbacks, under ``is_grads_batched``, can batch)."""
-    needs = (need_x, need_weight, need_bias)
-    grads = graph_backward(x, weight, bias, _PLANS[handle], dy, needs)
+    plan = _PLANS[handle]._replace(eps=eps)
+    grads = graph_backward(x, weight, bias, plan, dy, (need_x, need_weight, need_bias))
     return tuple(dy.new_empty(0) if g is None else g for g in grads)
 
 

@@ -172,24 +172,28 @@ def _as_param(grad: Optional[Tensor], p: Optional[Tensor], need: bool) -> Option
 
 
 class _CpuNorm(torch.autograd.Function):
-    """The pure-Python fallback's node (the native one: ``csrc/rmsnorm_autograd.cpp``).
-
-    ``x`` is given twice, for the product and for the statistic (:func:`two_paths`):
-    each input's gradient is one partial, added by autograd in the graph path's order
-    (the product's node runs first in backward)."""
+    """The pure-Python fallback's node, the same as the native one
+    (``csrc/rmsnorm_autograd.cpp``): the parameters first (the engine readies their
+    gradients before x's, as the graph path's nodes do), then ``x``, and ``x`` again
+    where it has two paths (:func:`two_paths`): each of those inputs' gradient is one
+    partial, added by autograd in the graph path's order. The weight is saved only where
+    x's gradient reads it, the bias never (their shape and dtype otherwise)."""
 
     @staticmethod
     def forward(
-        x: Tensor, x_stat: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], plan: Plan
+        weight: Optional[Tensor],
+        bias: Optional[Tensor],
+        x: Tensor,
+        x_stat: Optional[Tensor],
+        plan: Plan,
     ) -> Any:
         return _forward(x, plan, gain_of(plan, weight), bias)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        x, _, weight, bias, plan = inputs
-        # not the bias: no gradient reads its values (the graph path's y + b saves nothing
-        # either), so an in-place update of it between forward and backward is allowed
-        ctx.save_for_backward(x, weight, output[1])
+        weight, bias, x, _, plan = inputs
+        ctx.save_for_backward(x, weight if x.requires_grad else None, output[1])
+        ctx.weight = None if weight is None else (weight.shape, weight.dtype, weight.device)
         ctx.bias = None if bias is None else (bias.shape, bias.dtype, bias.device)
         ctx.plan = plan
         ctx.mark_non_differentiable(output[1])
@@ -198,14 +202,13 @@ class _CpuNorm(torch.autograd.Function):
     def backward(ctx: Any, dy: Tensor, _dinv: Optional[Tensor]) -> Any:
         x, weight, inv = ctx.saved_tensors
         plan = ctx.plan
-        need_x, _, need_w, need_b, _ = ctx.needs_input_grad
-        if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
-            bias = None  # a stand-in of the bias's shape and dtype (its values are not read)
-            if ctx.bias is not None:
-                shape, dtype, device = ctx.bias
-                bias = torch.zeros(shape, dtype=dtype, device=device, requires_grad=need_b)
+        need_w, need_b, need_x, two, _ = ctx.needs_input_grad
+        weight = _stand_in(ctx.weight, need_w) if weight is None else weight
+        if torch.is_grad_enabled() or not dy.is_contiguous():
+            # create_graph=True, or a dy whose layout ATen's reductions follow
+            bias = _stand_in(ctx.bias, need_b)
             dx, dx2, dw, db = graph_backward(x, weight, bias, plan, dy, (need_x, need_w, need_b))
-            return dx, dx2, dw, db, None
+            return dw, db, dx, dx2 if two else None, None
         has_bias = ctx.bias is not None
         scale_dtype = torch.float32
         if weight is not None and not has_bias and half_scale(plan, plan.mid, weight, None):
@@ -218,12 +221,20 @@ class _CpuNorm(torch.autograd.Function):
             shape, dtype, _ = ctx.bias
             db = db.to(dtype).reshape(shape)
         return (
-            dx if need_x else None,
-            dx2 if need_x else None,
             _as_param(dg, weight, need_w),
             db if need_b else None,
+            dx if need_x else None,
+            dx2 if need_x and two else None,
             None,
         )
+
+
+def _stand_in(meta: Optional[Tuple[Any, ...]], requires_grad: bool) -> Optional[Tensor]:
+    """A parameter no gradient reads the values of, from its shape, dtype and device."""
+    if meta is None:
+        return None
+    shape, dtype, device = meta
+    return torch.zeros(shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def graph_backward(
@@ -269,15 +280,18 @@ def cpu_norm(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Ten
         return _forward(x, plan, gain_of(plan, weight), bias)[0]
     if x.is_inference():  # autograd cannot save it: the graph path saves what it needs
         return rms_norm_graph(x, plan, weight, bias)
+    f32 = torch.float32
     if not (two_paths(x, plan) and x.requires_grad):
         # the graph path saves x itself only there (else a widened copy, or a product),
         # so an in-place update of x between forward and backward is allowed (torch's and
         # each upstream's norm too); the operator saves a copy of its own for the same
         # reason, connected to x (higher-order gradients reach x through it)
         x = x.clone()
-    if weight is not None and (plan.scale_offset != 0.0 or weight.dtype != torch.float32):
-        # likewise the weight: the graph path (and Gemma's norm) saves ``offset + w`` or a
-        # widened copy, a new tensor, except for Llama's half-precision scale (``w`` itself)
+    offset_or_half = plan.scale_offset != 0.0 or (weight is not None and weight.dtype != f32)
+    if weight is not None and x.requires_grad and offset_or_half:
+        # likewise the weight, saved where x's gradient reads it: the graph path (and
+        # Gemma's norm) saves ``offset + w`` or a widened copy, a new tensor, except for
+        # Llama's half-precision scale (``w`` itself)
         if not (bias is None and half_scale(plan, plan.mid, weight, None)):
             weight = weight.clone()
-    return _CpuNorm.apply(x, x, weight, bias, plan)[0]
+    return _CpuNorm.apply(weight, bias, x, x if two_paths(x, plan) else None, plan)[0]

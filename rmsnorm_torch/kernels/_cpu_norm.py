@@ -173,16 +173,17 @@ def _as_param(grad: Optional[Tensor], p: Optional[Tensor], need: bool) -> Option
 
 class _CpuNorm(torch.autograd.Function):
     """The pure-Python fallback's node, the same as the native one
-    (``csrc/rmsnorm_autograd.cpp``): the parameters first (the engine readies their
-    gradients before x's, as the graph path's nodes do), then ``x``, and ``x`` again
+    (``csrc/rmsnorm_autograd.cpp``): the bias and the weight first (the engine readies
+    their gradients in that order and before x's, as the graph path's nodes do), then
+    ``x``, and ``x`` again
     where it has two paths (:func:`two_paths`): each of those inputs' gradient is one
     partial, added by autograd in the graph path's order. The weight is saved only where
     x's gradient reads it, the bias never (their shape and dtype otherwise)."""
 
     @staticmethod
     def forward(
-        weight: Optional[Tensor],
         bias: Optional[Tensor],
+        weight: Optional[Tensor],
         x: Tensor,
         x_stat: Optional[Tensor],
         plan: Plan,
@@ -191,7 +192,7 @@ class _CpuNorm(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        weight, bias, x, _, plan = inputs
+        bias, weight, x, _, plan = inputs
         ctx.save_for_backward(x, weight if x.requires_grad else None, output[1])
         ctx.weight = None if weight is None else (weight.shape, weight.dtype, weight.device)
         ctx.bias = None if bias is None else (bias.shape, bias.dtype, bias.device)
@@ -202,13 +203,13 @@ class _CpuNorm(torch.autograd.Function):
     def backward(ctx: Any, dy: Tensor, _dinv: Optional[Tensor]) -> Any:
         x, weight, inv = ctx.saved_tensors
         plan = ctx.plan
-        need_w, need_b, need_x, two, _ = ctx.needs_input_grad
+        need_b, need_w, need_x, two, _ = ctx.needs_input_grad
         weight = _stand_in(ctx.weight, need_w) if weight is None else weight
         if torch.is_grad_enabled() or not dy.is_contiguous():
             # create_graph=True, or a dy whose layout ATen's reductions follow
             bias = _stand_in(ctx.bias, need_b)
             dx, dx2, dw, db = graph_backward(x, weight, bias, plan, dy, (need_x, need_w, need_b))
-            return dw, db, dx, dx2 if two else None, None
+            return db, dw, dx, dx2 if two else None, None
         has_bias = ctx.bias is not None
         scale_dtype = torch.float32
         if weight is not None and not has_bias and half_scale(plan, plan.mid, weight, None):
@@ -221,8 +222,8 @@ class _CpuNorm(torch.autograd.Function):
             shape, dtype, _ = ctx.bias
             db = db.to(dtype).reshape(shape)
         return (
-            _as_param(dg, weight, need_w),
             db if need_b else None,
+            _as_param(dg, weight, need_w),
             dx if need_x else None,
             dx2 if need_x and two else None,
             None,
@@ -294,4 +295,4 @@ def cpu_norm(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Ten
         # Llama's half-precision scale (``w`` itself)
         if not (bias is None and half_scale(plan, plan.mid, weight, None)):
             weight = weight.clone()
-    return _CpuNorm.apply(weight, bias, x, x if two_paths(x, plan) else None, plan)[0]
+    return _CpuNorm.apply(bias, weight, x, x if two_paths(x, plan) else None, plan)[0]

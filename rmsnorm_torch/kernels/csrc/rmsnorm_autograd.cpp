@@ -11,9 +11,9 @@
 // graph path saves a widened copy or a product (an in-place update of x between forward
 // and backward stays allowed, and higher orders reach x through the clone); the weight
 // likewise (the graph path saves w itself only for a float32 w without an offset, and
-// for Llama's half-precision scale). The parameters come first among the node's inputs:
-// the engine then readies their gradients before x's, as the graph path's nodes do
-// (hooks run in the upstream's order). Backward is one call of rmsnorm_backward, whose
+// for Llama's half-precision scale). The parameters come first among the node's inputs,
+// the bias before the weight: the engine then readies their gradients in that order and
+// before x's, as the graph path's nodes do (hooks run in the upstream's order). Backward is one call of rmsnorm_backward, whose
 // bits are the graph path's, on a dense, contiguous dy (what training losses give);
 // any other dy (a transposed or expanded one, a batched one under vmap or
 // is_grads_batched) and a backward asked to build a graph (create_graph=True) call
@@ -116,8 +116,8 @@ at::Tensor stand_in(AutogradContext* ctx, const char* sizes, const char* dtype,
 class NormFunction : public torch::autograd::Function<NormFunction> {
  public:
   // x_stat: x again where it has two paths (two_dx), else absent (one edge to x's node)
-  static at::Tensor forward(AutogradContext* ctx, const std::optional<at::Tensor>& weight,
-                            const std::optional<at::Tensor>& bias, const at::Tensor& x,
+  static at::Tensor forward(AutogradContext* ctx, const std::optional<at::Tensor>& bias,
+                            const std::optional<at::Tensor>& weight, const at::Tensor& x,
                             const std::optional<at::Tensor>& /*x_stat*/, const Args& a) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [y, inv] = forward_op().call(x, a.block, gain_of(weight, a.offset), bias, a.eps,
@@ -154,16 +154,16 @@ class NormFunction : public torch::autograd::Function<NormFunction> {
     const bool has_weight = (flags & kWeight) != 0;
     const bool has_bias = (flags & kBias) != 0;
     const bool two_dx = (flags & kTwoDx) != 0;
-    // edges: the weight and the bias where present, then x (and x again where two_dx)
+    // edges: the bias and the weight where present, then x (and x again where two_dx)
     const size_t x_edge = static_cast<size_t>(has_weight) + static_cast<size_t>(has_bias);
-    const bool need_w = has_weight && ctx->needs_input_grad(0);
-    const bool need_b = has_bias && ctx->needs_input_grad(has_weight ? 1 : 0);
+    const bool need_b = has_bias && ctx->needs_input_grad(0);
+    const bool need_w = has_weight && ctx->needs_input_grad(has_bias ? 1 : 0);
     const bool need_x = ctx->needs_input_grad(x_edge);
     at::Tensor weight = saved[1];
     if (has_weight && !weight.defined()) {  // not saved: only its gradient is asked for
       weight = stand_in(ctx, "weight_sizes", "weight_dtype", x, need_w);
     }
-    variable_list out(5);  // weight, bias, x, x again, the arguments
+    variable_list out(5);  // bias, weight, x, x again, the arguments
     const at::Tensor& dy = grads[0];
     if (at::GradMode::is_enabled() || !dense(dy)) {  // create_graph=True, or another dy
       std::optional<at::Tensor> bias;
@@ -172,8 +172,8 @@ class NormFunction : public torch::autograd::Function<NormFunction> {
       auto [dx, dx2, dw, db] = graph_backward_op().call(
           dy, x, present(weight), bias, ctx->saved_data["eps"].toDouble(),
           ctx->saved_data["plan"].toInt(), need_x, need_w, need_b);
-      if (need_w) out[0] = dw;
-      if (need_b) out[1] = db;
+      if (need_b) out[0] = db;
+      if (need_w) out[1] = dw;
       if (need_x) {
         out[2] = dx;
         if (two_dx) out[3] = dx2;
@@ -190,11 +190,11 @@ class NormFunction : public torch::autograd::Function<NormFunction> {
         has_bias, (flags & kRoundMid) != 0,
         static_cast<at::ScalarType>(ctx->saved_data["mid"].toInt()), (flags & kInverse) != 0,
         scale_dtype, need_x, need_w, need_b, two_dx);
-    if (need_w) out[0] = dgain.to(weight.scalar_type()).reshape(weight.sizes());
     if (need_b) {
       const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["bias_dtype"].toInt());
-      out[1] = dbias.to(dtype).reshape(ctx->saved_data["bias_sizes"].toIntVector());
+      out[0] = dbias.to(dtype).reshape(ctx->saved_data["bias_sizes"].toIntVector());
     }
+    if (need_w) out[1] = dgain.to(weight.scalar_type()).reshape(weight.sizes());
     if (need_x) {
       out[2] = dx;
       if (two_dx) out[3] = dx2;
@@ -240,7 +240,7 @@ at::Tensor rmsnorm_autograd(const at::Tensor& x, at::IntArrayRef block,
   }
   const std::optional<at::Tensor> x_stat =
       two_dx ? std::optional<at::Tensor>(saved_x) : std::nullopt;
-  return NormFunction::apply(saved_w, bias, saved_x, x_stat,
+  return NormFunction::apply(bias, saved_w, saved_x, x_stat,
                              Args{block.vec(), eps, offset, round_mid, mid, out_dtype, inverse,
                                   two_dx, half_scale, plan});
 }

@@ -8,8 +8,9 @@ recorded call costs no Python beyond the call. The pure-Python fallback's node i
 per row; backward is the operator's ``rmsnorm_backward``, which computes what autograd
 computes from the graph path's ops (``csrc/rmsnorm_cpu.cpp``), so gradients are the graph
 path's, and so torch's and each preset's upstream's, bit for bit. A backward asked to
-build a graph (``create_graph=True``, double backward) differentiates the graph path
-instead (:func:`graph_backward`; the native node reaches it through the operator
+build a graph (``create_graph=True``, double backward), or given a ``dy`` that is not
+dense and contiguous (whose layout ATen's reductions follow), differentiates the graph
+path instead (:func:`graph_backward`; the native node reaches it through the operator
 ``rmsnorm_graph_backward``, registered here), so gradients of any order exist at any size.
 """
 
@@ -172,13 +173,9 @@ def _as_param(grad: Optional[Tensor], p: Optional[Tensor], need: bool) -> Option
 
 
 class _CpuNorm(torch.autograd.Function):
-    """The pure-Python fallback's node, the same as the native one
-    (``csrc/rmsnorm_autograd.cpp``): the bias and the weight first (the engine readies
-    their gradients in that order and before x's, as the graph path's nodes do), then
-    ``x``, and ``x`` again
-    where it has two paths (:func:`two_paths`): each of those inputs' gradient is one
-    partial, added by autograd in the graph path's order. The weight is saved only where
-    x's gradient reads it, the bias never (their shape and dtype otherwise)."""
+    """The pure-Python fallback's node, the same as the native one (its inputs, what it
+    saves and why: ``csrc/rmsnorm_autograd.cpp``): the bias, the weight, ``x``, and
+    ``x`` again where it has two paths (:func:`two_paths`)."""
 
     @staticmethod
     def forward(
@@ -247,7 +244,7 @@ def graph_backward(
     needs: Tuple[bool, ...],
 ) -> Tuple[Optional[Tensor], ...]:
     """``(dx, dx2, dweight, dbias)`` as the graph path's autograd computes them, from
-    ``dy`` as it is laid out; called in grad mode (a ``create_graph`` backward),
+    ``dy`` as it is laid out; called in grad mode (a ``create_graph`` backward), they are
     differentiable in turn (the recomputed graph reads ``x`` and the parameters
     themselves, so higher orders reach them). Where :func:`two_paths`, ``x`` enters that
     graph as two views, the product's and the statistic's, and ``dx``/``dx2`` are their

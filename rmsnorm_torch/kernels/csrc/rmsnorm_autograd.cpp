@@ -1,26 +1,26 @@
 // rmsnorm_bridge::rmsnorm: the CPU operator as one call per forward, with its autograd
 // node in C++, so a call that autograd records costs no Python beyond the call itself.
 //
-// Without autograd it is rmsnorm_forward's y. With it, the node is the one
-// kernels/_cpu_norm.py's Python autograd.Function builds (the pure-Python fallback
-// keeps that one): x enters twice, for the product and for the statistic, where it
-// reaches the graph path's result along two paths (two_dx), so autograd adds the two
-// partial gradients one at a time into x's gradient, as the graph path's nodes deliver
-// them. The node saves x itself only where the graph path saves it (a float32 x, or
-// T5's half x, that requires grad): elsewhere a copy made by a recorded clone, as the
-// graph path saves a widened copy or a product (an in-place update of x between forward
-// and backward stays allowed, and higher orders reach x through the clone); the weight
-// likewise (the graph path saves w itself only for a float32 w without an offset, and
-// for Llama's half-precision scale). The parameters come first among the node's inputs,
-// the bias before the weight: the engine then readies their gradients in that order and
-// before x's, as the graph path's nodes do (hooks run in the upstream's order). Backward is one call of rmsnorm_backward, whose
-// bits are the graph path's, on a dense, contiguous dy (what training losses give);
-// any other dy (a transposed or expanded one, a batched one under vmap or
-// is_grads_batched) and a backward asked to build a graph (create_graph=True) call
-// rmsnorm_graph_backward, whose kernel kernels/_cpu_norm.py registers in Python:
+// Without autograd it is rmsnorm_forward's y. With it, the node (the same as the
+// pure-Python fallback's, kernels/_cpu_norm.py's _CpuNorm) takes:
+// - the bias, then the weight, then x: the engine readies their gradients in that order,
+//   as the graph path's nodes do, so hooks run in the upstream's order;
+// - x a second time where x reaches the graph path's result along two paths (two_dx: a
+//   float32 x, T5's half x), so autograd adds the two partial gradients one at a time
+//   into x's gradient, as the graph path's nodes deliver them;
+// and saves what the graph path saves: x itself only where two_dx and x requires grad
+// (else a recorded clone: the graph path saves a widened copy or a product, so an
+// in-place update of x between forward and backward stays allowed, and higher orders
+// reach x through the clone); the weight only where x's gradient reads it, itself only
+// where the graph path saves it (a float32 w without an offset, Llama's half-precision
+// scale), else a recorded clone; never the bias (their shape and dtype instead).
+// Backward is one call of rmsnorm_backward, whose bits are the graph path's, on a dense,
+// contiguous dy (what training losses give). Any other dy (transposed, expanded,
+// batched under is_grads_batched) and a backward that builds a graph (create_graph=True)
+// call rmsnorm_graph_backward, whose kernel kernels/_cpu_norm.py registers in Python:
 // autograd of the graph path itself on the call's plan (`plan`, a handle that module
-// hands out), whose reductions follow dy's own layout as the upstream's do, and which
-// is differentiable in turn.
+// hands out), whose reductions follow dy's own layout as the upstream's do, and which is
+// differentiable in turn. The kernels are called through the dispatcher (forward_op).
 #include "rmsnorm_cpu.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>

@@ -9,7 +9,9 @@ build is cached under ``TORCH_EXTENSIONS_DIR``, by default
 ``~/.cache/torch_extensions``, and rebuilt only when the source or torch changes). One
 builder thread per process builds or loads it while holding the build folder's lock
 (``_build_lock.py``): a builder that dies leaves nothing to wait for, and a first call
-interrupted by Ctrl-C leaves the build to the next call. Where no C++ compiler is found,
+interrupted by Ctrl-C leaves the build to the next call. A folder this process cannot
+write (a prebuilt image on a read-only file system, or run as another user) is loaded
+from as it is, where it holds a finished build. Where no C++ compiler is found,
 the build fails, or ``RMSNORM_NATIVE=0`` is set, the same operator is registered with
 the pure-Python kernel of ``_cpu_fallback.py`` (same schema, same bits), and a
 ``RMSNormWarning`` says so once; :func:`status` tells which one runs (``rmsnorm verify``
@@ -20,6 +22,7 @@ path as with autograd on, and only ``use_kernel("blocked")`` runs it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -36,7 +39,7 @@ import torch
 from rmsnorm_core import RMSNormWarning
 from rmsnorm_torch.kernels._build_lock import FOLDER_LOCK, folder_held
 
-__all__ = ["SCHEMAS", "ensure_loaded", "native", "ops", "status"]
+__all__ = ["SCHEMAS", "ensure_loaded", "library_name", "native", "ops", "status"]
 
 _CSRC = Path(__file__).resolve().with_name("csrc")
 _SOURCES = (_CSRC / "rmsnorm_cpu.cpp", _CSRC / "rmsnorm_autograd.cpp")
@@ -113,6 +116,17 @@ def _load(name: str, directory: str, flags: list[str], errors: list[str]) -> Non
         errors.append(f"the build failed: {lines[0][:200]}")
 
 
+def library_name() -> tuple[str, list[str]]:
+    """The built library's name and the build's vector flags. The name carries the digest
+    of the sources and of torch's version: two versions of this package, or of torch, on
+    one machine (two venvs, an upgrade) never build into, or load from, each other's
+    folder."""
+    sources = b"".join(f.read_bytes() for f in _SOURCES + _HEADERS)
+    digest = hashlib.sha256(sources + torch.__version__.encode()).hexdigest()[:16]
+    tag, flags = _vector_flags()
+    return "rmsnorm_bridge_cpu_" + digest + tag, flags
+
+
 def _build() -> str:
     """Build and load the C++ operator; return "" on success, else why not."""
     if os.environ.get("RMSNORM_NATIVE", "1") == "0":
@@ -120,12 +134,7 @@ def _build() -> str:
     compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler) is None:
         return f"no C++ compiler ({compiler}) on PATH"
-    # the name carries the source's digest: two versions of this package on one
-    # machine (two venvs, two checkouts) never build into, or load from, each
-    # other's folder
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in _SOURCES + _HEADERS)).hexdigest()[:16]
-    tag, flags = _vector_flags()
-    name = "rmsnorm_bridge_cpu_" + digest + tag
+    name, flags = library_name()
     try:
         directory = _build_directory(name)
     except OSError as error:
@@ -191,11 +200,30 @@ def _build_held(
                     f"({os.path.join(directory, FOLDER_LOCK)})"
                 )
     except OSError as error:  # read-only, or the lock is not a regular file
-        errors.append(f"the build folder cannot be locked: {error}")
+        if not (error.errno in _READ_ONLY and _load_built(name, directory)):
+            errors.append(f"the build folder cannot be locked: {error}")
     except Exception as error:  # whatever else (a failed child included): the Python kernel works
         errors.append(f"the build failed: {type(error).__name__}: {error}"[:200])
     finally:
         done.set()
+
+
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _load_built(name: str, directory: str) -> bool:
+    """Load the library a finished build left in a folder this process cannot write (a
+    prebuilt image run on a read-only file system, or as another user): no build can be
+    under way there. Not where a build died (torch's ``lock`` left behind), nor where
+    the library does not load; False then."""
+    library = os.path.join(directory, name + ".so")
+    if os.path.exists(os.path.join(directory, "lock")) or not os.path.isfile(library):
+        return False
+    try:
+        torch.ops.load_library(library)
+    except Exception:  # a broken or foreign library: the Python kernel still works
+        return False
+    return True
 
 
 _OURS = ("rmsnorm_torch", "torch")

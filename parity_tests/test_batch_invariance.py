@@ -52,13 +52,15 @@ def test_the_check_finds_a_kernel_that_switches_with_the_batch():
 
 def test_the_batch_case_spans_every_torch_kernel_threshold():
     pytest.importorskip("torch")
-    from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, FUSED_LIMIT
+    from _sizes import MIDDLE_SIZE
+
+    from rmsnorm_torch.kernels._kernel_choice import FUSED_LIMIT
 
     row = int(np.prod(BATCH.shape[1:]))
     sizes = [k * row for k in (*BATCH.batches, BATCH.shape[0])]
-    for threshold in (CPU_OP_MIN, FUSED_LIMIT):
+    for threshold in (MIDDLE_SIZE, FUSED_LIMIT):
         assert min(sizes) < threshold < max(sizes), (threshold, sizes)
-    assert any(CPU_OP_MIN <= n < FUSED_LIMIT for n in sizes)
+    assert any(MIDDLE_SIZE <= n < FUSED_LIMIT for n in sizes)
 
 
 def test_verify_fails_a_batch_dependent_runner_and_reports_a_declared_variance(

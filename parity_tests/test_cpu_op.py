@@ -3,7 +3,7 @@ forward and every gradient, for every preset it takes, native and pure-Python al
 
 The reference is the graph path forced with ``use_kernel("graph")`` (plain ops, and
 autograd's own backward of them) and, for the ``torch`` preset, ``torch.nn.functional.
-rms_norm`` itself; shapes straddle every size threshold (``CPU_OP_MIN``, ``FUSED_LIMIT``).
+rms_norm`` itself; shapes straddle ``FUSED_LIMIT`` and the tests' ``MIDDLE_SIZE``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _sizes import MIDDLE_SIZE
 from _sweep import covering, sweep
 
 from rmsnorm_core import RMSNormSpec
 from rmsnorm_torch import RMSNorm, use_kernel
 from rmsnorm_torch.kernels._cpu_op import status
-from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, FUSED_LIMIT
+from rmsnorm_torch.kernels._kernel_choice import FUSED_LIMIT
 
 PRESETS = ["torch", "llama", "gemma", "flax", "t5", "olmo2"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -85,7 +86,7 @@ SIZE_ROWS = sweep(SIZE_ROWS, covering(SIZE_ROWS, [(0, 1), (0, 2), (1, 2)]))
 )
 @pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")
 def test_the_module_equals_torch_functional_rms_norm_at_every_size(rows, dtype, wdtype):
-    assert 7 * 4096 < CPU_OP_MIN <= 8 * 4096 and 47 * 4096 < FUSED_LIMIT <= 48 * 4096
+    assert 7 * 4096 < MIDDLE_SIZE <= 8 * 4096 and 47 * 4096 < FUSED_LIMIT <= 48 * 4096
     g = torch.Generator().manual_seed(rows)
     x = (torch.randn(rows, 4096, generator=g) * 3).to(DTYPES[dtype]).requires_grad_()
     w = (torch.randn(4096, generator=g) + 1).to(getattr(torch, wdtype)).requires_grad_()

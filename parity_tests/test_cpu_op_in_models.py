@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _sizes import MIDDLE_SIZE
 from _sweep import covering, sweep
 
 from rmsnorm_core import RMSNormSpec, tolerance
 from rmsnorm_torch import RMSNorm
-from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, FUSED_LIMIT
+from rmsnorm_torch.kernels._kernel_choice import FUSED_LIMIT
 
 UPSTREAM = {
     "torch": None,
@@ -48,10 +49,10 @@ MODEL_ROWS = [
     for p in UPSTREAM
     for d in ("float32", "bfloat16", "float16")
     for w in ("float32", "input")
-    for r in (3, CPU_OP_MIN // N + 3, FUSED_LIMIT // N + 5)
+    for r in (3, MIDDLE_SIZE // N + 3, FUSED_LIMIT // N + 5)
 ]
 # the default run: every upstream in every dtype, with each weight dtype and at each size
-# (3 rows, above CPU_OP_MIN, above FUSED_LIMIT); every dtype with each weight dtype and size
+# (3 rows, above MIDDLE_SIZE, above FUSED_LIMIT); every dtype with each weight dtype and size
 MODEL_ROWS = sweep(
     MODEL_ROWS, covering(MODEL_ROWS, [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)])
 )

@@ -37,8 +37,8 @@ def project_calls(fn) -> collections.Counter:
     return calls
 
 
-# Each side of every size threshold (CPU_OP_MIN = 8 x 4096 elements, FUSED_LIMIT =
-# 48 x 4096; test_cpu_op.py asserts both), decode shapes, and a rank-3 input.
+# Each side of FUSED_LIMIT (48 x 4096 elements) and of the tests' MIDDLE_SIZE (8 x 4096;
+# test_cpu_op.py asserts both), decode shapes, and a rank-3 input.
 SHAPES = [(1, 4096), (7, 4096), (8, 4096), (47, 4096), (48, 4096), (2, 3, 96), (4, 64, 1024)]
 TORCH_PRESETS = ["torch", "llama", "gemma", "flax", "t5", "olmo2", "paper"]
 

@@ -13,10 +13,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _sizes import MIDDLE_SIZE  # noqa: E402
+
 from rmsnorm_core import RMSNormSpec, RMSNormTypeError  # noqa: E402
 from rmsnorm_torch import ResidualRMSNorm, RMSNorm, rms_norm, rms_norm_residual  # noqa: E402
 from rmsnorm_torch.functional import rms_norm as dropin  # noqa: E402
-from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, FUSED_LIMIT  # noqa: E402
+from rmsnorm_torch.kernels._kernel_choice import FUSED_LIMIT  # noqa: E402
 
 N = 8
 
@@ -77,7 +79,9 @@ def test_a_tensor_of_another_layout_is_refused_by_name(call, name, layout, match
     assert isinstance(e.value, NotImplementedError)
 
 
-@pytest.mark.parametrize("rows", [3, CPU_OP_MIN // N, FUSED_LIMIT // N], ids=["fused", "op", "big"])
+@pytest.mark.parametrize(
+    "rows", [3, MIDDLE_SIZE // N, FUSED_LIMIT // N], ids=["small", "middle", "big"]
+)
 @pytest.mark.parametrize("preset", ["torch", "llama"])
 def test_a_sparse_weight_assigned_after_a_warm_call_is_refused_by_name(rows, preset):
     module = RMSNorm.from_spec(RMSNormSpec.preset(preset), N)
@@ -100,7 +104,7 @@ _SPARSE = {
 }
 
 
-@pytest.mark.parametrize("rows", [1, CPU_OP_MIN // 4096, FUSED_LIMIT // 4096], ids=str)
+@pytest.mark.parametrize("rows", [1, MIDDLE_SIZE // 4096, FUSED_LIMIT // 4096], ids=str)
 @pytest.mark.parametrize("layout", list(_SPARSE))
 def test_a_sparse_input_at_each_kernels_size_is_refused_cold_and_warm(rows, layout):
     # a compressed sparse tensor has no is_contiguous(), which the size class reads

@@ -14,14 +14,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _sizes import MIDDLE_SIZE  # noqa: E402
 from _torch_helpers import upstream_pair  # noqa: E402
 
 from rmsnorm_torch import RMSNorm  # noqa: E402
-from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, FUSED_LIMIT  # noqa: E402
+from rmsnorm_torch.kernels._kernel_choice import FUSED_LIMIT  # noqa: E402
 
 C = 64
 # batches of NHWC / channels-last tensors of C x 16 x 16 (16,384 elements each), and
-# rows of a transposed matrix of C columns: below CPU_OP_MIN, between it and FUSED_LIMIT,
+# rows of a transposed matrix of C columns: below MIDDLE_SIZE, between it and FUSED_LIMIT,
 # and above FUSED_LIMIT
 BATCHES = (1, 3, 16)
 
@@ -38,7 +39,7 @@ def _strided(layout: str, batch: int, dtype: torch.dtype) -> torch.Tensor:
 
 def _sizes_span_the_thresholds() -> None:
     sizes = [b * C * 256 for b in BATCHES]
-    assert sizes[0] < CPU_OP_MIN <= sizes[1] < FUSED_LIMIT <= sizes[2], sizes
+    assert sizes[0] < MIDDLE_SIZE <= sizes[1] < FUSED_LIMIT <= sizes[2], sizes
 
 
 def _run(module, x: torch.Tensor, make_dy):
@@ -89,7 +90,7 @@ def test_a_strided_rows_gradient_does_not_depend_on_its_batch(layout):
         m.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(3))
     big = _strided(layout, BATCHES[-1], torch.float32)  # above FUSED_LIMIT
     first = big[:1] if layout == "nhwc" else big[:256]  # one image, or 256 rows
-    assert not first.is_contiguous() and first.numel() < CPU_OP_MIN
+    assert not first.is_contiguous() and first.numel() < MIDDLE_SIZE
     got_big = _run(m, big, torch.ones_like)
     got_first = _run(m, first, torch.ones_like)
     k = first.shape[0]

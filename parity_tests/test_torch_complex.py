@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _sizes import MIDDLE_SIZE
 from _sweep import sweep
 from torch.testing import make_tensor
 
@@ -17,7 +18,7 @@ from rmsnorm_core import RMSNormError, RMSNormSpec, RMSNormTypeError
 from rmsnorm_torch import ResidualRMSNorm, RMSNorm, use_kernel
 from rmsnorm_torch import rms_norm as spec_rms_norm
 from rmsnorm_torch.functional import rms_norm
-from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, FUSED_LIMIT
+from rmsnorm_torch.kernels._kernel_choice import FUSED_LIMIT
 
 COMPLEX = [torch.complex64, torch.complex128]
 #: torch's sample_inputs_rms_norm (input shape, normalized_shape, kwargs), then wider rows
@@ -30,8 +31,8 @@ OPINFO = [
     ((5, 7, 96), (96,), {"eps": 1e-5}),
 ]
 N = 1024
-#: rows so that a call is below CPU_OP_MIN, between it and FUSED_LIMIT, and above
-ROWS = [4, CPU_OP_MIN // N + 8, FUSED_LIMIT // N + 8]
+#: rows so that a call is below MIDDLE_SIZE, between it and FUSED_LIMIT, and above
+ROWS = [4, MIDDLE_SIZE // N + 8, FUSED_LIMIT // N + 8]
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:

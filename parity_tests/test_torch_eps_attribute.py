@@ -12,15 +12,16 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from _sizes import MIDDLE_SIZE
 
 from rmsnorm_core import FLOAT32_EPS, RMSNormError
 from rmsnorm_torch import RMSNorm
 from rmsnorm_torch.functional import rms_norm
-from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, FUSED_LIMIT
+from rmsnorm_torch.kernels._kernel_choice import FUSED_LIMIT
 
 N = 1024
-#: rows so that a call is below CPU_OP_MIN, between it and FUSED_LIMIT, and above
-ROWS = [4, CPU_OP_MIN // N + 8, FUSED_LIMIT // N + 8]
+#: rows so that a call is below MIDDLE_SIZE, between it and FUSED_LIMIT, and above
+ROWS = [4, MIDDLE_SIZE // N + 8, FUSED_LIMIT // N + 8]
 DTYPES = [torch.float32, torch.bfloat16, torch.float64]
 
 

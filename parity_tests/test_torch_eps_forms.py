@@ -13,15 +13,16 @@ import re
 import numpy as np
 import pytest
 import torch
+from _sizes import MIDDLE_SIZE
 from _sweep import covering, sweep
 
 from rmsnorm_core import RMSNormError, RMSNormSpec, RMSNormTypeError
 from rmsnorm_torch import RMSNorm
-from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, FUSED_LIMIT
+from rmsnorm_torch.kernels._kernel_choice import FUSED_LIMIT
 
 N = 1024
-#: rows so that a call is below CPU_OP_MIN, between it and FUSED_LIMIT, and above
-ROWS = [4, CPU_OP_MIN // N + 8, FUSED_LIMIT // N + 8]
+#: rows so that a call is below MIDDLE_SIZE, between it and FUSED_LIMIT, and above
+ROWS = [4, MIDDLE_SIZE // N + 8, FUSED_LIMIT // N + 8]
 DTYPES = [torch.float32, torch.bfloat16, torch.float64]
 #: each form, and whether a spec holds it
 FORMS = {

@@ -9,16 +9,17 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _sizes import MIDDLE_SIZE
 
 from rmsnorm_core import RMSNormSpec, dtype_plan
 from rmsnorm_torch import RMSNorm
 from rmsnorm_torch.functional import rms_norm
-from rmsnorm_torch.kernels._kernel_choice import CPU_OP_MIN, FUSED_LIMIT
+from rmsnorm_torch.kernels._kernel_choice import FUSED_LIMIT
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 N = 1024
-#: rows so that the call is below CPU_OP_MIN, between it and FUSED_LIMIT, and above
-ROWS = [4, CPU_OP_MIN // N + 8, FUSED_LIMIT // N + 8]
+#: rows so that the call is below MIDDLE_SIZE, between it and FUSED_LIMIT, and above
+ROWS = [4, MIDDLE_SIZE // N + 8, FUSED_LIMIT // N + 8]
 #: torch's own op says it leaves its fused kernel for these calls (upstream's warning)
 pytestmark = pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")
 

@@ -1,8 +1,9 @@
 """Gradients are the upstream's, bit for bit, at every size: each preset's module against
-Hugging Face's norm it reproduces, across the fused-op and CPU-operator thresholds.
+Hugging Face's norm it reproduces, on each side of ``FUSED_LIMIT``.
 
-Rows of 1024: 7 (below CPU_OP_MIN: the fused op or the graph path), 40 (the fused op
-where it applies, else the CPU operator) and 300 (above FUSED_LIMIT: the CPU operator).
+Rows of 1024: 7 and 40 (below ``FUSED_LIMIT``: the CPU operator where it is native and
+fits, else the fused op or the graph path) and 300 (above it: the CPU operator, or the
+graph path).
 T5's norm multiplies the half-precision input itself by the float32 inverse rms, so
 autograd rounds the two partial gradients of x (through the product and through the
 statistic) to half precision and adds them there; ours does the same for the t5 preset.

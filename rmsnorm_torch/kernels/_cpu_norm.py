@@ -85,13 +85,14 @@ def plan_handle(plan: Plan) -> int:
     ``dy``. One per distinct plan structure, kept for the process: a plan is a few
     fields, and a process meets few (about one per spec x dtype x rank), however many
     eps values its modules take."""
-    key = (tuple(plan.dims),) + tuple(plan._replace(eps=0.0))[1:]
+    shape = plan._replace(eps=0.0)
+    key = (tuple(shape.dims),) + tuple(shape)[1:]
     handle = _HANDLES.get(key)
     if handle is None:
         with _REGISTERING:
             handle = _HANDLES.get(key)
             if handle is None:
-                _PLANS.append(plan._replace(eps=0.0))
+                _PLANS.append(shape)
                 handle = _HANDLES[key] = len(_PLANS) - 1
     return handle
 
@@ -123,15 +124,14 @@ def norm_op() -> Any:
 
 
 def norm_arguments(
-    plan: Plan, x_dtype: torch.dtype, weight: Optional[Tensor], has_bias: bool
+    plan: Plan, x: Tensor, weight: Optional[Tensor], has_bias: bool
 ) -> Tuple[Any, ...]:
     """``rmsnorm``'s arguments after ``eps`` (its schema's order): ``offset``, then
     :func:`op_arguments`, then ``two_dx`` (:func:`two_paths`), ``half_scale`` (the gain's
     gradient products in the weight's half dtype: ``_graph.half_scale``) and the plan's
     :func:`plan_handle`."""
-    two_dx = x_dtype == torch.float32 or plan.split_dx
     half = weight is not None and not has_bias and half_scale(plan, plan.mid, weight, None)
-    return (plan.scale_offset, *op_arguments(plan), two_dx, half, plan_handle(plan))
+    return (plan.scale_offset, *op_arguments(plan), two_paths(x, plan), half, plan_handle(plan))
 
 
 def _forward(x: Tensor, plan: Plan, gain: Optional[Tensor], bias: Optional[Tensor]) -> Any:
@@ -272,24 +272,23 @@ def cpu_norm(x: Tensor, plan: Plan, weight: Optional[Tensor], bias: Optional[Ten
     if needed."""
     if _cpu_op.native():
         block = list(x.shape[-len(plan.dims) :])
-        arguments = norm_arguments(plan, x.dtype, weight, bias is not None)
+        arguments = norm_arguments(plan, x, weight, bias is not None)
         return norm_op()(x, block, weight, bias, plan.eps, *arguments)
     if not needs_grad(x, weight, bias):
         return _forward(x, plan, gain_of(plan, weight), bias)[0]
     if x.is_inference():  # autograd cannot save it: the graph path saves what it needs
         return rms_norm_graph(x, plan, weight, bias)
-    f32 = torch.float32
     if not (two_paths(x, plan) and x.requires_grad):
         # the graph path saves x itself only there (else a widened copy, or a product),
         # so an in-place update of x between forward and backward is allowed (torch's and
         # each upstream's norm too); the operator saves a copy of its own for the same
         # reason, connected to x (higher-order gradients reach x through it)
         x = x.clone()
-    offset_or_half = plan.scale_offset != 0.0 or (weight is not None and weight.dtype != f32)
-    if weight is not None and x.requires_grad and offset_or_half:
+    if weight is not None and x.requires_grad:
         # likewise the weight, saved where x's gradient reads it: the graph path (and
         # Gemma's norm) saves ``offset + w`` or a widened copy, a new tensor, except for
         # Llama's half-precision scale (``w`` itself)
-        if not (bias is None and half_scale(plan, plan.mid, weight, None)):
+        scales_in_half = bias is None and half_scale(plan, plan.mid, weight, None)
+        if plan.scale_offset != 0.0 or (weight.dtype != torch.float32 and not scales_in_half):
             weight = weight.clone()
     return _CpuNorm.apply(bias, weight, x, x if two_paths(x, plan) else None, plan)[0]

@@ -59,9 +59,6 @@ FUSED_LIMIT = limit()
 """Calls below this many elements may take the fused op (``_fused.limit``)."""
 
 
-CPU_OP_MIN = 32768
-"""A size mark (8 x 4096 elements) that the tests and ``rmsnorm verify``'s large cases
-sweep across: no kernel choice depends on it."""
 _CHOICE: contextvars.ContextVar[str] = contextvars.ContextVar("rmsnorm_kernel", default="auto")
 
 

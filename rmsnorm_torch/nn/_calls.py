@@ -154,7 +154,7 @@ def _build(module: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tens
     shape = [int(x.shape[d]) for d in plan.dims]
     op, op_args = None, ()
     if kernel == Kernel.CPU_OP and native():  # the fallback's calls take cpu_norm
-        op, op_args = norm_op(), norm_arguments(plan, x.dtype, weight, bias is not None)
+        op, op_args = norm_op(), norm_arguments(plan, x, weight, bias is not None)
     return CallEntry(kernel, kind, shape, plan.eps, plan, recipe, op, op_args)
 
 

@@ -43,7 +43,7 @@ __all__ = ["SCHEMAS", "ensure_loaded", "library_name", "native", "ops", "status"
 
 _CSRC = Path(__file__).resolve().with_name("csrc")
 _SOURCES = (_CSRC / "rmsnorm_cpu.cpp", _CSRC / "rmsnorm_autograd.cpp")
-_HEADERS = (_CSRC / "rmsnorm_cpu.h",)
+_HEADERS = (_CSRC / "rmsnorm_cpu.h", _CSRC / "rmsnorm_sums.h")
 _LOCK = threading.Lock()
 _STATUS: list[str] = []  # filled once: "native" or "python (<reason>)"
 

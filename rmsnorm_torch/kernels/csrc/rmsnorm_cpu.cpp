@@ -10,10 +10,13 @@
 // ATen's kernels round: square_rows, finish_rows, gradient_rows, dx_rows, and the
 // per-row statistic's scalar steps), every sum over a row ATen's own at::sum (whose
 // summation order is ATen's), so that in backward every bit is what autograd computes
-// from that path (derivatives.yaml: mul, rsqrt, mean, pow, _to_copy). Reductions over rows (the weight
-// and bias gradients) run once, after the chunks, as autograd runs them: at::sum_to
-// over the whole gradient.
+// from that path (derivatives.yaml: mul, rsqrt, mean, pow, _to_copy). Reductions over
+// rows: the weight's gradient added up by row groups as the chunks make its products,
+// finished in at::sum_to's order (rmsnorm_sums.h), or, where that order is not known to
+// hold, at::sum_to over the stored products, as the bias's gradient is, once, after the
+// chunks.
 #include "rmsnorm_cpu.h"
+#include "rmsnorm_sums.h"
 
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
@@ -96,10 +99,12 @@ class Lanes {
   std::unique_ptr<Lane[]> lanes_;
 };
 
-// fn(start, stop, scratch) on every chunk of rows [start, stop), in lanes.
+// fn(start, stop, scratch) on every chunk of rows [start, stop), in lanes; every chunk
+// but the last a multiple of `align` rows.
 template <typename F>
-void for_chunks(int64_t rows, int64_t n, const at::TensorOptions& options, const F& fn) {
-  const int64_t step = chunk_rows(n);
+void for_chunks(int64_t rows, int64_t n, const at::TensorOptions& options, const F& fn,
+                int64_t align = 1) {
+  const int64_t step = (chunk_rows(n) + align - 1) / align * align;
   const int64_t chunks = (rows + step - 1) / step;
   if (chunks == 0) return;
   const int64_t workers = std::min<int64_t>(chunks, at::get_num_threads());
@@ -331,13 +336,49 @@ struct Backward {
   bool need_dgain;
 };
 
+// Where the gain's gradient products go: stored per element (pf in float32, or, where
+// half, ph in dy's half dtype: the scale multiplied in it), or, where group_sums is
+// given, added into their row group's sum (float32, a group's first row from +0:
+// rmsnorm_sums.h), each product first rounded to dy's dtype where half. Rows r count
+// from the chunk's first, which starts a group.
+template <typename Dy>
+struct Products {
+  float* pf;
+  Dy* ph;
+  float* group_sums;
+  int64_t group;
+  bool half;
+
+  void put(int64_t r, int64_t o, int64_t j, int64_t n, float v) const {
+    if (group_sums == nullptr) {
+      if (half) ph[o + j] = static_cast<Dy>(v);
+      else pf[o + j] = v;
+      return;
+    }
+    if (half) v = wide(static_cast<Dy>(v));
+    float* s = group_sums + (r / group) * n + j;
+    *s = (r % group == 0 ? 0.0f : *s) + v;
+  }
+#if RMSNORM_LANES
+  void put8(int64_t r, int64_t o, int64_t j, int64_t n, __m256 v) const {
+    if (group_sums == nullptr) {
+      if (half) store8(ph + o + j, v);
+      else store8(pf + o + j, v);
+      return;
+    }
+    if (half) v = RoundTo<Dy>::apply8(v);
+    float* s = group_sums + (r / group) * n + j;
+    store8(s, _mm256_add_ps(r % group == 0 ? _mm256_setzero_ps() : load8(s), v));
+  }
+#endif
+};
+
 // Per element: the products whose row sums give the statistic's gradient (c), the
-// gradient through the normalized product (h1) and the gain's gradient products (pf
-// in float32, or ph in dy's half dtype where the scale multiplied in it), as the ATen
-// ops of the graph path's autograd compute them.
+// gradient through the normalized product (h1) and the gain's gradient products (to p),
+// as the ATen ops of the graph path's autograd compute them.
 template <typename In, typename Dy>
-void gradient_rows(const In* x, const Dy* dy, const float* inv, float* c, float* h1, float* pf,
-                   Dy* ph, int64_t m, int64_t n, const Backward& a) {
+void gradient_rows(const In* x, const Dy* dy, const float* inv, float* c, float* h1,
+                   const Products<Dy>& p, int64_t m, int64_t n, const Backward& a) {
   const float* g = a.g;
   const bool fold = a.inverse && g != nullptr;
   for (int64_t r = 0; r < m; ++r) {
@@ -351,10 +392,7 @@ void gradient_rows(const In* x, const Dy* dy, const float* inv, float* c, float*
       const __m256 d = load8(dy + o + j);
       if (fold) {  // a = dy * h; p = a * inv; c = a * g; h1 = dy * (inv * g)
         const __m256 dh = _mm256_mul_ps(d, h);
-        if (a.need_dgain) {
-          if (pf != nullptr) store8(pf + o + j, _mm256_mul_ps(dh, ivv));
-          else store8(ph + o + j, _mm256_mul_ps(dh, ivv));
-        }
+        if (a.need_dgain) p.put8(r, o, j, n, _mm256_mul_ps(dh, ivv));
         if (a.need_dx) {
           const __m256 gv = load8(g + j);
           store8(c + o + j, _mm256_mul_ps(dh, gv));
@@ -364,8 +402,7 @@ void gradient_rows(const In* x, const Dy* dy, const float* inv, float* c, float*
       }
       if (a.need_dgain) {  // p = dy * round(h * inv), in dy's half dtype where it scaled
         const __m256 ym = round8(_mm256_mul_ps(h, ivv), a.mid);
-        if (pf != nullptr) store8(pf + o + j, _mm256_mul_ps(d, ym));
-        else store8(ph + o + j, _mm256_mul_ps(d, RoundTo<Dy>::apply8(ym)));
+        p.put8(r, o, j, n, _mm256_mul_ps(d, p.half ? RoundTo<Dy>::apply8(ym) : ym));
       }
       if (a.need_dx) {  // gy = round(dy * g); c = gy * h; h1 = gy * inv
         __m256 gy = g != nullptr ? _mm256_mul_ps(d, load8(g + j)) : d;
@@ -380,10 +417,7 @@ void gradient_rows(const In* x, const Dy* dy, const float* inv, float* c, float*
       const float d = wide(dy[o + j]);
       if (fold) {
         const float dh = d * h;
-        if (a.need_dgain) {
-          if (pf != nullptr) pf[o + j] = dh * iv;
-          else ph[o + j] = static_cast<Dy>(dh * iv);
-        }
+        if (a.need_dgain) p.put(r, o, j, n, dh * iv);
         if (a.need_dx) {
           c[o + j] = dh * g[j];
           h1[o + j] = d * (iv * g[j]);
@@ -392,8 +426,7 @@ void gradient_rows(const In* x, const Dy* dy, const float* inv, float* c, float*
       }
       if (a.need_dgain) {
         const float ym = round1(h * iv, a.mid);
-        if (pf != nullptr) pf[o + j] = d * ym;
-        else ph[o + j] = static_cast<Dy>(d * wide(static_cast<Dy>(ym)));
+        p.put(r, o, j, n, d * (p.half ? wide(static_cast<Dy>(ym)) : ym));
       }
       if (a.need_dx) {
         float gy = g != nullptr ? d * g[j] : d;
@@ -618,7 +651,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
   need_dgain = need_dgain && gain.has_value();
   at::Tensor dx = need_dx ? at::empty(x.sizes(), x.options()) : at::Tensor();
   at::Tensor dx2 = need_dx && two_dx ? at::empty(x.sizes(), x.options()) : at::Tensor();
-  at::Tensor p = need_dgain ? at::empty(x.sizes(), x.options().dtype(scale_dtype)) : at::Tensor();
+  // the gain's gradient: its products summed by row groups as they are made, where this
+  // process's at::sum is known to add them in the order sums::finish_columns finishes
+  // (every column in one of its blocks) and a group of rows is at most four chunks' worth
+  // (the chunks grow to whole groups); else stored in full for at::sum_to
+  const int64_t group = rows > 0 ? sums::group_rows(rows) : 1;
+  const bool grouped = need_dgain && rows > 0 && n % 32 == 0 && n * group <= 4 * kChunkElements &&
+                       sums::column_order_holds(scale_dtype);
+  at::Tensor group_sums =
+      grouped ? at::empty({sums::groups(rows), n}, x.options().dtype(at::kFloat)) : at::Tensor();
+  at::Tensor p = need_dgain && !grouped ? at::empty(x.sizes(), x.options().dtype(scale_dtype))
+                                        : at::Tensor();
   const at::Tensor g = float_block(gain, n);
   if (rows > 0 && n > 0 && (need_dx || need_dgain)) {
     const at::Tensor x2 = x.view({rows, n});
@@ -640,10 +683,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
       with_data(x2, [&](auto* xp) {
         with_data(dy_rows, [&](auto* dyp) {
           using Dy = std::remove_pointer_t<decltype(dyp)>;
-          float* pf = need_dgain && !p_half ? p.data_ptr<float>() + start * n : nullptr;
-          Dy* ph = p_half ? p.data_ptr<Dy>() + start * n : nullptr;
+          const bool stored = need_dgain && !grouped;
+          const Products<Dy> products{
+              stored && !p_half ? p.data_ptr<float>() + start * n : nullptr,
+              stored && p_half ? p.data_ptr<Dy>() + start * n : nullptr,
+              grouped ? group_sums.data_ptr<float>() + (start / group) * n : nullptr,
+              group, p_half};
           gradient_rows(xp + start * n, dyp + start * n, invb.data_ptr<float>(),
-                        c.data_ptr<float>(), h1.data_ptr<float>(), pf, ph, m, n, args);
+                        c.data_ptr<float>(), h1.data_ptr<float>(), products, m, n, args);
         });
         if (!need_dx) return;
         // rsqrt: -0.5 * grad * result^3; mean: expand, / n; pow(h, 2): grad * (2 * h)
@@ -654,9 +701,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
         dx_rows(xp + start * n, h1.data_ptr<float>(), grad_ms.data_ptr<float>(),
                 dx.data_ptr<In>() + start * n, second, m, n);
       });
-    });
+    }, grouped ? group : 1);
   }
-  at::Tensor dgain = need_dgain ? at::sum_to(p, block) : at::Tensor();
+  at::Tensor dgain;
+  if (grouped) {
+    at::Tensor total = at::empty(block, x.options().dtype(at::kFloat));
+    sums::finish_columns(group_sums.data_ptr<float>(), rows, n, total.data_ptr<float>());
+    dgain = total.to(scale_dtype);
+  } else if (need_dgain) {
+    dgain = at::sum_to(p, block);
+  }
   at::Tensor dbias = (need_dbias && has_bias) ? at::sum_to(dy2.to(at::kFloat), block) : at::Tensor();
   return {dx, dgain, dbias, dx2};
 }

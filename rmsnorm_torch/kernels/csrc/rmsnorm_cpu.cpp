@@ -262,6 +262,133 @@ void square_rows(const In* x, float* t, int64_t count) {
   }
 }
 
+// A row's sum in ATen's order (at::sum over the last dim of a contiguous float32 matrix
+// with n >= 8 columns: vectorized_inner_sum with 8-lane accumulators, SumKernel.cpp),
+// of values src gives (the squares of x's row, or a scratch row as it is), without
+// storing them or calling ATen: the row's n / 8 vectors go to four streams in turn (up to
+// the last whole round of four; the vectors after it to stream 0 later), each stream's
+// vectors added in multi_row_sum's groups and levels (sums::group_rows), the streams
+// added 0 + 1 + 2 + 3; then the n % 8 values after the vectors from +0, then the eight
+// lanes in order; stored as 0 + that. Whether this process's at::sum adds so is checked
+// once (row_order_holds); where it does not, or n is below 8 or at ATen's parallel grain
+// (32768: a one-row sum may be split across threads), the chunk's sum stays at::sum.
+#if RMSNORM_LANES
+struct V8 {
+  __m256 v;
+  static V8 zero() { return {_mm256_setzero_ps()}; }
+  V8 operator+(V8 o) const { return {_mm256_add_ps(v, o.v)}; }
+  void store(float* out) const { _mm256_storeu_ps(out, v); }
+};
+template <typename In>
+inline V8 square8(const In* p) {
+  const __m256 h = load8(p);
+  return {_mm256_mul_ps(h, h)};
+}
+inline V8 plain8(const float* p) { return {_mm256_loadu_ps(p)}; }
+#else
+struct V8 {
+  float v[8];
+  static V8 zero() { return {}; }
+  V8 operator+(const V8& o) const {
+    V8 r;
+    for (int k = 0; k < 8; ++k) r.v[k] = v[k] + o.v[k];
+    return r;
+  }
+  void store(float* out) const { std::copy(v, v + 8, out); }
+};
+template <typename In>
+inline V8 square8(const In* p) {
+  V8 r;
+  for (int k = 0; k < 8; ++k) r.v[k] = wide(p[k]) * wide(p[k]);
+  return r;
+}
+inline V8 plain8(const float* p) {
+  V8 r;
+  std::copy(p, p + 8, r.v);
+  return r;
+}
+#endif
+
+// The values a row sum adds: x's squares, or a float32 row as it is.
+template <typename In>
+struct Squares {
+  const In* x;
+  V8 vec(int64_t k) const { return square8(x + k); }
+  float one(int64_t k) const { return wide(x[k]) * wide(x[k]); }
+};
+struct Values {
+  const float* x;
+  V8 vec(int64_t k) const { return plain8(x + k); }
+  float one(int64_t k) const { return x[k]; }
+};
+
+constexpr int64_t kRowSumMax = 32768;  // ATen's GRAIN_SIZE
+
+template <typename Src>
+float row_sum(const Src& src, int64_t n) {
+  const int64_t vecs = n / 8, per = vecs / 4;
+  const int64_t l = sums::group_rows(per);
+  const int64_t power = __builtin_ctzll(static_cast<uint64_t>(l));
+  const int64_t mask = l - 1;
+  V8 acc[4][4];  // [level][stream]
+  for (auto& level : acc)
+    for (auto& a : level) a = V8::zero();
+  int64_t i = 0;
+  for (; i + l <= per;) {
+    for (int64_t j = 0; j < l; ++j, ++i) {
+      for (int s = 0; s < 4; ++s) acc[0][s] = acc[0][s] + src.vec((i * 4 + s) * 8);
+    }
+    for (int level = 1; level < 4; ++level) {
+      for (int s = 0; s < 4; ++s) {
+        acc[level][s] = acc[level][s] + acc[level - 1][s];
+        acc[level - 1][s] = V8::zero();
+      }
+      if ((i & (mask << (level * power))) != 0) break;
+    }
+  }
+  for (; i < per; ++i) {
+    for (int s = 0; s < 4; ++s) acc[0][s] = acc[0][s] + src.vec((i * 4 + s) * 8);
+  }
+  for (int level = 1; level < 4; ++level) {
+    for (int s = 0; s < 4; ++s) acc[0][s] = acc[0][s] + acc[level][s];
+  }
+  for (int64_t v = per * 4; v < vecs; ++v) acc[0][0] = acc[0][0] + src.vec(v * 8);
+  V8 total = acc[0][0];
+  for (int s = 1; s < 4; ++s) total = total + acc[0][s];
+  float f = 0.0f;
+  for (int64_t k = vecs * 8; k < n; ++k) f += src.one(k);
+  float lanes[8];
+  total.store(lanes);
+  for (int k = 0; k < 8; ++k) f += lanes[k];
+  return 0.0f + f;
+}
+
+// Whether at::sum over rows' last dim adds as row_sum does, found once per process on
+// probe rows: values over many binades, lengths with and without a vector tail, a scalar
+// tail, a stream tail, and each level of the groups.
+bool row_order_holds() {
+  static const bool holds = [] {
+    at::NoGradGuard no_grad;
+    uint64_t state = 0x2545F4914F6CDD1Dull;
+    for (const int64_t n : {8, 13, 37, 100, 131, 1000, 4096, 4103, 8200, 20011}) {
+      at::Tensor t = at::empty({3, n}, at::TensorOptions().dtype(at::kFloat));
+      float* d = t.data_ptr<float>();
+      for (int64_t k = 0; k < 3 * n; ++k) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        const float unit = static_cast<float>(state >> 40) / static_cast<float>(1 << 24);
+        d[k] = std::ldexp(unit - 0.5f, static_cast<int>((state >> 20) % 24) - 12);
+      }
+      const at::Tensor aten = at::sum(t, {-1});
+      for (int64_t r = 0; r < 3; ++r) {
+        const float ours = row_sum(Values{d + r * n}, n);
+        if (std::memcmp(&ours, aten.data_ptr<float>() + r, sizeof(float)) != 0) return false;
+      }
+    }
+    return true;
+  }();
+  return holds;
+}
+
 // y = out(round(h * inv) * g + b), or out(h * (inv * g) + b) for flax's order.
 template <typename In, typename Out, typename Round>
 void finish_rows(const In* x, Out* y, const float* inv, const float* g, const float* b,
@@ -600,14 +727,22 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
   const at::Tensor b = float_block(bias, n);
   const float* gp = g.defined() ? g.data_ptr<float>() : nullptr;
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
-  // the steps on rows [start, start + m): squares into t, their sums into invb, the
-  // statistic in place, the finished rows into yb
+  // the steps on rows [start, start + m): the row sums of the squares into invb (by
+  // row_sum, or as squares into the scratch t and at::sum), the statistic in place, the
+  // finished rows into yb
+  const bool own_sums = n >= 8 && n < kRowSumMax && row_order_holds();
   const auto forward_rows = [&](int64_t start, int64_t m, const at::Tensor& t, at::Tensor& invb,
                                 at::Tensor& yb) {
     with_data(x, [&](auto* xp) {
       const auto* xb = xp + start * n;
-      square_rows(xb, t.data_ptr<float>(), m * n);
-      at::sum_out(invb, t, {-1}, /*keepdim=*/true);
+      using In = std::remove_pointer_t<decltype(xp)>;
+      if (own_sums) {
+        float* s = invb.data_ptr<float>();
+        for (int64_t r = 0; r < m; ++r) s[r] = row_sum(Squares<In>{xb + r * n}, n);
+      } else {
+        square_rows(xb, t.data_ptr<float>(), m * n);
+        at::sum_out(invb, t, {-1}, /*keepdim=*/true);
+      }
       statistic_rows(invb.data_ptr<float>(), m, n, eps);
       finish_out(xb, yb, invb.data_ptr<float>(), gp, bp, m, n, inverse, round_mid, mid);
     });
@@ -616,14 +751,16 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
     // one chunk (decode shapes): on the calling thread, with no views and no region,
     // whose set-up costs more than these rows' arithmetic
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    forward_rows(0, rows, at::empty({rows, n}, x.options().dtype(at::kFloat)), inv, y);
+    forward_rows(0, rows, own_sums ? at::Tensor() : at::empty({rows, n}, x.options().dtype(at::kFloat)),
+                 inv, y);
     return {y, inv};
   }
   at::Tensor y2 = y.view({rows, n});
   for_chunks(rows, n, x.options(), [&](int64_t start, int64_t stop, Scratch& scratch) {
     at::Tensor invb = inv.slice(0, start, stop);
     at::Tensor yb = y2.slice(0, start, stop);
-    forward_rows(start, stop - start, scratch.get(0, stop - start), invb, yb);
+    forward_rows(start, stop - start, own_sums ? at::Tensor() : scratch.get(0, stop - start), invb,
+                 yb);
   });
   return {y, inv};
 }
@@ -675,6 +812,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
     const bool p_half = need_dgain && scale_dtype != at::kFloat;
     TORCH_CHECK(!p_half || scale_dtype == dy.scalar_type(), "rmsnorm_bridge: scale_dtype ",
                 scale_dtype, " must be float32 or dy's dtype ", dy.scalar_type());
+    const bool own_sums = n >= 8 && n < kRowSumMax && row_order_holds();
     for_chunks(rows, n, x.options(), [&](int64_t start, int64_t stop, Scratch& scratch) {
       const int64_t m = stop - start;
       at::Tensor c = scratch.get(0, m);
@@ -694,11 +832,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
         });
         if (!need_dx) return;
         // rsqrt: -0.5 * grad * result^3; mean: expand, / n; pow(h, 2): grad * (2 * h)
-        at::Tensor grad_ms = c.sum({-1}, /*keepdim=*/true);
-        statistic_grad_rows(grad_ms.data_ptr<float>(), invb.data_ptr<float>(), m, n);
+        std::vector<float> grad_ms(m);
+        if (own_sums) {
+          const float* cp = c.data_ptr<float>();
+          for (int64_t r = 0; r < m; ++r) grad_ms[r] = row_sum(Values{cp + r * n}, n);
+        } else {
+          const at::Tensor s = c.sum({-1}, /*keepdim=*/true);
+          std::copy(s.data_ptr<float>(), s.data_ptr<float>() + m, grad_ms.begin());
+        }
+        statistic_grad_rows(grad_ms.data(), invb.data_ptr<float>(), m, n);
         using In = std::remove_pointer_t<decltype(xp)>;
         In* second = dx2.defined() ? dx2.data_ptr<In>() + start * n : nullptr;
-        dx_rows(xp + start * n, h1.data_ptr<float>(), grad_ms.data_ptr<float>(),
+        dx_rows(xp + start * n, h1.data_ptr<float>(), grad_ms.data(),
                 dx.data_ptr<In>() + start * n, second, m, n);
       });
     }, grouped ? group : 1);

@@ -1,8 +1,11 @@
-"""The weight's gradient summed over rows in ATen's order without the full-size product
-(``csrc/rmsnorm_sums.h``): the bits of ``at::sum_to`` on the products, which are the
-upstream's, at row counts on either side of each of the summation's group and level
-boundaries, at thread counts that split the columns unevenly, for a column count that
-the grouped sums take (a multiple of 32) and for ones that keep the stored products.
+"""The operator's own sums in ATen's order (``csrc/rmsnorm_sums.h``, ``row_sum`` in
+``csrc/rmsnorm_cpu.cpp``). The weight's gradient summed over rows without the full-size
+product: the bits of ``at::sum_to`` on the products, which are the upstream's, at row
+counts on either side of each of the summation's group and level boundaries, at thread
+counts that split the columns unevenly, for a column count that the grouped sums take
+(a multiple of 32) and for ones that keep the stored products. The rows' sums of squares
+(forward) and of the statistic's gradient products (backward) without an ATen call: at
+row lengths on either side of each vector, stream and level boundary.
 
 Each call is compared with the graph path's (``use_kernel("graph")``: plain differentiable
 ops, autograd's own sums) and, for torch's preset, with ``torch.nn.RMSNorm``.
@@ -86,3 +89,71 @@ def test_full_size_products_only_where_not_grouped(n, grouped) -> None:
     sums = [e.input_shapes[0] for e in prof.events() if e.name == "aten::sum" and e.input_shapes]
     assert ([rows, n] in sums) is not grouped
     _same(got, _call("torch", rows, n, torch.float32, "graph"))
+
+
+# row lengths: below one vector (ATen's sum), a scalar tail, a stream tail, one and two
+# levels of groups, the last below ATen's parallel grain, and the grain itself (ATen's)
+LENGTHS = [5, 8, 13, 33, 100, 1000, 4103, 8200, 20011, 32767, 32768]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("n", LENGTHS)
+def test_row_sums_are_the_graph_paths(threads, n, dtype) -> None:
+    for preset in ("torch", "t5", "flax"):
+        for rows in (1, 19):
+            _same(_call(preset, rows, n, dtype, "auto"), _call(preset, rows, n, dtype, "graph"))
+
+
+@pytest.mark.parametrize(
+    "n,own", [(32, True), (4096, True), (16384, True), (5, False), (32768, False)]
+)
+def test_row_sums_call_no_aten_sum(n, own) -> None:
+    """Between 8 and 32767 elements a row's sums call no ATen sum, forward or backward
+    (after the once-per-process checks of the order; lengths that are multiples of 32, so
+    that the weight's gradient is grouped too); otherwise each chunk's at::sum runs."""
+    _call("torch", 2, 96, torch.float32, "auto")  # the order checks, before the count
+    rows = 3
+    with torch.profiler.profile(record_shapes=True) as prof:
+        _call("torch", rows, n, torch.float32, "auto")
+    sums = [e.input_shapes[0] for e in prof.events() if e.name == "aten::sum" and e.input_shapes]
+    assert (len(sums) == 0) is own, sums
+
+
+_CHILD = """
+import torch
+from rmsnorm_torch import RMSNorm, use_kernel
+bad = 0
+for n in (13, 96, 4103):
+    for rows in (1, 17, 300):
+        m = RMSNorm(n)
+        with torch.no_grad():
+            m.weight.copy_(torch.randn(n))
+        x = torch.randn(rows, n) * torch.exp(torch.randn(rows, n))
+        dy = torch.randn(rows, n)
+        out = []
+        for kernel in ("auto", "graph"):
+            xr = x.clone().requires_grad_()
+            with use_kernel(kernel):
+                y = m(xr)
+                out.append((y.detach(), *torch.autograd.grad(y, [xr, m.weight], dy)))
+        bad += not all(torch.equal(a, b) for a, b in zip(*out))
+print("capability", torch.backends.cpu.get_cpu_capability(), "differing", bad)
+"""
+
+
+@pytest.mark.parametrize("capability", ["default", "avx2", "avx512"])
+def test_every_aten_capability_gives_the_graph_paths_bits(capability) -> None:
+    """ATen picks its kernels' vector width at start-up (ATEN_CPU_CAPABILITY): whichever
+    it picks, the operator's sums are at::sum's bits (its own where the order checks
+    find ATen's order, ATen's own calls where they do not)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = done.stdout.strip().splitlines()[-1]
+    assert line.endswith("differing 0"), line

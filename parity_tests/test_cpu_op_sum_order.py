@@ -43,9 +43,13 @@ def _call(preset: str, rows: int, n: int, dtype: torch.dtype, kernel: str):
         return torch.autograd.grad(y, [xr, m.weight], dy)
 
 
+_BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}
+
+
 def _same(ours, theirs) -> None:
+    """The same bits (torch.equal alone takes -0 for +0)."""
     for a, b in zip(ours, theirs, strict=True):
-        assert a.dtype == b.dtype and torch.equal(a, b)
+        assert a.dtype == b.dtype and torch.equal(a.view(_BITS[a.dtype]), b.view(_BITS[b.dtype]))
 
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda t: f"threads{t}")
@@ -157,3 +161,22 @@ def test_every_aten_capability_gives_the_graph_paths_bits(capability) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     line = done.stdout.strip().splitlines()[-1]
     assert line.endswith("differing 0"), line
+
+
+@pytest.mark.parametrize("shape", [(96,), (1, 96), (2, 1, 96)])
+def test_zero_products_keep_their_sign(shape) -> None:
+    """A zero dy against negative normalized values makes -0 products: the weight's
+    gradient is -0 where at::sum_to returns the products themselves (x without leading
+    dims) and +0 where it sums them (0 + -0), as autograd gives it on the graph path."""
+    m = RMSNorm(96)
+    x = -torch.rand(shape) - 0.5
+    dy = torch.zeros(shape)
+    grads = []
+    for kernel in ("auto", "graph"):
+        xr = x.clone().requires_grad_()
+        with use_kernel(kernel):
+            grads.append(torch.autograd.grad(m(xr), [xr, m.weight], dy))
+    _same(*grads)
+    ref = torch.nn.RMSNorm(96)
+    xr = x.clone().requires_grad_()
+    _same(grads[0], torch.autograd.grad(ref(xr), [xr, ref.weight], dy))

@@ -8,8 +8,8 @@
 // bits of the graph path's ops (kernels/_graph.py) in their order: the elementwise
 // steps as loops (each product, sum and conversion one IEEE operation, rounded as
 // ATen's kernels round: square_rows, finish_rows, gradient_rows, dx_rows, and the
-// per-row statistic's scalar steps), every sum over a row ATen's own at::sum (whose
-// summation order is ATen's), so that in backward every bit is what autograd computes
+// per-row statistic's scalar steps), every sum over a row in at::sum's own order
+// (row_sum, or at::sum itself), so that in backward every bit is what autograd computes
 // from that path (derivatives.yaml: mul, rsqrt, mean, pow, _to_copy). Reductions over
 // rows: the weight's gradient added up by row groups as the chunks make its products,
 // finished in at::sum_to's order (rmsnorm_sums.h), or, where that order is not known to
@@ -751,8 +751,9 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
     // one chunk (decode shapes): on the calling thread, with no views and no region,
     // whose set-up costs more than these rows' arithmetic
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    forward_rows(0, rows, own_sums ? at::Tensor() : at::empty({rows, n}, x.options().dtype(at::kFloat)),
-                 inv, y);
+    const at::Tensor t =
+        own_sums ? at::Tensor() : at::empty({rows, n}, x.options().dtype(at::kFloat));
+    forward_rows(0, rows, t, inv, y);
     return {y, inv};
   }
   at::Tensor y2 = y.view({rows, n});
@@ -790,10 +791,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
   at::Tensor dx2 = need_dx && two_dx ? at::empty(x.sizes(), x.options()) : at::Tensor();
   // the gain's gradient: its products summed by row groups as they are made, where this
   // process's at::sum is known to add them in the order sums::finish_columns finishes
-  // (every column in one of its blocks) and a group of rows is at most four chunks' worth
-  // (the chunks grow to whole groups); else stored in full for at::sum_to
+  // (every column in one of its blocks), a group of rows is at most four chunks' worth
+  // (the chunks grow to whole groups) and x has dims before the block (else at::sum_to
+  // sums nothing: the gradient is the products themselves, a -0 kept); else stored in
+  // full for at::sum_to
   const int64_t group = rows > 0 ? sums::group_rows(rows) : 1;
-  const bool grouped = need_dgain && rows > 0 && n % 32 == 0 && n * group <= 4 * kChunkElements &&
+  const bool grouped = need_dgain && rows > 0 && x.dim() > static_cast<int64_t>(block.size()) &&
+                       n % 32 == 0 && n * group <= 4 * kChunkElements &&
                        sums::column_order_holds(scale_dtype);
   at::Tensor group_sums =
       grouped ? at::empty({sums::groups(rows), n}, x.options().dtype(at::kFloat)) : at::Tensor();

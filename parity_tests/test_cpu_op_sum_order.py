@@ -180,3 +180,26 @@ def test_zero_products_keep_their_sign(shape) -> None:
     ref = torch.nn.RMSNorm(96)
     xr = x.clone().requires_grad_()
     _same(grads[0], torch.autograd.grad(ref(xr), [xr, ref.weight], dy))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("n", [32, 40])
+@pytest.mark.parametrize("rows,later", [(2, 1), (300, 17), (300, 290)])
+def test_weight_gradient_keeps_the_first_rows_nan(dtype, n, rows, later) -> None:
+    """Where a column's products hold NaNs of both signs (a NaN dy against a zero row
+    first, a row of x holding a NaN with its sign set later), the weight's gradient keeps
+    the NaN at::sum keeps (its running sum's, the first), in the grouped sums (n = 32) as
+    in at::sum_to (n = 40)."""
+    x = torch.ones(rows, n, dtype=dtype)
+    x[0] = 0.0
+    x[later, 0] = torch.tensor(float("nan"), dtype=dtype).neg()
+    dy = torch.ones(rows, n, dtype=dtype)
+    dy[0, 0] = float("nan")
+    grads = []
+    for kernel in ("auto", "graph"):
+        m = RMSNorm(n)
+        xr = x.clone().requires_grad_()
+        with use_kernel(kernel):
+            grads.append(torch.autograd.grad(m(xr), [m.weight], dy))
+    assert grads[0][0][0].isnan()
+    _same(*grads)

@@ -484,7 +484,7 @@ struct Products {
     }
     if (half) v = wide(static_cast<Dy>(v));
     float* s = group_sums + (r / group) * n + j;
-    *s = (r % group == 0 ? 0.0f : *s) + v;
+    *s = sums::add_kept(r % group == 0 ? 0.0f : *s, v);
   }
 #if RMSNORM_LANES
   void put8(int64_t r, int64_t o, int64_t j, int64_t n, __m256 v) const {
@@ -495,7 +495,10 @@ struct Products {
     }
     if (half) v = RoundTo<Dy>::apply8(v);
     float* s = group_sums + (r / group) * n + j;
-    store8(s, _mm256_add_ps(r % group == 0 ? _mm256_setzero_ps() : load8(s), v));
+    const __m256 acc = r % group == 0 ? _mm256_setzero_ps() : load8(s);
+    // sums::add_kept in lanes: acc's NaN where acc is NaN
+    const __m256 nan = _mm256_cmp_ps(acc, acc, _CMP_UNORD_Q);
+    store8(s, _mm256_blendv_ps(_mm256_add_ps(acc, v), acc, nan));
   }
 #endif
 };

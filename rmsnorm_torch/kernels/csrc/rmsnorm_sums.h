@@ -31,6 +31,11 @@
 
 namespace sums {
 
+// acc + v as at::sum's running sums add where both are NaN: acc's NaN is kept (measured
+// on torch 2.13: the first row's NaN; x86 keeps one source operand's NaN, and a compiler
+// may order an addition's operands either way, so the choice is written out).
+inline float add_kept(float acc, float v) { return std::isnan(acc) ? acc : acc + v; }
+
 // ATen's group length for a column of `rows` rows (multi_row_sum's level_step).
 inline int64_t group_rows(int64_t rows) {
   const int64_t ceil_log2 = rows <= 2 ? 1 : 64 - __builtin_clzll(static_cast<uint64_t>(rows - 1));
@@ -57,22 +62,22 @@ inline void finish_columns(const float* partial, int64_t rows, int64_t n, float*
   for (int64_t k = 0; k < full; ++k) {
     i += l;
     const float* g = partial + k * n;
-    for (int64_t j = 0; j < n; ++j) a1[j] += g[j];
+    for (int64_t j = 0; j < n; ++j) a1[j] = add_kept(a1[j], g[j]);
     if ((i & (mask << power)) != 0) continue;
     for (int64_t j = 0; j < n; ++j) {
-      a2[j] += a1[j];
+      a2[j] = add_kept(a2[j], a1[j]);
       a1[j] = 0.0f;
     }
     if ((i & (mask << (2 * power))) != 0) continue;
     for (int64_t j = 0; j < n; ++j) {
-      a3[j] += a2[j];
+      a3[j] = add_kept(a3[j], a2[j]);
       a2[j] = 0.0f;
     }
   }
   const float* tail = rows % l != 0 ? partial + full * n : nullptr;
   for (int64_t j = 0; j < n; ++j) {
     const float a0 = tail != nullptr ? tail[j] : 0.0f;
-    out[j] = 0.0f + (((a0 + a1[j]) + a2[j]) + a3[j]);
+    out[j] = 0.0f + add_kept(add_kept(add_kept(a0, a1[j]), a2[j]), a3[j]);
   }
 }
 
@@ -84,7 +89,7 @@ inline at::Tensor model_column_sums(const at::Tensor& p) {
   const float* v = wide.data_ptr<float>();
   for (int64_t r = 0; r < rows; ++r) {
     float* g = partial.data() + (r / l) * n;
-    for (int64_t j = 0; j < n; ++j) g[j] += v[r * n + j];
+    for (int64_t j = 0; j < n; ++j) g[j] = add_kept(g[j], v[r * n + j]);
   }
   at::Tensor out = at::empty({n}, wide.options());
   finish_columns(partial.data(), rows, n, out.data_ptr<float>());

@@ -99,11 +99,11 @@ inline at::Tensor model_column_sums(const at::Tensor& p) {
 // Whether at::sum over rows gives the model's bits for dtype t (float32, bfloat16 or
 // float16), found once per process on probe matrices: values over many binades, 96
 // columns (three blocks of 32: a 16-lane kernel would stream the last 32), row counts
-// with and without a tail, below and above ATen's parallel grain.
+// with and without a tail, below and above ATen's parallel grain, reaching each level.
 inline bool probe_columns(at::ScalarType t) {
   at::NoGradGuard no_grad;
   uint64_t state = 0x9E3779B97F4A7C15ull;
-  for (const int64_t rows : {37, 300, 1100}) {
+  for (const int64_t rows : {37, 300, 1100, 4100}) {
     const int64_t n = 96;
     at::Tensor p = at::empty({rows, n}, at::TensorOptions().dtype(at::kFloat));
     float* d = p.data_ptr<float>();

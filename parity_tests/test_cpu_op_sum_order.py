@@ -109,7 +109,8 @@ LENGTHS = [5, 8, 13, 33, 100, 1000, 4103, 8200, 20011, 32767, 32768]
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("n", LENGTHS)
 def test_row_sums_are_the_graph_paths(n, dtype) -> None:
-    """A row's sum is one thread's at any thread count (the threads split rows)."""
+    """Rows' sums at each length, forward and backward, against the graph path's (at the
+    default thread count: a row's sum is one thread's at any count, the threads split rows)."""
     for preset in ("torch", "t5", "flax"):
         for rows in (1, 19):
             _same(_call(preset, rows, n, dtype, "auto"), _call(preset, rows, n, dtype, "graph"))

@@ -28,6 +28,12 @@ def to_numpy(t: torch.Tensor | None) -> np.ndarray | None:
     return t.numpy()
 
 
+def bits(t: torch.Tensor) -> torch.Tensor:
+    """``t``'s bits, as integers of its width: ``torch.equal`` on them tells -0 from +0
+    (and one NaN from another), where on the floats it does not."""
+    return t.view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()])
+
+
 def module_for(problem) -> RMSNorm:
     """An RMSNorm of ``problem.spec`` carrying the problem's parameters."""
     from rmsnorm_core import param_shape

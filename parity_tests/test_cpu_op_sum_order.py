@@ -17,6 +17,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _torch_helpers import bits  # noqa: E402
+
 from rmsnorm_core import RMSNormSpec  # noqa: E402
 from rmsnorm_torch import RMSNorm, use_kernel  # noqa: E402
 from rmsnorm_torch.kernels._cpu_op import status  # noqa: E402
@@ -53,13 +55,10 @@ def _call(preset: str, rows: int, n: int, dtype: torch.dtype, kernel: str):
     return _grads(m, x, dy, kernel)
 
 
-_BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}
-
-
 def _same(ours, theirs) -> None:
     """The same bits (torch.equal alone takes -0 for +0)."""
     for a, b in zip(ours, theirs, strict=True):
-        assert a.dtype == b.dtype and torch.equal(a.view(_BITS[a.dtype]), b.view(_BITS[b.dtype]))
+        assert a.dtype == b.dtype and torch.equal(bits(a), bits(b))
 
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda t: f"threads{t}")

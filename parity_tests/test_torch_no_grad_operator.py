@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import torch.autograd.forward_ad as fwAD  # noqa: E402
-from _torch_helpers import upstream_pair  # noqa: E402
+from _torch_helpers import bits, upstream_pair  # noqa: E402
 
 from rmsnorm_core import RMSNormShapeError, RMSNormSpec  # noqa: E402
 from rmsnorm_torch import RMSNorm  # noqa: E402
@@ -32,10 +32,6 @@ def _ops(fn) -> set:
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         fn()
     return {event.key for event in prof.key_averages()}
-
-
-def _bits(t: torch.Tensor) -> torch.Tensor:
-    return t.view(torch.int16) if t.element_size() == 2 else t.view(torch.int32)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -62,7 +58,7 @@ def test_the_operator_gives_the_upstreams_bits_where_autograd_is_off(preset, dty
             assert OP in _ops(lambda m=ours: m(x))
             for _ in range(2):  # the keyed path, then the memo
                 y = ours(x)
-                assert y.dtype == expected.dtype and torch.equal(_bits(y), _bits(expected))
+                assert y.dtype == expected.dtype and torch.equal(bits(y), bits(expected))
 
 
 def test_grad_mode_changes_between_calls_of_one_module():

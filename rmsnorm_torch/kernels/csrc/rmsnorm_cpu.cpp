@@ -267,7 +267,7 @@ void square_rows(const In* x, float* t, int64_t count) {
 // of values src gives (the squares of x's row, or a scratch row as it is), without
 // storing them or calling ATen: the row's n / 8 vectors go to four streams in turn (up to
 // the last whole round of four; the vectors after it to stream 0 later), each stream's
-// vectors added in multi_row_sum's groups and levels (sums::group_rows), the streams
+// vectors added in multi_row_sum's groups and levels (sums::Groups), the streams
 // added 0 + 1 + 2 + 3; then the n % 8 values after the vectors from +0, then the eight
 // lanes in order; stored as 0 + that. Whether this process's at::sum adds so is checked
 // once (row_order_holds); where it does not, or n is below 8 or at ATen's parallel grain
@@ -327,23 +327,21 @@ constexpr int64_t kRowSumMax = 32768;  // ATen's GRAIN_SIZE
 template <typename Src>
 float row_sum(const Src& src, int64_t n) {
   const int64_t vecs = n / 8, per = vecs / 4;
-  const int64_t l = sums::group_rows(per);
-  const int64_t power = __builtin_ctzll(static_cast<uint64_t>(l));
-  const int64_t mask = l - 1;
+  const sums::Groups groups(per);
   V8 acc[4][4];  // [level][stream]
   for (auto& level : acc)
     for (auto& a : level) a = V8::zero();
   int64_t i = 0;
-  for (; i + l <= per;) {
-    for (int64_t j = 0; j < l; ++j, ++i) {
+  for (; i + groups.length <= per;) {
+    for (int64_t j = 0; j < groups.length; ++j, ++i) {
       for (int s = 0; s < 4; ++s) acc[0][s] = acc[0][s] + src.vec((i * 4 + s) * 8);
     }
-    for (int level = 1; level < 4; ++level) {
+    const int carries = groups.carries(i);
+    for (int level = 1; level <= carries; ++level) {
       for (int s = 0; s < 4; ++s) {
         acc[level][s] = acc[level][s] + acc[level - 1][s];
         acc[level - 1][s] = V8::zero();
       }
-      if ((i & (mask << (level * power))) != 0) break;
     }
   }
   for (; i < per; ++i) {
@@ -373,11 +371,7 @@ bool row_order_holds() {
     for (const int64_t n : {8, 13, 37, 100, 131, 1000, 4096, 4103, 8200, 20011}) {
       at::Tensor t = at::empty({3, n}, at::TensorOptions().dtype(at::kFloat));
       float* d = t.data_ptr<float>();
-      for (int64_t k = 0; k < 3 * n; ++k) {
-        state = state * 6364136223846793005ull + 1442695040888963407ull;
-        const float unit = static_cast<float>(state >> 40) / static_cast<float>(1 << 24);
-        d[k] = std::ldexp(unit - 0.5f, static_cast<int>((state >> 20) % 24) - 12);
-      }
+      sums::probe_values(d, 3 * n, state);
       const at::Tensor aten = at::sum(t, {-1});
       for (int64_t r = 0; r < 3; ++r) {
         const float ours = row_sum(Values{d + r * n}, n);
@@ -388,6 +382,9 @@ bool row_order_holds() {
   }();
   return holds;
 }
+
+// Whether a row of n takes row_sum (else at::sum on a scratch).
+bool own_row_sums(int64_t n) { return n >= 8 && n < kRowSumMax && row_order_holds(); }
 
 // y = out(round(h * inv) * g + b), or out(h * (inv * g) + b) for flax's order.
 template <typename In, typename Out, typename Round>
@@ -733,7 +730,7 @@ std::tuple<at::Tensor, at::Tensor> rmsnorm_forward(
   // the steps on rows [start, start + m): the row sums of the squares into invb (by
   // row_sum, or as squares into the scratch t and at::sum), the statistic in place, the
   // finished rows into yb
-  const bool own_sums = n >= 8 && n < kRowSumMax && row_order_holds();
+  const bool own_sums = own_row_sums(n);
   const auto forward_rows = [&](int64_t start, int64_t m, const at::Tensor& t, at::Tensor& invb,
                                 at::Tensor& yb) {
     with_data(x, [&](auto* xp) {
@@ -798,12 +795,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
   // (the chunks grow to whole groups) and x has dims before the block (else at::sum_to
   // sums nothing: the gradient is the products themselves, a -0 kept); else stored in
   // full for at::sum_to
-  const int64_t group = rows > 0 ? sums::group_rows(rows) : 1;
+  const int64_t group = rows > 0 ? sums::Groups(rows).length : 1;
   const bool grouped = need_dgain && rows > 0 && x.dim() > static_cast<int64_t>(block.size()) &&
                        n % 32 == 0 && n * group <= 4 * kChunkElements &&
                        sums::column_order_holds(scale_dtype);
   at::Tensor group_sums =
-      grouped ? at::empty({sums::groups(rows), n}, x.options().dtype(at::kFloat)) : at::Tensor();
+      grouped ? at::empty({sums::Groups(rows).count_of(rows), n}, x.options().dtype(at::kFloat))
+              : at::Tensor();
   at::Tensor p = need_dgain && !grouped ? at::empty(x.sizes(), x.options().dtype(scale_dtype))
                                         : at::Tensor();
   const at::Tensor g = float_block(gain, n);
@@ -819,7 +817,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rmsnorm_backward(
     const bool p_half = need_dgain && scale_dtype != at::kFloat;
     TORCH_CHECK(!p_half || scale_dtype == dy.scalar_type(), "rmsnorm_bridge: scale_dtype ",
                 scale_dtype, " must be float32 or dy's dtype ", dy.scalar_type());
-    const bool own_sums = n >= 8 && n < kRowSumMax && row_order_holds();
+    const bool own_sums = own_row_sums(n);
     for_chunks(rows, n, x.options(), [&](int64_t start, int64_t stop, Scratch& scratch) {
       const int64_t m = stop - start;
       at::Tensor c = scratch.get(0, m);

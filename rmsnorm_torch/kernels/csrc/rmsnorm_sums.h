@@ -36,56 +36,75 @@ namespace sums {
 // may order an addition's operands either way, so the choice is written out).
 inline float add_kept(float acc, float v) { return std::isnan(acc) ? acc : acc + v; }
 
-// ATen's group length for a column of `rows` rows (multi_row_sum's level_step).
-inline int64_t group_rows(int64_t rows) {
-  const int64_t ceil_log2 = rows <= 2 ? 1 : 64 - __builtin_clzll(static_cast<uint64_t>(rows - 1));
-  return int64_t(1) << std::max<int64_t>(4, ceil_log2 / 4);
-}
+// ATen's groups for a sum of `count` terms (multi_row_sum): groups of length
+// 2^max(4, ceil_log2(count) / 4), whose sums go to level 1; after the group ending at
+// term i, carries(i) levels take their sums up (1: the group's into level 1; 2: level 1
+// into level 2 too, at every length-th group; 3: level 2 into level 3 too, at every
+// length^2-th).
+struct Groups {
+  int64_t length, power;
+  explicit Groups(int64_t count) {
+    const int64_t ceil_log2 =
+        count <= 2 ? 1 : 64 - __builtin_clzll(static_cast<uint64_t>(count - 1));
+    power = std::max<int64_t>(4, ceil_log2 / 4);
+    length = int64_t(1) << power;
+  }
+  int carries(int64_t i) const {
+    const int64_t mask = length - 1;
+    if ((i & (mask << power)) != 0) return 1;
+    if ((i & (mask << (2 * power))) != 0) return 2;
+    return 3;
+  }
+  int64_t count_of(int64_t terms) const { return (terms + length - 1) / length; }
+};
 
-inline int64_t groups(int64_t rows) {
-  const int64_t l = group_rows(rows);
-  return (rows + l - 1) / l;
-}
-
-// The column sums from the groups' sums `partial` (groups(rows) rows of n floats, each
-// its rows added in order from +0), in cascade_sum's order.
+// The column sums from the groups' sums `partial` (Groups(rows).count_of(rows) rows of n
+// floats, each its rows added in order from +0), in cascade_sum's order.
 inline void finish_columns(const float* partial, int64_t rows, int64_t n, float* out) {
-  const int64_t l = group_rows(rows);
-  const int64_t power = __builtin_ctzll(static_cast<uint64_t>(l));
-  const int64_t mask = l - 1;
-  const int64_t full = rows / l;
+  const Groups groups(rows);
+  const int64_t full = rows / groups.length;
   std::vector<float> level(3 * n, 0.0f);
   float* a1 = level.data();
   float* a2 = a1 + n;
   float* a3 = a2 + n;
-  int64_t i = 0;
   for (int64_t k = 0; k < full; ++k) {
-    i += l;
     const float* g = partial + k * n;
+    const int carries = groups.carries((k + 1) * groups.length);
     for (int64_t j = 0; j < n; ++j) a1[j] = add_kept(a1[j], g[j]);
-    if ((i & (mask << power)) != 0) continue;
+    if (carries < 2) continue;
     for (int64_t j = 0; j < n; ++j) {
       a2[j] = add_kept(a2[j], a1[j]);
       a1[j] = 0.0f;
     }
-    if ((i & (mask << (2 * power))) != 0) continue;
+    if (carries < 3) continue;
     for (int64_t j = 0; j < n; ++j) {
       a3[j] = add_kept(a3[j], a2[j]);
       a2[j] = 0.0f;
     }
   }
-  const float* tail = rows % l != 0 ? partial + full * n : nullptr;
+  const float* tail = rows % groups.length != 0 ? partial + full * n : nullptr;
   for (int64_t j = 0; j < n; ++j) {
     const float a0 = tail != nullptr ? tail[j] : 0.0f;
     out[j] = 0.0f + add_kept(add_kept(add_kept(a0, a1[j]), a2[j]), a3[j]);
   }
 }
 
+// Probe values: count floats over 24 binades, both signs, from a linear congruential
+// state (the same values in every process).
+inline void probe_values(float* d, int64_t count, uint64_t& state) {
+  for (int64_t k = 0; k < count; ++k) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const float unit = static_cast<float>(state >> 40) / static_cast<float>(1 << 24);
+    d[k] = std::ldexp(unit - 0.5f, static_cast<int>((state >> 20) % 24) - 12);
+  }
+}
+
 // The model's sums of a (rows, n) float matrix holding values of dtype t, as t.
 inline at::Tensor model_column_sums(const at::Tensor& p) {
   const at::Tensor wide = p.to(at::kFloat).contiguous();
-  const int64_t rows = wide.size(0), n = wide.size(1), l = group_rows(rows);
-  std::vector<float> partial(groups(rows) * n, 0.0f);
+  const int64_t rows = wide.size(0), n = wide.size(1);
+  const int64_t l = Groups(rows).length;
+  std::vector<float> partial(Groups(rows).count_of(rows) * n, 0.0f);
   const float* v = wide.data_ptr<float>();
   for (int64_t r = 0; r < rows; ++r) {
     float* g = partial.data() + (r / l) * n;
@@ -106,13 +125,7 @@ inline bool probe_columns(at::ScalarType t) {
   for (const int64_t rows : {37, 300, 1100, 4100}) {
     const int64_t n = 96;
     at::Tensor p = at::empty({rows, n}, at::TensorOptions().dtype(at::kFloat));
-    float* d = p.data_ptr<float>();
-    for (int64_t k = 0; k < rows * n; ++k) {
-      state = state * 6364136223846793005ull + 1442695040888963407ull;
-      const float unit = static_cast<float>(state >> 40) / static_cast<float>(1 << 24);
-      const int exponent = static_cast<int>((state >> 20) % 24) - 12;
-      d[k] = std::ldexp(unit - 0.5f, exponent);
-    }
+    probe_values(p.data_ptr<float>(), rows * n, state);
     p = p.to(t);
     const at::Tensor aten = at::sum(p, {0});
     const at::Tensor model = model_column_sums(p);
